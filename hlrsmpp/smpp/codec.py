@@ -1,0 +1,482 @@
+"""SMPP 3.4 codec: bytes <-> PDUs, sans-IO.
+
+Every SMPP 3.4 PDU is described once, in ``BODIES``, as its ordered mandatory
+parameters; one generic decoder and one encoder walk that table. Bytes from the
+network are untrusted: every length is checked against the frame and against
+the field maxima of SMPP 3.4 §5.2, and a malformed body yields a
+``DecodeError`` carrying the ``command_status`` to answer with.
+
+The hot path (submit_sm in, submit_sm_resp and deliver_sm out) has dedicated
+encoders that build one ``bytes`` object with no intermediate PDU.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+from struct import Struct
+
+from .status import Status
+
+HEADER = Struct(">IIII")
+U8 = Struct(">B")
+U16 = Struct(">H")
+U32 = Struct(">I")
+TLV_HEAD = Struct(">HH")
+
+#: No legitimate SMPP 3.4 PDU is larger: submit_multi with 254 destinations and a
+#: 254-octet message plus TLVs stays well under this. Configurable lower per server.
+MAX_PDU_SIZE = 65536
+
+
+class Command(IntEnum):
+    GENERIC_NACK = 0x80000000
+    BIND_RECEIVER = 0x00000001
+    BIND_RECEIVER_RESP = 0x80000001
+    BIND_TRANSMITTER = 0x00000002
+    BIND_TRANSMITTER_RESP = 0x80000002
+    QUERY_SM = 0x00000003
+    QUERY_SM_RESP = 0x80000003
+    SUBMIT_SM = 0x00000004
+    SUBMIT_SM_RESP = 0x80000004
+    DELIVER_SM = 0x00000005
+    DELIVER_SM_RESP = 0x80000005
+    UNBIND = 0x00000006
+    UNBIND_RESP = 0x80000006
+    REPLACE_SM = 0x00000007
+    REPLACE_SM_RESP = 0x80000007
+    CANCEL_SM = 0x00000008
+    CANCEL_SM_RESP = 0x80000008
+    BIND_TRANSCEIVER = 0x00000009
+    BIND_TRANSCEIVER_RESP = 0x80000009
+    OUTBIND = 0x0000000B
+    ENQUIRE_LINK = 0x00000015
+    ENQUIRE_LINK_RESP = 0x80000015
+    SUBMIT_MULTI = 0x00000021
+    SUBMIT_MULTI_RESP = 0x80000021
+    ALERT_NOTIFICATION = 0x00000102
+    DATA_SM = 0x00000103
+    DATA_SM_RESP = 0x80000103
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self & 0x80000000)
+
+    @property
+    def response(self) -> "Command":
+        """The _resp of a request (generic_nack for those that have none)."""
+        try:
+            return Command(self | 0x80000000)
+        except ValueError:
+            return Command.GENERIC_NACK
+
+
+class Tag(IntEnum):
+    """SMPP 3.4 §5.3.2 optional parameter tags."""
+    DEST_ADDR_SUBUNIT = 0x0005
+    DEST_NETWORK_TYPE = 0x0006
+    DEST_BEARER_TYPE = 0x0007
+    DEST_TELEMATICS_ID = 0x0008
+    SOURCE_ADDR_SUBUNIT = 0x000D
+    SOURCE_NETWORK_TYPE = 0x000E
+    SOURCE_BEARER_TYPE = 0x000F
+    SOURCE_TELEMATICS_ID = 0x0010
+    QOS_TIME_TO_LIVE = 0x0017
+    PAYLOAD_TYPE = 0x0019
+    ADDITIONAL_STATUS_INFO_TEXT = 0x001D
+    RECEIPTED_MESSAGE_ID = 0x001E
+    MS_MSG_WAIT_FACILITIES = 0x0030
+    PRIVACY_INDICATOR = 0x0201
+    SOURCE_SUBADDRESS = 0x0202
+    DEST_SUBADDRESS = 0x0203
+    USER_MESSAGE_REFERENCE = 0x0204
+    USER_RESPONSE_CODE = 0x0205
+    SOURCE_PORT = 0x020A
+    DESTINATION_PORT = 0x020B
+    SAR_MSG_REF_NUM = 0x020C
+    LANGUAGE_INDICATOR = 0x020D
+    SAR_TOTAL_SEGMENTS = 0x020E
+    SAR_SEGMENT_SEQNUM = 0x020F
+    SC_INTERFACE_VERSION = 0x0210
+    CALLBACK_NUM_PRES_IND = 0x0302
+    CALLBACK_NUM_ATAG = 0x0303
+    NUMBER_OF_MESSAGES = 0x0304
+    CALLBACK_NUM = 0x0381
+    DPF_RESULT = 0x0420
+    SET_DPF = 0x0421
+    MS_AVAILABILITY_STATUS = 0x0422
+    NETWORK_ERROR_CODE = 0x0423
+    MESSAGE_PAYLOAD = 0x0424
+    DELIVERY_FAILURE_REASON = 0x0425
+    MORE_MESSAGES_TO_SEND = 0x0426
+    MESSAGE_STATE = 0x0427
+    USSD_SERVICE_OP = 0x0501
+    DISPLAY_TIME = 0x1201
+    SMS_SIGNAL = 0x1203
+    MS_VALIDITY = 0x1204
+    ALERT_ON_MESSAGE_DELIVERY = 0x130C
+    ITS_REPLY_TYPE = 0x1380
+    ITS_SESSION_INFO = 0x1383
+
+
+#: Value lengths SMPP 3.4 fixes (or bounds) per tag: (min, max).
+TLV_LENGTHS: dict[int, tuple[int, int]] = {
+    Tag.DEST_ADDR_SUBUNIT: (1, 1), Tag.DEST_NETWORK_TYPE: (1, 1),
+    Tag.DEST_BEARER_TYPE: (1, 1), Tag.DEST_TELEMATICS_ID: (2, 2),
+    Tag.SOURCE_ADDR_SUBUNIT: (1, 1), Tag.SOURCE_NETWORK_TYPE: (1, 1),
+    Tag.SOURCE_BEARER_TYPE: (1, 1), Tag.SOURCE_TELEMATICS_ID: (1, 1),
+    Tag.QOS_TIME_TO_LIVE: (4, 4), Tag.PAYLOAD_TYPE: (1, 1),
+    Tag.ADDITIONAL_STATUS_INFO_TEXT: (1, 256), Tag.RECEIPTED_MESSAGE_ID: (1, 65),
+    Tag.MS_MSG_WAIT_FACILITIES: (1, 1), Tag.PRIVACY_INDICATOR: (1, 1),
+    Tag.SOURCE_SUBADDRESS: (2, 23), Tag.DEST_SUBADDRESS: (2, 23),
+    Tag.USER_MESSAGE_REFERENCE: (2, 2), Tag.USER_RESPONSE_CODE: (1, 1),
+    Tag.SOURCE_PORT: (2, 2), Tag.DESTINATION_PORT: (2, 2),
+    Tag.SAR_MSG_REF_NUM: (2, 2), Tag.LANGUAGE_INDICATOR: (1, 1),
+    Tag.SAR_TOTAL_SEGMENTS: (1, 1), Tag.SAR_SEGMENT_SEQNUM: (1, 1),
+    Tag.SC_INTERFACE_VERSION: (1, 1), Tag.CALLBACK_NUM_PRES_IND: (1, 1),
+    Tag.CALLBACK_NUM_ATAG: (0, 65), Tag.NUMBER_OF_MESSAGES: (1, 1),
+    Tag.CALLBACK_NUM: (4, 19), Tag.DPF_RESULT: (1, 1), Tag.SET_DPF: (1, 1),
+    Tag.MS_AVAILABILITY_STATUS: (1, 1), Tag.NETWORK_ERROR_CODE: (3, 3),
+    Tag.MESSAGE_PAYLOAD: (0, 65535), Tag.DELIVERY_FAILURE_REASON: (1, 1),
+    Tag.MORE_MESSAGES_TO_SEND: (1, 1), Tag.MESSAGE_STATE: (1, 1),
+    Tag.USSD_SERVICE_OP: (1, 1), Tag.DISPLAY_TIME: (1, 1), Tag.SMS_SIGNAL: (2, 2),
+    Tag.MS_VALIDITY: (1, 1), Tag.ALERT_ON_MESSAGE_DELIVERY: (0, 0),
+    Tag.ITS_REPLY_TYPE: (1, 1), Tag.ITS_SESSION_INFO: (2, 2),
+}
+
+# Field kinds of the mandatory parameters.
+C = "c"          # C-Octet String; the size is the maximum INCLUDING the NUL (§5.2)
+B = "b"          # Integer, 1 octet
+I4 = "i"         # Integer, 4 octets
+SM = "sm"        # sm_length (1 octet) then that many octets of short_message
+DESTS = "dests"  # submit_multi: number_of_dests then dest_address entries
+UNSUCC = "unsucc"  # submit_multi_resp: no_unsuccess then unsuccess_sme entries
+
+_ADDR21 = [("ton", B), ("npi", B), ("addr", C, 21)]
+_MESSAGE_TAIL = [
+    ("esm_class", B), ("protocol_id", B), ("priority_flag", B),
+    ("schedule_delivery_time", C, 17), ("validity_period", C, 17),
+    ("registered_delivery", B), ("replace_if_present_flag", B),
+    ("data_coding", B), ("sm_default_msg_id", B), ("short_message", SM),
+]
+_BIND = [
+    ("system_id", C, 16), ("password", C, 9), ("system_type", C, 13),
+    ("interface_version", B), ("addr_ton", B), ("addr_npi", B), ("address_range", C, 41),
+]
+_SM_BODY = [
+    ("service_type", C, 6),
+    ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 21),
+    ("dest_addr_ton", B), ("dest_addr_npi", B), ("destination_addr", C, 21),
+] + _MESSAGE_TAIL
+
+#: command -> (mandatory parameters, optional parameters allowed?)
+BODIES: dict[Command, tuple[list[tuple], bool]] = {
+    Command.GENERIC_NACK: ([], False),
+    Command.BIND_RECEIVER: (_BIND, False),
+    Command.BIND_TRANSMITTER: (_BIND, False),
+    Command.BIND_TRANSCEIVER: (_BIND, False),
+    Command.BIND_RECEIVER_RESP: ([("system_id", C, 16)], True),
+    Command.BIND_TRANSMITTER_RESP: ([("system_id", C, 16)], True),
+    Command.BIND_TRANSCEIVER_RESP: ([("system_id", C, 16)], True),
+    Command.OUTBIND: ([("system_id", C, 16), ("password", C, 9)], False),
+    Command.UNBIND: ([], False),
+    Command.UNBIND_RESP: ([], False),
+    Command.ENQUIRE_LINK: ([], False),
+    Command.ENQUIRE_LINK_RESP: ([], False),
+    Command.SUBMIT_SM: (_SM_BODY, True),
+    Command.SUBMIT_SM_RESP: ([("message_id", C, 65)], False),
+    Command.DELIVER_SM: (_SM_BODY, True),
+    Command.DELIVER_SM_RESP: ([("message_id", C, 65)], False),
+    Command.SUBMIT_MULTI: ([
+        ("service_type", C, 6),
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 21),
+        ("dest_address", DESTS),
+    ] + _MESSAGE_TAIL, True),
+    Command.SUBMIT_MULTI_RESP: ([("message_id", C, 65), ("unsuccess_sme", UNSUCC)], False),
+    Command.DATA_SM: ([
+        ("service_type", C, 6),
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 65),
+        ("dest_addr_ton", B), ("dest_addr_npi", B), ("destination_addr", C, 65),
+        ("esm_class", B), ("registered_delivery", B), ("data_coding", B),
+    ], True),
+    Command.DATA_SM_RESP: ([("message_id", C, 65)], True),
+    Command.QUERY_SM: ([
+        ("message_id", C, 65),
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 21),
+    ], False),
+    Command.QUERY_SM_RESP: ([
+        ("message_id", C, 65), ("final_date", C, 17), ("message_state", B), ("error_code", B),
+    ], False),
+    Command.CANCEL_SM: ([
+        ("service_type", C, 6), ("message_id", C, 65),
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 21),
+        ("dest_addr_ton", B), ("dest_addr_npi", B), ("destination_addr", C, 21),
+    ], False),
+    Command.CANCEL_SM_RESP: ([], False),
+    Command.REPLACE_SM: ([
+        ("message_id", C, 65),
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 21),
+        ("schedule_delivery_time", C, 17), ("validity_period", C, 17),
+        ("registered_delivery", B), ("sm_default_msg_id", B), ("short_message", SM),
+    ], False),
+    Command.REPLACE_SM_RESP: ([], False),
+    Command.ALERT_NOTIFICATION: ([
+        ("source_addr_ton", B), ("source_addr_npi", B), ("source_addr", C, 65),
+        ("esme_addr_ton", B), ("esme_addr_npi", B), ("esme_addr", C, 65),
+    ], True),
+}
+
+#: A _resp to a failed request may carry no body at all (SMPP 3.4 §4, e.g. bind_resp).
+_EMPTY_BODY_OK_ON_ERROR = frozenset(c for c in Command if c.is_response)
+
+#: Which status answers a field that overruns its maximum.
+_FIELD_STATUS = {
+    "destination_addr": Status.RINVDSTADR, "source_addr": Status.RINVSRCADR,
+    "system_id": Status.RINVSYSID, "password": Status.RINVPASWD,
+    "system_type": Status.RINVSYSTYP, "message_id": Status.RINVMSGID,
+    "short_message": Status.RINVMSGLEN, "service_type": Status.RINVSERTYP,
+    "schedule_delivery_time": Status.RINVSCHED, "validity_period": Status.RINVEXPIRY,
+    "dest_address": Status.RINVNUMDESTS,
+}
+
+
+class DecodeError(Exception):
+    """A PDU body that breaks SMPP 3.4: answer ``status`` (a value, not a crash)."""
+
+    def __init__(self, status: Status, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class Pdu:
+    """One SMPP PDU: header, mandatory parameters by name, TLVs by tag (raw values)."""
+
+    __slots__ = ("command", "status", "sequence", "params", "tlvs")
+
+    def __init__(self, command: int, sequence: int = 0, status: int = 0,
+                 params: dict | None = None, tlvs: dict[int, bytes] | None = None):
+        self.command = command
+        self.status = status
+        self.sequence = sequence
+        self.params = params if params is not None else {}
+        self.tlvs = tlvs if tlvs is not None else {}
+
+    def __getitem__(self, name: str):
+        return self.params[name]
+
+    def get(self, name: str, default=None):
+        return self.params.get(name, default)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Pdu) and (
+            self.command, self.status, self.sequence, self.params, self.tlvs
+        ) == (other.command, other.status, other.sequence, other.params, other.tlvs)
+
+    def __repr__(self) -> str:
+        try:
+            name = Command(self.command).name.lower()
+        except ValueError:
+            name = hex(self.command)
+        return f"<{name} seq={self.sequence} status={self.status:#x} {self.params} tlvs={self.tlvs}>"
+
+
+def _cstring(body: bytes, pos: int, end: int, size: int, name: str) -> tuple[str, int]:
+    """Read a C-Octet String of at most ``size`` octets including its NUL."""
+    nul = body.find(b"\0", pos, min(end, pos + size))
+    if nul < 0:
+        status = _FIELD_STATUS.get(name, Status.RINVCMDLEN if end - pos < size else Status.RINVPARLEN)
+        raise DecodeError(status, f"{name}: no NUL within {size} octets")
+    return body[pos:nul].decode("latin-1"), nul + 1
+
+
+def _u8(body: bytes, pos: int, end: int, name: str) -> int:
+    if pos >= end:
+        raise DecodeError(Status.RINVCMDLEN, f"{name}: body too short")
+    return body[pos]
+
+
+def decode_tlvs(body: bytes, pos: int, end: int) -> dict[int, bytes]:
+    tlvs: dict[int, bytes] = {}
+    while pos < end:
+        if end - pos < 4:
+            raise DecodeError(Status.RINVOPTPARSTREAM, "truncated TLV header")
+        tag, length = TLV_HEAD.unpack_from(body, pos)
+        pos += 4
+        if pos + length > end:
+            raise DecodeError(Status.RINVOPTPARSTREAM, f"TLV {tag:#06x} overruns the PDU")
+        bounds = TLV_LENGTHS.get(tag)
+        if bounds is not None and not bounds[0] <= length <= bounds[1]:
+            raise DecodeError(Status.RINVPARLEN, f"TLV {tag:#06x} has length {length}")
+        tlvs[tag] = body[pos:pos + length]
+        pos += length
+    return tlvs
+
+
+def decode_body(command: Command, status: int, sequence: int, body: bytes,
+                pos: int = 0, end: int | None = None) -> Pdu:
+    """Decode the body of a known command; raises DecodeError with the status to answer."""
+    if end is None:
+        end = len(body)
+    fields, has_tlvs = BODIES[command]
+    params: dict = {}
+    if pos == end and status and command in _EMPTY_BODY_OK_ON_ERROR:
+        return Pdu(command, sequence, status, params)
+    for field in fields:
+        name, kind = field[0], field[1]
+        if kind is C:
+            params[name], pos = _cstring(body, pos, end, field[2], name)
+        elif kind is B:
+            params[name] = _u8(body, pos, end, name)
+            pos += 1
+        elif kind is SM:
+            length = _u8(body, pos, end, "sm_length")
+            pos += 1
+            if length > 254 or pos + length > end:
+                raise DecodeError(Status.RINVMSGLEN, f"sm_length {length} overruns the PDU")
+            params[name] = body[pos:pos + length]
+            pos += length
+        elif kind is DESTS:
+            params[name], pos = _decode_dests(body, pos, end)
+        elif kind is UNSUCC:
+            params[name], pos = _decode_unsuccess(body, pos, end)
+        else:  # pragma: no cover - table error
+            raise AssertionError(kind)
+    if pos < end:
+        if not has_tlvs:
+            raise DecodeError(Status.RINVCMDLEN, f"{end - pos} octets after the last parameter")
+        return Pdu(command, sequence, status, params, decode_tlvs(body, pos, end))
+    return Pdu(command, sequence, status, params)
+
+
+def _decode_dests(body: bytes, pos: int, end: int) -> tuple[list, int]:
+    count = _u8(body, pos, end, "number_of_dests")
+    pos += 1
+    if not 1 <= count <= 254:
+        raise DecodeError(Status.RINVNUMDESTS, f"number_of_dests {count}")
+    dests = []
+    for _ in range(count):
+        flag = _u8(body, pos, end, "dest_flag")
+        pos += 1
+        if flag == 1:
+            ton = _u8(body, pos, end, "dest_addr_ton")
+            npi = _u8(body, pos + 1, end, "dest_addr_npi")
+            addr, pos = _cstring(body, pos + 2, end, 21, "destination_addr")
+            dests.append((ton, npi, addr))
+        elif flag == 2:
+            name, pos = _cstring(body, pos, end, 21, "dl_name")
+            dests.append(name)
+        else:
+            raise DecodeError(Status.RINVDESTFLAG, f"dest_flag {flag}")
+    return dests, pos
+
+
+def _decode_unsuccess(body: bytes, pos: int, end: int) -> tuple[list, int]:
+    count = _u8(body, pos, end, "no_unsuccess")
+    pos += 1
+    items = []
+    for _ in range(count):
+        ton = _u8(body, pos, end, "dest_addr_ton")
+        npi = _u8(body, pos + 1, end, "dest_addr_npi")
+        addr, pos = _cstring(body, pos + 2, end, 21, "destination_addr")
+        if pos + 4 > end:
+            raise DecodeError(Status.RINVCMDLEN, "error_status_code: body too short")
+        items.append((ton, npi, addr, U32.unpack_from(body, pos)[0]))
+        pos += 4
+    return items, pos
+
+
+def decode(data: bytes) -> Pdu:
+    """Decode exactly one complete PDU (header included). For tests and tools;
+    the session machine frames a byte stream itself."""
+    if len(data) < 16:
+        raise DecodeError(Status.RINVCMDLEN, "shorter than a PDU header")
+    length, command_id, status, sequence = HEADER.unpack_from(data)
+    if length != len(data):
+        raise DecodeError(Status.RINVCMDLEN, f"command_length {length} != {len(data)}")
+    try:
+        command = Command(command_id)
+    except ValueError:
+        raise DecodeError(Status.RINVCMDID, f"command_id {command_id:#010x}") from None
+    return decode_body(command, status, sequence, data, 16, length)
+
+
+# ---------------------------------------------------------------- encoding
+
+def _enc_cstring(value, size: int, name: str) -> bytes:
+    raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+    if len(raw) >= size or b"\0" in raw:
+        raise ValueError(f"{name}: {len(raw)} octets do not fit a C-string of {size}")
+    return raw + b"\0"
+
+
+def encode_tlvs(tlvs: dict[int, bytes]) -> bytes:
+    return b"".join(TLV_HEAD.pack(tag, len(v)) + v for tag, v in tlvs.items())
+
+
+def encode(pdu: Pdu) -> bytes:
+    """Encode any PDU from its params (missing params default to 0 / empty)."""
+    command = Command(pdu.command)
+    fields, has_tlvs = BODIES[command]
+    parts: list[bytes] = []
+    params = pdu.params
+    if not (pdu.status and command.is_response and not params and not pdu.tlvs):
+        for field in fields:
+            name, kind = field[0], field[1]
+            value = params.get(name)
+            if kind is C:
+                parts.append(_enc_cstring(value or "", field[2], name))
+            elif kind is B:
+                parts.append(U8.pack(value or 0))
+            elif kind is SM:
+                value = value or b""
+                if len(value) > 254:
+                    raise ValueError("short_message longer than 254 octets")
+                parts.append(U8.pack(len(value)) + value)
+            elif kind is DESTS:
+                value = value or []
+                parts.append(U8.pack(len(value)))
+                for dest in value:
+                    if isinstance(dest, str):
+                        parts.append(b"\x02" + _enc_cstring(dest, 21, "dl_name"))
+                    else:
+                        ton, npi, addr = dest
+                        parts.append(bytes((1, ton, npi)) + _enc_cstring(addr, 21, "destination_addr"))
+            elif kind is UNSUCC:
+                value = value or []
+                parts.append(U8.pack(len(value)))
+                for ton, npi, addr, err in value:
+                    parts.append(bytes((ton, npi)) + _enc_cstring(addr, 21, "destination_addr") + U32.pack(err))
+        if pdu.tlvs:
+            if not has_tlvs:
+                raise ValueError(f"{command.name.lower()} takes no TLVs")
+            parts.append(encode_tlvs(pdu.tlvs))
+    body = b"".join(parts)
+    return HEADER.pack(16 + len(body), command, pdu.status, pdu.sequence) + body
+
+
+# ------------------------------------------------------ hot-path encoders
+
+def encode_header_only(command: int, status: int, sequence: int) -> bytes:
+    return HEADER.pack(16, command, status, sequence)
+
+
+def encode_submit_sm_resp(sequence: int, status: int, message_id: bytes = b"") -> bytes:
+    """submit_sm_resp; on error the body is omitted (SMPP 3.4 §4.4.2)."""
+    if status:
+        return HEADER.pack(16, Command.SUBMIT_SM_RESP, status, sequence)
+    return HEADER.pack(17 + len(message_id), Command.SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
+
+
+_DELIVER_HEAD = b"\0" + b"\0\0HLR\0"  # service_type "", source TON 0 NPI 0 "HLR"
+_DELIVER_MID = bytes((0x04, 0, 0)) + b"\0\0" + bytes((0, 0))
+# esm_class 0x04 (SMSC delivery receipt), protocol_id 0, priority 0,
+# schedule/validity "" , registered_delivery 0, replace_if_present 0
+
+
+def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: int,
+                   tlvs: bytes) -> bytes:
+    """deliver_sm carrying an HLR receipt, per SPEC §2 (source HLR 0/0, dest 0/0)."""
+    body = b"".join((
+        _DELIVER_HEAD, b"\0\0", destination, b"\0", _DELIVER_MID,
+        bytes((data_coding, 0, len(text))), text, tlvs,
+    ))
+    return HEADER.pack(16 + len(body), Command.DELIVER_SM, 0, sequence) + body

@@ -1,0 +1,220 @@
+"""The SMSC side of one SMPP 3.4 session, sans-IO (in the manner of h11).
+
+Feed it bytes with ``receive_data``; it frames and decodes PDUs, answers on
+its own everything that needs no decision of the application (enquire_link,
+unknown commands, PDUs not allowed in the current state, malformed bodies,
+unbind), and returns the PDUs that do need one (binds, submissions, queries,
+responses to what we sent). Bytes to send accumulate in ``outgoing``; the
+caller drains it with ``data_to_send``. No sockets, no clocks, no accounts.
+"""
+from __future__ import annotations
+
+from enum import Enum, IntFlag
+
+from .codec import (
+    BODIES, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
+    decode_body, encode, encode_header_only,
+)
+from .status import Status
+
+_RECEIVE_ALLOWED = frozenset({Command.DELIVER_SM_RESP, Command.DATA_SM_RESP})
+_TRANSMIT_ALLOWED = frozenset({
+    Command.SUBMIT_SM, Command.SUBMIT_MULTI, Command.DATA_SM, Command.QUERY_SM,
+    Command.CANCEL_SM, Command.REPLACE_SM,
+})
+#: Commands an SMSC never accepts from an ESME.
+_NEVER_FROM_ESME = frozenset({
+    Command.OUTBIND, Command.ALERT_NOTIFICATION, Command.DELIVER_SM,
+    Command.BIND_RECEIVER_RESP, Command.BIND_TRANSMITTER_RESP,
+    Command.BIND_TRANSCEIVER_RESP, Command.SUBMIT_SM_RESP, Command.SUBMIT_MULTI_RESP,
+    Command.QUERY_SM_RESP, Command.CANCEL_SM_RESP, Command.REPLACE_SM_RESP,
+})
+BIND_COMMANDS = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
+
+
+class BindMode(IntFlag):
+    TX = 1
+    RX = 2
+    TRX = 3
+
+    @classmethod
+    def of(cls, command: int) -> "BindMode":
+        return _BIND_MODE[command]
+
+    @property
+    def label(self) -> str:
+        return {1: "tx", 2: "rx", 3: "trx"}[self.value]
+
+
+_BIND_MODE = {Command.BIND_TRANSMITTER: BindMode.TX, Command.BIND_RECEIVER: BindMode.RX,
+              Command.BIND_TRANSCEIVER: BindMode.TRX}
+
+
+class State(Enum):
+    OPEN = "open"          # connected, not bound
+    BOUND = "bound"        # see ``mode``
+    UNBINDING = "unbinding"  # we sent unbind, waiting for unbind_resp
+    CLOSED = "closed"      # nothing more to read; close once outgoing is written
+
+
+class SmscSession:
+    """SMPP session state machine, server (SMSC) side."""
+
+    __slots__ = ("state", "mode", "interface_version", "outgoing", "_buffer",
+                 "_sequence", "max_pdu_size", "system_id", "close_reason")
+
+    def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
+        self.state = State.OPEN
+        self.mode: BindMode | None = None
+        self.interface_version = 0x34
+        self.outgoing = bytearray()
+        self._buffer = b""
+        self._sequence = 0
+        self.max_pdu_size = max_pdu_size
+        self.system_id = system_id
+        self.close_reason: str | None = None
+
+    # ------------------------------------------------------------ input
+    def receive_data(self, data: bytes) -> list[Pdu]:
+        """Frame and decode what arrived; return the PDUs the application decides on."""
+        if self.state is State.CLOSED:
+            return []
+        buf = self._buffer + data if self._buffer else data
+        size = len(buf)
+        pos = 0
+        events: list[Pdu] = []
+        unpack = HEADER.unpack_from
+        while size - pos >= 16:
+            length, command_id, status, sequence = unpack(buf, pos)
+            if length < 16 or length > self.max_pdu_size:
+                self._nack(Status.RINVCMDLEN, sequence)
+                self._close(f"command_length {length}")
+                self._buffer = b""
+                return events
+            end = pos + length
+            if end > size:
+                break
+            pdu = self._handle(buf, pos, end, command_id, status, sequence)
+            if pdu is not None:
+                events.append(pdu)
+            pos = end
+            if self.state is State.CLOSED:
+                self._buffer = b""
+                return events
+        self._buffer = buf[pos:] if pos < size else b""
+        return events
+
+    def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
+                sequence: int) -> Pdu | None:
+        try:
+            command = Command(command_id)
+        except ValueError:
+            self._nack(Status.RINVCMDID, sequence)
+            return None
+        if command in _NEVER_FROM_ESME:
+            self._nack(Status.RINVCMDID, sequence)
+            return None
+        try:
+            pdu = decode_body(command, status, sequence, buf, pos + 16, end)
+        except DecodeError as err:
+            if not command.is_response:
+                self.reply(command, sequence, err.status)
+            return None
+        return self._dispatch(pdu, command)
+
+    def _dispatch(self, pdu: Pdu, command: Command) -> Pdu | None:
+        state = self.state
+        if command is Command.ENQUIRE_LINK:
+            self.outgoing += encode_header_only(Command.ENQUIRE_LINK_RESP, 0, pdu.sequence)
+            return None
+        if command is Command.ENQUIRE_LINK_RESP or command is Command.GENERIC_NACK:
+            return pdu if command is Command.GENERIC_NACK else None
+        if command is Command.UNBIND:
+            self.outgoing += encode_header_only(Command.UNBIND_RESP, 0, pdu.sequence)
+            self._close("unbind")
+            return pdu
+        if command is Command.UNBIND_RESP:
+            if state is State.UNBINDING:
+                self._close("unbound")
+            return None
+        if command in BIND_COMMANDS:
+            if state is not State.OPEN:
+                self.reply(command, pdu.sequence, Status.RALYBND)
+                return None
+            return pdu
+        if state is not State.BOUND and state is not State.UNBINDING:
+            if not command.is_response:
+                self.reply(command, pdu.sequence, Status.RINVBNDSTS)
+            return None
+        mode = self.mode
+        if command in _TRANSMIT_ALLOWED:
+            if not mode & BindMode.TX:
+                self.reply(command, pdu.sequence, Status.RINVBNDSTS)
+                return None
+            return pdu
+        if command in _RECEIVE_ALLOWED:
+            return pdu if mode & BindMode.RX else None
+        return None  # pragma: no cover - every command is classified above
+
+    # ----------------------------------------------------------- binding
+    def accept_bind(self, bind: Pdu) -> None:
+        mode = BindMode.of(bind.command)
+        self.state = State.BOUND
+        self.mode = mode
+        self.interface_version = bind.params.get("interface_version", 0x34)
+        # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version.
+        tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if self.interface_version >= 0x34 else {}
+        self.outgoing += encode(Pdu(Command(bind.command).response, bind.sequence, 0,
+                                    {"system_id": self.system_id}, tlvs))
+
+    def reject_bind(self, bind: Pdu, status: Status) -> None:
+        self.reply(bind.command, bind.sequence, status)
+
+    # ------------------------------------------------------------ output
+    def reply(self, command: int, sequence: int, status: int) -> None:
+        """A bodiless error response to ``command`` (SMPP 3.4 allows no body on error)."""
+        response = Command(command).response
+        if status == 0 and BODIES[response][0]:
+            self.outgoing += encode(Pdu(response, sequence, 0))
+        else:
+            self.outgoing += encode_header_only(response, status, sequence)
+
+    def send(self, pdu: Pdu) -> None:
+        self.outgoing += encode(pdu)
+
+    def next_sequence(self) -> int:
+        seq = self._sequence + 1
+        if seq > 0x7FFFFFFF:  # SMPP 3.4 §5.1.4: 0x00000001 .. 0x7FFFFFFF
+            seq = 1
+        self._sequence = seq
+        return seq
+
+    def enquire_link(self) -> None:
+        self.outgoing += encode_header_only(Command.ENQUIRE_LINK, 0, self.next_sequence())
+
+    def unbind(self) -> None:
+        if self.state is State.BOUND:
+            self.outgoing += encode_header_only(Command.UNBIND, 0, self.next_sequence())
+            self.state = State.UNBINDING
+        elif self.state is State.OPEN:
+            self._close("unbind before bind")
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self.outgoing)
+        self.outgoing.clear()
+        return out
+
+    @property
+    def can_submit(self) -> bool:
+        return self.state is State.BOUND and bool(self.mode & BindMode.TX)
+
+    @property
+    def can_receive(self) -> bool:
+        return self.state is State.BOUND and bool(self.mode & BindMode.RX)
+
+    def _nack(self, status: Status, sequence: int) -> None:
+        self.outgoing += encode_header_only(Command.GENERIC_NACK, status, sequence)
+
+    def _close(self, reason: str) -> None:
+        self.state = State.CLOSED
+        self.close_reason = reason
