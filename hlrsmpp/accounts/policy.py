@@ -154,6 +154,7 @@ class Account:
     _tps: float = field(default=0.0, init=False, repr=False, compare=False)
     _depth: float = field(default=0.0, init=False, repr=False, compare=False)
     _tokens: float = field(default=0.0, init=False, repr=False, compare=False)
+    _need: float = field(default=1.0, init=False, repr=False, compare=False)  # a token, less rounding
     _stamp: float = field(default=-INF, init=False, repr=False, compare=False)
     _cap_day: float = field(default=INF, init=False, repr=False, compare=False)
     _cap_week: float = field(default=INF, init=False, repr=False, compare=False)
@@ -309,6 +310,9 @@ class AccountBook:
         acc._delay = lim.min_delay_ms / 1000.0
         acc._tps = lim.tps or 0.0
         acc._depth = lim.depth if lim.tps else 0.0
+        # Epoch floats resolve ~0.24 µs today, so `now - stamp` may fall a hair short of the
+        # true gap; forgive 1 µs of refill so a client sending exactly at `tps` is not refused.
+        acc._need = 1.0 - min(acc._tps * 1e-6, 1e-3)
         acc._cap_day = INF if lim.per_day is None else lim.per_day
         acc._cap_week = INF if lim.per_week is None else lim.per_week
         acc._cap_month = INF if lim.per_month is None else lim.per_month
@@ -377,7 +381,7 @@ class AccountBook:
                 if tokens > acc._depth:
                     tokens = acc._depth
                 acc._tokens, acc._stamp = tokens, now
-            if tokens < 1.0:
+            if tokens < acc._need:
                 return Refusal.LIMIT_TPS
         if acc._day != self._day_start:
             self._count_period(acc)
@@ -430,7 +434,7 @@ class AccountBook:
             if now > acc._stamp:
                 acc._tokens = min(acc._depth, acc._tokens + (now - acc._stamp) * acc._tps)
                 acc._stamp = now
-            if acc._tokens < 1.0:
+            if acc._tokens < acc._need:
                 return Refusal.LIMIT_TPS
         self._count_period(acc)
         if acc.n_day + n > acc._cap_day:
