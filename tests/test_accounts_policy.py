@@ -212,6 +212,16 @@ def test_low_credit_alert_fires_once_until_topped_up():
     assert alerts == [a, a]
 
 
+def test_refunds_around_the_threshold_do_not_repeat_the_alert():
+    alerts = []
+    a = acct(credit=0.5, low_credit=0.5)
+    b = book(a, on_low_credit=alerts.append)
+    for i in range(3):  # charged, then refunded (an HLR timeout): back to 0.5 each time
+        assert b.admit(a, "91", T0 + i) is None
+        b.refund(a, a.price)
+    assert alerts == [a] and a.credit == 500_000
+
+
 def test_a_failing_alert_does_not_fail_the_lookup():
     def boom(acc):
         raise RuntimeError("mail server down")
@@ -455,6 +465,8 @@ def test_from_config_full_example_and_record_round_trip():
     ({"system_id": "acme", "password": "x", "packages": [{"credit": 1, "bought": "soon"}]},
      "account 'acme': packages[0].bought"),
     ({"system_id": "acme", "password": "x", "packages": [{"bought": "2026-01-01"}]}, "packages[0]"),
+    ({"system_id": 12345, "password": "x"}, "account 12345: system_id"),
+    ({"system_id": "acme", "password": 1234}, "account 'acme': password"),
     ({"system_id": "acme", "password": "x", "crédit": 5}, "account 'acme': unknown key(s) crédit"),
 ])
 def test_from_config_errors_name_the_account_and_key(config, message):

@@ -177,12 +177,15 @@ class Account:
             raise ValueError(f"account: expected a mapping, got {d!r}")
         sid = d.get("system_id")
         if not isinstance(sid, str) or not 0 < len(sid) <= MAX_SYSTEM_ID:
-            raise ValueError(f"account {sid!r}: system_id: expected 1..{MAX_SYSTEM_ID} characters")
+            raise ValueError(f"account {sid!r}: system_id: expected a string of 1..{MAX_SYSTEM_ID} "
+                             "characters (quote digits in YAML)")
         at = f"account {sid!r}"
         _no_unknown(d, ACCOUNT_KEYS, at)
         pw = d.get("password")
         if not isinstance(pw, str) or len(pw) > MAX_PASSWORD:
-            raise ValueError(f"{at}: password: expected a string of at most {MAX_PASSWORD} characters")
+            # YAML reads 0123 as the integer 83: make the user quote rather than guess.
+            raise ValueError(f"{at}: password: expected a string of at most {MAX_PASSWORD} "
+                             f"characters (quote digits in YAML), got {type(pw).__name__}")
         st = d.get("system_type", "HLR")
         if not isinstance(st, str) or len(st) > MAX_SYSTEM_TYPE:
             raise ValueError(f"{at}: system_type: expected a string of at most {MAX_SYSTEM_TYPE} characters")
@@ -503,7 +506,8 @@ class AccountBook:
             i -= 1
         pk[-1].credit += left
         self._rehead(acc)
-        self._rearm_alert(acc)
+        # No re-arming of the low-credit alert: refunded lookups around the threshold
+        # would make it fire again and again; only a top-up re-arms it.
         self._dirty[acc.system_id] = acc
 
     def top_up(self, acc: Account, credit: int, bought: date | None = None, label: str = "") -> Package:
