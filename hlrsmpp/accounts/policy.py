@@ -284,8 +284,7 @@ class AccountBook:
             for f in fields(Account):
                 if f.init and (with_packages or f.name != "packages"):
                     setattr(live, f.name, getattr(new, f.name))
-            if with_packages:
-                self._dirty[live.system_id] = live
+        self._dirty[live.system_id] = live  # the record (config + packages) changed
         had_tps = live._tps
         self._derive(live)
         live._tokens = min(live._tokens, live._depth) if had_tps else live._depth
