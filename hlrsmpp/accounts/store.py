@@ -1,0 +1,188 @@
+"""The embedded store: SQLite (WAL) under ``storage.path``.
+
+One table, ``lookups``, is at once the lookup history (seed 000), the batch
+report (seed 002), the query_sm source and the durable receipt queue: a row is
+written, with the account's new credit, in the same transaction before its
+submit_sm_resp leaves (group commit), and its ``pending`` flag is cleared when
+the ESME acknowledges the receipt. Writes come from one writer thread; reads
+use their own connection (WAL lets them run beside the writer).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+#: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
+LOOKUP_COLUMNS = (
+    "id", "batch_id", "system_id", "channel", "msisdn", "submitted", "done", "cost",
+    "err", "cc", "nnc", "ported", "p_nnc", "roaming", "r_cc", "r_nnc", "map_error", "pending",
+)
+PENDING_NONE, PENDING_RECEIPT = 0, 1
+EXPIRED = 2  # receipt dropped after its TTL: kept in history, counted in a metric
+
+MIGRATIONS = [
+    # 1: initial schema
+    """
+    CREATE TABLE accounts (
+        system_id TEXT PRIMARY KEY,
+        record    TEXT NOT NULL,
+        updated   REAL NOT NULL
+    );
+    CREATE TABLE lookups (
+        id        INTEGER PRIMARY KEY,
+        batch_id  INTEGER,
+        system_id TEXT NOT NULL,
+        channel   TEXT NOT NULL,
+        msisdn    TEXT NOT NULL,
+        submitted REAL NOT NULL,
+        done      REAL NOT NULL,
+        cost      INTEGER NOT NULL,
+        err       INTEGER NOT NULL,
+        cc        TEXT NOT NULL,
+        nnc       TEXT NOT NULL,
+        ported    INTEGER NOT NULL,
+        p_nnc     TEXT NOT NULL,
+        roaming   INTEGER NOT NULL,
+        r_cc      TEXT NOT NULL,
+        r_nnc     TEXT NOT NULL,
+        map_error INTEGER,
+        pending   INTEGER NOT NULL
+    );
+    CREATE INDEX lookups_account_time ON lookups (system_id, submitted);
+    CREATE INDEX lookups_batch ON lookups (batch_id) WHERE batch_id IS NOT NULL;
+    CREATE INDEX lookups_pending ON lookups (system_id, id) WHERE pending = 1;
+    CREATE TABLE ledger (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        system_id TEXT NOT NULL,
+        at        REAL NOT NULL,
+        kind      TEXT NOT NULL,
+        amount    INTEGER NOT NULL,
+        note      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ledger_account ON ledger (system_id, at);
+    """,
+]
+
+
+class Store:
+    """SQLite persistence. ``commit`` runs on the writer thread; the rest anywhere."""
+
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
+        self.dir = Path(path)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.file = self.dir / "hlrsmpp.sqlite3"
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"storage.synchronous: {synchronous!r} is not OFF, NORMAL, FULL or EXTRA")
+        self._writer = self._connect()
+        self._migrate(self._writer)
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+            db.row_factory = sqlite3.Row
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    # ------------------------------------------------------------- writes
+    def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
+               ledger: list[tuple] = ()) -> None:
+        """One group commit: new lookups, cleared receipts, account records, ledger."""
+        db = self._writer
+        db.execute("BEGIN")
+        try:
+            if lookups:
+                db.executemany(_INSERT_LOOKUP, lookups)
+            if acks:
+                db.executemany("UPDATE lookups SET pending=? WHERE id=?", acks)
+            if accounts:
+                now = time.time()
+                db.executemany(
+                    "INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated",
+                    [(sid, rec, now) for sid, rec in accounts])
+            if ledger:
+                db.executemany("INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)",
+                               ledger)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._writer.close()
+
+    # -------------------------------------------------------------- reads
+    def account_records(self) -> dict[str, dict]:
+        rows = self._reader().execute("SELECT system_id, record FROM accounts")
+        return {sid: json.loads(rec) for sid, rec in rows}
+
+    def pending_receipts(self) -> Iterator[sqlite3.Row]:
+        """Every receipt not yet acknowledged, oldest first (replayed at start-up)."""
+        return iter(self._reader().execute(
+            f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM lookups WHERE pending = 1 ORDER BY id"))
+
+    def lookup(self, message_id: int) -> sqlite3.Row | None:
+        return self._reader().execute(
+            f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM lookups WHERE id = ?", (message_id,)).fetchone()
+
+    def batch(self, batch_id: int) -> list[sqlite3.Row]:
+        return self._reader().execute(
+            f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM lookups WHERE batch_id = ? ORDER BY id",
+            (batch_id,)).fetchall()
+
+    def history(self, system_id: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 1000, after_id: int = 0) -> list[sqlite3.Row]:
+        where, args = ["id > ?"], [after_id]
+        if system_id is not None:
+            where.append("system_id = ?")
+            args.append(system_id)
+        if since is not None:
+            where.append("submitted >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("submitted < ?")
+            args.append(until)
+        args.append(limit)
+        return self._reader().execute(
+            f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM lookups WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT ?", args).fetchall()
+
+    def ledger(self, system_id: str) -> list[sqlite3.Row]:
+        return self._reader().execute(
+            "SELECT at, kind, amount, note FROM ledger WHERE system_id = ? ORDER BY id",
+            (system_id,)).fetchall()
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """Per account: (lookups, total cost) — for audits and tests."""
+        rows = self._reader().execute("SELECT system_id, COUNT(*), SUM(cost) FROM lookups GROUP BY system_id")
+        return {sid: (n, cost or 0) for sid, n, cost in rows}
+
+    def max_id(self) -> int:
+        return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
+
+
+_INSERT_LOOKUP = (f"INSERT INTO lookups ({', '.join(LOOKUP_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(LOOKUP_COLUMNS))})")
+
+
+def rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict]:
+    return [dict(r) for r in rows]

@@ -1,0 +1,121 @@
+"""Configuration: one YAML file, defaults for everything, environment overrides.
+
+Environment variables (for containers and secrets):
+  HLRSMPP_SMPP_HOST, HLRSMPP_SMPP_PORT, HLRSMPP_HTTP_HOST, HLRSMPP_HTTP_PORT,
+  HLRSMPP_STORAGE_PATH, HLRSMPP_REDIS_URL, HLRSMPP_ADMIN_TOKEN, HLRSMPP_LOG_FORMAT
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+DEFAULTS: dict = {
+    "smpp": {
+        "host": "0.0.0.0",
+        "port": 2775,
+        "system_id": "hlrsmpp",        # our id in bind_resp
+        "max_pdu_size": 8192,          # submit_multi with 254 destinations fits
+        "max_connections": 10000,
+        "max_connections_per_ip": 500,
+        "session_init_timeout": 10.0,  # seconds to bind after connecting
+        "enquire_link_interval": 30.0,  # we probe an idle ESME this often
+        "inactivity_timeout": 120.0,   # nothing received for this long: close
+        "response_timeout": 10.0,      # deliver_sm not answered in time: retry
+        "window": 64,                  # outstanding deliver_sm per receiving session
+        "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it
+    },
+    "http": {"host": "0.0.0.0", "port": 8080, "enabled": True},
+    "storage": {"path": "./data", "synchronous": "NORMAL"},
+    "receipts": {
+        "ttl": 7 * 86400.0,            # an unacknowledged receipt is dropped after this (metric)
+        "max_queue": 100000,           # per account; past it submit_sm gets ESME_RMSGQFUL
+        "retry_min": 1.0,              # backoff after a deliver_sm error or timeout
+        "retry_max": 60.0,
+        "data_coding": 3,              # Latin-1: 0x5F reads '_' everywhere (GSM 03.38 makes it '§')
+        "timezone": "UTC",             # of submit date / done date
+    },
+    "accounts_timezone": "UTC",        # calendar of per_day/per_week/per_month
+    "bans": {"after": 5, "window": 60.0, "time": 300.0},
+    "hlr": {"latency_ms": 0},
+    "admin": {"token": None},
+    "log": {"format": "auto", "level": "info"},
+    "accounts": [],
+}
+
+_ENV = {
+    "HLRSMPP_SMPP_HOST": ("smpp", "host", str),
+    "HLRSMPP_SMPP_PORT": ("smpp", "port", int),
+    "HLRSMPP_HTTP_HOST": ("http", "host", str),
+    "HLRSMPP_HTTP_PORT": ("http", "port", int),
+    "HLRSMPP_STORAGE_PATH": ("storage", "path", str),
+    "HLRSMPP_ADMIN_TOKEN": ("admin", "token", str),
+    "HLRSMPP_LOG_FORMAT": ("log", "format", str),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote wrong: one clear line, never a traceback."""
+
+
+def _merge(base: dict, over: dict, where: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = _merge(out[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None,
+         environ: dict | None = None) -> dict:
+    """Load a config file (or none), apply defaults, environment and overrides."""
+    raw: dict = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must be a mapping of sections")
+        base_dir = path.resolve().parent
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    cfg = _merge(DEFAULTS, raw)
+    env = os.environ if environ is None else environ
+    for var, (section, key, kind) in _ENV.items():
+        if env.get(var):
+            try:
+                cfg[section][key] = kind(env[var])
+            except ValueError:
+                raise ConfigError(f"{var}={env[var]!r} is not a valid {kind.__name__}") from None
+    if env.get("HLRSMPP_REDIS_URL"):
+        cfg["storage"]["redis"] = {"url": env["HLRSMPP_REDIS_URL"]}
+    cfg = _merge(cfg, overrides or {})
+    cfg["base_dir"] = str(base_dir)
+    storage = Path(cfg["storage"]["path"])
+    if not storage.is_absolute() and path is not None:
+        # A relative data dir is relative to where the server runs, like ./data in the demo.
+        cfg["storage"]["path"] = str(Path.cwd() / storage)
+    for section in ("smpp", "http"):
+        port = cfg[section]["port"]
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"{section}.port: {port!r} is not a TCP port")
+    if not isinstance(cfg["accounts"], list):
+        raise ConfigError("accounts: must be a list of accounts")
+    seen = set()
+    for i, acc in enumerate(cfg["accounts"]):
+        if not isinstance(acc, dict) or not acc.get("system_id") or acc.get("password") is None:
+            raise ConfigError(f"accounts[{i}]: needs at least system_id and password")
+        if acc["system_id"] in seen:
+            raise ConfigError(f"accounts[{i}]: system_id {acc['system_id']!r} appears twice")
+        seen.add(acc["system_id"])
+    return cfg

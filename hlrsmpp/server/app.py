@@ -1,0 +1,219 @@
+"""The hlrsmpp server: wires the store, accounts, resolver, journal, engine,
+outboxes and listeners together; runs the timers; shuts down cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import structlog
+
+from .. import metrics
+from ..accounts import Account, AccountBook
+from ..accounts.store import EXPIRED, Store
+from ..hlr import Resolver
+from .engine import LookupEngine
+from .ids import IdGenerator
+from .journal import Journal
+from .receipts import Lookup, Outbox
+from .smpp import SessionRegistry, SmppProtocol
+
+log = structlog.get_logger("hlrsmpp.server")
+
+
+class Server:
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.protocols: set[SmppProtocol] = set()
+        self.per_ip: Counter = Counter()
+        self.registry = SessionRegistry()
+        self.outboxes: dict[str, Outbox] = {}
+        self.smpp_server: asyncio.AbstractServer | None = None
+        self.http_runner = None
+        self._ticker: asyncio.Task | None = None
+        self._stopping = False
+        self.stopped = asyncio.Event()
+
+    # ------------------------------------------------------------ start-up
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.loop = asyncio.get_running_loop()
+        self.store = Store(cfg["storage"]["path"], cfg["storage"].get("synchronous", "NORMAL"))
+        bans = cfg["bans"]
+        self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
+                                ban_window=bans["window"], ban_time=bans["time"],
+                                on_low_credit=self._low_credit)
+        self._load_accounts()
+        self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
+        self.journal = Journal(self.store, self.book, self.loop)
+        self.ids = IdGenerator(cfg.get("node_id", 0), floor=self.store.max_id())
+        rc = cfg["receipts"]
+        self.engine = LookupEngine(self.resolver, self.book, self.journal, self.ids, self.outboxes,
+                                   rc["max_queue"])
+        replayed = self._replay_receipts()
+        # Credit as loaded is already durable; no need to write it back.
+        self.book.take_dirty()
+        sc = cfg["smpp"]
+        self.smpp_server = await self.loop.create_server(
+            lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024)
+        self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
+        self.http_port = None
+        if cfg["http"].get("enabled", True):
+            await self._start_http()
+        self._ticker = self.loop.create_task(self._tick_loop())
+        log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
+                 storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=replayed)
+
+    async def _start_http(self) -> None:
+        try:
+            from .http import start_http
+        except ImportError:  # the HTTP app arrives with its own issue
+            return
+        self.http_runner, self.http_port = await start_http(self)
+
+    def _load_accounts(self) -> None:
+        """Config accounts, overlaid by the durable state (credit spent, top-ups,
+        accounts created at run time) from the store."""
+        stored = self.store.account_records()
+        for d in self.cfg["accounts"]:
+            account = Account.from_config(d)
+            rec = stored.pop(account.system_id, None)
+            if rec is not None:
+                # Settings come from the file; credit as spent and topped up, from the store.
+                account.packages = Account.from_record(rec).packages
+            self.add_account(account)
+        for rec in stored.values():
+            self.add_account(Account.from_record(rec))
+
+    def add_account(self, account: Account) -> None:
+        self.book.add(account)
+        rc = self.cfg["receipts"]
+        box = self.outboxes.get(account.system_id)
+        if box is None:
+            self.outboxes[account.system_id] = Outbox(
+                account.system_id, self._on_ack, self._call_later, self.cfg["smpp"]["window"],
+                account.data_coding if account.data_coding is not None else rc["data_coding"],
+                rc["retry_min"], rc["retry_max"])
+        elif account.data_coding is not None:
+            box.data_coding = account.data_coding
+
+    def _replay_receipts(self) -> int:
+        n = 0
+        now = time.time()
+        for row in self.store.pending_receipts():
+            box = self.outboxes.get(row["system_id"])
+            if box is None:
+                continue
+            box.size += 1
+            box.add(Lookup.from_row(row), now)
+            n += 1
+        return n
+
+    def _call_later(self, delay: float, fn, *args):
+        return self.loop.call_later(delay, fn, *args)
+
+    def _on_ack(self, lookup: Lookup, pending: int) -> None:
+        """A receipt answered ESME_ROK (pending 0) or expired (EXPIRED)."""
+        self.journal.add_ack(lookup.id, pending)
+        if pending == EXPIRED:
+            metrics.STATS.receipts_expired[lookup.system_id] += 1
+        else:
+            metrics.STATS.observe_latency(time.time() - lookup.submitted)
+
+    def _low_credit(self, account) -> None:
+        log.warning("low_credit", system_id=account.system_id, credit=account.credit / 1_000_000,
+                    threshold=account.low_credit / 1_000_000)
+
+    # --------------------------------------------------------- connections
+    def admit_connection(self, proto: SmppProtocol) -> bool:
+        sc = self.cfg["smpp"]
+        if self._stopping or len(self.protocols) >= sc["max_connections"]:
+            return False
+        if self.per_ip[proto.peer_ip] >= sc["max_connections_per_ip"]:
+            return False
+        if self.book.check_ip(proto.peer_ip, time.time()) is not None:
+            return False  # banned: no work at all for this peer
+        self.protocols.add(proto)
+        self.per_ip[proto.peer_ip] += 1
+        return True
+
+    def forget(self, proto: SmppProtocol) -> None:
+        if proto in self.protocols:
+            self.protocols.discard(proto)
+            self.per_ip[proto.peer_ip] -= 1
+            if self.per_ip[proto.peer_ip] <= 0:
+                del self.per_ip[proto.peer_ip]
+        if proto.account is not None:
+            self.registry.release(proto.account.system_id, proto)
+            if proto.outbox is not None:
+                proto.outbox.detach(proto)
+
+    def session_counts(self) -> dict[str, int]:
+        return self.registry.counts()
+
+    # --------------------------------------------------------------- timers
+    async def _tick_loop(self) -> None:
+        sc = self.cfg["smpp"]
+        ttl = self.cfg["receipts"]["ttl"]
+        while True:
+            await asyncio.sleep(min(1.0, sc["response_timeout"] / 2))
+            now = time.monotonic()
+            for proto in list(self.protocols):
+                if not proto.closed:
+                    proto.tick(now, sc)
+            deadline = now - sc["response_timeout"]
+            before = time.time() - ttl
+            for box in self.outboxes.values():
+                if box.inflight:
+                    box.timed_out(deadline)
+                if box.ready:
+                    box.expire(before)
+                    box.pump()
+
+    # ------------------------------------------------------------- shutdown
+    def reload(self) -> None:
+        """SIGHUP: re-read HLR rules and data files without dropping sessions."""
+        self.resolver.reload()
+        log.info("reloaded")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, unbind every session, let in-flight work finish, flush."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("server_stopping", sessions=len(self.protocols))
+        if self.smpp_server is not None:
+            self.smpp_server.close()
+        await self.journal.drain()
+        for proto in list(self.protocols):
+            if proto.session.state.name == "BOUND":
+                proto.unbind()
+        deadline = time.monotonic() + grace
+        while self.protocols and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for proto in list(self.protocols):
+            proto.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.journal.drain()
+        self.journal.close()
+        self.store.close()
+        log.info("server_stopped")
+        self.stopped.set()
+
+
+async def serve(cfg: dict) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the HLR rules."""
+    server = Server(cfg)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    await server.stopped.wait()

@@ -1,0 +1,66 @@
+"""The lookup engine SMPP and HTTP share: parse → admit (limits, charge) →
+resolve → record. A lookup costs and counts the same whichever way it came.
+"""
+from __future__ import annotations
+
+import time
+
+from ..accounts import Refusal
+from ..smpp.status import Status
+from .. import metrics
+from .receipts import Lookup, Outbox
+from ..accounts.store import PENDING_NONE, PENDING_RECEIPT
+
+#: Failures on our side of the HLR query: the lookup is refunded (issue 4).
+REFUNDED_ERRS = frozenset({14, 15, 16, 17})
+
+
+class LookupEngine:
+    def __init__(self, resolver, book, journal, ids, outboxes: dict[str, Outbox], max_queue: int):
+        self.resolver = resolver
+        self.book = book
+        self.journal = journal
+        self.ids = ids
+        self.outboxes = outboxes
+        self.max_queue = max_queue
+
+    def submit(self, account, destination_addr: str, ton: int = 1, npi: int = 1,
+               channel: str = "smpp", batch_id: int | None = None,
+               lookup_id: int | None = None) -> Lookup | Status | Refusal:
+        """Accept (charge, record) or refuse one lookup. Accepted lookups are in the
+        journal; they are durable once its next commit completes."""
+        dest = self.resolver.parse(destination_addr, ton, npi)
+        if dest is None:
+            metrics.STATS.refusals[channel, "invalid_destination"] += 1
+            return Status.RINVDSTADR
+        receipt = channel == "smpp"
+        if receipt:
+            box = self.outboxes[account.system_id]
+            if box.size >= self.max_queue:
+                metrics.STATS.refusals[channel, "queue_full"] += 1
+                return Status.RMSGQFUL
+        now = time.time()
+        refusal = self.book.admit(account, dest.cc, now)
+        if refusal is not None:
+            metrics.STATS.refusals[channel, refusal.name.lower()] += 1
+            return refusal
+        r = self.resolver.resolve(dest)
+        cost = account.price
+        if r.err in REFUNDED_ERRS and cost:
+            self.book.refund(account, cost)
+            cost = 0
+        lookup = Lookup(lookup_id or self.ids.next(), batch_id, account.system_id, channel, dest.msisdn, now,
+                        now + r.latency, cost, r.err, r.cc, r.nnc, r.ported, r.p_nnc, r.roaming,
+                        r.r_cc, r.r_nnc, r.map_error, PENDING_RECEIPT if receipt else PENDING_NONE)
+        if receipt:
+            box.size += 1
+        self.journal.add_lookup(lookup.row())
+        metrics.STATS.lookups[channel, r.err] += 1
+        return lookup
+
+    def abandon(self, account, lookup: Lookup) -> None:
+        """The commit holding ``lookup`` failed: give the credit back, forget it."""
+        if lookup.cost:
+            self.book.refund(account, lookup.cost)
+        if lookup.pending:
+            self.outboxes[account.system_id].size -= 1

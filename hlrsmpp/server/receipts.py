@@ -1,0 +1,206 @@
+"""Lookups and their receipts: the text of SPEC §2, and each account's outbox.
+
+An ``Outbox`` holds an account's receipts from the moment their lookup is
+durable until the ESME answers deliver_sm_resp ESME_ROK: ready ones in id
+order, the ones in flight on the receiving session (bounded by its window), and
+the ones waiting for their HLR latency or a retry. It never drops one except
+past the TTL, and that is counted.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from struct import Struct
+from typing import Callable
+
+from ..smpp.codec import Tag, encode_receipt
+from .. import metrics
+
+_TLV_STR = Struct(">HH")
+_DATE_CACHE: dict[int, str] = {}
+
+STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
+
+
+def receipt_date(t: float) -> str:
+    """YYMMDDhhmm (UTC), cached per minute: it changes once a minute."""
+    minute = int(t // 60)
+    s = _DATE_CACHE.get(minute)
+    if s is None:
+        if len(_DATE_CACHE) > 4096:
+            _DATE_CACHE.clear()
+        s = _DATE_CACHE[minute] = time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
+    return s
+
+
+class Lookup:
+    """One accepted lookup: its row in the history and its receipt."""
+
+    __slots__ = ("id", "batch_id", "system_id", "channel", "msisdn", "submitted", "done", "cost",
+                 "err", "cc", "nnc", "ported", "p_nnc", "roaming", "r_cc", "r_nnc", "map_error",
+                 "pending", "attempts", "pdu_cache")
+
+    def __init__(self, id, batch_id, system_id, channel, msisdn, submitted, done, cost,
+                 err, cc, nnc, ported, p_nnc, roaming, r_cc, r_nnc, map_error, pending):
+        self.id = id
+        self.batch_id = batch_id
+        self.system_id = system_id
+        self.channel = channel
+        self.msisdn = msisdn
+        self.submitted = submitted
+        self.done = done
+        self.cost = cost
+        self.err = err
+        self.cc = cc
+        self.nnc = nnc
+        self.ported = ported
+        self.p_nnc = p_nnc
+        self.roaming = roaming
+        self.r_cc = r_cc
+        self.r_nnc = r_nnc
+        self.map_error = map_error
+        self.pending = pending
+        self.attempts = 0
+        self.pdu_cache: tuple[bytes, bytes] | None = None
+
+    def row(self) -> tuple:
+        return (self.id, self.batch_id, self.system_id, self.channel, self.msisdn, self.submitted,
+                self.done, self.cost, self.err, self.cc, self.nnc, int(self.ported), self.p_nnc,
+                int(self.roaming), self.r_cc, self.r_nnc, self.map_error, self.pending)
+
+    @classmethod
+    def from_row(cls, r) -> "Lookup":
+        return cls(*tuple(r))
+
+    @property
+    def stat(self) -> str:
+        return "DELIVRD" if self.err == 0 else "UNDELIV"
+
+    def message_state(self, now: float) -> int:
+        if now < self.done:
+            return STATE_ENROUTE
+        return STATE_DELIVERED if self.err == 0 else STATE_UNDELIVERABLE
+
+    def receipt_text(self) -> str:
+        return (f"id:{self.id} sub:001 dlvrd:001 submit date:{receipt_date(self.submitted)} "
+                f"done date:{receipt_date(self.done)} stat:{self.stat} err:{self.err:03d} "
+                f"cc:{self.cc} nnc:{self.nnc} isPorted:{'true' if self.ported else 'false'} "
+                f"p_nnc:{self.p_nnc} isRoaming:{'true' if self.roaming else 'false'} "
+                f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} text:dlr")
+
+    def receipt_parts(self) -> tuple[bytes, bytes]:
+        """(short_message, TLVs) of the receipt, built once and kept for retries."""
+        parts = self.pdu_cache
+        if parts is None:
+            mid = str(self.id).encode()
+            tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
+                    _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
+                    b"\x02" if self.err == 0 else b"\x05"]
+            if self.err:
+                # network_error_code: type 3 (GSM), then the MAP error (seed err when none).
+                code = self.map_error if self.map_error is not None else self.err
+                tlvs.append(_TLV_STR.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
+            parts = self.pdu_cache = (self.receipt_text().encode("ascii"), b"".join(tlvs))
+        return parts
+
+
+class Outbox:
+    """The receipts of one account, and the session they go to."""
+
+    __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "data_coding",
+                 "on_ack", "retry_min", "retry_max", "_call_later")
+
+    def __init__(self, system_id: str, on_ack: Callable[[Lookup, int], None], call_later,
+                 window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
+        self.system_id = system_id
+        self.ready: deque[Lookup] = deque()
+        self.inflight: dict[int, tuple[Lookup, float]] = {}
+        self.size = 0          # every receipt not yet acknowledged (for ESME_RMSGQFUL)
+        self.receiver = None   # the SmppProtocol bound Rx/TRx for this account
+        self.window = window
+        self.data_coding = data_coding
+        self.on_ack = on_ack
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self._call_later = call_later
+
+    def add(self, lookup: Lookup, now: float) -> None:
+        """A durable lookup: deliver at its done time."""
+        delay = lookup.done - now
+        if delay > 0.0005:
+            self._call_later(delay, self._due, lookup)
+        else:
+            self.ready.append(lookup)
+
+    def _due(self, lookup: Lookup) -> None:
+        self.ready.append(lookup)
+        self.pump()
+
+    def pump(self) -> None:
+        """Send ready receipts while the receiver's window has room: one write."""
+        receiver = self.receiver
+        if receiver is None or not self.ready or receiver.paused:
+            return
+        room = self.window - len(self.inflight)
+        if room <= 0:
+            return
+        ready, inflight, session = self.ready, self.inflight, receiver.session
+        now = time.monotonic()
+        chunks = []
+        dc = self.data_coding
+        while room and ready:
+            lookup = ready.popleft()
+            seq = session.next_sequence()
+            text, tlvs = lookup.receipt_parts()
+            chunks.append(encode_receipt(seq, lookup.msisdn.encode(), text, dc, tlvs))
+            inflight[seq] = (lookup, now)
+            room -= 1
+        metrics.STATS.deliver_sm += len(chunks)
+        receiver.write(b"".join(chunks))
+
+    def acknowledge(self, sequence: int, status: int) -> None:
+        entry = self.inflight.pop(sequence, None)
+        if entry is None:
+            metrics.STATS.unexpected_resp += 1
+            return
+        lookup = entry[0]
+        if status == 0:
+            self.size -= 1
+            self.on_ack(lookup, 0)
+        else:
+            metrics.STATS.receipt_retries += 1
+            self._retry(lookup)
+
+    def _retry(self, lookup: Lookup) -> None:
+        lookup.attempts += 1
+        delay = min(self.retry_min * (2 ** (lookup.attempts - 1)), self.retry_max)
+        self._call_later(delay, self._due, lookup)
+
+    def timed_out(self, deadline: float) -> None:
+        """Retry every deliver_sm sent before ``deadline`` and still unanswered."""
+        late = [seq for seq, (_, sent) in self.inflight.items() if sent < deadline]
+        for seq in late:
+            lookup, _ = self.inflight.pop(seq)
+            metrics.STATS.receipt_timeouts += 1
+            self._retry(lookup)
+
+    def expire(self, before: float) -> int:
+        """Drop ready receipts submitted before ``before`` (the TTL); count them."""
+        n = 0
+        ready = self.ready
+        while ready and ready[0].submitted < before:
+            lookup = ready.popleft()
+            self.size -= 1
+            self.on_ack(lookup, 2)
+            n += 1
+        return n
+
+    def detach(self, receiver) -> None:
+        """The receiver went away: what was in flight goes back first, in id order."""
+        if self.receiver is not receiver:
+            return
+        self.receiver = None
+        if self.inflight:
+            back = sorted((lk for lk, _ in self.inflight.values()), key=lambda lk: lk.id, reverse=True)
+            self.inflight.clear()
+            self.ready.extendleft(back)

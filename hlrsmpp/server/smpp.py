@@ -1,0 +1,348 @@
+"""The asyncio adapter of the SMPP listener: one ``SmppProtocol`` per TCP
+connection around a sans-IO ``SmscSession``, and the ``SessionRegistry`` that
+holds the session rule (seed 002): per account one receiving session (Rx or
+TRx) and up to ``max_tx`` transmitters.
+
+Work is batched per ``data_received``: every PDU that arrived is decided, the
+accepted lookups go into one group commit, and their submit_sm_resp go out in
+one write once it is durable.
+"""
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from ..accounts import Refusal
+from ..smpp.codec import Command, Pdu, encode, encode_submit_sm_resp
+from ..smpp.session import BindMode, SmscSession, State
+from ..smpp.status import Status
+from .. import metrics
+from .receipts import Lookup
+
+log = structlog.get_logger("hlrsmpp.smpp")
+
+
+class SessionRegistry:
+    """Who is bound, per account, in this process (Redis shares it across processes)."""
+
+    def __init__(self):
+        self.receivers: dict[str, "SmppProtocol"] = {}
+        self.transmitters: dict[str, set["SmppProtocol"]] = {}
+
+    def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
+        sid = account.system_id
+        if mode & BindMode.RX:
+            if sid in self.receivers:
+                return Status.RBINDFAIL
+            self.receivers[sid] = proto
+        else:
+            txs = self.transmitters.setdefault(sid, set())
+            if len(txs) >= account.max_tx:
+                return Status.RBINDFAIL
+            txs.add(proto)
+        return Status.ROK
+
+    def release(self, system_id: str, proto: "SmppProtocol") -> None:
+        if self.receivers.get(system_id) is proto:
+            del self.receivers[system_id]
+        txs = self.transmitters.get(system_id)
+        if txs:
+            txs.discard(proto)
+
+    def counts(self) -> dict[str, int]:
+        out = {"tx": 0, "rx": 0, "trx": 0}
+        for proto in self.receivers.values():
+            out[proto.session.mode.label] += 1
+        out["tx"] = sum(len(s) for s in self.transmitters.values())
+        return out
+
+
+class SmppProtocol:
+    """One ESME connection. Implements asyncio.Protocol (duck-typed for speed)."""
+
+    __slots__ = ("server", "session", "transport", "peer_ip", "account", "outbox", "last_rx",
+                 "connected_at", "last_probe", "paused", "log", "closed")
+
+    def __init__(self, server):
+        self.server = server
+        cfg = server.cfg["smpp"]
+        self.session = SmscSession(cfg["max_pdu_size"], cfg["system_id"])
+        self.transport = None
+        self.peer_ip = "?"
+        self.account = None
+        self.outbox = None
+        self.paused = False
+        self.closed = False
+        self.log = log
+
+    # ------------------------------------------------------ asyncio hooks
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        self.last_rx = self.connected_at = self.last_probe = time.monotonic()
+        if not self.server.admit_connection(self):
+            metrics.STATS.connections_rejected += 1
+            self.closed = True
+            transport.abort()
+            return
+        self.log = log.bind(peer=self.peer_ip)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.forget(self)
+        if self.account is not None:
+            self.log.info("session_closed", reason=self.session.close_reason or (repr(exc) if exc else "peer closed"))
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.outbox is not None and self.outbox.receiver is self:
+            self.outbox.pump()
+
+    def eof_received(self):
+        return False
+
+    def write(self, data: bytes) -> None:
+        if data and not self.closed:
+            self.transport.write(data)
+
+    # ----------------------------------------------------------- input
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        session = self.session
+        events = session.receive_data(data)
+        held: list[tuple[int, Lookup]] | None = None
+        acked = False
+        if events:
+            submit = Command.SUBMIT_SM
+            resp = Command.DELIVER_SM_RESP
+            engine = self.server.engine
+            account = self.account
+            out = session.outgoing
+            for pdu in events:
+                cmd = pdu.command
+                if cmd == submit:
+                    params = pdu.params
+                    r = engine.submit(account, params["destination_addr"], params["dest_addr_ton"],
+                                      params["dest_addr_npi"])
+                    if r.__class__ is Lookup:
+                        if held is None:
+                            held = []
+                        held.append((pdu.sequence, r))
+                    else:
+                        out += encode_submit_sm_resp(pdu.sequence, _status(r))
+                elif cmd == resp:
+                    self.outbox.acknowledge(pdu.sequence, pdu.status)
+                    acked = True
+                else:
+                    self._handle_other(pdu)
+            metrics.STATS.submit_sm += len(held) if held else 0
+        if session.outgoing:
+            self.transport.write(session.data_to_send())
+        if held:
+            self.server.journal.after_commit(lambda ok: self._committed(held, ok))
+        if acked:
+            self.outbox.pump()
+        if session.state is State.CLOSED:
+            self._close_after_flush()
+
+    def _committed(self, held: list[tuple[int, Lookup]], ok: bool) -> None:
+        """The lookups are durable: answer, then hand their receipts over."""
+        server = self.server
+        if not ok:
+            for _, lookup in held:
+                server.engine.abandon(self.account, lookup)
+            if not self.closed:
+                self.transport.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq, _ in held))
+            return
+        if not self.closed:
+            self.transport.write(b"".join(
+                [encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
+        # The receipt may go out now: its submit_sm_resp has been written.
+        box = server.outboxes[self.account.system_id]
+        now = time.time()
+        for _, lookup in held:
+            box.add(lookup, now)
+        box.pump()
+
+    def _handle_other(self, pdu: Pdu) -> None:
+        cmd = pdu.command
+        if cmd in _BIND:
+            self._bind(pdu)
+        elif cmd == Command.UNBIND:
+            self.log.info("unbind_received")
+        elif cmd == Command.QUERY_SM:
+            self._query(pdu)
+        elif cmd == Command.SUBMIT_MULTI:
+            self._submit_multi(pdu)
+        elif cmd == Command.DATA_SM:
+            self._data_sm(pdu)
+        elif cmd == Command.CANCEL_SM:
+            self.session.reply(cmd, pdu.sequence, Status.RCANCELFAIL)  # a lookup cannot be recalled
+        elif cmd == Command.REPLACE_SM:
+            self.session.reply(cmd, pdu.sequence, Status.RREPLACEFAIL)
+        elif cmd == Command.GENERIC_NACK:
+            # The ESME rejected one of our PDUs (a deliver_sm): retry it later.
+            if self.outbox is not None:
+                self.outbox.acknowledge(pdu.sequence, pdu.status or Status.RSYSERR)
+        elif cmd == Command.DATA_SM_RESP:
+            if self.outbox is not None:
+                self.outbox.acknowledge(pdu.sequence, pdu.status)
+
+    # ----------------------------------------------------------- binding
+    def _bind(self, pdu: Pdu) -> None:
+        server = self.server
+        mode = BindMode.of(pdu.command)
+        params = pdu.params
+        version = params["interface_version"]
+        status: Status = Status.ROK
+        reason = "ok"
+        if version > 0x34 or version < 0x33 or (version == 0x33 and mode is BindMode.TRX):
+            status, reason = Status.RBINDFAIL, "interface_version"
+        else:
+            refusal, account = server.book.authenticate(
+                params["system_id"], params["password"], params["system_type"], self.peer_ip, time.time())
+            if refusal is not None:
+                status, reason = refusal.smpp_status, refusal.name.lower()
+            else:
+                status = server.registry.claim(account, mode, self)
+                if status:
+                    reason = "session_rule"
+        metrics.STATS.binds[mode.label, reason] += 1
+        if status:
+            # Never log the password; the system_id is what an operator needs.
+            self.log.info("bind_refused", system_id=params["system_id"], mode=mode.label,
+                          status=Status(status).label, reason=reason)
+            self.session.reject_bind(pdu, status)
+            return
+        self.account = account
+        self.session.accept_bind(pdu)
+        self.log = self.log.bind(system_id=account.system_id, mode=mode.label)
+        self.log.info("session_bound", interface_version=hex(version))
+        if mode & BindMode.RX:
+            self.outbox = server.outboxes[account.system_id]
+            self.outbox.receiver = self
+            server.loop.call_soon(self.outbox.pump)
+        else:
+            self.outbox = server.outboxes[account.system_id]
+
+    # ----------------------------------------------------------- queries
+    def _query(self, pdu: Pdu) -> None:
+        try:
+            lookup_id = int(pdu.params["message_id"])
+        except ValueError:
+            lookup_id = -1
+        row = self.server.store.lookup(lookup_id) if 0 <= lookup_id < 1 << 63 else None
+        if row is None or row["system_id"] != self.account.system_id:
+            self.session.reply(pdu.command, pdu.sequence, Status.RQUERYFAIL)
+            return
+        lookup = Lookup.from_row(row)
+        state = lookup.message_state(time.time())
+        final = "" if state == 1 else time.strftime("%y%m%d%H%M%S", time.gmtime(lookup.done)) + "000+"
+        self.session.send(Pdu(Command.QUERY_SM_RESP, pdu.sequence, 0, {
+            "message_id": pdu.params["message_id"], "final_date": final,
+            "message_state": state, "error_code": lookup.err if state != 1 else 0}))
+
+    def _submit_multi(self, pdu: Pdu) -> None:
+        """One lookup per SME destination, all in one commit; failures in unsuccess_sme."""
+        engine, account = self.server.engine, self.account
+        accepted: list[Lookup] = []
+        unsuccess = []
+        dests = pdu.params["dest_address"]
+        # The k-th destination's id is message_id + k (SMPP gives the resp one id).
+        first = engine.ids.reserve(len(dests))
+        for k, dest in enumerate(dests):
+            if isinstance(dest, str):  # a distribution list: we keep none
+                unsuccess.append((0, 0, dest[:20], Status.RINVDLNAME))
+                continue
+            ton, npi, addr = dest
+            r = engine.submit(account, addr, ton, npi, lookup_id=first + k)
+            if r.__class__ is Lookup:
+                accepted.append(r)
+            else:
+                unsuccess.append((ton, npi, addr, _status(r)))
+        sequence = pdu.sequence
+
+        def committed(ok: bool) -> None:
+            if not ok:
+                for lookup in accepted:
+                    engine.abandon(account, lookup)
+                bad = [(0, 0, lk.msisdn, Status.RSYSERR) for lk in accepted] + unsuccess
+            else:
+                bad = unsuccess
+            status = Status.ROK if accepted and ok else (bad[0][3] if bad else Status.RSYSERR)
+            body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
+            self.write(encode(Pdu(Command.SUBMIT_MULTI_RESP, sequence, status, body)))
+            if ok and accepted:
+                box = self.server.outboxes[account.system_id]
+                now = time.time()
+                for lookup in accepted:
+                    box.add(lookup, now)
+                box.pump()
+
+        self.server.journal.after_commit(committed)
+
+    def _data_sm(self, pdu: Pdu) -> None:
+        """data_sm is a submission too: the same lookup, answered with data_sm_resp."""
+        p = pdu.params
+        r = self.server.engine.submit(self.account, p["destination_addr"], p["dest_addr_ton"], p["dest_addr_npi"])
+        if r.__class__ is not Lookup:
+            self.session.reply(pdu.command, pdu.sequence, _status(r))
+            return
+        sequence = pdu.sequence
+
+        def committed(ok: bool) -> None:
+            if not ok:
+                self.server.engine.abandon(self.account, r)
+                self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, Status.RSYSERR)))
+                return
+            self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, 0, {"message_id": str(r.id)})))
+            box = self.server.outboxes[self.account.system_id]
+            box.add(r, time.time())
+            box.pump()
+
+        self.server.journal.after_commit(committed)
+
+    # ---------------------------------------------------------- closing
+    def _close_after_flush(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()  # flushes what is buffered, then closes
+
+    def tick(self, now: float, timers: dict) -> None:
+        """Called about once a second by the server: the SMPP timers."""
+        session = self.session
+        if session.state is State.OPEN and now - self.connected_at > timers["session_init_timeout"]:
+            session.close_reason = "session_init_timeout"
+            self.abort()
+            return
+        idle = now - self.last_rx
+        if idle > timers["inactivity_timeout"]:
+            session.close_reason = "inactivity_timeout"
+            self.abort()
+            return
+        interval = timers["enquire_link_interval"]
+        if session.state is State.BOUND and idle > interval and now - self.last_probe > interval:
+            session.enquire_link()
+            self.write(session.data_to_send())
+            self.last_probe = now
+
+    def unbind(self) -> None:
+        self.session.unbind()
+        self.write(self.session.data_to_send())
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+_BIND = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
+
+
+def _status(r) -> int:
+    return r.smpp_status if isinstance(r, Refusal) else r
