@@ -529,6 +529,10 @@ class AccountBook:
     def _today(self) -> date:
         return datetime.now(self.tz).date()
 
+    def mark_dirty(self, acc: Account) -> None:
+        """Persist this account's record with the next commit (created at run time)."""
+        self._dirty[acc.system_id] = acc
+
     def take_dirty(self) -> list[Account]:
         """Accounts whose credit, packages or enabled flag changed since the last call."""
         dirty, self._dirty = list(self._dirty.values()), {}

@@ -91,6 +91,9 @@ class Server:
 
     def add_account(self, account: Account) -> None:
         self.book.add(account)
+        self._ensure_outbox(account)
+
+    def _ensure_outbox(self, account: Account) -> None:
         rc = self.cfg["receipts"]
         box = self.outboxes.get(account.system_id)
         if box is None:
@@ -100,6 +103,67 @@ class Server:
                 rc["retry_min"], rc["retry_max"])
         elif account.data_coding is not None:
             box.data_coding = account.data_coding
+
+    # ------------------------------------------------- operator actions
+    # Each change is durable when the returned coroutine completes (one commit).
+    async def create_account(self, d: dict) -> Account:
+        if self.book.get(str(d.get("system_id"))) is not None:
+            raise ValueError(f"account {d.get('system_id')!r} already exists")
+        account = Account.from_config(d)
+        self.add_account(account)
+        self.book.mark_dirty(account)
+        if account.credit:
+            self.journal.add_ledger(account.system_id, time.time(), "top_up", account.credit, "created")
+        log.info("account_created", system_id=account.system_id)
+        await self.persist()
+        return account
+
+    async def update_account(self, system_id: str, changes: dict) -> Account:
+        """Change settings (not credit: that is top_up) of a live account."""
+        account = self._account(system_id)
+        record = account.to_record()
+        record.update(changes)
+        record["system_id"] = account.system_id
+        new = Account.from_config(record)
+        self._ensure_outbox(self.book.replace(new))
+        log.info("account_updated", system_id=system_id, keys=sorted(k for k in changes if k != "password"))
+        await self.persist()
+        return self.book.get(system_id)
+
+    async def top_up(self, system_id: str, credit, bought=None, note: str = ""):
+        from ..accounts import to_micro
+        account = self._account(system_id)
+        amount = to_micro(credit)
+        if amount <= 0:
+            raise ValueError("a top-up must be a positive amount of credit")
+        package = self.book.top_up(account, amount, bought, note)
+        self.journal.add_ledger(system_id, time.time(), "top_up", amount, note)
+        log.info("credit_topped_up", system_id=system_id, credit=amount / 1_000_000)
+        await self.persist()
+        return package
+
+    async def set_enabled(self, system_id: str, enabled: bool) -> Account:
+        account = self.book.disable(system_id, enabled)
+        if not enabled:
+            for proto in list(self.protocols):
+                if proto.account is not None and proto.account.system_id == system_id:
+                    proto.unbind()
+        log.info("account_enabled" if enabled else "account_disabled", system_id=system_id)
+        await self.persist()
+        return account
+
+    def _account(self, system_id: str) -> Account:
+        account = self.book.get(system_id)
+        if account is None:
+            raise KeyError(f"no account {system_id!r}")
+        return account
+
+    async def persist(self) -> None:
+        """Commit whatever changed now (dirty accounts, ledger) and wait for it."""
+        done = self.loop.create_future()
+        self.journal.after_commit(lambda ok: done.done() or done.set_result(ok))
+        if not await done:
+            raise RuntimeError("the store refused the commit")
 
     def _replay_receipts(self) -> int:
         n = 0
