@@ -234,7 +234,7 @@ _FIELD_STATUS = {
     "system_type": Status.RINVSYSTYP, "message_id": Status.RINVMSGID,
     "short_message": Status.RINVMSGLEN, "service_type": Status.RINVSERTYP,
     "schedule_delivery_time": Status.RINVSCHED, "validity_period": Status.RINVEXPIRY,
-    "dest_address": Status.RINVNUMDESTS,
+    "dest_address": Status.RINVNUMDESTS, "dl_name": Status.RINVDLNAME,
 }
 
 
