@@ -82,6 +82,10 @@ class ServerThread:
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
 
+    def persist(self) -> None:
+        """Wait until everything the server decided so far is committed."""
+        asyncio.run_coroutine_threadsafe(self.server.persist(), self.loop).result(10)
+
     def stop(self) -> None:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self.server.stop(grace=1.0), self.loop).result(30)

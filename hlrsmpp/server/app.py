@@ -199,8 +199,8 @@ class Server:
             return False
         if self.per_ip[proto.peer_ip] >= sc["max_connections_per_ip"]:
             return False
-        if self.book.check_ip(proto.peer_ip, time.time()) is not None:
-            return False  # banned: no work at all for this peer
+        # A banned IP may connect, to be told ESME_RBINDFAIL (SPEC §2) before its
+        # credentials are even read; the session_init timer bounds what it holds.
         self.protocols.add(proto)
         self.per_ip[proto.peer_ip] += 1
         return True
