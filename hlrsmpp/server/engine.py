@@ -58,6 +58,50 @@ class LookupEngine:
         metrics.STATS.lookups[channel, r.err] += 1
         return lookup
 
+    def submit_many(self, account, addrs: list[str], channel: str = "http",
+                    batch_id: int | None = None, first_id: int | None = None,
+                    ) -> list[Lookup | Status | Refusal]:
+        """A batch (HTTP: up to 100 numbers) admitted as ONE request, per
+        ``AccountBook.admit_many``: invalid numbers get RINVDSTADR and uncovered ones
+        NO_COVERAGE (both free); the rest is all-or-nothing on limits and credit.
+        No receipts (``channel`` is not smpp). Lookup ids are ``first_id + k`` when given."""
+        out: list[Lookup | Status | Refusal] = []
+        dests = []
+        for addr in addrs:
+            dest = self.resolver.parse(addr, 1, 1)
+            if dest is None:
+                metrics.STATS.refusals[channel, "invalid_destination"] += 1
+                out.append(Status.RINVDSTADR)
+            else:
+                out.append(None)
+                dests.append(dest)
+        if not dests:
+            return out
+        now = time.time()
+        admitted = iter(self.book.admit_many(account, [d.cc for d in dests], now))
+        dests_it = iter(dests)
+        for k, slot in enumerate(out):
+            if slot is not None:
+                continue
+            dest, refusal = next(dests_it), next(admitted)
+            if refusal is not None:
+                metrics.STATS.refusals[channel, refusal.name.lower()] += 1
+                out[k] = refusal
+                continue
+            r = self.resolver.resolve(dest)
+            cost = account.price
+            if r.err in REFUNDED_ERRS and cost:
+                self.book.refund(account, cost)
+                cost = 0
+            lookup = Lookup(first_id + k if first_id is not None else self.ids.next(), batch_id,
+                            account.system_id, channel, dest.msisdn, now, now + r.latency, cost,
+                            r.err, r.cc, r.nnc, r.ported, r.p_nnc, r.roaming, r.r_cc, r.r_nnc,
+                            r.map_error, PENDING_NONE)
+            self.journal.add_lookup(lookup.row())
+            metrics.STATS.lookups[channel, r.err] += 1
+            out[k] = lookup
+        return out
+
     def abandon(self, account, lookup: Lookup) -> None:
         """The commit holding ``lookup`` failed: give the credit back, forget it."""
         if lookup.cost:
