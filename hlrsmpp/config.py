@@ -27,7 +27,16 @@ DEFAULTS: dict = {
         "window": 64,                  # outstanding deliver_sm per receiving session
         "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it
     },
-    "http": {"host": "0.0.0.0", "port": 8080, "enabled": True},
+    "http": {
+        "host": "0.0.0.0", "port": 8080, "enabled": True,
+        "sync_timeout": 30.0,          # longest wait of a synchronous POST /api/v1/lookups
+        "webhook_attempts": 6,         # callback POSTs per batch before giving up
+        "webhook_backoff": 1.0,        # first retry delay, doubled each time ...
+        "webhook_backoff_max": 300.0,  # ... up to this
+        "webhook_timeout": 10.0,       # per callback POST
+    },
+    # Seed 001 prepaid services (/users/hlr_prepaid.php): see docs/http.md.
+    "prepaid": {"timeout": 5.0, "services": []},
     "storage": {"path": "./data", "synchronous": "NORMAL"},
     "receipts": {
         "ttl": 7 * 86400.0,            # an unacknowledged receipt is dropped after this (metric)
