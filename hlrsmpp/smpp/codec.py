@@ -311,37 +311,69 @@ def decode_tlvs(body: bytes, pos: int, end: int) -> dict[int, bytes]:
     return tlvs
 
 
+def _compile(command: Command):
+    """Generate a straight-line decoder for one command's mandatory parameters.
+
+    Walking the field table per PDU costs a loop and a branch per field; the
+    generated function does only the reads and bound checks (about twice as fast).
+    Errors are raised by the same helpers the table walk uses, so they are identical.
+    """
+    lines = [f"def decode_{command.name.lower()}(body, pos, end):"]
+    names = []
+    for i, field in enumerate(BODIES[command][0]):
+        name, kind = field[0], field[1]
+        var = f"f{i}"
+        names.append((name, var))
+        if kind is C:
+            size = field[2]
+            lines += [
+                f"    nul = body.find(b'\\0', pos, pos + {size} if pos + {size} < end else end)",
+                f"    if nul < 0: _cstring(body, pos, end, {size}, {name!r})",
+                f"    {var} = body[pos:nul].decode('latin-1')",
+                "    pos = nul + 1",
+            ]
+        elif kind is B:
+            lines += [
+                f"    if pos >= end: _u8(body, pos, end, {name!r})",
+                f"    {var} = body[pos]",
+                "    pos += 1",
+            ]
+        elif kind is SM:
+            lines += [
+                "    if pos >= end: _u8(body, pos, end, 'sm_length')",
+                "    length = body[pos]",
+                "    pos += 1",
+                "    if length > 254 or pos + length > end: _sm_overrun(length)",
+                f"    {var} = body[pos:pos + length]",
+                "    pos += length",
+            ]
+        elif kind is DESTS:
+            lines.append(f"    {var}, pos = _decode_dests(body, pos, end)")
+        elif kind is UNSUCC:
+            lines.append(f"    {var}, pos = _decode_unsuccess(body, pos, end)")
+        else:  # pragma: no cover - table error
+            raise AssertionError(kind)
+    lines.append("    return {" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}, pos")
+    namespace = {"_cstring": _cstring, "_u8": _u8, "_sm_overrun": _sm_overrun,
+                 "_decode_dests": _decode_dests, "_decode_unsuccess": _decode_unsuccess}
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built from our own table
+    return namespace[f"decode_{command.name.lower()}"]
+
+
+def _sm_overrun(length: int):
+    raise DecodeError(Status.RINVMSGLEN, f"sm_length {length} overruns the PDU")
+
+
 def decode_body(command: Command, status: int, sequence: int, body: bytes,
                 pos: int = 0, end: int | None = None) -> Pdu:
     """Decode the body of a known command; raises DecodeError with the status to answer."""
     if end is None:
         end = len(body)
-    fields, has_tlvs = BODIES[command]
-    params: dict = {}
     if pos == end and status and command in _EMPTY_BODY_OK_ON_ERROR:
-        return Pdu(command, sequence, status, params)
-    for field in fields:
-        name, kind = field[0], field[1]
-        if kind is C:
-            params[name], pos = _cstring(body, pos, end, field[2], name)
-        elif kind is B:
-            params[name] = _u8(body, pos, end, name)
-            pos += 1
-        elif kind is SM:
-            length = _u8(body, pos, end, "sm_length")
-            pos += 1
-            if length > 254 or pos + length > end:
-                raise DecodeError(Status.RINVMSGLEN, f"sm_length {length} overruns the PDU")
-            params[name] = body[pos:pos + length]
-            pos += length
-        elif kind is DESTS:
-            params[name], pos = _decode_dests(body, pos, end)
-        elif kind is UNSUCC:
-            params[name], pos = _decode_unsuccess(body, pos, end)
-        else:  # pragma: no cover - table error
-            raise AssertionError(kind)
+        return Pdu(command, sequence, status, {})
+    params, pos = _DECODERS[command](body, pos, end)
     if pos < end:
-        if not has_tlvs:
+        if not BODIES[command][1]:
             raise DecodeError(Status.RINVCMDLEN, f"{end - pos} octets after the last parameter")
         return Pdu(command, sequence, status, params, decode_tlvs(body, pos, end))
     return Pdu(command, sequence, status, params)
@@ -384,6 +416,11 @@ def _decode_unsuccess(body: bytes, pos: int, end: int) -> tuple[list, int]:
     return items, pos
 
 
+_DECODERS = {command: _compile(command) for command in BODIES}
+#: command_id -> Command without the cost of an Enum call per PDU.
+COMMANDS: dict[int, Command] = {int(c): c for c in Command}
+
+
 def decode(data: bytes) -> Pdu:
     """Decode exactly one complete PDU (header included). For tests and tools;
     the session machine frames a byte stream itself."""
@@ -392,10 +429,9 @@ def decode(data: bytes) -> Pdu:
     length, command_id, status, sequence = HEADER.unpack_from(data)
     if length != len(data):
         raise DecodeError(Status.RINVCMDLEN, f"command_length {length} != {len(data)}")
-    try:
-        command = Command(command_id)
-    except ValueError:
-        raise DecodeError(Status.RINVCMDID, f"command_id {command_id:#010x}") from None
+    command = COMMANDS.get(command_id)
+    if command is None:
+        raise DecodeError(Status.RINVCMDID, f"command_id {command_id:#010x}")
     return decode_body(command, status, sequence, data, 16, length)
 
 

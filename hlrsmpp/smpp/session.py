@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum, IntFlag
 
 from .codec import (
-    BODIES, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
+    BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
     decode_body, encode, encode_header_only,
 )
 from .status import Status
@@ -60,12 +60,13 @@ class State(Enum):
 class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
-    __slots__ = ("state", "mode", "interface_version", "outgoing", "_buffer",
+    __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
                  "_sequence", "max_pdu_size", "system_id", "close_reason")
 
     def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
         self.state = State.OPEN
         self.mode: BindMode | None = None
+        self.can_tx = self.can_rx = False  # plain bools: IntFlag arithmetic per PDU is slow
         self.interface_version = 0x34
         self.outgoing = bytearray()
         self._buffer = b""
@@ -106,9 +107,8 @@ class SmscSession:
 
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
-        try:
-            command = Command(command_id)
-        except ValueError:
+        command = COMMANDS.get(command_id)
+        if command is None:
             self._nack(Status.RINVCMDID, sequence)
             return None
         if command in _NEVER_FROM_ESME:
@@ -146,14 +146,13 @@ class SmscSession:
             if not command.is_response:
                 self.reply(command, pdu.sequence, Status.RINVBNDSTS)
             return None
-        mode = self.mode
         if command in _TRANSMIT_ALLOWED:
-            if not mode & BindMode.TX:
+            if not self.can_tx:
                 self.reply(command, pdu.sequence, Status.RINVBNDSTS)
                 return None
             return pdu
         if command in _RECEIVE_ALLOWED:
-            return pdu if mode & BindMode.RX else None
+            return pdu if self.can_rx else None
         return None  # pragma: no cover - every command is classified above
 
     # ----------------------------------------------------------- binding
@@ -161,6 +160,8 @@ class SmscSession:
         mode = BindMode.of(bind.command)
         self.state = State.BOUND
         self.mode = mode
+        self.can_tx = bool(mode & BindMode.TX)
+        self.can_rx = bool(mode & BindMode.RX)
         self.interface_version = bind.params.get("interface_version", 0x34)
         # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version.
         tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if self.interface_version >= 0x34 else {}
@@ -206,11 +207,11 @@ class SmscSession:
 
     @property
     def can_submit(self) -> bool:
-        return self.state is State.BOUND and bool(self.mode & BindMode.TX)
+        return self.state is State.BOUND and self.can_tx
 
     @property
     def can_receive(self) -> bool:
-        return self.state is State.BOUND and bool(self.mode & BindMode.RX)
+        return self.state is State.BOUND and self.can_rx
 
     def _nack(self, status: Status, sequence: int) -> None:
         self.outgoing += encode_header_only(Command.GENERIC_NACK, status, sequence)
