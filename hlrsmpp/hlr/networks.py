@@ -1,0 +1,34 @@
+"""Network tables shipped in conf/hlr/ (made by tools/build_networks.py)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import NamedTuple
+
+# Repository default: <repo>/conf/hlr, next to the package when run from a checkout.
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "conf" / "hlr"
+
+
+class Region(NamedTuple):
+    region: str
+    cc: str
+    default_nnc: str            # range holder assumed for mobile blocks of unknown carrier
+    networks: tuple[str, ...]   # networks holding number blocks there (ported-to choices)
+
+
+def load_holders(path: Path) -> dict[str, str]:
+    """networks.csv: E.164 block prefix -> range holder MCC+MNC."""
+    with open(path, newline="") as f:
+        return {row["prefix"]: row["mccmnc"] for row in csv.DictReader(f) if row["mccmnc"]}
+
+
+def load_regions(path: Path) -> dict[str, Region]:
+    with open(path, newline="") as f:
+        return {row["region"]: Region(row["region"], row["cc"], row["default_nnc"],
+                                      tuple(row["networks"].split()))
+                for row in csv.DictReader(f) if row["region"] != "001"}
+
+
+def network_country(regions: dict[str, Region]) -> dict[str, str]:
+    """MCC+MNC -> calling code, for networks named in the tables."""
+    return {nnc: r.cc for r in regions.values() for nnc in r.networks}

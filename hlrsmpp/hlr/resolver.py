@@ -1,0 +1,268 @@
+"""HLR lookup simulation: number -> home network and a deterministic scenario.
+
+What a real HLR lookup (MAP SendRoutingInfoForSM) answers, per number, in layers where
+the later layer wins on the fields it sets:
+  numbering plan (allocated? mobile? range holder)  ->  seeded mix (outcome, ported,
+  roaming)  ->  portability file  ->  sandbox numbers  ->  prefix rules (longest wins)
+  ->  subscriber file  ->  per-number rules.
+Pure and synchronous: no I/O after start-up (reload() reads files, then swaps tables).
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from .networks import DEFAULT_DIR, Region, load_holders, load_regions
+from .numbering import MOBILE_TYPES, NumberingPlan, Range
+from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability,
+                    load_rules, load_subscribers, sandbox)
+
+__all__ = ["Destination", "HlrResult", "Resolver", "ERR_NAMES", "MAP_ERRORS", "PERMANENT",
+           "OUTCOMES"]
+
+# Seed err -> MAP error of SendRoutingInfoForSM (3GPP TS 29.002), whose only user errors
+# are those below; errs a lookup provider reports from elsewhere fold into the nearest.
+MAP_ERRORS = {
+    11: 6,    # ABSENT_SUBSCRIBER          absentSubscriberSM
+    12: 1,    # UNKNOWN_SUBSCRIBER         unknownSubscriber
+    13: 1,    # UNIDENTIFIED_SUBSCRIBER    unknownSubscriber (no unidentifiedSubscriber in SRI-SM)
+    14: 34,   # TIMEOUT                    systemFailure (TCAP timer expiry, no MAP answer)
+    15: 34,   # PROVIDER_GENERAL_ERROR     systemFailure
+    16: 35,   # NO_RESPONSE                dataMissing (answer without the routing info)
+    17: 34,   # SYSTEM_FAILURE             systemFailure
+    18: 36,   # INVALID_MSISDN             unexpectedDataValue
+    19: 13,   # CALL_BARRED                callBarred
+    20: 13,   # ILLEGAL_SUBSCRIBER         callBarred (barred by the HLR as illegal)
+    21: 11,   # TELESERVICE_NOT_PROVISIONED teleserviceNotProvisioned
+    22: 21,   # FACILITY_NOT_SUPPORTED     facilityNotSupported
+    23: 6,    # SUBSCRIBER_BUSY_FOR_MT_SMS absentSubscriberSM (retry later)
+    24: 36,   # UNEXPECTED_DATA_VALUE      unexpectedDataValue
+}
+# Outcomes that a retry will not change (list cleaning drops these numbers).
+PERMANENT = frozenset({12, 13, 18, 19, 20, 21, 22, 24})
+
+# Where roaming subscribers are, when the mix or a rule says so without naming a network.
+ROAMING_REGIONS = ("GB", "FR", "DE", "ES", "IT", "US", "AE", "TR", "TH", "CH", "NL", "AT",
+                   "GR", "PT", "SG", "CA", "MX", "SA", "IN", "CN")
+
+
+class Destination(NamedTuple):
+    msisdn: str   # E.164 digits, no '+'
+    cc: str       # country calling code
+
+
+_new_destination = tuple.__new__
+
+
+@dataclass(slots=True)
+class HlrResult:
+    msisdn: str
+    cc: str
+    nnc: str          # home network (range holder) MCC+MNC, "" if unknown
+    err: int          # 0 reachable, else 11..24
+    ported: bool
+    p_nnc: str        # ported-to network
+    roaming: bool
+    r_cc: str         # visited country calling code
+    r_nnc: str        # visited network
+    latency: float    # seconds until the result is final
+    map_error: int | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.err == 0
+
+    @property
+    def permanent(self) -> bool:
+        return self.err in PERMANENT
+
+    @property
+    def err_name(self) -> str:
+        return ERR_NAMES.get(self.err, "")
+
+
+class _Tables(NamedTuple):
+    """What reload() re-reads; swapped as one object so lookups never see a mix."""
+    prefixes: dict[str, Rule]
+    prefix_lens: tuple[int, ...]
+    numbers: dict[str, Rule]      # subscriber file overlaid by per-number rules
+    ported: dict[str, str]        # portability: prefix -> current network
+    ported_lens: tuple[int, ...]
+
+
+_PLANS: dict[Path, tuple[NumberingPlan, dict[str, Region]]] = {}
+_PLANS_LOCK = threading.Lock()
+
+
+def _plan(tables_dir: Path) -> tuple[NumberingPlan, dict[str, Region]]:
+    """Numbering plans are immutable once built: one per process and tables dir."""
+    with _PLANS_LOCK:
+        if tables_dir not in _PLANS:
+            regions = load_regions(tables_dir / "countries.csv")
+            plan = NumberingPlan(load_holders(tables_dir / "networks.csv"),
+                                 {r.region: r.default_nnc for r in regions.values()})
+            _PLANS[tables_dir] = (plan, regions)
+        return _PLANS[tables_dir]
+
+
+_CONFIG_KEYS = {"latency_ms", "timeout_ms", "seed", "mix", "rules", "subscribers",
+                "portability", "sandbox", "tables", "warm"}
+
+
+class Resolver:
+    def __init__(self, *, seed=0, mix: dict | None = None, latency_ms=0, timeout_ms=None,
+                 rules=None, subscribers: str | Path | None = None,
+                 portability: str | Path | None = None, sandbox_numbers: bool = True,
+                 tables: str | Path | None = None, warm: bool = True,
+                 base_dir: Path = Path(".")):
+        self.base_dir = Path(base_dir)
+        if tables is None:   # the config's own hlr/ tables, else the shipped ones
+            local = self.base_dir / "hlr"
+            tables = local.resolve() if (local / "networks.csv").exists() else DEFAULT_DIR
+        self._plan, self._regions = _plan((self.base_dir / tables).resolve())
+        if warm:
+            self._plan.warm()
+        self._countries = self._plan.countries
+        key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
+        self._h0 = hashlib.blake2b(digest_size=16, key=key)
+        self.mix = Mix(mix)
+        self._latency = latency_of(latency_ms, "hlr.latency_ms: ")
+        self._timeout = (latency_of(timeout_ms, "hlr.timeout_ms: ")
+                         if timeout_ms is not None else self._latency)
+        self._sandbox = sandbox() if sandbox_numbers else {}
+        self._visits = [self._regions[r] for r in ROAMING_REGIONS
+                        if r in self._regions and self._regions[r].networks]
+        self._rules_spec, self._subscribers, self._portability = rules, subscribers, portability
+        self._t = self._load()
+
+    @classmethod
+    def from_config(cls, hlr: dict | None, base_dir: Path) -> "Resolver":
+        hlr = dict(hlr or {})
+        unknown = set(hlr) - _CONFIG_KEYS
+        if unknown:
+            raise ValueError(f"hlr: unknown keys {sorted(unknown)} (known: {sorted(_CONFIG_KEYS)})")
+        if "sandbox" in hlr:
+            hlr["sandbox_numbers"] = bool(hlr.pop("sandbox"))
+        return cls(base_dir=Path(base_dir), **hlr)
+
+    # -- files -----------------------------------------------------------------------
+
+    def _load(self) -> _Tables:
+        prefixes: dict[str, Rule] = {}
+        numbers: dict[str, Rule] = {}
+        if self._subscribers:
+            numbers.update(load_subscribers(self.base_dir / self._subscribers))
+        for kind, key, rule in load_rules(self._rules_spec, self.base_dir):
+            table = prefixes if kind == "prefix" else numbers
+            table[key] = table[key].under(rule) if key in table else rule
+        ported = load_portability(self.base_dir / self._portability) if self._portability else {}
+        lens = lambda d: tuple(sorted({len(k) for k in d}, reverse=True))  # noqa: E731
+        return _Tables(prefixes, lens(prefixes), numbers, ported, lens(ported))
+
+    def reload(self) -> None:
+        """Re-read rule, subscriber and portability files (SIGHUP). On a bad file the
+        error propagates and the previous tables stay in force."""
+        self._t = self._load()
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def parse(self, destination_addr: str, ton: int = 1, npi: int = 1) -> Destination | None:
+        """None unless a possible E.164 number: TON 1/NPI 1, or TON 0 (NPI 0 or 1); digits
+        with an optional '+'; a known calling code; a length valid for that country."""
+        if ton == 1:
+            if npi != 1:
+                return None
+        elif ton != 0 or npi not in (0, 1):
+            return None
+        addr = destination_addr[1:] if destination_addr[:1] == "+" else destination_addr
+        if not (addr.isdigit() and addr.isascii()) or len(addr) > 15:
+            return None
+        c = self._countries
+        country = c.get(addr[:1]) or c.get(addr[:2]) or c.get(addr[:3])
+        if country is None or len(addr) - len(country.cc) not in country.lengths:
+            return None
+        return _new_destination(Destination, (addr, country.cc))   # skips NamedTuple.__new__
+
+    def describe(self, dest: Destination) -> Range:
+        """Numbering facts: region, number type ("" = unallocated), range holder."""
+        return self._plan.lookup(dest.msisdn, self._countries[dest.cc])
+
+    def resolve(self, dest: Destination) -> HlrResult:
+        # Hot path (every submit_sm): inlined dict gets and bit tests, no helper calls.
+        t = self._t
+        msisdn, cc = dest.msisdn, dest.cc
+        country = self._countries[cc]
+        rng = country.lookup(msisdn[len(cc):]) if country.table is not None \
+            else self._plan.lookup(msisdn, country)
+        h = self._h0.copy()
+        h.update(msisdn.encode())
+        h = int.from_bytes(h.digest(), "little")
+        prule = None
+        for k in t.prefix_lens:
+            prule = t.prefixes.get(msisdn[:k])
+            if prule is not None:
+                break
+        mix = prule.mix if prule is not None and prule.mix is not None else self.mix
+
+        nnc = rng.nnc
+        if rng.ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
+            err = mix.errs[bisect_right(mix.cuts, h & 0xFFFFFFFF)]
+            p_nnc = True if (h >> 32) & 0xFFFF < mix.ported else ""
+            roam = True if (h >> 48) & 0xFFFF < mix.roaming else ()
+        else:   # no HLR serves it: not allocated, or not a mobile number
+            err, p_nnc, roam = (18 if rng.ntype else 12), "", ()
+        for k in t.ported_lens:
+            current = t.ported.get(msisdn[:k])
+            if current is not None:
+                p_nnc = current
+                break
+        latency, roam_set = None, False
+        srule, nrule = self._sandbox.get(msisdn), t.numbers.get(msisdn)
+        if srule or prule or nrule:
+            for rule in (srule, prule, nrule):
+                if rule is not None:
+                    if rule.err is not None:
+                        err = rule.err
+                    if rule.nnc is not None:
+                        nnc = rule.nnc
+                    if rule.p_nnc is not None:
+                        p_nnc = rule.p_nnc
+                    if rule.roam is not None:
+                        roam, roam_set = rule.roam, True
+                    if rule.latency is not None:
+                        latency = rule.latency
+
+        if p_nnc is True:
+            p_nnc = self._port(rng.region, nnc, h)
+        if p_nnc == nnc:
+            p_nnc = ""
+        r_cc = r_nnc = ""
+        if roam is True:
+            if roam_set or err == 0:   # only a registered subscriber has a visited network
+                r_cc, r_nnc = self._visit(cc, h)
+        elif roam:
+            r_cc, r_nnc = roam
+        lo, hi = latency or (self._timeout if err == 14 else self._latency)
+        ms = lo if lo == hi else lo + (h >> 64 & 0xFFFFFFFF) % (hi - lo + 1)
+        return HlrResult(msisdn, cc, nnc, err, bool(p_nnc), p_nnc, bool(r_cc), r_cc, r_nnc,
+                         ms / 1000, MAP_ERRORS.get(err))
+
+    def lookup(self, destination_addr: str, ton: int = 1, npi: int = 1) -> HlrResult | None:
+        dest = self.parse(destination_addr, ton, npi)
+        return None if dest is None else self.resolve(dest)
+
+    def _port(self, region: str, nnc: str, h: int) -> str:
+        """Another network of the same country, "" if it has no other."""
+        r = self._regions.get(region)
+        others = [n for n in r.networks if n != nnc] if r else []
+        return others[(h >> 96) % len(others)] if others else ""
+
+    def _visit(self, cc: str, h: int) -> tuple[str, str]:
+        """A network abroad: a popular destination other than the home country."""
+        abroad = [r for r in self._visits if r.cc != cc]
+        r = abroad[(h >> 104) % len(abroad)]
+        return r.cc, r.networks[(h >> 112) % len(r.networks)]
