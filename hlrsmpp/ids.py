@@ -48,3 +48,9 @@ class IdGenerator:
             first = self._ms << (NODE_BITS + SEQ_BITS) | self._node
         self._seq += n - 1
         return first
+
+
+def first_id_at(t: float) -> int:
+    """The smallest id issued at or after epoch time ``t``: time ranges of the
+    history are id ranges, with no index on time."""
+    return max(int(t * 1000) - EPOCH_MS, 0) << (NODE_BITS + SEQ_BITS)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..ids import first_id_at
+
 #: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
 LOOKUP_COLUMNS = (
     "id", "batch_id", "system_id", "channel", "msisdn", "submitted", "done", "cost",
@@ -52,7 +54,7 @@ MIGRATIONS = [
         map_error INTEGER,
         pending   INTEGER NOT NULL
     );
-    CREATE INDEX lookups_account_time ON lookups (system_id, submitted);
+    -- history by time is an id range: ids start with their millisecond
     CREATE INDEX lookups_batch ON lookups (batch_id) WHERE batch_id IS NOT NULL;
     CREATE INDEX lookups_pending ON lookups (system_id, id) WHERE pending = 1;
     CREATE TABLE ledger (
@@ -151,16 +153,13 @@ class Store:
 
     def history(self, system_id: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 1000, after_id: int = 0) -> list[sqlite3.Row]:
-        where, args = ["id > ?"], [after_id]
+        where, args = ["id > ?"], [max(after_id, first_id_at(since) - 1 if since else 0)]
         if system_id is not None:
             where.append("system_id = ?")
             args.append(system_id)
-        if since is not None:
-            where.append("submitted >= ?")
-            args.append(since)
         if until is not None:
-            where.append("submitted < ?")
-            args.append(until)
+            where.append("id < ?")
+            args.append(first_id_at(until))
         args.append(limit)
         return self._reader().execute(
             f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM lookups WHERE {' AND '.join(where)} "

@@ -16,7 +16,7 @@ from ..accounts import Account, AccountBook
 from ..accounts.store import EXPIRED, Store
 from ..hlr import Resolver
 from .engine import LookupEngine
-from .ids import IdGenerator
+from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Lookup, Outbox
 from .smpp import SessionRegistry, SmppProtocol

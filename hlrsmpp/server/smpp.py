@@ -88,6 +88,8 @@ class SmppProtocol:
             transport.abort()
             return
         self.log = log.bind(peer=self.peer_ip)
+        limit = self.server.cfg["smpp"]["max_unanswered_writes"]
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -96,10 +98,16 @@ class SmppProtocol:
             self.log.info("session_closed", reason=self.session.close_reason or (repr(exc) if exc else "peer closed"))
 
     def pause_writing(self) -> None:
+        # The peer does not read what we send: stop reading what it sends, so a
+        # client that floods submit_sm without reading holds at most the buffer limit.
         self.paused = True
+        if not self.closed:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if not self.closed:
+            self.transport.resume_reading()
         if self.outbox is not None and self.outbox.receiver is self:
             self.outbox.pump()
 
