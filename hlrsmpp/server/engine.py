@@ -44,6 +44,14 @@ class LookupEngine:
         if refusal is not None:
             metrics.STATS.refusals[channel, refusal.name.lower()] += 1
             return refusal
+        if receipt:
+            box.size += 1
+        return self._accept(account, dest, now, channel, batch_id, lookup_id,
+                            PENDING_RECEIPT if receipt else PENDING_NONE)
+
+    def _accept(self, account, dest, now: float, channel: str, batch_id: int | None,
+                lookup_id: int | None, pending: int) -> Lookup:
+        """An admitted (charged) lookup: resolve, refund our own failures, record."""
         r = self.resolver.resolve(dest)
         cost = account.price
         if r.err in REFUNDED_ERRS and cost:
@@ -51,9 +59,7 @@ class LookupEngine:
             cost = 0
         lookup = Lookup(lookup_id or self.ids.next(), batch_id, account.system_id, channel, dest.msisdn, now,
                         now + r.latency, cost, r.err, r.cc, r.nnc, r.ported, r.p_nnc, r.roaming,
-                        r.r_cc, r.r_nnc, r.map_error, PENDING_RECEIPT if receipt else PENDING_NONE)
-        if receipt:
-            box.size += 1
+                        r.r_cc, r.r_nnc, r.map_error, pending)
         self.journal.add_lookup(lookup.row())
         metrics.STATS.lookups[channel, r.err] += 1
         return lookup
@@ -88,18 +94,8 @@ class LookupEngine:
                 metrics.STATS.refusals[channel, refusal.name.lower()] += 1
                 out[k] = refusal
                 continue
-            r = self.resolver.resolve(dest)
-            cost = account.price
-            if r.err in REFUNDED_ERRS and cost:
-                self.book.refund(account, cost)
-                cost = 0
-            lookup = Lookup(first_id + k if first_id is not None else self.ids.next(), batch_id,
-                            account.system_id, channel, dest.msisdn, now, now + r.latency, cost,
-                            r.err, r.cc, r.nnc, r.ported, r.p_nnc, r.roaming, r.r_cc, r.r_nnc,
-                            r.map_error, PENDING_NONE)
-            self.journal.add_lookup(lookup.row())
-            metrics.STATS.lookups[channel, r.err] += 1
-            out[k] = lookup
+            out[k] = self._accept(account, dest, now, channel, batch_id,
+                                  first_id + k if first_id is not None else None, PENDING_NONE)
         return out
 
     def abandon(self, account, lookup: Lookup) -> None:
