@@ -24,6 +24,14 @@ from .smpp import SessionRegistry, SmppProtocol
 log = structlog.get_logger("hlrsmpp.server")
 
 
+def open_store(storage: dict):
+    """The embedded SQLite store by default; Redis when ``storage.redis`` is set."""
+    if storage.get("redis"):
+        from ..redis import RedisStore  # only deployments on Redis need the client
+        return RedisStore(storage["redis"])
+    return Store(storage["path"], storage.get("synchronous", "NORMAL"))
+
+
 class Server:
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -42,7 +50,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
-        self.store = Store(cfg["storage"]["path"], cfg["storage"].get("synchronous", "NORMAL"))
+        self.store = open_store(cfg["storage"])
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
@@ -176,6 +184,20 @@ class Server:
             box.add(Lookup.from_row(row), now)
             n += 1
         return n
+
+    # ----------------------------------------------------------- receipts
+    def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
+        """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
+        box = self.outboxes[system_id]
+        now = time.time()
+        for lookup in lookups:
+            box.add(lookup, now)
+        box.pump()
+
+    def attach_receiver(self, proto: SmppProtocol) -> None:
+        box = self.outboxes[proto.account.system_id]
+        box.receiver = proto
+        self.loop.call_soon(box.pump)
 
     def _call_later(self, delay: float, fn, *args):
         return self.loop.call_later(delay, fn, *args)

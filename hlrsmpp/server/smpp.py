@@ -30,7 +30,8 @@ class SessionRegistry:
         self.receivers: dict[str, "SmppProtocol"] = {}
         self.transmitters: dict[str, set["SmppProtocol"]] = {}
 
-    def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
+    async def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
+        """Take a session slot; async because a shared registry (Redis) is remote."""
         sid = account.system_id
         if mode & BindMode.RX:
             if sid in self.receivers:
@@ -170,12 +171,8 @@ class SmppProtocol:
         if not self.closed:
             self.transport.write(b"".join(
                 [encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
-        # The receipt may go out now: its submit_sm_resp has been written.
-        box = server.outboxes[self.account.system_id]
-        now = time.time()
-        for _, lookup in held:
-            box.add(lookup, now)
-        box.pump()
+        # The receipts may go out now: their submit_sm_resp have been written.
+        server.deliver(self.account.system_id, [lookup for _, lookup in held])
 
     def _handle_other(self, pdu: Pdu) -> None:
         cmd = pdu.command
@@ -216,27 +213,48 @@ class SmppProtocol:
                 params["system_id"], params["password"], params["system_type"], self.peer_ip, time.time())
             if refusal is not None:
                 status, reason = refusal.smpp_status, refusal.name.lower()
-            else:
-                status = server.registry.claim(account, mode, self)
-                if status:
-                    reason = "session_rule"
-        metrics.STATS.binds[mode.label, reason] += 1
         if status:
-            # Never log the password; the system_id is what an operator needs.
-            self.log.info("bind_refused", system_id=params["system_id"], mode=mode.label,
-                          status=Status(status).label, reason=reason)
-            self.session.reject_bind(pdu, status)
+            self._bind_refused(pdu, mode, status, reason)
             return
+        self.session.binding = True  # a second bind meanwhile gets ESME_RALYBND
+        server.loop.create_task(self._claim(pdu, mode, account))
+
+    async def _claim(self, pdu: Pdu, mode: BindMode, account) -> None:
+        server = self.server
+        try:
+            status = await server.registry.claim(account, mode, self)
+        except Exception as err:  # the shared registry is unreachable
+            self.log.error("registry_failed", error=repr(err))
+            status = Status.RSYSERR
+        self.session.binding = False
+        if self.closed:
+            if not status:
+                server.registry.release(account.system_id, self)
+            return
+        if status:
+            self._bind_refused(pdu, mode, status, "session_rule")
+            self.write(self.session.data_to_send())
+            return
+        self._bound(pdu, mode, account)
+        self.write(self.session.data_to_send())
+
+    def _bind_refused(self, pdu: Pdu, mode: BindMode, status: int, reason: str) -> None:
+        metrics.STATS.binds[mode.label, reason] += 1
+        # Never log the password; the system_id is what an operator needs.
+        self.log.info("bind_refused", system_id=pdu.params["system_id"], mode=mode.label,
+                      status=Status(status).label, reason=reason)
+        self.session.reject_bind(pdu, status)
+
+    def _bound(self, pdu: Pdu, mode: BindMode, account) -> None:
+        server = self.server
+        metrics.STATS.binds[mode.label, "ok"] += 1
         self.account = account
         self.session.accept_bind(pdu)
         self.log = self.log.bind(system_id=account.system_id, mode=mode.label)
-        self.log.info("session_bound", interface_version=hex(version))
+        self.log.info("session_bound", interface_version=hex(pdu.params["interface_version"]))
+        self.outbox = server.outboxes[account.system_id]
         if mode & BindMode.RX:
-            self.outbox = server.outboxes[account.system_id]
-            self.outbox.receiver = self
-            server.loop.call_soon(self.outbox.pump)
-        else:
-            self.outbox = server.outboxes[account.system_id]
+            server.attach_receiver(self)
 
     # ----------------------------------------------------------- queries
     def _query(self, pdu: Pdu) -> None:
@@ -286,11 +304,7 @@ class SmppProtocol:
             body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
             self.write(encode(Pdu(Command.SUBMIT_MULTI_RESP, sequence, status, body)))
             if ok and accepted:
-                box = self.server.outboxes[account.system_id]
-                now = time.time()
-                for lookup in accepted:
-                    box.add(lookup, now)
-                box.pump()
+                self.server.deliver(account.system_id, accepted)
 
         self.server.journal.after_commit(committed)
 
@@ -309,9 +323,7 @@ class SmppProtocol:
                 self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, Status.RSYSERR)))
                 return
             self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, 0, {"message_id": str(r.id)})))
-            box = self.server.outboxes[self.account.system_id]
-            box.add(r, time.time())
-            box.pump()
+            self.server.deliver(self.account.system_id, [r])
 
         self.server.journal.after_commit(committed)
 

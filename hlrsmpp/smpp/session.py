@@ -60,13 +60,14 @@ class State(Enum):
 class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
-    __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
-                 "_sequence", "max_pdu_size", "system_id", "close_reason")
+    __slots__ = ("state", "mode", "can_tx", "can_rx", "binding", "interface_version", "outgoing", "_buffer",
+                 "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending")
 
     def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
         self.state = State.OPEN
         self.mode: BindMode | None = None
         self.can_tx = self.can_rx = False  # plain bools: IntFlag arithmetic per PDU is slow
+        self.binding = False  # a bind is being decided (the application may take time)
         self.interface_version = 0x34
         self.outgoing = bytearray()
         self._buffer = b""
@@ -74,6 +75,8 @@ class SmscSession:
         self.max_pdu_size = max_pdu_size
         self.system_id = system_id
         self.close_reason: str | None = None
+        #: A bind was handed to the application and is not yet accepted or rejected.
+        self._bind_pending = False
 
     # ------------------------------------------------------------ input
     def receive_data(self, data: bytes) -> list[Pdu]:
@@ -138,9 +141,12 @@ class SmscSession:
                 self._close("unbound")
             return None
         if command in BIND_COMMANDS:
-            if state is not State.OPEN:
+            # A second bind pipelined behind one the application has not answered
+            # yet is refused too: it must not bind the session a second time.
+            if state is not State.OPEN or self._bind_pending:
                 self.reply(command, pdu.sequence, Status.RALYBND)
                 return None
+            self._bind_pending = True
             return pdu
         if state is not State.BOUND and state is not State.UNBINDING:
             if not command.is_response:
@@ -158,6 +164,7 @@ class SmscSession:
     # ----------------------------------------------------------- binding
     def accept_bind(self, bind: Pdu) -> None:
         mode = BindMode.of(bind.command)
+        self._bind_pending = False
         self.state = State.BOUND
         self.mode = mode
         self.can_tx = bool(mode & BindMode.TX)
@@ -169,6 +176,7 @@ class SmscSession:
                                     {"system_id": self.system_id}, tlvs))
 
     def reject_bind(self, bind: Pdu, status: Status) -> None:
+        self._bind_pending = False
         self.reply(bind.command, bind.sequence, status)
 
     # ------------------------------------------------------------ output
