@@ -709,3 +709,30 @@ def test_streams_of_any_pdus_frame_the_same_however_split(stream, state, cuts):
     assert events == expected
     assert other.data_to_send() == one.data_to_send()
     assert other.state is one.state
+
+
+# ------------------------------------------------------- pipelined binds (regression)
+
+@pytest.mark.parametrize("second", list(BindMode))
+def test_second_bind_pipelined_before_the_first_is_answered_is_ralybnd(second):
+    """Both binds in one read: only the first reaches the application; the second
+    must not be able to bind the session again (it would claim a second mode)."""
+    session = SmscSession()
+    data = encode(bind_pdu(BindMode.TX, 1)) + encode(bind_pdu(second, 2)) + encode(submit(3))
+    events = session.receive_data(data)
+    assert events == [bind_pdu(BindMode.TX, 1)]
+    assert sent(session) == [header_only(BINDS[second].response, Status.RALYBND, 2),
+                             header_only(Command.SUBMIT_SM_RESP, Status.RINVBNDSTS, 3)]
+    session.accept_bind(events[0])
+    assert session.mode is BindMode.TX
+
+
+def test_after_a_rejected_bind_the_esme_may_bind_again():
+    session = SmscSession()
+    [first] = session.receive_data(encode(bind_pdu(BindMode.RX, 1)))
+    assert session.receive_data(encode(bind_pdu(BindMode.RX, 2))) == []  # still pending
+    session.reject_bind(first, Status.RINVPASWD)
+    assert [p.status for p in sent(session)] == [Status.RALYBND, Status.RINVPASWD]
+    [again] = session.receive_data(encode(bind_pdu(BindMode.RX, 3)))
+    session.accept_bind(again)
+    assert session.state is State.BOUND and session.mode is BindMode.RX
