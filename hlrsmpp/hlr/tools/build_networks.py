@@ -63,6 +63,7 @@ ALIASES = {
     ("TH", "TOT Mobile"): "NT Mobile", ("GE", "Cellfie"): "Beeline",
     ("CL", "Compania De Telecomunicaciones De Chile S.A."): "Movistar",
     ("CL", "Telefonica Del Sur S.A."): "Telsur", ("BR", "Telemig Celular"): "Vivo",
+    ("RU", "МегаФон"): "MegaFon",
 }
 
 NOISE = {"ltd", "limited", "sa", "s", "a", "plc", "inc", "llc", "gmbh", "ag", "ab", "as",
