@@ -1,0 +1,169 @@
+"""The HTTP interface (SPEC §3), on cfg["http"]: seed 002's lookup and report, seed 001's
+prepaid service, the JSON API under /api/v1/ with its OpenAPI document, /metrics and
+/healthz. Everything shares the SMPP server's engine, accounts, credit, limits and history.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiohttp import web
+
+from ... import metrics
+from ..openapi import document
+from . import api, prepaid, seed002
+from .common import SERVER, json_error, json_response
+
+log = structlog.get_logger("hlrsmpp.http")
+
+__all__ = ["start_http", "build_app"]
+
+UNMATCHED = "unmatched"
+
+
+def _route(request: web.Request) -> str:
+    """The route TEMPLATE (e.g. /api/v1/lookups/{id}): bounded label cardinality."""
+    route = request.match_info.route
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+@web.middleware
+async def _observe(request: web.Request, handler):
+    """Count every answer in STATS.http[(route, code)]; turn anything unexpected into a
+    clear error instead of a stack trace; JSON errors for the JSON API."""
+    route = _route(request)
+    code = 500
+    try:
+        resp = await handler(request)
+        code = resp.status
+        return resp
+    except web.HTTPException as e:
+        code = e.status
+        if request.path.startswith("/api/") and e.status >= 400:
+            headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            return json_error(e.status, "not_found" if e.status == 404 else
+                              "method_not_allowed" if e.status == 405 else "bad_request",
+                              e.reason or e.text or "request refused", headers=headers)
+        raise
+    except asyncio.CancelledError:
+        code = 499  # the client went away
+        raise
+    except Exception:
+        log.exception("http_handler_failed", route=route, method=request.method)
+        code = 500
+        return json_error(500, "internal_error", "the server failed on this request; it is logged")
+    finally:
+        metrics.STATS.http[route, code] += 1
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    registry = request.app[REGISTRY]
+    body = metrics.exposition(registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 only while the SMPP listener serves, the store answers and the HLR tables are
+    loaded; else 503 with what is down."""
+    server = request.app[SERVER]
+    checks = {"smpp": _smpp_up(server), "storage": await _storage_up(server), "hlr": _hlr_up(server)}
+    ok = all(checks.values())
+    return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
+                         200 if ok else 503)
+
+
+def _smpp_up(server) -> bool:
+    s = getattr(server, "smpp_server", None)
+    return s is not None and s.is_serving() and not getattr(server, "_stopping", False)
+
+
+async def _storage_up(server) -> bool:
+    try:
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(None, server.store.max_id), 2.0)
+        return True
+    except Exception:
+        return False
+
+
+# Numbers every numbering plan knows (UK, US, India, Bulgaria mobiles): if none parses,
+# the resolver's tables are not loaded.
+_PROBES = ("447400123456", "12025550143", "919589123456", "359888123456")
+
+
+def _hlr_up(server) -> bool:
+    resolver = getattr(server, "resolver", None)
+    if resolver is None:
+        return False
+    try:
+        healthy = getattr(resolver, "healthy", None)
+        if callable(healthy):
+            return bool(healthy())
+        return any(resolver.parse(n, 1, 1) is not None for n in _PROBES)
+    except Exception:
+        return False
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+REGISTRY = web.AppKey("metrics_registry", object)
+OPENAPI = web.AppKey("openapi", dict)
+
+
+def build_app(server) -> web.Application:
+    app = web.Application(middlewares=[_observe], client_max_size=1024 * 1024)
+    app[SERVER] = server
+    app[REGISTRY] = metrics.registry_for(server)
+    app[OPENAPI] = document()
+    app[prepaid.SERVICES] = prepaid.Services(server.cfg, server.book)
+    app[api.WEBHOOKS] = api.Webhooks(server.cfg)
+    r = app.router
+    # Seed 002 (lookups have side effects: no implicit HEAD).
+    r.add_route("GET", "/websmpp/hlr/lookup", seed002.lookup)
+    r.add_route("POST", "/websmpp/hlr/lookup", seed002.lookup)
+    r.add_get("/websmpp/hlr/report", seed002.report)
+    # Seed 001
+    r.add_route("GET", "/users/hlr_prepaid.php", prepaid.handle)
+    # JSON API
+    r.add_get("/api/v1/openapi.json", openapi_json)
+    r.add_post("/api/v1/lookups", api.create_lookups)
+    r.add_get("/api/v1/lookups/{id}", api.get_lookup)
+    r.add_get("/api/v1/batches/{id}", api.get_batch)
+    r.add_get("/api/v1/history", api.history)
+    r.add_get("/api/v1/accounts", api.list_accounts)
+    r.add_post("/api/v1/accounts", api.create_account)
+    r.add_get("/api/v1/accounts/{system_id}", api.get_account)
+    r.add_patch("/api/v1/accounts/{system_id}", api.update_account)
+    r.add_post("/api/v1/accounts/{system_id}/top-up", api.top_up)
+    r.add_post("/api/v1/accounts/{system_id}/enable", api.enable_account)
+    r.add_post("/api/v1/accounts/{system_id}/disable", api.disable_account)
+    r.add_get("/api/v1/accounts/{system_id}/ledger", api.ledger)
+    # Operations
+    r.add_get("/metrics", metrics_handler)
+    r.add_get("/healthz", healthz)
+
+    async def close_webhooks(app: web.Application) -> None:
+        await app[api.WEBHOOKS].close()
+
+    app.on_shutdown.append(close_webhooks)
+    return app
+
+
+async def start_http(server) -> tuple[web.AppRunner, int]:
+    """Serve on cfg["http"]["host"/"port"] (port 0: a free one); return (runner, port)."""
+    hc = server.cfg["http"]
+    app = build_app(server)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else hc["port"]
+    log.info("http_started", host=hc["host"], port=port, prepaid_services=len(app[prepaid.SERVICES]))
+    return runner, port

@@ -1,0 +1,605 @@
+"""The JSON API under /api/v1/ (docs/http.md, OpenAPI at /api/v1/openapi.json).
+
+Lookups authenticate as an account (HTTP Basic: system_id and password), or as the
+operator (``Authorization: Bearer <admin.token>``) naming the account in the body. The
+account routes are the operator's only. Every error is
+``{"error": {"code", "message", "smpp_status"}}`` with the code SMPP would give.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import csv
+import hmac
+import io
+import json
+import time
+from datetime import date, datetime, timezone
+
+import structlog
+from aiohttp import ClientSession, ClientTimeout, web
+from yarl import URL
+
+from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
+from ..receipts import Lookup
+from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
+                     lookup_view, read, refusal_detail, refusal_error, wait_done)
+
+log = structlog.get_logger("hlrsmpp.http")
+
+MAX_ID = (1 << 63) - 1
+HISTORY_PAGE_MAX = 1000
+CSV_CHUNK = 1000
+
+
+# ------------------------------------------------------------------ authentication
+
+class Principal:
+    __slots__ = ("admin", "account")
+
+    def __init__(self, admin: bool, account: Account | None):
+        self.admin, self.account = admin, account
+
+
+def _admin_token(server) -> str | None:
+    token = (server.cfg.get("admin") or {}).get("token")
+    return str(token) if token else None
+
+
+def _unauthorized(scheme: str, message: str) -> web.Response:
+    return json_error(401, "unauthorized", message,
+                      headers={"WWW-Authenticate": f'{scheme} realm="hlrsmpp"'})
+
+
+def _check_bearer(server, request: web.Request, value: str) -> web.Response | None:
+    token = _admin_token(server)
+    if token is None:
+        return _admin_disabled()
+    ip = request.remote or ""
+    if not hmac.compare_digest(value.encode(), token.encode()):
+        server.book.record_failure(ip, time.time())
+        return _unauthorized("Bearer", "wrong admin token")
+    return None
+
+
+def _admin_disabled() -> web.Response:
+    return json_error(403, "admin_disabled",
+                      "the admin API is disabled: configure admin.token (or HLRSMPP_ADMIN_TOKEN)")
+
+
+async def authenticate(request: web.Request, admin_only: bool = False) -> Principal | web.Response:
+    """The caller: the operator (Bearer) or an account (Basic); else the error to answer."""
+    server = request.app[SERVER]
+    ip = request.remote or ""
+    now = time.time()
+    if admin_only and _admin_token(server) is None:
+        return _admin_disabled()
+    if server.book.check_ip(ip, now) is not None:
+        return refusal_error(Refusal.IP_BANNED)
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer" and value:
+        err = _check_bearer(server, request, value)
+        return err if err is not None else Principal(True, None)
+    if admin_only:
+        return _unauthorized("Bearer", "this route needs Authorization: Bearer <admin token>")
+    if scheme != "basic" or not value:
+        return _unauthorized("Basic", "authenticate with HTTP Basic (system_id:password) "
+                                      "or Bearer <admin token>")
+    try:
+        user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return _unauthorized("Basic", "malformed Basic credentials")
+    if not sep:
+        return _unauthorized("Basic", "malformed Basic credentials")
+    known = server.book.get(user)
+    refusal, account = server.book.authenticate(user, password, known.system_type if known else "",
+                                                ip, now)
+    if refusal is not None:
+        return refusal_error(refusal)
+    return Principal(False, account)
+
+
+async def _body(request: web.Request) -> dict | web.Response:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "bad_request", "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return json_error(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+def _bad(message: str) -> web.Response:
+    return json_error(400, "bad_request", message)
+
+
+def _not_found(message: str) -> web.Response:
+    return json_error(404, "not_found", message)
+
+
+def _lookup_id(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        n = int(text)
+        if n <= MAX_ID:
+            return n
+    return None
+
+
+# ------------------------------------------------------------------ lookups
+
+LOOKUP_KEYS = frozenset({"number", "numbers", "account", "wait", "timeout", "callback_url"})
+
+
+async def create_lookups(request: web.Request) -> web.Response:
+    """POST /api/v1/lookups"""
+    server = request.app[SERVER]
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    extra = set(body) - LOOKUP_KEYS
+    if extra:
+        return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
+    if ("number" in body) == ("numbers" in body):
+        return _bad("give either number (a string) or numbers (a list of 1..100 strings)")
+    numbers = [body["number"]] if "number" in body else body["numbers"]
+    if (not isinstance(numbers, list) or not 1 <= len(numbers) <= MAX_BATCH
+            or not all(isinstance(n, str) for n in numbers)):
+        return _bad(f"numbers: expected a list of 1..{MAX_BATCH} strings")
+    account = who.account
+    if who.admin:
+        sid = body.get("account")
+        if not isinstance(sid, str) or server.book.get(sid) is None:
+            return _not_found("account: name an existing account (the operator looks up on its behalf)")
+        account = server.book.get(sid)
+    elif "account" in body and body["account"] != account.system_id:
+        return json_error(403, "forbidden", "an account may only look up for itself")
+    callback = body.get("callback_url")
+    if callback is not None:
+        callback = _callback_url(callback)
+        if isinstance(callback, web.Response):
+            return callback
+    wait = body.get("wait", callback is None)
+    if not isinstance(wait, bool):
+        return _bad("wait: expected true or false")
+    hc = server.cfg["http"]
+    limit = float(hc.get("sync_timeout", 30.0))
+    timeout = body.get("timeout", limit)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
+        return _bad("timeout: expected seconds between 0 and 3600")
+    timeout = min(float(timeout), limit)
+
+    batch_id = server.ids.reserve(len(numbers) + 1)
+    results = server.engine.submit_many(account, [n.strip() for n in numbers], "http", batch_id,
+                                        batch_id + 1)
+    accepted = [r for r in results if r.__class__ is Lookup]
+    rejected = [{"index": k, "number": numbers[k], "error": refusal_detail(r)}
+                for k, r in enumerate(results) if r.__class__ is not Lookup]
+    if not accepted:
+        return refusal_error(results[0], rejected=rejected)
+    if not await durable(server, accepted, account):
+        return json_error(503, "system_error", "the store refused the commit; nothing was charged",
+                          None)
+    if callback is not None:
+        request.app[WEBHOOKS].send(callback, batch_id, accepted)
+    if wait:
+        await wait_done(accepted, timeout)
+    at = time.time()
+    views = [lookup_view(lk, at) for lk in accepted]
+    return json_response({
+        "batch_id": str(batch_id),
+        "account": account.system_id,
+        "complete": all(v["status"] != "ENROUTE" for v in views),
+        "lookups": views,
+        "rejected": rejected,
+    }, 200 if wait else 202)
+
+
+def _callback_url(value) -> str | web.Response:
+    if not isinstance(value, str) or len(value) > 2048:
+        return _bad("callback_url: expected an http(s) URL")
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        return _bad("callback_url: expected an http(s) URL")
+    if url.scheme not in ("http", "https") or not url.host or not url.is_absolute():
+        return _bad("callback_url: expected an absolute http(s) URL")
+    return value
+
+
+def _owned(who: Principal, row) -> bool:
+    return who.admin or row["system_id"] == who.account.system_id
+
+
+async def get_lookup(request: web.Request) -> web.Response:
+    """GET /api/v1/lookups/{id}"""
+    server = request.app[SERVER]
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    lid = _lookup_id(request.match_info["id"])
+    row = await read(server.store.lookup, lid) if lid is not None else None
+    if row is None or not _owned(who, row):
+        return _not_found(f"no lookup {request.match_info['id']}")
+    return json_response(lookup_view(Lookup.from_row(row), time.time()))
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    """GET /api/v1/batches/{id}"""
+    server = request.app[SERVER]
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    bid = _lookup_id(request.match_info["id"])
+    rows = await read(server.store.batch, bid) if bid is not None else []
+    rows = [r for r in rows if _owned(who, r)]
+    if not rows:
+        return _not_found(f"no batch {request.match_info['id']}")
+    at = time.time()
+    views = [lookup_view(Lookup.from_row(r), at) for r in rows]
+    return json_response({"batch_id": str(bid), "account": rows[0]["system_id"],
+                          "complete": all(v["status"] != "ENROUTE" for v in views),
+                          "lookups": views})
+
+
+# ------------------------------------------------------------------ history
+
+def _when(text: str, name: str) -> float:
+    """ISO 8601 date or date-time (naive: UTC), or epoch seconds."""
+    s = text.strip()
+    try:
+        return float(s) if s.replace(".", "", 1).isdigit() else _iso_epoch(s)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{name}: expected an ISO 8601 date/time or epoch seconds, got {text!r}") from None
+
+
+def _iso_epoch(s: str) -> float:
+    if len(s) == 10:
+        d = date.fromisoformat(s)
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+    dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+async def history(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/history?account=&since=&until=&limit=&after=&format=json|csv"""
+    server = request.app[SERVER]
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    q = request.query
+    account = q.get("account") or None
+    if not who.admin:
+        if account is not None and account != who.account.system_id:
+            return json_error(403, "forbidden", "an account sees only its own history")
+        account = who.account.system_id
+    try:
+        since = _when(q["since"], "since") if q.get("since") else None
+        until = _when(q["until"], "until") if q.get("until") else None
+    except ValueError as e:
+        return _bad(str(e))
+    after_text = q.get("after", "0") or "0"
+    after = _lookup_id(after_text)
+    if after is None:
+        return _bad("after: expected the id of the last lookup of the previous page")
+    fmt = (q.get("format") or "json").lower()
+    if fmt not in ("json", "csv"):
+        return _bad("format: expected json or csv")
+    limit_text = q.get("limit")
+    if limit_text is not None:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= (
+                HISTORY_PAGE_MAX if fmt == "json" else 10_000_000):
+            return _bad(f"limit: expected 1..{HISTORY_PAGE_MAX} (json) or a positive count (csv)")
+        limit = int(limit_text)
+    else:
+        limit = 100 if fmt == "json" else None
+    store = server.store
+    if fmt == "json":
+        rows = await read(store.history, account, since, until, limit, after)
+        at = time.time()
+        items = [lookup_view(Lookup.from_row(r), at) for r in rows]
+        nxt = items[-1]["id"] if len(items) == limit else None
+        return json_response({"items": items, "next": nxt})
+    # CSV: every matching lookup (or `limit` of them), streamed a page at a time.
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="hlrsmpp-history-{account or "all"}.csv"'})
+    await resp.prepare(request)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(LOOKUP_FIELDS)
+    left = limit
+    while True:
+        n = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
+        rows = await read(store.history, account, since, until, n, after)
+        at = time.time()
+        for r in rows:
+            v = lookup_view(Lookup.from_row(r), at)
+            writer.writerow(["" if v[k] is None else str(v[k]).lower() if isinstance(v[k], bool)
+                             else v[k] for k in LOOKUP_FIELDS])
+        await resp.write(buf.getvalue().encode())
+        buf.seek(0)
+        buf.truncate()
+        if left is not None:
+            left -= len(rows)
+        if len(rows) < n or left == 0:
+            break
+        after = rows[-1]["id"]
+    await resp.write_eof()
+    return resp
+
+
+# ------------------------------------------------------------------ accounts (operator)
+
+def account_view(server, acc: Account) -> dict:
+    r = acc.to_record()
+    r.pop("password", None)
+    c = server.book.counters(acc)
+    r["credit"] = from_micro(acc.credit) if acc.credit is not None else None
+    r["unlimited"] = acc.packages is None
+    r["counters"] = {"day": c["day"], "week": c["week"], "month": c["month"]}
+    r["receipts_queued"] = server.outboxes[acc.system_id].size if acc.system_id in server.outboxes else 0
+    return r
+
+
+async def _admin(request: web.Request) -> web.Response | None:
+    who = await authenticate(request, admin_only=True)
+    return who if isinstance(who, web.Response) else None
+
+
+def _account_or_404(server, request) -> Account | web.Response:
+    sid = request.match_info["system_id"]
+    acc = server.book.get(sid)
+    return acc if acc is not None else _not_found(f"no account {sid!r}")
+
+
+#: Largest amount (credits) the API accepts: the store keeps micro-credits in 64-bit integers.
+MAX_AMOUNT = 1_000_000_000
+_ACCOUNT_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
+
+
+def _validate_account(server, record: dict) -> str | None:
+    """Why ``record`` would not make a usable account, or None. Builds it on a scratch
+    book, so a bad value never reaches the live one half applied."""
+    try:
+        acc = Account.from_config(record)
+        AccountBook(tz=server.cfg.get("accounts_timezone", "UTC"), ban_after=0).add(acc)
+    except _ACCOUNT_ERRORS as e:
+        return str(e) or type(e).__name__
+    cap = MAX_AMOUNT * 1_000_000
+    amounts = [acc.price, acc.low_credit] + [x for p in acc.packages or () for x in (p.credit, p.size)]
+    if any(a > cap for a in amounts):
+        return f"amounts above {MAX_AMOUNT} credits are not accepted"
+    return None
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    return json_response({"accounts": [account_view(server, a) for a in
+                                       sorted(server.book, key=lambda a: a.system_id)]})
+
+
+async def create_account(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    sid = body.get("system_id")
+    if isinstance(sid, str) and server.book.get(sid) is not None:
+        return json_error(409, "exists", f"account {sid!r} already exists")
+    if (why := _validate_account(server, body)) is not None:
+        return json_error(422, "invalid_account", why)
+    try:
+        acc = await server.create_account(body)
+    except _ACCOUNT_ERRORS as e:
+        return json_error(422, "invalid_account", str(e))
+    except RuntimeError as e:
+        return json_error(503, "system_error", str(e))
+    return json_response(account_view(server, acc), 201,
+                         headers={"Location": f"/api/v1/accounts/{acc.system_id}"})
+
+
+async def get_account(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    return json_response(account_view(server, acc))
+
+
+UPDATE_FORBIDDEN = {"system_id": "an account cannot be renamed",
+                    "credit": "change credit with POST /api/v1/accounts/{system_id}/top-up",
+                    "packages": "change credit with POST /api/v1/accounts/{system_id}/top-up"}
+
+
+async def update_account(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    for k, why in UPDATE_FORBIDDEN.items():
+        if k in body and not (k == "system_id" and body[k] == acc.system_id):
+            return json_error(422, "invalid_account", f"{k}: {why}")
+    body.pop("system_id", None)
+    enabled = body.pop("enabled", None)
+    if enabled is not None and not isinstance(enabled, bool):
+        return json_error(422, "invalid_account", "enabled: expected true or false")
+    try:
+        if body:
+            record = acc.to_record()
+            record.update(body)
+            if (why := _validate_account(server, record)) is not None:
+                return json_error(422, "invalid_account", why)
+            await server.update_account(acc.system_id, body)
+        if enabled is not None:
+            await server.set_enabled(acc.system_id, enabled)
+    except _ACCOUNT_ERRORS as e:
+        return json_error(422, "invalid_account", str(e))
+    except RuntimeError as e:
+        return json_error(503, "system_error", str(e))
+    return json_response(account_view(server, server.book.get(acc.system_id)))
+
+
+async def top_up(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    extra = set(body) - {"credit", "bought", "note"}
+    if extra:
+        return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
+    credit = body.get("credit")
+    if isinstance(credit, bool) or not isinstance(credit, (int, float, str)):
+        return json_error(422, "invalid_amount", "credit: expected a positive amount, e.g. \"50\" or 12.5")
+    bought = body.get("bought")
+    if bought is not None:
+        try:
+            bought = date.fromisoformat(bought) if isinstance(bought, str) else None
+        except ValueError:
+            bought = None
+        if bought is None:
+            return json_error(422, "invalid_amount", "bought: expected a date YYYY-MM-DD")
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > 200:
+        return _bad("note: expected text of at most 200 characters")
+    try:
+        amount = to_micro(credit)
+    except _ACCOUNT_ERRORS:
+        amount = 0
+    if not 0 < amount <= MAX_AMOUNT * 1_000_000:
+        return json_error(422, "invalid_amount",
+                          f"credit: expected a positive amount up to {MAX_AMOUNT}, with at most 6 decimals")
+    if acc.packages is None:
+        return json_error(409, "unlimited_credit",
+                          f"account {acc.system_id!r} has unlimited credit: nothing to top up")
+    try:
+        package = await server.top_up(acc.system_id, credit, bought, note)
+    except _ACCOUNT_ERRORS as e:
+        return json_error(422, "invalid_amount", f"credit: {e}")
+    except RuntimeError as e:
+        return json_error(503, "system_error", str(e))
+    return json_response({"account": account_view(server, acc), "package": package.to_record()})
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    try:
+        await server.set_enabled(acc.system_id, enabled)
+    except RuntimeError as e:
+        return json_error(503, "system_error", str(e))
+    return json_response(account_view(server, acc))
+
+
+async def enable_account(request: web.Request) -> web.Response:
+    return await _set_enabled(request, True)
+
+
+async def disable_account(request: web.Request) -> web.Response:
+    return await _set_enabled(request, False)
+
+
+async def ledger(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    rows = await read(server.store.ledger, acc.system_id)
+    return json_response({"account": acc.system_id, "entries": [
+        {"at": iso(r["at"]), "kind": r["kind"], "amount": from_micro(r["amount"]), "note": r["note"]}
+        for r in rows]})
+
+
+# ------------------------------------------------------------------ webhooks
+
+class Webhooks:
+    """Asynchronous lookups' callbacks: one POST per batch once every result is final,
+    retried with exponential backoff until a 2xx or the attempts run out. In memory: a
+    restart forgets pending callbacks (the results stay readable by id and batch)."""
+
+    def __init__(self, cfg: dict):
+        hc = cfg["http"]
+        self.attempts = max(1, int(hc.get("webhook_attempts", 6)))
+        self.backoff = float(hc.get("webhook_backoff", 1.0))
+        self.backoff_max = float(hc.get("webhook_backoff_max", 300.0))
+        self.timeout = float(hc.get("webhook_timeout", 10.0))
+        self._session: ClientSession | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.delivered = 0
+        self.failed = 0
+
+    def send(self, url: str, batch_id: int, lookups: list[Lookup]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(url, batch_id, lookups))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, url: str, batch_id: int, lookups: list[Lookup]) -> None:
+        await wait_done(lookups, float("inf"))
+        at = time.time()
+        payload = json.dumps({"batch_id": str(batch_id), "account": lookups[0].system_id,
+                              "complete": True, "lookups": [lookup_view(lk, at) for lk in lookups]})
+        if self._session is None:
+            self._session = ClientSession(timeout=ClientTimeout(total=self.timeout),
+                                          headers={"User-Agent": "hlrsmpp-webhook"})
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            status = None
+            try:
+                async with self._session.post(url, data=payload, headers={
+                        "Content-Type": "application/json", "X-Hlrsmpp-Batch": str(batch_id),
+                        "X-Hlrsmpp-Attempt": str(attempt)}) as resp:
+                    status = resp.status
+                    await resp.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # connection refused, DNS, timeout, bad URL: retry
+                status = repr(e)[:200]
+            if isinstance(status, int) and 200 <= status < 300:
+                self.delivered += 1
+                return
+            log.warning("webhook_failed", url=url, batch_id=batch_id, attempt=attempt, result=status)
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+        self.failed += 1
+        log.error("webhook_gave_up", url=url, batch_id=batch_id, attempts=self.attempts)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+
+WEBHOOKS = web.AppKey("webhooks", Webhooks)

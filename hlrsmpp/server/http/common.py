@@ -1,0 +1,220 @@
+"""Shared by every HTTP front end: views of a lookup, time formats, durability, errors."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from ...accounts import Refusal, from_micro
+from ...smpp.status import Status
+from ..receipts import Lookup
+
+# Seed 002's status table (SPEC §2): err -> name.
+ERR_NAMES = {
+    11: "ABSENT_SUBSCRIBER", 12: "UNKNOWN_SUBSCRIBER", 13: "UNIDENTIFIED_SUBSCRIBER",
+    14: "TIMEOUT", 15: "PROVIDER_GENERAL_ERROR", 16: "NO_RESPONSE", 17: "SYSTEM_FAILURE",
+    18: "INVALID_MSISDN", 19: "CALL_BARRED", 20: "ILLEGAL_SUBSCRIBER",
+    21: "TELESERVICE_NOT_PROVISIONED", 22: "FACILITY_NOT_SUPPORTED",
+    23: "SUBSCRIBER_BUSY_FOR_MT_SMS", 24: "UNEXPECTED_DATA_VALUE",
+}
+#: Outcomes saying the subscriber does not exist (seed 000's "active" is false).
+NOT_ACTIVE = frozenset({12, 13, 18})
+
+#: Most numbers in one lookup request (seed 002: "upto 100 numbers").
+MAX_BATCH = 100
+#: asyncio timers may fire up to the clock resolution early: wait a hair longer.
+TIMER_SLACK = 0.005
+
+SERVER = web.AppKey("server", object)
+TEXT = "text/plain"
+
+
+def now() -> float:
+    return time.time()
+
+
+def seed_time(t: float, tz: ZoneInfo) -> str:
+    """Seed 002's `time`: YYYY-MM-DD hh:mm:ss."""
+    return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seed_report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
+    """One object of /websmpp/hlr/report (seed 002): `id` a number, every other value a
+    string. While the lookup is pending (ENROUTE) its result fields are blank."""
+    done = at >= lk.done
+    err = lk.err if done else 0
+    return {
+        "id": lk.id,
+        "batchid": str(lk.batch_id) if lk.batch_id is not None else "",
+        "destination": lk.msisdn,
+        "time": seed_time(lk.submitted, tz),
+        "status": lk.stat if done else "ENROUTE",
+        "error_code": f"{err:03d}",
+        "error": ERR_NAMES.get(err, "") if done else "",
+        "cc": lk.cc,
+        "nnc": lk.nnc if done else "",
+        "isPorted": "Yes" if done and lk.ported else "No",
+        "p_nnc": lk.p_nnc if done else "",
+        "isRoaming": "Yes" if done and lk.roaming else "No",
+        "r_cc": lk.r_cc if done else "",
+        "r_nnc": lk.r_nnc if done else "",
+    }
+
+
+#: Fields of a lookup in the JSON API and the CSV history, in this order.
+LOOKUP_FIELDS = ("id", "batch_id", "account", "channel", "number", "submitted", "done", "status",
+                 "err", "error", "cc", "nnc", "network", "ported", "p_nnc", "roaming", "r_cc",
+                 "r_nnc", "active", "reachable", "cost")
+_RESULT_FIELDS = ("err", "error", "nnc", "network", "ported", "p_nnc", "roaming", "r_cc", "r_nnc",
+                  "active", "reachable")
+
+
+def lookup_view(lk: Lookup, at: float) -> dict:
+    """A lookup in the JSON API. Ids are strings (they exceed 2**53). While it is pending
+    (status ENROUTE, before its `done` time) the result fields are null."""
+    done = at >= lk.done
+    v = {
+        "id": str(lk.id),
+        "batch_id": str(lk.batch_id) if lk.batch_id is not None else None,
+        "account": lk.system_id,
+        "channel": lk.channel,
+        "number": lk.msisdn,
+        "submitted": iso(lk.submitted),
+        "done": iso(lk.done),
+        "status": lk.stat if done else "ENROUTE",
+        "err": lk.err,
+        "error": ERR_NAMES.get(lk.err, ""),
+        "cc": lk.cc,
+        "nnc": lk.nnc,
+        "network": lk.p_nnc if lk.ported and lk.p_nnc else lk.nnc,
+        "ported": bool(lk.ported),
+        "p_nnc": lk.p_nnc,
+        "roaming": bool(lk.roaming),
+        "r_cc": lk.r_cc,
+        "r_nnc": lk.r_nnc,
+        "active": lk.err not in NOT_ACTIVE,
+        "reachable": lk.err == 0,
+        "cost": from_micro(lk.cost),
+    }
+    if not done:
+        for k in _RESULT_FIELDS:
+            v[k] = None
+    return v
+
+
+def template_fields(lk: Lookup) -> dict[str, str]:
+    """What a prepaid service's result template may use (docs/http.md)."""
+    return {
+        "id": str(lk.id), "msisdn": lk.msisdn, "number": lk.msisdn, "cc": lk.cc, "nnc": lk.nnc,
+        "p_nnc": lk.p_nnc, "r_cc": lk.r_cc, "r_nnc": lk.r_nnc,
+        "network": lk.p_nnc if lk.ported and lk.p_nnc else lk.nnc,
+        "err": f"{lk.err:03d}", "error": ERR_NAMES.get(lk.err, ""), "status": lk.stat,
+        "ported": "true" if lk.ported else "false", "roaming": "true" if lk.roaming else "false",
+        "isPorted": "Yes" if lk.ported else "No", "isRoaming": "Yes" if lk.roaming else "No",
+        "active": "true" if lk.err not in NOT_ACTIVE else "false",
+        "reachable": "true" if lk.err == 0 else "false",
+    }
+
+
+async def durable(server, lookups: list[Lookup], account) -> bool:
+    """Wait until the journal's next commit holds ``lookups``. On failure they are
+    abandoned (credit back) even if the waiting request has gone away."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def committed(ok: bool) -> None:
+        if not ok:
+            for lk in lookups:
+                server.engine.abandon(account, lk)
+        if not fut.done():
+            fut.set_result(ok)
+
+    server.journal.after_commit(committed)
+    return await asyncio.shield(fut)
+
+
+async def wait_done(lookups: list[Lookup], timeout: float) -> None:
+    """Sleep until every lookup's result is final (its simulated HLR latency), at most
+    ``timeout`` seconds."""
+    if not lookups:
+        return
+    delay = max(lk.done for lk in lookups) - time.time()
+    if delay > 0:
+        await asyncio.sleep(min(delay + TIMER_SLACK, max(0.0, timeout)))
+
+
+async def read(fn, *args):
+    """A store read on a worker thread (each has its own SQLite reader connection)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+# ------------------------------------------------------------------ JSON errors
+
+_REFUSAL_HTTP = {
+    Refusal.EXPIRED: 403, Refusal.DISABLED: 403, Refusal.NO_COVERAGE: 422,
+    Refusal.LIMIT_TPS: 429, Refusal.LIMIT_DELAY: 429, Refusal.LIMIT_DAY: 429,
+    Refusal.LIMIT_WEEK: 429, Refusal.LIMIT_MONTH: 429, Refusal.NO_CREDIT: 402,
+    Refusal.BAD_SYSTEM_ID: 401, Refusal.BAD_PASSWORD: 401, Refusal.BAD_SYSTEM_TYPE: 401,
+    Refusal.IP_NOT_ALLOWED: 403, Refusal.IP_BANNED: 403,
+}
+_REFUSAL_TEXT = {
+    Refusal.EXPIRED: "the account has expired",
+    Refusal.DISABLED: "the account is disabled",
+    Refusal.NO_COVERAGE: "the account does not cover this country",
+    Refusal.LIMIT_TPS: "over the account's lookups per second; retry later",
+    Refusal.LIMIT_DELAY: "the account's minimum delay between lookups has not passed; retry later",
+    Refusal.LIMIT_DAY: "the account's daily limit is reached",
+    Refusal.LIMIT_WEEK: "the account's weekly limit is reached",
+    Refusal.LIMIT_MONTH: "the account's monthly limit is reached",
+    Refusal.NO_CREDIT: "insufficient credit",
+    Refusal.BAD_SYSTEM_ID: "unknown system_id or wrong password",
+    Refusal.BAD_PASSWORD: "unknown system_id or wrong password",
+    Refusal.BAD_SYSTEM_TYPE: "wrong system_type",
+    Refusal.IP_NOT_ALLOWED: "this source address is not allowed for the account",
+    Refusal.IP_BANNED: "this source address is temporarily banned after failed logins",
+}
+assert _REFUSAL_HTTP.keys() == _REFUSAL_TEXT.keys() == set(Refusal)
+
+
+def json_response(body, status: int = 200, headers=None) -> web.Response:
+    return web.Response(text=json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_body(code: str, message: str, smpp_status: Status | None = None, **extra) -> dict:
+    err = {"code": code, "message": message,
+           "smpp_status": smpp_status.label if smpp_status is not None else None}
+    err.update(extra)
+    return {"error": err}
+
+
+def json_error(status: int, code: str, message: str, smpp_status: Status | None = None,
+               headers=None, **extra) -> web.Response:
+    return json_response(error_body(code, message, smpp_status, **extra), status, headers)
+
+
+def refusal_error(r: Refusal | Status, **extra) -> web.Response:
+    """The JSON error of a refused lookup or login: the SMPP code it would get."""
+    status, code, text, smpp = refusal_parts(r)
+    return json_error(status, code, text, smpp, **extra)
+
+
+def refusal_parts(r: Refusal | Status) -> tuple[int, str, str, Status]:
+    if isinstance(r, Refusal):
+        return _REFUSAL_HTTP[r], r.value, _REFUSAL_TEXT[r], r.smpp_status
+    if r == Status.RINVDSTADR:
+        return 422, "invalid_destination", "not a possible E.164 number", r
+    return 503, "system_error", "the lookup could not be accepted; retry later", Status(r)
+
+
+def refusal_detail(r: Refusal | Status) -> dict:
+    _, code, text, smpp = refusal_parts(r)
+    return error_body(code, text, smpp)["error"]
