@@ -42,7 +42,7 @@ def bench_resolver(n: int = 100_000, resolver: Resolver | None = None) -> dict:
         if d:
             resolve(d)
     best, invalid = float("inf"), 0
-    for _ in range(3):
+    for _ in range(5):   # best of 5: the machine is shared
         invalid = 0
         t = time.perf_counter_ns()
         for num in nums:
@@ -55,7 +55,7 @@ def bench_resolver(n: int = 100_000, resolver: Resolver | None = None) -> dict:
     res = {"n": n, "ns_per_number": round(best / n), "numbers_per_s": round(n * 1e9 / best),
            "rejected_by_parse": invalid, "startup_s": round(startup, 3)}
     print(f"parse+resolve: {res['ns_per_number']} ns/number ({res['numbers_per_s']:,}/s) "
-          f"over {n:,} numbers, best of 3; start-up {res['startup_s']} s")
+          f"over {n:,} numbers, best of 5; start-up {res['startup_s']} s")
     return res
 
 

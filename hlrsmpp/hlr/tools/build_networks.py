@@ -12,9 +12,9 @@ Inputs (nothing is downloaded):
 
 Outputs:
 - networks.csv  prefix,mccmnc,carrier  (E.164 block prefix -> range holder's MCC+MNC)
-- countries.csv region,cc,default_nnc,networks  (fallback network for mobile blocks with no
-  known carrier = the network holding most numbering capacity there; networks = the
-  region's networks that hold number blocks, used to pick a ported-to network)
+- countries.csv region,cc,default_nnc,networks  (default_nnc: range holder assumed for
+  mobile blocks of unknown carrier = the network holding most numbering capacity there;
+  networks: those holding >= 1% of it, the ported-to choices; FALLBACKS where no data)
 """
 from __future__ import annotations
 
