@@ -30,6 +30,7 @@ class Stats:
         self.refusals: Counter = Counter()     # (channel, reason) -> n
         self.http: Counter = Counter()         # (route, code) -> n
         self.receipts_expired: Counter = Counter()  # account -> n
+        self.faults: Counter = Counter()       # test-bench action -> n
         self.submit_sm = 0
         self.deliver_sm = 0
         self.receipt_retries = 0
@@ -94,6 +95,10 @@ class ServerCollector:
                                 labels=["account"])
         for account, n in s.receipts_expired.items():
             c.add_metric([account], n)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_faults_injected", "Test-bench faults applied", labels=["action"])
+        for action, n in s.faults.items():
+            c.add_metric([action], n)
         yield c
         c = CounterMetricFamily("hlrsmpp_connections_rejected", "Connections refused by limits or bans")
         c.add_metric([], s.connections_rejected)

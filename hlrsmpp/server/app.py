@@ -15,7 +15,9 @@ from .. import metrics
 from ..accounts import Account, AccountBook
 from ..accounts.store import EXPIRED, Store
 from ..hlr import Resolver
+from ..smpp.status import Status
 from .engine import LookupEngine
+from .faults import FaultPlan
 from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Lookup, Outbox
@@ -60,9 +62,13 @@ class Server:
         self.journal = Journal(self.store, self.book, self.loop)
         self.ids = IdGenerator(cfg.get("node_id", 0), floor=self.store.max_id())
         rc = cfg["receipts"]
+        self.faults = FaultPlan()
+        self.submit_window = cfg["smpp"]["submit_window"]
+        self.submit_window_status = Status[cfg["smpp"]["submit_window_status"].upper().removeprefix("ESME_")]
         self.engine = LookupEngine(self.resolver, self.book, self.journal, self.ids, self.outboxes,
                                    rc["max_queue"])
         replayed = self._replay_receipts()
+        self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
         sc = cfg["smpp"]
@@ -190,13 +196,46 @@ class Server:
         """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
         box = self.outboxes[system_id]
         now = time.time()
-        for lookup in lookups:
-            box.add(lookup, now)
+        if self.faults.active:
+            self._deliver_with_faults(box, lookups, now)
+        else:
+            for lookup in lookups:
+                box.add(lookup, now)
         box.pump()
+
+    def _deliver_with_faults(self, box: Outbox, lookups: list[Lookup], now: float) -> None:
+        for lookup in lookups:
+            delay = 0.0
+            for fault in self.faults.on_receipt(box.system_id, lookup.msisdn):
+                metrics.STATS.faults[fault.action] += 1
+                if fault.action == "duplicate_receipt":
+                    lookup.duplicate = True
+                elif fault.action == "delay_receipt":
+                    delay += fault.delay_seconds(str(lookup.id))
+                elif fault.action == "withhold_receipts":
+                    lookup.withheld = True
+            if lookup.withheld:
+                box.withheld.append(lookup)
+            else:
+                box.add(lookup, now, delay)
+
+    def replace_faults(self, rules: list[dict]) -> None:
+        """The test bench's rules, from the config or the admin API (validated first)."""
+        self.faults.replace(rules)
+        reverse = {f.account for f in self.faults.receipt if f.action == "out_of_order"}
+        for sid, box in self.outboxes.items():
+            box.reverse = None in reverse or sid in reverse
+        log.info("faults_replaced", rules=len(self.faults.faults))
 
     def attach_receiver(self, proto: SmppProtocol) -> None:
         box = self.outboxes[proto.account.system_id]
         box.receiver = proto
+        if box.withheld:  # the test bench held them "until the ESME reconnects"
+            now = time.time()
+            for lookup in box.withheld:
+                lookup.withheld = False
+                box.add(lookup, now)
+            box.withheld.clear()
         self.loop.call_soon(box.pump)
 
     def _call_later(self, delay: float, fn, *args):

@@ -38,7 +38,7 @@ class Lookup:
 
     __slots__ = ("id", "batch_id", "system_id", "channel", "msisdn", "submitted", "done", "cost",
                  "err", "cc", "nnc", "ported", "p_nnc", "roaming", "r_cc", "r_nnc", "map_error",
-                 "pending", "attempts", "pdu_cache")
+                 "pending", "attempts", "pdu_cache", "duplicate", "withheld")
 
     def __init__(self, id, batch_id, system_id, channel, msisdn, submitted, done, cost,
                  err, cc, nnc, ported, p_nnc, roaming, r_cc, r_nnc, map_error, pending):
@@ -62,6 +62,8 @@ class Lookup:
         self.pending = pending
         self.attempts = 0
         self.pdu_cache: tuple[bytes, bytes] | None = None
+        self.duplicate = False  # test bench: deliver once more after the ack
+        self.withheld = False   # test bench: held until a new receiver binds
 
     def row(self) -> tuple:
         return (self.id, self.batch_id, self.system_id, self.channel, self.msisdn, self.submitted,
@@ -108,7 +110,7 @@ class Outbox:
     """The receipts of one account, and the session they go to."""
 
     __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "data_coding",
-                 "on_ack", "retry_min", "retry_max", "_call_later")
+                 "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse")
 
     def __init__(self, system_id: str, on_ack: Callable[[Lookup, int], None], call_later,
                  window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
@@ -123,10 +125,12 @@ class Outbox:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self._call_later = call_later
+        self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
+        self.reverse = False              # test bench: each window out of order
 
-    def add(self, lookup: Lookup, now: float) -> None:
-        """A durable lookup: deliver at its done time."""
-        delay = lookup.done - now
+    def add(self, lookup: Lookup, now: float, extra: float = 0.0) -> None:
+        """A durable lookup: deliver at its done time (plus ``extra``)."""
+        delay = lookup.done - now + extra
         if delay > 0.0005:
             self._call_later(delay, self._due, lookup)
         else:
@@ -156,6 +160,8 @@ class Outbox:
             inflight[seq] = (lookup, now)
             room -= 1
         metrics.STATS.deliver_sm += len(chunks)
+        if self.reverse:
+            chunks.reverse()
         receiver.write(b"".join(chunks))
 
     def acknowledge(self, sequence: int, status: int) -> None:
@@ -165,6 +171,10 @@ class Outbox:
             return
         lookup = entry[0]
         if status == 0:
+            if lookup.duplicate:  # test bench: the same receipt, same id, once more
+                lookup.duplicate = False
+                self.ready.append(lookup)
+                return
             self.size -= 1
             self.on_ack(lookup, 0)
         else:

@@ -14,7 +14,7 @@ import time
 import structlog
 
 from ..accounts import Refusal
-from ..smpp.codec import Command, Pdu, encode, encode_submit_sm_resp
+from ..smpp.codec import Command, Pdu, encode, encode_header_only, encode_submit_sm_resp
 from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
@@ -63,7 +63,8 @@ class SmppProtocol:
     """One ESME connection. Implements asyncio.Protocol (duck-typed for speed)."""
 
     __slots__ = ("server", "session", "transport", "peer_ip", "account", "outbox", "last_rx",
-                 "connected_at", "last_probe", "paused", "log", "closed")
+                 "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
+                 "pdus_in")
 
     def __init__(self, server):
         self.server = server
@@ -76,6 +77,9 @@ class SmppProtocol:
         self.paused = False
         self.closed = False
         self.log = log
+        self.unanswered = 0   # accepted submit_sm whose resp is not written yet
+        self.delayed: dict[int, float] = {}  # test bench: sequence -> resp delay
+        self.pdus_in = 0      # counted only while the test bench is active
 
     # ------------------------------------------------------ asyncio hooks
     def connection_made(self, transport) -> None:
@@ -129,13 +133,23 @@ class SmppProtocol:
         if events:
             submit = Command.SUBMIT_SM
             resp = Command.DELIVER_SM_RESP
-            engine = self.server.engine
+            server = self.server
+            engine = server.engine
             account = self.account
             out = session.outgoing
+            # The test bench and the window cost one test per batch when unused.
+            faults = server.faults if server.faults.active else None
+            window = server.submit_window - self.unanswered if server.submit_window else None
             for pdu in events:
                 cmd = pdu.command
                 if cmd == submit:
                     params = pdu.params
+                    if window is not None:
+                        if (len(held) if held else 0) >= window:
+                            out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
+                            continue
+                    if faults is not None and self._submit_fault(pdu, faults):
+                        continue
                     r = engine.submit(account, params["destination_addr"], params["dest_addr_ton"],
                                       params["dest_addr_npi"])
                     if r.__class__ is Lookup:
@@ -150,9 +164,12 @@ class SmppProtocol:
                 else:
                     self._handle_other(pdu)
             metrics.STATS.submit_sm += len(held) if held else 0
+            if faults is not None:
+                self._session_fault(len(events), faults)
         if session.outgoing:
             self.transport.write(session.data_to_send())
         if held:
+            self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(held, ok))
         if acked:
             self.outbox.pump()
@@ -162,17 +179,67 @@ class SmppProtocol:
     def _committed(self, held: list[tuple[int, Lookup]], ok: bool) -> None:
         """The lookups are durable: answer, then hand their receipts over."""
         server = self.server
+        self.unanswered -= len(held)
         if not ok:
             for _, lookup in held:
                 server.engine.abandon(self.account, lookup)
             if not self.closed:
                 self.transport.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq, _ in held))
             return
+        if self.delayed:
+            held = self._hold_delayed(held)
         if not self.closed:
             self.transport.write(b"".join(
                 [encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
         # The receipts may go out now: their submit_sm_resp have been written.
         server.deliver(self.account.system_id, [lookup for _, lookup in held])
+
+    # ------------------------------------------------------- test bench
+    def _submit_fault(self, pdu: Pdu, faults) -> bool:
+        """Apply a submit_sm fault; True when the PDU is fully handled by it."""
+        fault = faults.on_submit(self.account.system_id, pdu.params["destination_addr"])
+        if fault is None:
+            return False
+        action = fault.action
+        metrics.STATS.faults[action] += 1
+        if action == "status":
+            self.session.outgoing += encode_submit_sm_resp(pdu.sequence, fault.status)
+        elif action == "generic_nack":
+            self.session.outgoing += encode_header_only(Command.GENERIC_NACK, fault.status, pdu.sequence)
+        elif action == "no_response":
+            pass
+        elif action == "delay_response":
+            # The lookup is made; only its answer (and so its receipt) waits.
+            self.delayed[pdu.sequence] = fault.delay_seconds(f"{pdu.sequence}:{pdu.params['destination_addr']}")
+            return False
+        return True
+
+    def _hold_delayed(self, held: list[tuple[int, Lookup]]) -> list[tuple[int, Lookup]]:
+        now_ready = []
+        for seq, lookup in held:
+            delay = self.delayed.pop(seq, None)
+            if delay is None:
+                now_ready.append((seq, lookup))
+            else:
+                self.server.loop.call_later(delay, self._committed_late, seq, lookup)
+        return now_ready
+
+    def _committed_late(self, seq: int, lookup: Lookup) -> None:
+        self.unanswered += 1
+        self._committed([(seq, lookup)], True)
+
+    def _session_fault(self, received: int, faults) -> None:
+        self.pdus_in += received
+        fault = faults.session_limit(self.account.system_id) if self.account is not None else None
+        if fault is None or self.pdus_in < fault.after or self.closed:
+            return
+        metrics.STATS.faults[fault.action] += 1
+        if fault.action == "close":
+            self.session.close_reason = "fault: close"
+            self.write(self.session.data_to_send())
+            self._close_after_flush()
+        elif self.session.state is State.BOUND:
+            self.unbind()
 
     def _handle_other(self, pdu: Pdu) -> None:
         cmd = pdu.command
@@ -216,7 +283,8 @@ class SmppProtocol:
         if status:
             self._bind_refused(pdu, mode, status, reason)
             return
-        self.session.binding = True  # a second bind meanwhile gets ESME_RALYBND
+        # Until the claim is decided, a second bind gets ESME_RALYBND (the session
+        # machine knows a bind is pending).
         server.loop.create_task(self._claim(pdu, mode, account))
 
     async def _claim(self, pdu: Pdu, mode: BindMode, account) -> None:
@@ -226,7 +294,6 @@ class SmppProtocol:
         except Exception as err:  # the shared registry is unreachable
             self.log.error("registry_failed", error=repr(err))
             status = Status.RSYSERR
-        self.session.binding = False
         if self.closed:
             if not status:
                 server.registry.release(account.system_id, self)

@@ -227,6 +227,10 @@ BODIES: dict[Command, tuple[list[tuple], bool]] = {
 #: A _resp to a failed request may carry no body at all (SMPP 3.4 §4, e.g. bind_resp).
 _EMPTY_BODY_OK_ON_ERROR = frozenset(c for c in Command if c.is_response)
 
+#: Some ESMEs acknowledge a receipt with a bare 16-octet header. Refusing that
+#: would redeliver their receipts forever; the ack is unambiguous, so accept it.
+_ACK_WITHOUT_BODY = frozenset({Command.DELIVER_SM_RESP, Command.DATA_SM_RESP})
+
 #: Which status answers a field that overruns its maximum.
 _FIELD_STATUS = {
     "destination_addr": Status.RINVDSTADR, "source_addr": Status.RINVSRCADR,
@@ -369,7 +373,7 @@ def decode_body(command: Command, status: int, sequence: int, body: bytes,
     """Decode the body of a known command; raises DecodeError with the status to answer."""
     if end is None:
         end = len(body)
-    if pos == end and status and command in _EMPTY_BODY_OK_ON_ERROR:
+    if pos == end and command in _EMPTY_BODY_OK_ON_ERROR and (status or command in _ACK_WITHOUT_BODY):
         return Pdu(command, sequence, status, {})
     params, pos = _DECODERS[command](body, pos, end)
     if pos < end:

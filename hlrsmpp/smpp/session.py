@@ -60,14 +60,13 @@ class State(Enum):
 class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
-    __slots__ = ("state", "mode", "can_tx", "can_rx", "binding", "interface_version", "outgoing", "_buffer",
+    __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
                  "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending")
 
     def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
         self.state = State.OPEN
         self.mode: BindMode | None = None
         self.can_tx = self.can_rx = False  # plain bools: IntFlag arithmetic per PDU is slow
-        self.binding = False  # a bind is being decided (the application may take time)
         self.interface_version = 0x34
         self.outgoing = bytearray()
         self._buffer = b""
