@@ -109,6 +109,11 @@ def _plan(tables_dir: Path) -> tuple[NumberingPlan, dict[str, Region]]:
         return _PLANS[tables_dir]
 
 
+def _lengths(prefixes: dict) -> tuple[int, ...]:
+    """Prefix lengths present, longest first: the longest-prefix match probes only these."""
+    return tuple(sorted({len(k) for k in prefixes}, reverse=True))
+
+
 _CONFIG_KEYS = {"latency_ms", "timeout_ms", "seed", "mix", "rules", "subscribers",
                 "portability", "sandbox", "tables", "warm"}
 
@@ -160,8 +165,7 @@ class Resolver:
             table = prefixes if kind == "prefix" else numbers
             table[key] = table[key].under(rule) if key in table else rule
         ported = load_portability(self.base_dir / self._portability) if self._portability else {}
-        lens = lambda d: tuple(sorted({len(k) for k in d}, reverse=True))  # noqa: E731
-        return _Tables(prefixes, lens(prefixes), numbers, ported, lens(ported))
+        return _Tables(prefixes, _lengths(prefixes), numbers, ported, _lengths(ported))
 
     def reload(self) -> None:
         """Re-read rule, subscriber and portability files (SIGHUP). On a bad file the
