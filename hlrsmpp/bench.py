@@ -113,6 +113,7 @@ class BenchConfig:
     progress: bool = False
     # --spawn
     spawn: bool = False
+    null_server: bool = False        # spawn a do-nothing SMSC: the generator's own ceiling
     config: str | None = None
     credit: str = "1000000000"       # spawned accounts: prepaid (charging on) or "unlimited"
     keep: bool = False
@@ -193,6 +194,19 @@ def proc_mem(pid: int) -> dict[str, int]:
     except OSError:
         pass
     return out
+
+
+def machine_busy() -> tuple[float, int] | None:
+    """(busy CPU seconds of the whole machine, number of CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    v = [int(x) for x in lines[0].split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    ncpu = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return (sum(v[:8]) - idle) / _CLK_TCK, ncpu
 
 
 def self_cpu() -> float:
@@ -768,16 +782,22 @@ class _ServerWatch:
     def __init__(self, pid: int | None):
         self.pid = pid
         self.cpu0 = self.t0 = None
+        self.machine0 = None
+        self.machine: dict | None = None
         self.result: dict | None = None
 
     def start(self) -> None:
+        self.machine0, self.t0 = machine_busy(), time.perf_counter()
         if self.pid:
-            self.cpu0, self.t0 = proc_cpu(self.pid), time.perf_counter()
+            self.cpu0 = proc_cpu(self.pid)
 
-    def stop(self, window_end: float | None = None) -> dict | None:
+    def stop(self) -> dict | None:
+        m1, t1 = machine_busy(), time.perf_counter()
+        if self.machine0 and m1 and self.t0:
+            self.machine = {"cpus": m1[1], "busy_pct": round(100 * (m1[0] - self.machine0[0]) / (t1 - self.t0), 1)}
         if not self.pid or self.cpu0 is None:
             return None
-        cpu1, t1 = proc_cpu(self.pid), time.perf_counter()
+        cpu1 = proc_cpu(self.pid)
         mem = proc_mem(self.pid)
         wall = t1 - self.t0
         cpu = (cpu1 - self.cpu0) if cpu1 is not None else None
@@ -805,7 +825,14 @@ def run_load(cfg: BenchConfig) -> dict:
             watch.start()
         results = [_run_loop(_load(cfg, _plan(cfg), count, cfg.rate, cfg.duration, go=go))]
     server = watch.stop()
-    return _summarise(cfg, _merge(results), server)
+    out = _summarise(cfg, _merge(results), server)
+    if watch.machine:
+        # Whatever else ran meanwhile competes for the same cores: say so next to the figures.
+        m = watch.machine
+        m["other_pct"] = round(m["busy_pct"] - out["bench_cpu_pct"] - (server or {}).get("cpu_pct", 0), 1) \
+            if server else None
+        out["machine"] = m
+    return out
 
 
 async def _idle(cfg: BenchConfig) -> dict:
@@ -934,9 +961,90 @@ class SpawnedServer:
         return rc
 
 
+class _NullSmsc:
+    """The cheapest SMSC that still does the protocol: bind OK, submit_sm answered with an id
+    and, in the same write, its receipt (receipted_message_id TLV). Used by ``--null-server``
+    to measure how many lookups/s the generator itself can drive."""
+
+    def __init__(self):
+        self.buf = b""
+        self.seq = 0
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        pass
+
+    def eof_received(self):
+        return False
+
+    def data_received(self, data):
+        buf = self.buf + data if self.buf else data
+        size, pos, out = len(buf), 0, []
+        pack = HEADER.pack
+        while size - pos >= 16:
+            length, cmd, status, seq = HEADER.unpack_from(buf, pos)
+            if pos + length > size:
+                break
+            pos += length
+            if cmd == _SUBMIT_SM:
+                _NullSmsc.next_id += 1
+                mid = b"%d" % _NullSmsc.next_id
+                out.append(pack(17 + len(mid), _SUBMIT_SM_RESP, 0, seq) + mid + b"\0")
+                self.seq += 1
+                body = _NULL_RECEIPT_HEAD + _TLV.pack(_RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0" + \
+                    _NULL_RECEIPT_STATE
+                out.append(pack(16 + len(body), _DELIVER_SM, 0, self.seq) + body)
+            elif cmd in (_DELIVER_SM_RESP, _ENQUIRE_LINK_RESP):
+                pass
+            elif cmd & 0xFFFFFFF0 == 0 and cmd in (1, 2, 9):
+                out.append(pack(24, cmd | 0x80000000, 0, seq) + b"nullsmsc")
+            elif cmd == _UNBIND:
+                out.append(pack(16, _UNBIND_RESP, 0, seq))
+            elif not cmd & 0x80000000:
+                out.append(pack(16, cmd | 0x80000000, 0, seq))
+        self.buf = buf[pos:] if pos < size else b""
+        if out:
+            self.transport.write(b"".join(out))
+
+    next_id = 0
+
+
+_NULL_RECEIPT_HEAD = b"\0\0\0HLR\0\0\0\0\x04\0\0\0\0\0\0\x03\0\x07stat:ok"
+_NULL_RECEIPT_STATE = _TLV.pack(_MESSAGE_STATE, 1) + b"\x02"
+
+
+def _null_server_main(port: int, ready) -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        await loop.create_server(_NullSmsc, "127.0.0.1", port, backlog=1024, reuse_address=True)
+        ready.set()
+        await asyncio.Event().wait()
+    _run_loop(main())
+
+
 def bench(cfg: BenchConfig) -> dict:
     """Everything ``hlrsmpp bench`` does: spawn if asked, run, stop; the summary dict."""
     spawned = None
+    if cfg.null_server:
+        import multiprocessing as mp
+        ctx = mp.get_context("fork")
+        port, ready = free_port(), ctx.Event()
+        proc = ctx.Process(target=_null_server_main, args=(port, ready), daemon=True)
+        proc.start()
+        try:
+            if not ready.wait(10):
+                raise RuntimeError("the null SMSC did not start")
+            cfg = replace(cfg, host="127.0.0.1", port=port, server_pid=proc.pid, null_server=False,
+                          spawn=False)
+            result = bench(cfg)
+            result["null_server"] = True
+            return result
+        finally:
+            proc.terminate()
+            proc.join(5)
     if cfg.spawn:
         spawned = SpawnedServer(cfg).start()
         cfg = replace(cfg, host="127.0.0.1", port=spawned.smpp_port, server_pid=spawned.proc.pid)
@@ -945,6 +1053,10 @@ def bench(cfg: BenchConfig) -> dict:
             result = _run_loop(_idle(cfg))
         else:
             result = run_load(cfg)
+    except BaseException:
+        if spawned is not None:
+            print(f"hlrsmpp bench: spawned server's log: {spawned.tail()}", file=sys.stderr)
+        raise
     finally:
         if spawned is not None:
             rc = spawned.stop()
@@ -1001,6 +1113,10 @@ def format_text(r: dict) -> str:
         lines.append("  server           CPU/RSS unknown (use --spawn or --server-pid)")
     lines.append(f"  bench            CPU {r['bench_cpu_pct']}% of a core "
                  f"({r['bench_cpu_us_per_lookup']} us/lookup)")
+    m = r.get("machine")
+    if m:
+        other = f", other processes {m['other_pct']}%" if m.get("other_pct") is not None else ""
+        lines.append(f"  machine          {m['cpus']} CPUs, {m['busy_pct']}% busy in all{other}")
     for p in r["problems"]:
         lines.append(f"  PROBLEM          {p}")
     return "\n".join(lines)
@@ -1047,6 +1163,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a("--idle-bind", choices=("tx", "rx", "trx"), default="tx")
     a("--idle-settle", type=float, default=3.0)
     a("--spawn", action="store_true", help="start a server subprocess on free ports and measure it")
+    a("--null-server", action="store_true",
+      help="instead of hlrsmpp, spawn a do-nothing SMSC: the generator's own ceiling")
     a("--config", default=None, help="with --spawn: the server's config (default: generated)")
     a("--credit", default="1000000000",
       help="with --spawn: each generated account's prepaid credit, or 'unlimited' (no charging)")
@@ -1065,7 +1183,7 @@ def cmd_bench(args) -> int:
         duration=args.duration, rate=args.rate, mode=args.mode, numbers=args.numbers, pool=args.pool,
         workers=args.workers, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
-        progress=args.progress, spawn=args.spawn, config=args.config, credit=args.credit, keep=args.keep)
+        progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config, credit=args.credit, keep=args.keep)
     try:
         result = bench(cfg)
     except (OSError, ValueError, RuntimeError, asyncio.TimeoutError) as err:
