@@ -1,7 +1,25 @@
 """structlog set-up: JSON lines when not on a terminal, readable on one.
 
-Events carry key/value context (sessions bind peer, system_id, mode). Nothing
-is logged per PDU at info level, and no password is ever logged.
+Events carry key/value context: a session binds ``peer``, then ``system_id``
+and ``mode`` once bound, so every line about it says whose it is. What is
+logged, and at which level:
+
+- info: one event per session change (``session_bound``, ``bind_refused``,
+  ``unbind_received``, ``session_closed``), per operator action
+  (``account_created``, ``account_updated``, ``credit_topped_up``,
+  ``account_enabled``/``account_disabled``, ``reloaded``) and per server
+  life-cycle step. Never one per PDU or per lookup: those are metrics.
+- warning: things an operator should look at (``low_credit``,
+  ``receipts_expired``, ``webhook_failed``).
+- error: failures (``commit_failed``, ``registry_failed``, ``reload_failed``,
+  unhandled exceptions, with their traceback).
+- debug: connections that never bind, refused connections.
+
+No password or token is ever logged: the code never passes one, and as a
+second line of defence any key named like a secret is masked here.
+
+Everything goes through the standard library's ``logging`` so the lines of
+asyncio, aiohttp and other libraries come out in the same format.
 """
 from __future__ import annotations
 
@@ -10,22 +28,72 @@ import sys
 
 import structlog
 
+#: Keys whose values are never written, whoever logs them.
+SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token", "admin_token",
+                         "authorization", "api_key"})
+MASK = "***"
+
+
+def redact(_logger, _method, event_dict: dict) -> dict:
+    """Mask values of keys that name a secret (top level and one level down)."""
+    for key, value in event_dict.items():
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = MASK
+        elif isinstance(value, dict) and any(str(k).lower() in SECRET_KEYS for k in value):
+            event_dict[key] = {k: MASK if str(k).lower() in SECRET_KEYS else v for k, v in value.items()}
+    return event_dict
+
 
 def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
+    """``fmt``: ``json``, ``console`` or ``auto`` (console on a terminal, else JSON)."""
     stream = stream or sys.stderr
     if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
-    renderer = (structlog.dev.ConsoleRenderer() if fmt == "console"
-                else structlog.processors.JSONRenderer())
+        fmt = "console" if _isatty(stream) else "json"
+    if fmt not in ("json", "console"):
+        raise ValueError(f"log.format: expected auto, json or console, got {fmt!r}")
+    levelno = logging.getLevelName(str(level).upper())
+    if not isinstance(levelno, int):
+        raise ValueError(f"log.level: expected debug, info, warning or error, got {level!r}")
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    if fmt == "console":
+        final = [structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
+    else:
+        final = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(levelno)
+    # Libraries chatty at info (aiohttp's access log is off anyway) stay at warning.
+    for name in ("aiohttp.access", "asyncio"):
+        logging.getLogger(name).setLevel(max(levelno, logging.WARNING))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

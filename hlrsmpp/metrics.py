@@ -1,19 +1,131 @@
 """Every metric of hlrsmpp, defined here once.
 
-The hot path only bumps plain integers on ``STATS`` (tens of nanoseconds); a
-prometheus-client collector turns them into metric families at scrape time.
-Labels are bounded: command names, status names, err codes, bind modes, and
-account ids (bounded by configuration).
+The hot path only bumps plain integers and dict entries on ``STATS`` (tens of
+nanoseconds); ``ServerCollector`` turns them, and the live server state
+(sessions, queues, credit), into prometheus-client metric families at scrape
+time. Names are resolved then too: PDUs are counted by raw command id and
+command_status, err codes as integers.
+
+Labels are bounded: command names (unknown ids fold into ``unknown``), status
+names (unknown values fold into ``other``), err codes of the seed 002 table,
+bind modes and results, refusal reasons, HTTP route templates, and account ids
+(bounded by configuration). ``STATS`` is per process, like every Prometheus
+client library's default registry.
+
+Families (``_total`` is added to counters by the exposition format):
+
+========================================  =======  =================================
+hlrsmpp_build_info                        gauge    version
+hlrsmpp_connections                       gauge    open SMPP TCP connections
+hlrsmpp_connections_rejected_total        counter  refused by max_connections(_per_ip)
+hlrsmpp_sessions                          gauge    bound sessions by mode (tx, rx, trx)
+hlrsmpp_binds_total                       counter  mode, result (ok or the refusal)
+hlrsmpp_pdus_received_total               counter  command, status
+hlrsmpp_pdus_sent_total                   counter  command, status
+hlrsmpp_unexpected_responses_total        counter  deliver_sm_resp matching nothing
+hlrsmpp_lookups_total                     counter  channel, status, err
+hlrsmpp_lookups_refused_total             counter  channel, reason (limits, credit...)
+hlrsmpp_receipt_latency_seconds           histo    submit accepted -> deliver_sm_resp OK
+hlrsmpp_receipts_queued                   gauge    account: receipts not acknowledged
+hlrsmpp_receipts_inflight                 gauge    account: deliver_sm awaiting a resp
+hlrsmpp_receipts_acknowledged_total       counter  account
+hlrsmpp_receipt_retries_total             counter  account, cause (error, timeout)
+hlrsmpp_receipts_expired_total            counter  account: dropped past receipts.ttl
+hlrsmpp_account_credit                    gauge    account (prepaid accounts only)
+hlrsmpp_http_requests_total               counter  route (template), code
+hlrsmpp_journal_commits_total             counter  group commits
+hlrsmpp_journal_commit_failures_total     counter
+========================================  =======  =================================
+
+plus the standard ``process_*`` and ``python_info`` families.
 """
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from importlib import metadata
+from struct import Struct
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .smpp.codec import Command
+from .smpp.status import Status
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: Key of a command id or status value the scrape cannot name (bounded cardinality).
+UNKNOWN = -1
+_COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
+_STATUS_NAMES = {int(s): s.label for s in Status}
+_HEAD = Struct(">III")
+_SUBMIT_SM_RESP = int(Command.SUBMIT_SM_RESP)
+_DELIVER_SM = int(Command.DELIVER_SM)
+
+try:
+    VERSION = metadata.version("hlrsmpp")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    VERSION = "unknown"
+
+
+def _bounded(command_id: int, status: int) -> tuple[int, int]:
+    """The key a PDU is counted under when its exact key is new: unknown ids fold."""
+    return (command_id if command_id in _COMMAND_NAMES else UNKNOWN,
+            status if status in _STATUS_NAMES else UNKNOWN)
+
+
+def count_pdus(table: dict, data, pos: int = 0) -> int:
+    """Count the PDUs framed in ``data[pos:]`` into ``table[(command_id, status)]``.
+
+    ``data`` holds whole PDUs from ``pos``, except perhaps a last partial one.
+    Returns where counting stopped: ``len(data)`` or more when the last PDU
+    continues past the end (the caller skips that many bytes of what comes next),
+    less when fewer than 12 header octets of the next PDU are there yet.
+    Costs one struct unpack and one dict update per PDU.
+    """
+    n = len(data)
+    unpack = _HEAD.unpack_from
+    get = table.get
+    while pos + 12 <= n:
+        length, command_id, status = unpack(data, pos)
+        key = (command_id, status)
+        c = get(key)
+        if c is None:
+            key = _bounded(command_id, status)
+            c = get(key, 0)
+        table[key] = c + 1
+        if length < 16:  # the session closes on it: nothing after it is a PDU
+            return n
+        pos += length
+    return pos
+
+
+class PduCounter:
+    """Counts the PDUs of a byte stream that arrives in arbitrary chunks (one per
+    connection, fed every ``data_received``)."""
+
+    __slots__ = ("table", "skip", "head")
+
+    def __init__(self, table: dict):
+        self.table = table
+        self.skip = 0     # bytes of a PDU already counted still to come
+        self.head = b""   # the first octets of a PDU header split across chunks
+
+    def feed(self, data: bytes) -> None:
+        skip = self.skip
+        if skip:
+            if skip >= len(data):
+                self.skip = skip - len(data)
+                return
+        elif self.head:
+            data = self.head + data
+            self.head = b""
+        end = count_pdus(self.table, data, skip)
+        if end >= len(data):
+            self.skip = end - len(data)
+        else:
+            self.skip = 0
+            self.head = bytes(data[end:])
 
 
 class Stats:
@@ -23,18 +135,15 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        self.pdus_in: Counter = Counter()      # (command, status) -> n
-        self.pdus_out: Counter = Counter()
+        self.pdus_in: dict = {}                # (command_id, status) -> n, see count_pdus
+        self.pdus_out: dict = {}
+        self.submit_sm_resp_ok = 0             # bulk-counted hot path, merged into pdus_out
+        self.deliver_sm = 0                    # ditto
         self.binds: Counter = Counter()        # (mode, result) -> n
         self.lookups: Counter = Counter()      # (channel, err) -> n
         self.refusals: Counter = Counter()     # (channel, reason) -> n
         self.http: Counter = Counter()         # (route, code) -> n
         self.receipts_expired: Counter = Counter()  # account -> n
-        self.faults: Counter = Counter()       # test-bench action -> n
-        self.submit_sm = 0
-        self.deliver_sm = 0
-        self.receipt_retries = 0
-        self.receipt_timeouts = 0
         self.unexpected_resp = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
@@ -44,8 +153,24 @@ class Stats:
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
+    def count_out(self, command_id: int, status: int = 0, n: int = 1) -> None:
+        """``n`` PDUs sent outside the session's own buffer (not per PDU on the hot path)."""
+        key = (command_id, status)
+        if key not in self.pdus_out:
+            key = _bounded(command_id, status)
+        self.pdus_out[key] = self.pdus_out.get(key, 0) + n
+
 
 STATS = Stats()
+
+
+def _pdu_samples(table: dict, extra: dict | None = None):
+    merged: dict = dict(table)
+    for key, n in (extra or {}).items():
+        if n:
+            merged[key] = merged.get(key, 0) + n
+    for (command_id, status), n in sorted(merged.items()):
+        yield [_COMMAND_NAMES.get(command_id, "unknown"), _STATUS_NAMES.get(status, "other")], n
 
 
 class ServerCollector:
@@ -56,86 +181,116 @@ class ServerCollector:
 
     def collect(self):
         s, server = STATS, self.server
-        c = CounterMetricFamily("hlrsmpp_pdus_received", "SMPP PDUs received", labels=["command"])
-        c.add_metric(["submit_sm"], s.submit_sm)
-        for (cmd, _), n in s.pdus_in.items():
-            c.add_metric([cmd], n)
+        g = GaugeMetricFamily("hlrsmpp_build_info", "hlrsmpp version", labels=["version"])
+        g.add_metric([VERSION], 1)
+        yield g
+        g = GaugeMetricFamily("hlrsmpp_connections", "Open SMPP TCP connections")
+        g.add_metric([], len(getattr(server, "protocols", ())))
+        yield g
+        c = CounterMetricFamily("hlrsmpp_connections_rejected",
+                                "SMPP connections refused by max_connections or max_connections_per_ip")
+        c.add_metric([], s.connections_rejected)
         yield c
-        c = CounterMetricFamily("hlrsmpp_pdus_sent", "SMPP PDUs sent", labels=["command", "status"])
-        c.add_metric(["deliver_sm", "ESME_ROK"], s.deliver_sm)
-        for (cmd, status), n in s.pdus_out.items():
-            c.add_metric([cmd, status], n)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_binds", "Bind attempts by mode and result", labels=["mode", "result"])
-        for (mode, result), n in s.binds.items():
+        g = GaugeMetricFamily("hlrsmpp_sessions", "Bound SMPP sessions by mode", labels=["mode"])
+        counts = server.session_counts() if hasattr(server, "registry") else {}
+        for mode in ("tx", "rx", "trx"):
+            g.add_metric([mode], counts.get(mode, 0))
+        yield g
+        c = CounterMetricFamily("hlrsmpp_binds", "Bind attempts by mode and result (ok or why refused)",
+                                labels=["mode", "result"])
+        for (mode, result), n in sorted(s.binds.items()):
             c.add_metric([mode, result], n)
         yield c
-        c = CounterMetricFamily("hlrsmpp_lookups", "Accepted lookups by channel and err",
-                                labels=["channel", "err"])
-        for (channel, err), n in s.lookups.items():
-            c.add_metric([channel, f"{err:03d}"], n)
+        c = CounterMetricFamily("hlrsmpp_pdus_received", "SMPP PDUs received by command and command_status",
+                                labels=["command", "status"])
+        for labels, n in _pdu_samples(s.pdus_in):
+            c.add_metric(labels, n)
         yield c
-        c = CounterMetricFamily("hlrsmpp_lookups_refused", "Refused lookups by channel and reason",
+        c = CounterMetricFamily("hlrsmpp_pdus_sent", "SMPP PDUs sent by command and command_status",
+                                labels=["command", "status"])
+        for labels, n in _pdu_samples(s.pdus_out, {(_SUBMIT_SM_RESP, 0): s.submit_sm_resp_ok,
+                                                   (_DELIVER_SM, 0): s.deliver_sm}):
+            c.add_metric(labels, n)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_unexpected_responses",
+                                "deliver_sm_resp/data_sm_resp/generic_nack matching no deliver_sm in flight")
+        c.add_metric([], s.unexpected_resp)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_lookups", "Accepted lookups by channel, receipt status and err",
+                                labels=["channel", "status", "err"])
+        for (channel, err), n in sorted(s.lookups.items()):
+            c.add_metric([channel, "DELIVRD" if err == 0 else "UNDELIV", f"{err:03d}"], n)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_lookups_refused",
+                                "Refused lookups by channel and reason (limits, credit, coverage, number)",
                                 labels=["channel", "reason"])
-        for (channel, reason), n in s.refusals.items():
+        for (channel, reason), n in sorted(s.refusals.items()):
             c.add_metric([channel, reason], n)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_http_requests", "HTTP requests by route and code",
-                                labels=["route", "code"])
-        for (route, code), n in s.http.items():
-            c.add_metric([route, str(code)], n)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_receipt_retries", "deliver_sm retried after an error status")
-        c.add_metric([], s.receipt_retries)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_receipt_timeouts", "deliver_sm retried after no response")
-        c.add_metric([], s.receipt_timeouts)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_receipts_expired", "Receipts dropped past their TTL",
-                                labels=["account"])
-        for account, n in s.receipts_expired.items():
-            c.add_metric([account], n)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_faults_injected", "Test-bench faults applied", labels=["action"])
-        for action, n in s.faults.items():
-            c.add_metric([action], n)
-        yield c
-        c = CounterMetricFamily("hlrsmpp_connections_rejected", "Connections refused by limits or bans")
-        c.add_metric([], s.connections_rejected)
         yield c
         buckets, acc = [], 0
         for bound, n in zip(LATENCY_BUCKETS + (float("inf"),), s.latency_counts):
             acc += n
             buckets.append(("+Inf" if bound == float("inf") else str(bound), acc))
         h = HistogramMetricFamily("hlrsmpp_receipt_latency_seconds",
-                                  "submit_sm accepted to deliver_sm_resp ESME_ROK")
+                                  "From submit_sm accepted to its receipt's deliver_sm_resp ESME_ROK")
         h.add_metric([], buckets, s.latency_sum)
         yield h
-        g = GaugeMetricFamily("hlrsmpp_sessions", "Bound SMPP sessions by mode", labels=["mode"])
-        for mode, n in server.session_counts().items():
-            g.add_metric([mode], n)
-        yield g
-        q = GaugeMetricFamily("hlrsmpp_receipts_queued", "Receipts not yet acknowledged",
-                              labels=["account"])
-        inflight = GaugeMetricFamily("hlrsmpp_receipts_inflight", "deliver_sm awaiting a response",
-                                     labels=["account"])
-        for sid, box in server.outboxes.items():
-            q.add_metric([sid], box.size)
-            inflight.add_metric([sid], len(box.inflight))
-        yield q
-        yield inflight
+        yield from self._receipts()
         g = GaugeMetricFamily("hlrsmpp_account_credit", "Remaining prepaid credit (credits)",
                               labels=["account"])
-        for account in server.book:
+        book = getattr(server, "book", None)
+        for account in (book if book is not None else ()):
             credit = account.credit
             if credit is not None:
                 g.add_metric([account.system_id], credit / 1_000_000)
         yield g
+        c = CounterMetricFamily("hlrsmpp_http_requests", "HTTP requests by route template and status code",
+                                labels=["route", "code"])
+        for (route, code), n in sorted(s.http.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+            c.add_metric([route, str(code)], n)
+        yield c
+        journal = getattr(server, "journal", None)
+        c = CounterMetricFamily("hlrsmpp_journal_commits", "Group commits to the store")
+        c.add_metric([], getattr(journal, "commits", 0))
+        yield c
+        c = CounterMetricFamily("hlrsmpp_journal_commit_failures",
+                                "Group commits the store refused (their lookups answered ESME_RSYSERR)")
+        c.add_metric([], getattr(journal, "failures", 0))
+        yield c
+
+    def _receipts(self):
+        s = STATS
+        queued = GaugeMetricFamily("hlrsmpp_receipts_queued", "Receipts not yet acknowledged",
+                                   labels=["account"])
+        inflight = GaugeMetricFamily("hlrsmpp_receipts_inflight", "deliver_sm awaiting a response",
+                                     labels=["account"])
+        acked = CounterMetricFamily("hlrsmpp_receipts_acknowledged", "Receipts answered ESME_ROK",
+                                    labels=["account"])
+        retries = CounterMetricFamily("hlrsmpp_receipt_retries",
+                                      "deliver_sm sent again after an error status or no response",
+                                      labels=["account", "cause"])
+        expired = CounterMetricFamily("hlrsmpp_receipts_expired", "Receipts dropped past receipts.ttl",
+                                      labels=["account"])
+        outboxes = getattr(self.server, "outboxes", {})
+        for sid in sorted(outboxes):
+            box = outboxes[sid]
+            queued.add_metric([sid], box.size)
+            inflight.add_metric([sid], len(box.inflight))
+            acked.add_metric([sid], getattr(box, "acked", 0))
+            retries.add_metric([sid, "error"], getattr(box, "retries", 0))
+            retries.add_metric([sid, "timeout"], getattr(box, "timeouts", 0))
+            expired.add_metric([sid], s.receipts_expired.get(sid, 0))
+        yield from (queued, inflight, acked, retries, expired)
 
 
-def registry_for(server) -> CollectorRegistry:
+def registry_for(server, process: bool = True) -> CollectorRegistry:
+    """The registry /metrics serves: the server's families, plus process_* and
+    python_info (``process=False`` leaves those out)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ServerCollector(server))
+    if process:
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
     return reg
 
 
