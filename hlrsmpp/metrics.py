@@ -35,6 +35,7 @@ hlrsmpp_account_credit                    gauge    account (prepaid accounts onl
 hlrsmpp_http_requests_total               counter  route (template), code
 hlrsmpp_journal_commits_total             counter  group commits
 hlrsmpp_journal_commit_failures_total     counter
+hlrsmpp_faults_injected_total             counter  action (test bench, docs/testing.md)
 ========================================  =======  =================================
 
 plus the standard ``process_*`` and ``python_info`` families.
@@ -144,7 +145,13 @@ class Stats:
         self.refusals: Counter = Counter()     # (channel, reason) -> n
         self.http: Counter = Counter()         # (route, code) -> n
         self.receipts_expired: Counter = Counter()  # account -> n
+        self.faults: Counter = Counter()       # test-bench action -> n
         self.unexpected_resp = 0
+        # Superseded by per-PDU counts and per-account outbox counters; kept while the
+        # server still bumps them (not exposed).
+        self.submit_sm = 0
+        self.receipt_retries = 0
+        self.receipt_timeouts = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.connections_rejected = 0
@@ -248,6 +255,10 @@ class ServerCollector:
                                 labels=["route", "code"])
         for (route, code), n in sorted(s.http.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
             c.add_metric([route, str(code)], n)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_faults_injected", "Test-bench faults applied", labels=["action"])
+        for action, n in sorted(s.faults.items()):
+            c.add_metric([action], n)
         yield c
         journal = getattr(server, "journal", None)
         c = CounterMetricFamily("hlrsmpp_journal_commits", "Group commits to the store")
