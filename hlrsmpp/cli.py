@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int)
     s.add_argument("--data", help="storage directory (SQLite)")
     s.set_defaults(func=cmd_serve)
+    from .tools import add_parsers as add_tools   # lookup, clean, accounts, history
+    add_tools(sub)
     try:
         from .bench import add_parser as add_bench
         add_bench(sub)

@@ -1,0 +1,393 @@
+"""An asyncio SMPP 3.4 ESME for HLR lookups, on the project's codec.
+
+It binds to any SMPP HLR server (ours or another provider's), submits numbers
+(windowed: many submit_sm in flight), answers every deliver_sm and matches the
+receipts to the submissions by message id. Receipt texts are parsed tolerantly:
+the seed-002 keys are read where present, any other key is kept.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..smpp.codec import (
+    B, BODIES, C, HEADER, SM, TLV_HEAD, U16, Command, DecodeError, Pdu, Tag, decode, encode,
+)
+from ..hlr import ERR_NAMES
+from ..smpp.status import Status
+from . import ToolError
+
+MAX_PDU = 1 << 20   # a response longer than this is not SMPP: drop the connection
+
+
+def status_name(status: int) -> str:
+    """ESME_R* name of a command_status (hex for values SMPP 3.4 does not name)."""
+    try:
+        return Status(status).label
+    except ValueError:
+        return f"0x{status:08X}"
+
+
+class SmppError(ToolError):
+    """A request the server answered with an error status."""
+
+    def __init__(self, what: str, status: int, hint: str = ""):
+        self.status = status
+        super().__init__(f"{what}: {status_name(status)} (0x{status:02X}){hint}", 2)
+
+
+class ConnectionLost(ToolError):
+    def __init__(self, message: str = "the SMPP server closed the connection"):
+        super().__init__(message, 2)
+
+
+# ------------------------------------------------------------------ receipts
+
+# A key is a word (letters first) at the start or after a space, before ':';
+# "submit date" and "done date" are the two-word keys receipts use.
+_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z][\w-]*(?: date)?):")
+_TRUE = frozenset({"true", "yes", "y", "1"})
+_FALSE = frozenset({"false", "no", "n", "0"})
+
+
+def parse_receipt_text(text: str) -> dict[str, str]:
+    """``key:value`` pairs of a receipt text, keys as written, in order. ``text:`` takes
+    the rest of the line (its value may hold anything). Never raises."""
+    out: dict[str, str] = {}
+    matches = list(_KEY.finditer(text))
+    for i, m in enumerate(matches):
+        key = m.group(1)
+        if key.lower() == "text":
+            out[key] = text[m.end():].strip()
+            break
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        out[key] = text[m.end():end].strip()
+    return out
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    return True if v in _TRUE else False if v in _FALSE else None
+
+
+@dataclass
+class Receipt:
+    """One deliver_sm receipt, read tolerantly."""
+    destination: str
+    text: str
+    fields: dict[str, str]                      # every key of the text, as written
+    tlv_id: str | None = None                   # receipted_message_id
+    message_state: int | None = None
+    network_error: int | None = None            # network_error_code's code
+
+    @property
+    def _low(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.fields.items()}
+
+    def get(self, key: str, default: str = "") -> str:
+        return self._low.get(key.lower(), default)
+
+    @property
+    def id(self) -> str:
+        return self.get("id") or self.tlv_id or ""
+
+    @property
+    def stat(self) -> str:
+        stat = self.get("stat")
+        if not stat and self.message_state is not None:
+            stat = {2: "DELIVRD", 5: "UNDELIV", 1: "ENROUTE"}.get(self.message_state, str(self.message_state))
+        return stat
+
+    @property
+    def err(self) -> int | None:
+        raw = self.get("err").strip()
+        if raw.isdigit():
+            return int(raw)
+        if self.network_error is not None:
+            return self.network_error
+        if self.stat.upper() == "DELIVRD":
+            return 0
+        return None
+
+    def as_dict(self) -> dict:
+        low = self._low
+        known = {"id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "cc", "nnc",
+                 "isported", "p_nnc", "isroaming", "r_cc", "r_nnc", "text"}
+        err = self.err
+        return {
+            "id": self.id, "stat": self.stat, "err": err,
+            "err_name": ERR_NAMES.get(err, "") if err is not None else "",
+            "cc": low.get("cc", ""), "nnc": low.get("nnc", ""),
+            "ported": _flag(low.get("isported")), "p_nnc": low.get("p_nnc", ""),
+            "roaming": _flag(low.get("isroaming")), "r_cc": low.get("r_cc", ""),
+            "r_nnc": low.get("r_nnc", ""),
+            "submit_date": low.get("submit date", ""), "done_date": low.get("done date", ""),
+            "extra": {k: v for k, v in self.fields.items() if k.lower() not in known},
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_pdu(cls, pdu: Pdu) -> "Receipt":
+        raw = pdu.params.get("short_message") or pdu.tlvs.get(Tag.MESSAGE_PAYLOAD, b"")
+        dc = pdu.params.get("data_coding", 0)
+        # Latin-1 reads ASCII receipts unchanged whatever the data_coding says (0x5F
+        # stays '_'); UCS-2 (8) is the one coding that needs decoding.
+        text = raw.decode("utf-16-be", "replace") if dc == 8 else bytes(raw).decode("latin-1")
+        tlv_id = pdu.tlvs.get(Tag.RECEIPTED_MESSAGE_ID)
+        state = pdu.tlvs.get(Tag.MESSAGE_STATE)
+        nec = pdu.tlvs.get(Tag.NETWORK_ERROR_CODE)
+        return cls(
+            destination=pdu.params.get("destination_addr", ""), text=text.strip("\0 \r\n"),
+            fields=parse_receipt_text(text.strip("\0 \r\n")),
+            tlv_id=tlv_id.rstrip(b"\0").decode("latin-1") if tlv_id else None,
+            message_state=state[0] if state else None,
+            network_error=U16.unpack_from(nec, 1)[0] if nec and len(nec) == 3 else None)
+
+
+def id_keys(message_id: str) -> set[str]:
+    """Spellings of one message id a receipt may use: as given, without leading zeros,
+    and the other base (some SMSCs answer hex in submit_sm_resp, decimal in receipts)."""
+    s = message_id.strip().lower()
+    keys = {s, s.lstrip("0") or "0"}
+    try:
+        if s.isdigit():
+            keys.add(format(int(s), "x"))
+        keys.add(str(int(s, 16)))
+    except ValueError:
+        pass
+    return keys
+
+
+# -------------------------------------------------------------------- decoding
+
+def _decode_lenient(command: int, status: int, sequence: int, body: bytes) -> Pdu:
+    """Walk the mandatory parameters without SMPP 3.4's size limits and read TLVs
+    loosely: another provider's small deviation must not lose a receipt."""
+    params: dict = {}
+    pos, end = 0, len(body)
+    fields = BODIES[command][0] if command in BODIES else []
+    for f in fields:
+        name, kind = f[0], f[1]
+        if kind is C:
+            nul = body.find(b"\0", pos)
+            nul = end if nul < 0 else nul
+            params[name] = body[pos:nul].decode("latin-1")
+            pos = nul + 1
+        elif kind is B:
+            params[name] = body[pos] if pos < end else 0
+            pos += 1
+        elif kind is SM:
+            n = body[pos] if pos < end else 0
+            params[name] = bytes(body[pos + 1:pos + 1 + n])
+            pos += 1 + n
+        else:
+            break
+    tlvs: dict[int, bytes] = {}
+    while pos + 4 <= end:
+        tag, length = TLV_HEAD.unpack_from(body, pos)
+        tlvs[tag] = bytes(body[pos + 4:pos + 4 + length])
+        pos += 4 + length
+    return Pdu(command, sequence, status, params, tlvs)
+
+
+def decode_pdu(data: bytes) -> Pdu:
+    try:
+        return decode(data)
+    except DecodeError:
+        _, command, status, sequence = HEADER.unpack_from(data)
+        return _decode_lenient(command, status, sequence, data[16:])
+
+
+# ---------------------------------------------------------------------- client
+
+class EsmeClient(asyncio.Protocol):
+    """One SMPP connection, ESME side. ``on_receipt(receipt) -> status`` decides how
+    each deliver_sm is answered (ESME_ROK unless it says otherwise)."""
+
+    def __init__(self, on_receipt: Callable[[Receipt], int] | None = None):
+        self.on_receipt = on_receipt
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future] = {}
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.last_write = time.monotonic()
+        self._keepalive: asyncio.Task | None = None
+        self.bound = False
+
+    # ---------------------------------------------------------- set-up
+    @classmethod
+    async def connect(cls, host: str, port: int, timeout: float = 10.0,
+                      on_receipt: Callable[[Receipt], int] | None = None) -> "EsmeClient":
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: cls(on_receipt), host, port), timeout)
+        except asyncio.TimeoutError:
+            raise ToolError(f"cannot connect to SMPP server {host}:{port}: timed out") from None
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise ToolError(f"cannot connect to SMPP server {host}:{port}: {reason}") from None
+        return proto
+
+    async def bind(self, system_id: str, password: str, system_type: str = "HLR",
+                   mode: str = "transceiver", timeout: float = 10.0, keepalive: float = 30.0) -> str:
+        """Bind; returns the server's system_id. Raises SmppError with the ESME_R* name."""
+        command = {"transceiver": Command.BIND_TRANSCEIVER, "transmitter": Command.BIND_TRANSMITTER,
+                   "receiver": Command.BIND_RECEIVER}[mode]
+        params = {"system_id": system_id, "password": password, "system_type": system_type,
+                  "interface_version": 0x34, "addr_ton": 0, "addr_npi": 0, "address_range": ""}
+        for name, limit in (("system_id", 15), ("password", 8), ("system_type", 12)):
+            if len(params[name].encode("latin-1", "replace")) > limit:
+                raise ToolError(f"{name.replace('_', ' ')} longer than {limit} characters (SMPP 3.4 limit)")
+        resp = await self.request(Pdu(command, params=params), timeout, f"bind_{mode}")
+        if resp.status:
+            hint = {Status.RINVPASWD: " — wrong password", Status.RINVSYSID: " — unknown system_id",
+                    Status.RINVSYSTYP: " — wrong system_type (try --system-type)",
+                    Status.RBINDFAIL: " — bind refused (account already has a receiving session, "
+                                      "IP not allowed or banned, or too many sessions)",
+                    Status.RACCEXPIRY: " — account expired"}.get(resp.status, "")
+            raise SmppError(f"bind as {system_id!r} refused", resp.status, hint)
+        self.bound = True
+        if keepalive:
+            self._keepalive = asyncio.get_running_loop().create_task(self._ping(keepalive))
+        return resp.params.get("system_id", "")
+
+    async def _ping(self, interval: float) -> None:
+        while not self.lost.done():
+            await asyncio.sleep(interval / 3)
+            if time.monotonic() - self.last_write >= interval:
+                try:
+                    await self.request(Pdu(Command.ENQUIRE_LINK), interval, "enquire_link")
+                except (ToolError, asyncio.TimeoutError):
+                    pass
+
+    # ------------------------------------------------------------ requests
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        return self._seq
+
+    def send(self, pdu: Pdu) -> asyncio.Future:
+        """Write a request now; the future gets its response PDU."""
+        if self.lost.done():
+            raise ConnectionLost()
+        pdu.sequence = self._next_seq()
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[pdu.sequence] = fut
+        self.transport.write(encode(pdu))
+        self.last_write = time.monotonic()
+        return fut
+
+    async def request(self, pdu: Pdu, timeout: float, what: str) -> Pdu:
+        fut = self.send(pdu)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            self._pending.pop(pdu.sequence, None)
+            raise ToolError(f"{what}: no answer from the SMPP server within {timeout:g}s", 2) from None
+
+    def submit(self, number: str, ton: int = 1, npi: int = 1, source: str = "",
+               registered_delivery: int = 1) -> asyncio.Future:
+        """submit_sm for one number; the future gets the submit_sm_resp PDU."""
+        return self.send(Pdu(Command.SUBMIT_SM, params={
+            "service_type": "", "source_addr_ton": 0 if not source.isdigit() else 1,
+            "source_addr_npi": 0 if not source.isdigit() else 1, "source_addr": source,
+            "dest_addr_ton": ton, "dest_addr_npi": npi, "destination_addr": number,
+            "esm_class": 0, "registered_delivery": registered_delivery, "data_coding": 0,
+            "short_message": b""}))
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+        if self.lost.done():
+            raise ConnectionLost()
+
+    async def unbind(self, timeout: float = 5.0) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self.bound and not self.lost.done():
+            try:
+                await self.request(Pdu(Command.UNBIND), timeout, "unbind")
+            except ToolError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # ----------------------------------------------------------- asyncio
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.bound = False
+        self._can_write.set()
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost())
+        self._pending.clear()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        while len(buf) >= 16:
+            length = int.from_bytes(buf[:4], "big")
+            if length < 16 or length > MAX_PDU:
+                self.transport.abort()   # not SMPP: connection_lost fails what waits
+                return
+            if len(buf) < length:
+                break
+            raw = bytes(buf[:length])
+            del buf[:length]
+            self._handle(decode_pdu(raw), out)
+        if out:
+            self.transport.write(b"".join(out))
+            self.last_write = time.monotonic()
+
+    def _handle(self, pdu: Pdu, out: list[bytes]) -> None:
+        cmd = pdu.command
+        if cmd & 0x80000000:   # a response (generic_nack included) to one of ours
+            fut = self._pending.pop(pdu.sequence, None)
+            if fut is not None and not fut.done():
+                fut.set_result(pdu)
+            return
+        if cmd == Command.DELIVER_SM or cmd == Command.DATA_SM:
+            status = Status.ROK
+            if self.on_receipt is not None:
+                status = self.on_receipt(Receipt.from_pdu(pdu))
+            resp = Command.DELIVER_SM_RESP if cmd == Command.DELIVER_SM else Command.DATA_SM_RESP
+            out.append(encode(Pdu(resp, pdu.sequence, status, {"message_id": ""})))
+        elif cmd == Command.ENQUIRE_LINK:
+            out.append(encode(Pdu(Command.ENQUIRE_LINK_RESP, pdu.sequence)))
+        elif cmd == Command.UNBIND:
+            out.append(encode(Pdu(Command.UNBIND_RESP, pdu.sequence)))
+            self.bound = False
+            asyncio.get_running_loop().call_soon(self.close)
+        elif cmd == Command.ALERT_NOTIFICATION:
+            pass   # has no response
+        else:
+            out.append(encode(Pdu(Command.GENERIC_NACK, pdu.sequence, Status.RINVCMDID)))
+
+
+__all__ = ["ERR_NAMES", "ConnectionLost", "EsmeClient", "Receipt", "SmppError", "decode_pdu",
+           "id_keys", "parse_receipt_text", "status_name"]
