@@ -56,14 +56,20 @@ class WireTap:
 
     Half-closes are passed on (a FIN from one side becomes a FIN to the other), so a
     response written after the peer's FIN still gets through, as it would directly.
+    ``drop(pdu)`` (optional) swallows chosen PDUs (they are still recorded, in ``dropped``);
+    ``abort()`` resets every connection through the tap, as a network failure would.
+    Bytes that do not frame as PDUs (a length under 16) are forwarded untouched from then on.
     """
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, drop=None):
         self.upstream = port
+        self.drop = drop
         self.pdus: list[WirePdu] = []
+        self.dropped: list[WirePdu] = []
         self.eofs: list[str] = []
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._writers: list[asyncio.StreamWriter] = []
         self.port = 0
 
     async def __aenter__(self) -> "WireTap":
@@ -77,20 +83,32 @@ class WireTap:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def abort(self) -> None:
+        """Reset both sides of every connection (no unbind, no FIN)."""
+        for w in self._writers:
+            w.transport.abort()
+
     async def _handle(self, creader, cwriter) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)
+        writers = [cwriter]
+        self._writers.append(cwriter)
         try:
             sreader, swriter = await asyncio.open_connection(HOST, self.upstream)
+            writers.append(swriter)
+            self._writers.append(swriter)
             await asyncio.gather(self._pump(creader, swriter, ">"), self._pump(sreader, cwriter, "<"),
                                  return_exceptions=True)
-            for w in (cwriter, swriter):
-                w.close()
+        except asyncio.CancelledError:
+            pass  # the tap is closing: drop both sides below
         finally:
+            for w in writers:
+                w.close()
             self._tasks.discard(task)
 
     async def _pump(self, reader, writer, direction: str) -> None:
         buf = b""
+        framing = True
         while True:
             data = await reader.read(65536)
             if not data:
@@ -100,14 +118,30 @@ class WireTap:
                 except OSError:
                     pass
                 return
+            if not framing:
+                writer.write(data)
+                await writer.drain()
+                continue
             buf += data
+            out = []
             while len(buf) >= 16:
                 length, command_id, status, seq = struct.unpack("!IIII", buf[:16])
-                if length < 16 or len(buf) < length:
+                if length < 16:
+                    framing = False
                     break
-                self.pdus.append(WirePdu(direction, command_id, status, seq, buf[:length]))
+                if len(buf) < length:
+                    break
+                pdu = WirePdu(direction, command_id, status, seq, buf[:length])
                 buf = buf[length:]
-            writer.write(data)
+                if self.drop is not None and self.drop(pdu):
+                    self.dropped.append(pdu)
+                    continue
+                self.pdus.append(pdu)
+                out.append(pdu.raw)
+            if not framing:
+                out.append(buf)
+                buf = b""
+            writer.write(b"".join(out))
             await writer.drain()
 
     def find(self, direction: str, command_id: int) -> list[WirePdu]:

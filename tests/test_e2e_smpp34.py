@@ -215,3 +215,81 @@ async def test_burst_of_500(server):
             assert all(p.status == 0 for p in tap.find(">", DELIVER_SM | RESP))
         finally:
             await esme.close()
+
+
+def receipt_id(pdu) -> str:
+    """receipted_message_id of a deliver_sm seen on the wire (decoded by smpp34's codec)."""
+    return tlv(smpp34.decode(pdu.raw), smpp34.TLV_RECEIPTED_MESSAGE_ID).as_string()
+
+
+async def bind_rx_when_free(port: int) -> Smpp34Esme:
+    """Bind a receiver once the server has seen the previous one go (it may take a moment)."""
+    for _ in range(10):
+        try:
+            return await Smpp34Esme.bind(port, "RX", connect_timeout_ms=1000)
+        except smpp34.SmppError:
+            continue
+    raise AssertionError("could not bind a receiver again")
+
+
+async def test_receipts_in_flight_when_the_receiver_dies_go_to_the_next(server):
+    n = 20
+    tx = await Smpp34Esme.bind(server.smpp_port, "TX")
+    # The tap swallows every deliver_sm_resp: the server sees receipts sent, none answered.
+    async with WireTap(server.smpp_port, drop=lambda p: p.command_id == DELIVER_SM | RESP) as tap:
+        rx = await Smpp34Esme.bind(tap.port, "RX")
+        resps = [await tx.submit(f"4479{i:08d}") for i in range(n)]
+        ids = {r.message_id: f"4479{i:08d}" for i, r in enumerate(resps)}
+        await wait_until(lambda: len(rx.receipts) >= n, what="the first deliveries")
+        assert len(tap.dropped) >= n
+        tap.abort()  # the connection dies without unbind
+        await asyncio.wait_for(rx.disconnected.wait(), 10)
+        await rx.close()
+    again = await bind_rx_when_free(server.smpp_port)
+    try:
+        await wait_until(lambda: {tlv(ev, smpp34.TLV_RECEIPTED_MESSAGE_ID).as_string()
+                                  for ev in again.receipts} >= set(ids), what="the receipts again")
+        for ev in again.receipts:
+            mid = tlv(ev, smpp34.TLV_RECEIPTED_MESSAGE_ID).as_string()
+            check_receipt(ev, mid, ids[mid])
+    finally:
+        await again.close()
+        await tx.close()
+
+
+async def test_unanswered_receipt_is_retried_with_the_same_id(make_server):
+    server = make_server(smpp={"response_timeout": 0.5}, receipts={"retry_min": 0.1})
+    n = 10
+    seq_to_id: dict[int, str] = {}
+    unanswered: set[str] = set()
+
+    def drop(p) -> bool:
+        """Swallow the first deliver_sm_resp of every receipt, pass the others."""
+        if p.direction == "<" and p.command_id == DELIVER_SM:
+            seq_to_id[p.sequence] = receipt_id(p)
+        elif p.command_id == DELIVER_SM | RESP:
+            mid = seq_to_id[p.sequence]
+            if mid not in unanswered:
+                unanswered.add(mid)
+                return True
+        return False
+
+    async with WireTap(server.smpp_port, drop=drop) as tap:
+        esme = await Smpp34Esme.bind(tap.port, "TRX")
+        try:
+            resps = [await esme.submit(f"4479{i:08d}") for i in range(n)]
+            ids = {r.message_id: f"4479{i:08d}" for i, r in enumerate(resps)}
+            answered = lambda: {seq_to_id[p.sequence] for p in tap.find(">", DELIVER_SM | RESP) if p.status == 0}
+            await wait_until(lambda: answered() >= set(ids), timeout=20, what="every receipt answered once")
+            assert unanswered == set(ids)
+            # Each lookup came at least twice (same id, same text), each in the SPEC §2 form.
+            texts: dict[str, set[bytes]] = {}
+            for ev in esme.receipts:
+                mid = tlv(ev, smpp34.TLV_RECEIPTED_MESSAGE_ID).as_string()
+                check_receipt(ev, mid, ids[mid])
+                texts.setdefault(mid, set()).add(ev.short_message)
+            count = {mid: sum(1 for p in tap.find("<", DELIVER_SM) if receipt_id(p) == mid) for mid in ids}
+            assert all(c >= 2 for c in count.values()), count
+            assert set(texts) == set(ids) and all(len(t) == 1 for t in texts.values())
+        finally:
+            await esme.close()
