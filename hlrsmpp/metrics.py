@@ -60,8 +60,6 @@ UNKNOWN = -1
 _COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
 _STATUS_NAMES = {int(s): s.label for s in Status}
 _HEAD = Struct(">III")
-_SUBMIT_SM_RESP = int(Command.SUBMIT_SM_RESP)
-_DELIVER_SM = int(Command.DELIVER_SM)
 
 try:
     VERSION = metadata.version("hlrsmpp")
@@ -82,23 +80,37 @@ def count_pdus(table: dict, data, pos: int = 0) -> int:
     Returns where counting stopped: ``len(data)`` or more when the last PDU
     continues past the end (the caller skips that many bytes of what comes next),
     less when fewer than 12 header octets of the next PDU are there yet.
-    Costs one struct unpack and one dict update per PDU.
+    Costs one struct unpack per PDU, and one dict update per run of PDUs with
+    the same command and status (a batch of submit_sm_resp is one).
     """
     n = len(data)
     unpack = _HEAD.unpack_from
-    get = table.get
+    last_c = last_s = -2
+    run = 0
     while pos + 12 <= n:
         length, command_id, status = unpack(data, pos)
-        key = (command_id, status)
-        c = get(key)
-        if c is None:
-            key = _bounded(command_id, status)
-            c = get(key, 0)
-        table[key] = c + 1
+        if command_id == last_c and status == last_s:
+            run += 1
+        else:
+            if run:
+                _add(table, last_c, last_s, run)
+            last_c, last_s, run = command_id, status, 1
         if length < 16:  # the session closes on it: nothing after it is a PDU
-            return n
+            pos = n
+            break
         pos += length
+    if run:
+        _add(table, last_c, last_s, run)
     return pos
+
+
+def _add(table: dict, command_id: int, status: int, n: int) -> None:
+    key = (command_id, status)
+    c = table.get(key)
+    if c is None:
+        key = _bounded(command_id, status)
+        c = table.get(key, 0)
+    table[key] = c + n
 
 
 class PduCounter:
@@ -136,16 +148,18 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        self.pdus_in: dict = {}                # (command_id, status) -> n, see count_pdus
-        self.pdus_out: dict = {}
-        self.submit_sm_resp_ok = 0             # bulk-counted hot path, merged into pdus_out
-        self.deliver_sm = 0                    # ditto
-        self.binds: Counter = Counter()        # (mode, result) -> n
-        self.lookups: Counter = Counter()      # (channel, err) -> n
-        self.refusals: Counter = Counter()     # (channel, reason) -> n
-        self.http: Counter = Counter()         # (route, code) -> n
-        self.receipts_expired: Counter = Counter()  # account -> n
-        self.faults: Counter = Counter()       # test-bench action -> n
+        """Zero everything (tests). Tables are cleared in place: connections hold them."""
+        for name in ("pdus_in", "pdus_out", "binds", "lookups", "refusals", "http",
+                     "receipts_expired", "faults"):
+            table = self.__dict__.get(name)
+            if table is None:
+                self.__dict__[name] = {} if name.startswith("pdus") else Counter()
+            else:
+                table.clear()
+        # pdus_in/pdus_out: (command_id, status) -> n, see count_pdus.
+        # binds (mode, result), lookups (channel, err), refusals (channel, reason),
+        # http (route, code), receipts_expired account, faults action -> n.
+        self.deliver_sm = 0                    # superseded by pdus_out (not exposed)
         self.unexpected_resp = 0
         # Superseded by per-PDU counts and per-account outbox counters; kept while the
         # server still bumps them (not exposed).
@@ -215,8 +229,7 @@ class ServerCollector:
         yield c
         c = CounterMetricFamily("hlrsmpp_pdus_sent", "SMPP PDUs sent by command and command_status",
                                 labels=["command", "status"])
-        for labels, n in _pdu_samples(s.pdus_out, {(_SUBMIT_SM_RESP, 0): s.submit_sm_resp_ok,
-                                                   (_DELIVER_SM, 0): s.deliver_sm}):
+        for labels, n in _pdu_samples(s.pdus_out):
             c.add_metric(labels, n)
         yield c
         c = CounterMetricFamily("hlrsmpp_unexpected_responses",
