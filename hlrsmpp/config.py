@@ -25,6 +25,7 @@ DEFAULTS: dict = {
         "inactivity_timeout": 120.0,   # nothing received for this long: close
         "response_timeout": 10.0,      # deliver_sm not answered in time: retry
         "window": 64,                  # outstanding deliver_sm per receiving session
+        "outbind_interval": 30.0,      # at most one outbind attempt per account this often
         "submit_window": 0,            # accepted submit_sm not yet answered per session (0: no limit)
         "submit_window_status": "RTHROTTLED",  # or RMSGQFUL: what an ESME past its window gets
         "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it

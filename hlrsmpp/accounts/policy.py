@@ -34,7 +34,11 @@ MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
 # Keys an account may carry in the YAML (SPEC §6). Anything else is a typo and is refused.
 ACCOUNT_KEYS = frozenset({
     "system_id", "password", "system_type", "credit", "packages", "price", "expires",
-    "coverage", "limits", "allowed_ips", "max_tx", "low_credit", "data_coding", "enabled"})
+    "coverage", "limits", "allowed_ips", "max_tx", "low_credit", "data_coding", "enabled",
+    "receipt", "outbind", "trace"})
+#: Receipt profiles (issue 11): the seed text; the seed text plus imsi/msc/mccmnc keys;
+#: the seed text plus vendor TLVs carrying MCC and MNC.
+RECEIPT_PROFILES = frozenset({"seed", "extended", "tlv"})
 LIMIT_KEYS = frozenset({"per_day", "per_week", "per_month", "min_delay_ms", "tps", "burst"})
 PACKAGE_KEYS = frozenset({"credit", "bought", "label", "size"})
 
@@ -143,6 +147,9 @@ class Account:
     data_coding: int | None = None  # receipt data_coding; None: the server's default
     enabled: bool = True
     packages: list[Package] | None = None  # None: unlimited credit
+    receipt: dict = field(default_factory=lambda: {"profile": "seed"})  # profile, mcc_tag, mnc_tag
+    outbind: dict | None = None  # {host, port, system_id?, password?}: we connect out to deliver
+    trace: bool | str = False    # PDU trace: False, True (kept in memory), or a file path
 
     # Runtime state, derived by AccountBook (never persisted: windows restart empty).
     _expires_at: float = field(default=INF, init=False, repr=False, compare=False)
@@ -201,6 +208,9 @@ class Account:
             data_coding=_int(d.get("data_coding"), f"{at}: data_coding", minimum=0, maximum=255, optional=True),
             enabled=_bool(d.get("enabled", True), f"{at}: enabled"),
             packages=_packages(d, at),
+            receipt=_receipt(d.get("receipt"), f"{at}: receipt"),
+            outbind=_outbind(d.get("outbind"), f"{at}: outbind"),
+            trace=_trace(d.get("trace", False), f"{at}: trace"),
         )
 
     def to_record(self) -> dict:
@@ -223,6 +233,12 @@ class Account:
         if self.data_coding is not None:
             r["data_coding"] = self.data_coding
         r["enabled"] = self.enabled
+        if self.receipt != {"profile": "seed"}:
+            r["receipt"] = dict(self.receipt)
+        if self.outbind is not None:
+            r["outbind"] = dict(self.outbind)
+        if self.trace:
+            r["trace"] = self.trace
         if self.packages is not None:
             r["packages"] = [p.to_record() for p in self.packages]
         return r
@@ -633,6 +649,47 @@ def _int(v, where: str, minimum: int | None = None, maximum: int | None = None,
     if minimum is not None and v < minimum or maximum is not None and v > maximum:
         raise ValueError(f"{where}: {v} out of range {minimum}..{'' if maximum is None else maximum}")
     return v
+
+
+def _receipt(v, where: str) -> dict:
+    """``seed`` | ``extended`` | ``tlv``, or {profile, mcc_tag, mnc_tag} (vendor TLV tags)."""
+    if v is None:
+        return {"profile": "seed"}
+    if isinstance(v, str):
+        v = {"profile": v}
+    if not isinstance(v, dict):
+        raise ValueError(f"{where}: expected a profile name or a mapping")
+    _no_unknown(v, frozenset({"profile", "mcc_tag", "mnc_tag"}), where)
+    out = {"profile": v.get("profile", "seed")}
+    if out["profile"] not in RECEIPT_PROFILES:
+        raise ValueError(f"{where}: profile must be one of {', '.join(sorted(RECEIPT_PROFILES))}")
+    for key, default in (("mcc_tag", 0x1401), ("mnc_tag", 0x1402)):
+        tag = v.get(key, default)
+        tag = int(tag, 0) if isinstance(tag, str) else tag
+        # SMPP 3.4 §5.3.2: 0x1400-0x3FFF are reserved for SMSC vendors.
+        out[key] = _int(tag, f"{where}: {key}", minimum=0x1400, maximum=0x3FFF)
+    return out
+
+
+def _outbind(v, where: str) -> dict | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or "host" not in v or "port" not in v:
+        raise ValueError(f"{where}: expected {{host, port}} of the ESME to connect to")
+    _no_unknown(v, frozenset({"host", "port", "system_id", "password"}), where)
+    out = {"host": str(v["host"]), "port": _int(v["port"], f"{where}: port", minimum=1, maximum=65535)}
+    for key, size in (("system_id", MAX_SYSTEM_ID), ("password", MAX_PASSWORD)):
+        if key in v:
+            if not isinstance(v[key], str) or len(v[key]) > size:
+                raise ValueError(f"{where}: {key}: a string of at most {size} characters")
+            out[key] = v[key]
+    return out
+
+
+def _trace(v, where: str) -> bool | str:
+    if isinstance(v, bool) or (isinstance(v, str) and v):
+        return v
+    raise ValueError(f"{where}: true (in memory), false, or a file path")
 
 
 def _bool(v, where: str) -> bool:

@@ -18,6 +18,9 @@ from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
 from .faults import FaultPlan
+from .trace import FileSink, MemorySink, PduTrace
+from ..smpp.codec import Command, Pdu, encode
+from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Lookup, Outbox
@@ -42,6 +45,8 @@ class Server:
         self.per_ip: Counter = Counter()
         self.registry = SessionRegistry()
         self.outboxes: dict[str, Outbox] = {}
+        self.trace_sinks: dict = {}
+        self._outbind_next: dict[str, float] = {}
         self.smpp_server: asyncio.AbstractServer | None = None
         self.http_runner = None
         self._ticker: asyncio.Task | None = None
@@ -111,12 +116,11 @@ class Server:
         rc = self.cfg["receipts"]
         box = self.outboxes.get(account.system_id)
         if box is None:
-            self.outboxes[account.system_id] = Outbox(
+            box = self.outboxes[account.system_id] = Outbox(
                 account.system_id, self._on_ack, self._call_later, self.cfg["smpp"]["window"],
-                account.data_coding if account.data_coding is not None else rc["data_coding"],
-                rc["retry_min"], rc["retry_max"])
-        elif account.data_coding is not None:
-            box.data_coding = account.data_coding
+                rc["data_coding"], rc["retry_min"], rc["retry_max"])
+        box.data_coding = account.data_coding if account.data_coding is not None else rc["data_coding"]
+        box.profile = account.receipt if account.receipt["profile"] != "seed" else None
 
     # ------------------------------------------------- operator actions
     # Each change is durable when the returned coroutine completes (one commit).
@@ -227,6 +231,35 @@ class Server:
             box.reverse = None in reverse or sid in reverse
         log.info("faults_replaced", rules=len(self.faults.faults))
 
+    # ---------------------------------------------------------- PDU trace
+    def trace_session(self, proto: SmppProtocol, bind) -> None:
+        """Start tracing a session being bound, if its account is traced."""
+        account = proto.account
+        if not account.trace:
+            return
+        sink = self.trace_sinks.get(account.system_id)
+        if sink is None:
+            sink = self.trace_sinks[account.system_id] = (
+                MemorySink() if account.trace is True else FileSink(account.trace))
+        mode = BindMode.of(bind.command).label
+        proto.tracer = PduTrace(f"{account.system_id}/{mode}/{proto.peer_ip}:{proto.peer_port}", sink)
+        proto.tracer.record("<", bind)
+
+    async def set_trace(self, system_id: str, trace: bool | str) -> None:
+        """Trace an account from now on (its sessions bound later, and those bound now)."""
+        await self.update_account(system_id, {"trace": trace})
+        if not trace:
+            self.trace_sinks.pop(system_id, None)
+        for proto in list(self.protocols):
+            if proto.account is not None and proto.account.system_id == system_id:
+                proto.tracer = None
+                if trace:
+                    self.trace_session(proto, _trace_started_note(proto))
+
+    def trace_lines(self, system_id: str, limit: int = 1000) -> list[str]:
+        sink = self.trace_sinks.get(system_id)
+        return list(sink.lines)[-limit:] if sink is not None else []
+
     def attach_receiver(self, proto: SmppProtocol) -> None:
         box = self.outboxes[proto.account.system_id]
         box.receiver = proto
@@ -272,6 +305,11 @@ class Server:
             self.per_ip[proto.peer_ip] -= 1
             if self.per_ip[proto.peer_ip] <= 0:
                 del self.per_ip[proto.peer_ip]
+        self.release(proto)
+
+    def release(self, proto: SmppProtocol) -> None:
+        """The session ends (unbound or gone): free its slot at once, so the ESME
+        can bind again before the TCP close has even completed."""
         if proto.account is not None:
             self.registry.release(proto.account.system_id, proto)
             if proto.outbox is not None:
@@ -297,7 +335,37 @@ class Server:
                     box.timed_out(deadline)
                 if box.ready:
                     box.expire(before)
+                    if box.receiver is None:
+                        self._maybe_outbind(box.system_id, now)
                     box.pump()
+
+    # -------------------------------------------------------------- outbind
+    def _maybe_outbind(self, system_id: str, now: float) -> None:
+        """Receipts wait and nobody receives: if the account names its ESME's
+        address, connect out and send outbind (SMPP 3.4 §4.1.7), at most once per
+        ``smpp.outbind_interval``."""
+        account = self.book.get(system_id)
+        if account is None or account.outbind is None or self._stopping:
+            return
+        if now < self._outbind_next.get(system_id, 0.0):
+            return
+        self._outbind_next[system_id] = now + self.cfg["smpp"]["outbind_interval"]
+        self.loop.create_task(self._outbind(account))
+
+    async def _outbind(self, account: Account) -> None:
+        ob = account.outbind
+        try:
+            _, proto = await self.loop.create_connection(lambda: SmppProtocol(self), ob["host"], ob["port"])
+        except OSError as err:
+            log.warning("outbind_failed", system_id=account.system_id, host=ob["host"], port=ob["port"],
+                        error=str(err))
+            return
+        if proto.closed:
+            return
+        proto.write(encode(Pdu(Command.OUTBIND, proto.session.next_sequence(), 0, {
+            "system_id": ob.get("system_id", self.cfg["smpp"]["system_id"]),
+            "password": ob.get("password", account.password)})))
+        log.info("outbind_sent", system_id=account.system_id, host=ob["host"], port=ob["port"])
 
     # ------------------------------------------------------------- shutdown
     def reload(self) -> None:
@@ -342,3 +410,10 @@ async def serve(cfg: dict) -> None:
         loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     await server.stopped.wait()
+
+
+def _trace_started_note(proto: SmppProtocol) -> Pdu:
+    """A note in the trace of a session already bound when tracing was turned on."""
+    command = {"tx": Command.BIND_TRANSMITTER, "rx": Command.BIND_RECEIVER,
+               "trx": Command.BIND_TRANSCEIVER}[proto.session.mode.label]
+    return Pdu(command, 0, 0, {"system_id": proto.account.system_id, "note": "trace started"})

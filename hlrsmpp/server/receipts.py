@@ -8,6 +8,7 @@ past the TTL, and that is counted.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from struct import Struct
@@ -83,17 +84,41 @@ class Lookup:
             return STATE_ENROUTE
         return STATE_DELIVERED if self.err == 0 else STATE_UNDELIVERABLE
 
-    def receipt_text(self) -> str:
+    def receipt_text(self, extended: bool = False) -> str:
+        extra = ""
+        if extended:
+            imsi, msc = self.subscriber_identity()
+            extra = f"imsi:{imsi} msc:{msc} mccmnc:{self.serving_nnc} "
         return (f"id:{self.id} sub:001 dlvrd:001 submit date:{receipt_date(self.submitted)} "
                 f"done date:{receipt_date(self.done)} stat:{self.stat} err:{self.err:03d} "
                 f"cc:{self.cc} nnc:{self.nnc} isPorted:{'true' if self.ported else 'false'} "
                 f"p_nnc:{self.p_nnc} isRoaming:{'true' if self.roaming else 'false'} "
-                f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} text:dlr")
+                f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} {extra}text:dlr")
 
-    def receipt_parts(self) -> tuple[bytes, bytes]:
+    @property
+    def serving_nnc(self) -> str:
+        """The network the subscriber is on now: ported-to, else the range holder."""
+        return self.p_nnc if self.ported and self.p_nnc else self.nnc
+
+    def subscriber_identity(self) -> tuple[str, str]:
+        """A plausible IMSI and serving MSC, stable per number (the extended profile).
+        An unknown subscriber has neither; an absent one has an IMSI but no MSC."""
+        if self.err in (12, 18) or not self.serving_nnc:
+            return "", ""
+        h = int.from_bytes(hashlib.blake2b(self.msisdn.encode(), digest_size=8).digest(), "big")
+        network = self.serving_nnc
+        imsi = network + str(h % 10 ** (15 - len(network))).zfill(15 - len(network))
+        if self.err in (11, 14, 16):
+            return imsi, ""
+        cc = self.r_cc if self.roaming and self.r_cc else self.cc
+        msc = cc + str(h % 10 ** (12 - len(cc))).zfill(12 - len(cc))
+        return imsi, msc
+
+    def receipt_parts(self, profile: dict | None = None) -> tuple[bytes, bytes]:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
+            kind = profile["profile"] if profile else "seed"
             mid = str(self.id).encode()
             tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
                     _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
@@ -102,7 +127,16 @@ class Lookup:
                 # network_error_code: type 3 (GSM), then the MAP error (seed err when none).
                 code = self.map_error if self.map_error is not None else self.err
                 tlvs.append(_TLV_STR.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
-            parts = self.pdu_cache = (self.receipt_text().encode("ascii"), b"".join(tlvs))
+            if kind == "tlv" and self.serving_nnc:
+                # Vendor TLVs (0x1400-0x3FFF) for clients that read TLVs, not text.
+                mcc, mnc = self.serving_nnc[:3].encode(), self.serving_nnc[3:].encode()
+                tlvs += [_TLV_STR.pack(profile["mcc_tag"], 4), mcc, b"\0",
+                         _TLV_STR.pack(profile["mnc_tag"], len(mnc) + 1), mnc, b"\0"]
+            text = self.receipt_text(kind == "extended").encode("ascii")
+            if len(text) > 254:  # SMPP 3.4 §5.2.21: longer text goes in message_payload
+                tlvs.append(_TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text)
+                text = b""
+            parts = self.pdu_cache = (text, b"".join(tlvs))
         return parts
 
 
@@ -110,7 +144,7 @@ class Outbox:
     """The receipts of one account, and the session they go to."""
 
     __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "data_coding",
-                 "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse")
+                 "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile")
 
     def __init__(self, system_id: str, on_ack: Callable[[Lookup, int], None], call_later,
                  window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
@@ -127,6 +161,7 @@ class Outbox:
         self._call_later = call_later
         self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
         self.reverse = False              # test bench: each window out of order
+        self.profile: dict | None = None  # the account's receipt profile (None: seed)
 
     def add(self, lookup: Lookup, now: float, extra: float = 0.0) -> None:
         """A durable lookup: deliver at its done time (plus ``extra``)."""
@@ -155,7 +190,7 @@ class Outbox:
         while room and ready:
             lookup = ready.popleft()
             seq = session.next_sequence()
-            text, tlvs = lookup.receipt_parts()
+            text, tlvs = lookup.receipt_parts(self.profile)
             chunks.append(encode_receipt(seq, lookup.msisdn.encode(), text, dc, tlvs))
             inflight[seq] = (lookup, now)
             room -= 1

@@ -30,8 +30,8 @@ class SessionRegistry:
         self.receivers: dict[str, "SmppProtocol"] = {}
         self.transmitters: dict[str, set["SmppProtocol"]] = {}
 
-    async def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
-        """Take a session slot; async because a shared registry (Redis) is remote."""
+    def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
+        """Take a session slot. A shared registry (Redis) may return a coroutine instead."""
         sid = account.system_id
         if mode & BindMode.RX:
             if sid in self.receivers:
@@ -62,9 +62,9 @@ class SessionRegistry:
 class SmppProtocol:
     """One ESME connection. Implements asyncio.Protocol (duck-typed for speed)."""
 
-    __slots__ = ("server", "session", "transport", "peer_ip", "account", "outbox", "last_rx",
+    __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in")
+                 "pdus_in", "tracer")
 
     def __init__(self, server):
         self.server = server
@@ -72,6 +72,7 @@ class SmppProtocol:
         self.session = SmscSession(cfg["max_pdu_size"], cfg["system_id"])
         self.transport = None
         self.peer_ip = "?"
+        self.peer_port = 0
         self.account = None
         self.outbox = None
         self.paused = False
@@ -80,12 +81,14 @@ class SmppProtocol:
         self.unanswered = 0   # accepted submit_sm whose resp is not written yet
         self.delayed: dict[int, float] = {}  # test bench: sequence -> resp delay
         self.pdus_in = 0      # counted only while the test bench is active
+        self.tracer = None    # a PduTrace while this session is traced
 
     # ------------------------------------------------------ asyncio hooks
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else "?"
+        if peer:
+            self.peer_ip, self.peer_port = peer[0], peer[1]
         self.last_rx = self.connected_at = self.last_probe = time.monotonic()
         if not self.server.admit_connection(self):
             metrics.STATS.connections_rejected += 1
@@ -121,13 +124,22 @@ class SmppProtocol:
 
     def write(self, data: bytes) -> None:
         if data and not self.closed:
+            if self.tracer is not None:
+                self.tracer.outbound(data)
             self.transport.write(data)
 
     # ----------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        if self.tracer is not None:
+            self.tracer.inbound(data)
+        self._on_events(self.session.receive_data(data))
+        # PDUs pipelined behind a bind the registry answered at once.
+        while self.session.has_input:
+            self._on_events(self.session.receive_data(b""))
+
+    def _on_events(self, events: list[Pdu]) -> None:
         session = self.session
-        events = session.receive_data(data)
         held: list[tuple[int, Lookup]] | None = None
         acked = False
         if events:
@@ -167,7 +179,7 @@ class SmppProtocol:
             if faults is not None:
                 self._session_fault(len(events), faults)
         if session.outgoing:
-            self.transport.write(session.data_to_send())
+            self.write(session.data_to_send())
         if held:
             self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(held, ok))
@@ -183,14 +195,11 @@ class SmppProtocol:
         if not ok:
             for _, lookup in held:
                 server.engine.abandon(self.account, lookup)
-            if not self.closed:
-                self.transport.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq, _ in held))
+            self.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq, _ in held))
             return
         if self.delayed:
             held = self._hold_delayed(held)
-        if not self.closed:
-            self.transport.write(b"".join(
-                [encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
+        self.write(b"".join([encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
         # The receipts may go out now: their submit_sm_resp have been written.
         server.deliver(self.account.system_id, [lookup for _, lookup in held])
 
@@ -283,27 +292,34 @@ class SmppProtocol:
         if status:
             self._bind_refused(pdu, mode, status, reason)
             return
-        # Until the claim is decided, a second bind gets ESME_RALYBND (the session
-        # machine knows a bind is pending).
-        server.loop.create_task(self._claim(pdu, mode, account))
+        claim = server.registry.claim(account, mode, self)
+        if isinstance(claim, int):  # decided here: a pipelined submit_sm finds the session bound
+            self._claimed(pdu, mode, account, claim)
+        else:
+            # A remote registry: until it answers, a second bind gets ESME_RALYBND
+            # (the session machine knows a bind is pending).
+            server.loop.create_task(self._claim_remote(pdu, mode, account, claim))
 
-    async def _claim(self, pdu: Pdu, mode: BindMode, account) -> None:
-        server = self.server
+    async def _claim_remote(self, pdu: Pdu, mode: BindMode, account, claim) -> None:
         try:
-            status = await server.registry.claim(account, mode, self)
+            status = await claim
         except Exception as err:  # the shared registry is unreachable
             self.log.error("registry_failed", error=repr(err))
             status = Status.RSYSERR
         if self.closed:
             if not status:
-                server.registry.release(account.system_id, self)
+                self.server.registry.release(account.system_id, self)
             return
+        self._claimed(pdu, mode, account, status)
+        self.write(self.session.data_to_send())
+        if self.session.has_input:  # what the ESME pipelined behind its bind
+            self.data_received(b"")
+
+    def _claimed(self, pdu: Pdu, mode: BindMode, account, status: int) -> None:
         if status:
             self._bind_refused(pdu, mode, status, "session_rule")
-            self.write(self.session.data_to_send())
-            return
-        self._bound(pdu, mode, account)
-        self.write(self.session.data_to_send())
+        else:
+            self._bound(pdu, mode, account)
 
     def _bind_refused(self, pdu: Pdu, mode: BindMode, status: int, reason: str) -> None:
         metrics.STATS.binds[mode.label, reason] += 1
@@ -316,6 +332,7 @@ class SmppProtocol:
         server = self.server
         metrics.STATS.binds[mode.label, "ok"] += 1
         self.account = account
+        server.trace_session(self, pdu)
         self.session.accept_bind(pdu)
         self.log = self.log.bind(system_id=account.system_id, mode=mode.label)
         self.log.info("session_bound", interface_version=hex(pdu.params["interface_version"]))
@@ -396,6 +413,7 @@ class SmppProtocol:
 
     # ---------------------------------------------------------- closing
     def _close_after_flush(self) -> None:
+        self.server.release(self)
         if not self.closed:
             self.closed = True
             self.transport.close()  # flushes what is buffered, then closes

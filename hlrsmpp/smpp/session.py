@@ -79,10 +79,17 @@ class SmscSession:
 
     # ------------------------------------------------------------ input
     def receive_data(self, data: bytes) -> list[Pdu]:
-        """Frame and decode what arrived; return the PDUs the application decides on."""
+        """Frame and decode what arrived; return the PDUs the application decides on.
+
+        What follows a bind waits, unread, until the application has answered the
+        bind: a submit_sm pipelined right behind it is then judged on a bound
+        session. The application calls ``receive_data(b"")`` once it has answered."""
         if self.state is State.CLOSED:
             return []
         buf = self._buffer + data if self._buffer else data
+        if self._bind_pending:
+            self._buffer = buf
+            return []
         size = len(buf)
         pos = 0
         events: list[Pdu] = []
@@ -98,14 +105,21 @@ class SmscSession:
             if end > size:
                 break
             pdu = self._handle(buf, pos, end, command_id, status, sequence)
+            pos = end
             if pdu is not None:
                 events.append(pdu)
-            pos = end
+                if self._bind_pending:
+                    break
             if self.state is State.CLOSED:
                 self._buffer = b""
                 return events
         self._buffer = buf[pos:] if pos < size else b""
         return events
+
+    @property
+    def has_input(self) -> bool:
+        """Framed input waits for the application (behind a bind it has now answered)."""
+        return len(self._buffer) >= 16 and not self._bind_pending and self.state is not State.CLOSED
 
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
