@@ -14,6 +14,7 @@ What it cannot express, and how it is covered here:
 """
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import aiosmpplib
@@ -87,6 +88,7 @@ async def test_trx_bind_lookup_receipt(server):
 async def test_tx_and_rx_sessions(server):
     rx = await AioEsme(server.smpp_port, mode="receiver").start()
     tx = await AioEsme(server.smpp_port, mode="transmitter").start()
+    tx2 = None
     try:
         numbers = [f"44791234{i:04d}" for i in range(5)]
         for i, number in enumerate(numbers):
@@ -110,10 +112,10 @@ async def test_tx_and_rx_sessions(server):
             assert status == 0x0D, (mode, error)
         # ... while another transmitter is welcome.
         tx2 = await AioEsme(server.smpp_port, mode="transmitter").start()
-        await tx2.close()
+        await tx2.submit(NUMBER)
+        await wait_until(lambda: tx2.resps and len(rx.receipts) >= 6, what="the second Tx's receipt on the Rx")
     finally:
-        await tx.close()
-        await rx.close()
+        await asyncio.gather(*(e.close() for e in (tx, rx, tx2) if e is not None))
 
 
 async def refused_bind(esme: AioEsme):
@@ -250,5 +252,91 @@ async def test_burst_of_500(server):
                 m_ = check_receipt(m, mid, numbers[ids[mid]])
                 assert m_["id"] == mid
         assert sorted(receipt_ids) == sorted(ids)
+    finally:
+        await esme.close()
+
+
+async def test_receipts_wait_for_a_receiver(server):
+    """Lookups made while the account has no receiving session are delivered when one binds."""
+    tx = await AioEsme(server.smpp_port, mode="transmitter").start()
+    try:
+        numbers = {f"q{i}": f"44791234{i:04d}" for i in range(10)}
+        for log_id, number in numbers.items():
+            await tx.submit(number, log_id=log_id)
+        await wait_until(lambda: len(tx.resps) == 10, what="10 submit_sm_resp")
+        assert all(r.command_status == SmppCommandStatus.ESME_ROK for r in tx.resps)
+        sent = {r.message_id: numbers[r.log_id] for r in tx.resps}
+        rx = await AioEsme(server.smpp_port, mode="receiver").start()
+        try:
+            await wait_until(lambda: len(rx.receipts) >= 10, what="the queued receipts")
+            got = {opt(d, RECEIPTED_MESSAGE_ID): d.destination.number for d in rx.receipts}
+            assert got == sent
+            for dlr in rx.receipts:
+                check_receipt(dlr, opt(dlr, RECEIPTED_MESSAGE_ID), sent[opt(dlr, RECEIPTED_MESSAGE_ID)])
+        finally:
+            await rx.close()
+    finally:
+        await tx.close()
+
+
+async def test_submit_statuses(server):
+    esme = await AioEsme(server.smpp_port).start()
+    try:
+        await esme.submit("12", log_id="short")                                # not a possible E.164 number
+        await esme.submit("7912345678", log_id="national", ton=TON.NATIONAL)   # not international format
+        await esme.submit("44791234567a", log_id="letters")
+        await esme.submit("+447912345678", log_id="plus", ton=TON.UNKNOWN, npi=NPI.UNKNOWN)  # tolerated
+        await wait_until(lambda: len(esme.resps) == 4, what="4 submit_sm_resp")
+        status = {r.log_id: r.command_status for r in esme.resps}
+        assert status == {"short": SmppCommandStatus.ESME_RINVDSTADR, "national": SmppCommandStatus.ESME_RINVDSTADR,
+                          "letters": SmppCommandStatus.ESME_RINVDSTADR, "plus": SmppCommandStatus.ESME_ROK}
+        (ok,) = [r for r in esme.resps if r.log_id == "plus"]
+        assert is_message_id(ok.message_id)
+        await wait_until(lambda: esme.receipts, what="the receipt of the accepted lookup")
+        assert len(esme.receipts) == 1
+        m = RECEIPT_RE.match(esme.receipts[0].short_message)
+        assert m and m["id"] == ok.message_id and m["cc"] == "44"
+    finally:
+        await esme.close()
+
+
+async def test_interface_version_33(server):
+    """0x33 binds as transmitter or receiver; a transceiver needs 0x34."""
+    tx = AioEsme(server.smpp_port, mode="transmitter")
+    tx.esme.interface_version = 0x33
+    await tx.start()
+    try:
+        await tx.submit(NUMBER)
+        await wait_until(lambda: tx.resps, what="submit_sm_resp")
+        assert tx.resps[0].command_status == SmppCommandStatus.ESME_ROK
+        trx = AioEsme(server.smpp_port, mode="transceiver")
+        trx.esme.interface_version = 0x33
+        _error, status = await refused_bind(trx)
+        assert status == 0x0D
+        rx = AioEsme(server.smpp_port, mode="receiver")
+        rx.esme.interface_version = 0x33
+        await rx.start()
+        await wait_until(lambda: rx.receipts, what="the receipt on the 0x33 receiver")
+        check_receipt(rx.receipts[0], tx.resps[0].message_id, NUMBER)
+        await rx.close()
+    finally:
+        await tx.close()
+
+
+@pytest.mark.parametrize("data_coding,reads_underscore", [(1, True), (3, True), (0, False)])
+async def test_account_data_coding(make_server, data_coding, reads_underscore):
+    """The per-account receipt data_coding is honoured; why the default is 3: aiosmpplib reads
+    data_coding 0 as GSM 03.38, where the byte 0x5F of 'p_nnc' is '§'."""
+    server = make_server(accounts=[{"system_id": "demo", "password": "demo", "data_coding": data_coding}])
+    esme = await AioEsme(server.smpp_port).start()
+    try:
+        await esme.submit(NUMBER)
+        await wait_until(lambda: esme.resps and esme.receipts, what="resp and receipt")
+        text = esme.receipts[0].short_message
+        if reads_underscore:
+            check_receipt(esme.receipts[0], esme.resps[0].message_id, NUMBER)
+        else:
+            assert "p§nnc:" in text and "p_nnc:" not in text
+            assert RECEIPT_RE.match(text.replace("§", "_"))
     finally:
         await esme.close()

@@ -293,3 +293,38 @@ async def test_unanswered_receipt_is_retried_with_the_same_id(make_server):
             assert set(texts) == set(ids) and all(len(t) == 1 for t in texts.values())
         finally:
             await esme.close()
+
+
+async def test_submit_statuses(server):
+    esme = await Smpp34Esme.bind(server.smpp_port, "TRX")
+    try:
+        bad = [await esme.submit("12"),                     # not a possible E.164 number
+               await esme.submit("7912345678", ton=2),      # TON national: not international format
+               await esme.submit("44791234567a")]
+        assert [r.command_status for r in bad] == [smpp34.ESME_RINVDSTADR] * 3
+        assert not any(r.is_success for r in bad)
+        ok = await esme.submit("+447912345678", ton=0, npi=0)  # TON 0, leading '+' tolerated
+        assert ok.is_success and is_message_id(ok.message_id)
+        await wait_until(lambda: esme.receipts, what="the receipt of the accepted lookup")
+        await asyncio.sleep(0.2)
+        assert len(esme.receipts) == 1
+        m = RECEIPT_RE.match(esme.receipts[0].short_message.decode("latin-1"))
+        assert m and m["id"] == ok.message_id and m["cc"] == "44"
+    finally:
+        await esme.close()
+
+
+async def test_account_data_coding(make_server):
+    """A per-account receipt data_coding (here 1, IA5/ASCII) is what the receipt carries."""
+    server = make_server(accounts=[{"system_id": "demo", "password": "demo", "data_coding": 1}])
+    esme = await Smpp34Esme.bind(server.smpp_port, "TRX")
+    try:
+        resp = await esme.submit(NUMBER)
+        await wait_until(lambda: esme.receipts, what="the receipt")
+        ev = esme.receipts[0]
+        assert ev.data_coding == 1
+        text = ev.short_message.decode("ascii")
+        m = RECEIPT_RE.match(text)
+        assert m and m["id"] == resp.message_id and "p_nnc:" in text
+    finally:
+        await esme.close()
