@@ -172,10 +172,13 @@ class Account:
     n_day: int = field(default=0, init=False, repr=False, compare=False)
     n_week: int = field(default=0, init=False, repr=False, compare=False)
     n_month: int = field(default=0, init=False, repr=False, compare=False)
+    # Shared deployments (Redis): credit of this account held outside this process (the
+    # free pool and other processes' leases); 0 with the embedded store.
+    _elsewhere: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def credit(self) -> int | None:
-        return None if self.packages is None else sum(p.credit for p in self.packages)
+        return None if self.packages is None else sum(p.credit for p in self.packages) + self._elsewhere
 
     @classmethod
     def from_config(cls, d: dict) -> Account:
@@ -259,6 +262,9 @@ class AccountBook:
         self.tz = ZoneInfo(tz)
         self.ban_after, self.ban_window, self.ban_time = ban_after, ban_window, ban_time
         self.on_low_credit = on_low_credit
+        # Called (refusal path only) when a credit-limited account lacks credit here: a shared
+        # store leases more to this process. None with the embedded store.
+        self.on_no_credit: Callable[[Account], None] | None = None
         self._accounts: dict[str, Account] = {}
         self._dirty: dict[str, Account] = {}
         self._failures: dict[str, tuple[float, int]] = {}  # ip -> (first failure, count)
@@ -411,7 +417,7 @@ class AccountBook:
             return Refusal.LIMIT_MONTH
         price = acc.price
         if acc.packages is not None and acc._credit < price:
-            return Refusal.NO_CREDIT
+            return self._no_credit(acc)
         # Accepted: from here on nothing refuses.
         if tps:
             acc._tokens -= 1.0
@@ -463,7 +469,7 @@ class AccountBook:
             return Refusal.LIMIT_MONTH
         cost = acc.price * n
         if acc.packages is not None and acc._credit < cost:
-            return Refusal.NO_CREDIT
+            return self._no_credit(acc)
         if acc._tps:
             acc._tokens -= 1.0
         acc._last = now
@@ -488,7 +494,8 @@ class AccountBook:
             i += 1
         acc._head = i
         self._dirty[acc.system_id] = acc
-        if acc._credit < acc.low_credit and not acc._low_alerted:
+        if (acc._credit < acc.low_credit and not acc._low_alerted
+                and acc._credit + acc._elsewhere < acc.low_credit):
             acc._low_alerted = True
             if self.on_low_credit is not None:
                 try:
@@ -539,8 +546,62 @@ class AccountBook:
         return p
 
     def _rearm_alert(self, acc: Account) -> None:
-        if acc._credit >= acc.low_credit:
+        if acc._credit + acc._elsewhere >= acc.low_credit:
             acc._low_alerted = False
+
+    def _no_credit(self, acc: Account) -> Refusal:
+        if self.on_no_credit is not None:
+            self.on_no_credit(acc)
+        return Refusal.NO_CREDIT
+
+    # --- leases (shared deployments: a store such as Redis lends credit to this process) ---
+
+    def grant(self, acc: Account, packages: Iterable[Package]) -> None:
+        """Add credit leased to this process. A slice of a package already held (same
+        bought date and label) joins it; emptied packages are dropped so a long-lived
+        process does not accumulate them."""
+        if acc.packages is None:
+            raise ValueError(f"account {acc.system_id!r} has unlimited credit: nothing to lease")
+        pk = [p for p in acc.packages if p.credit > 0]
+        for new in packages:
+            if new.credit <= 0:
+                continue
+            same = next((p for p in pk if p.bought == new.bought and p.label == new.label), None)
+            if same is not None:
+                same.credit += new.credit
+                same.size = max(same.size, same.credit)
+            else:
+                bisect.insort_right(pk, Package(new.credit, new.bought, new.label), key=Package.age_key.fget)
+        acc.packages[:] = pk
+        self._rehead(acc)
+        self._rearm_alert(acc)
+
+    def withdraw(self, acc: Account, amount: int) -> int:
+        """Take back up to `amount` of this process's unspent credit, newest package first
+        (a lease given back); returns what was taken."""
+        if acc.packages is None or amount <= 0:
+            return 0
+        left = amount
+        for p in reversed(acc.packages):
+            take = min(p.credit, left)
+            if take:
+                p.credit -= take
+                p.size = max(p.size - take, p.credit)
+                left -= take
+                if not left:
+                    break
+        self._rehead(acc)
+        return amount - left
+
+    def count_elsewhere(self, acc: Account, day: int, week: int, month: int, now: float) -> None:
+        """Lookups other processes admitted (shared deployments): add them to this
+        process's day/week/month windows, which are rolled to `now` first."""
+        if now >= self._day_end or now < self._day_start:
+            self._roll(now)
+        self._count_period(acc)
+        acc.n_day = max(0, acc.n_day + day)
+        acc.n_week = max(0, acc.n_week + week)
+        acc.n_month = max(0, acc.n_month + month)
 
     def _today(self) -> date:
         return datetime.now(self.tz).date()
