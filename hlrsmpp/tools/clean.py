@@ -195,7 +195,16 @@ def _iso(t: float) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, B on macOS)."""
+    """Peak resident memory of this process so far, in MB. Linux: VmHWM, which starts
+    afresh at exec (ru_maxrss carries over the parent's peak from before the fork);
+    elsewhere ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
@@ -340,7 +349,8 @@ class CleanJob:
             if not s:
                 counts["empty"] += 1
             else:
-                s = s.translate(_SEPARATORS)
+                if not s.isdigit():
+                    s = s.translate(_SEPARATORS)
                 if s[:2] == "00":
                     s = s[2:]
                 dest = parse(s, 1, 1)

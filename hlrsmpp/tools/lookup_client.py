@@ -81,12 +81,14 @@ class HlrClient:
     async def open(cls, host: str, port: int, system_id: str, password: str,
                    system_type: str = "HLR", connect_timeout: float = 10.0, **kw) -> "HlrClient":
         esme = await EsmeClient.connect(host, port, connect_timeout)
+        client = cls(esme, **kw)   # receipts may follow bind_resp in the same read: handle them
         try:
             await esme.bind(system_id, password, system_type, "transceiver", connect_timeout)
         except BaseException:
+            client._sweeper.cancel()
             esme.close()
             raise
-        return cls(esme, **kw)
+        return client
 
     async def lookup(self, number: str) -> asyncio.Future:
         await self.window.acquire()
