@@ -144,7 +144,8 @@ class Outbox:
     """The receipts of one account, and the session they go to."""
 
     __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "data_coding",
-                 "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile")
+                 "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile",
+                 "acked", "retries", "timeouts")
 
     def __init__(self, system_id: str, on_ack: Callable[[Lookup, int], None], call_later,
                  window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
@@ -162,6 +163,9 @@ class Outbox:
         self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
         self.reverse = False              # test bench: each window out of order
         self.profile: dict | None = None  # the account's receipt profile (None: seed)
+        # Metrics, read at scrape time: answered ESME_ROK, sent again after an error
+        # status, sent again after no answer within smpp.response_timeout.
+        self.acked = self.retries = self.timeouts = 0
 
     def add(self, lookup: Lookup, now: float, extra: float = 0.0) -> None:
         """A durable lookup: deliver at its done time (plus ``extra``)."""
@@ -194,7 +198,6 @@ class Outbox:
             chunks.append(encode_receipt(seq, lookup.msisdn.encode(), text, dc, tlvs))
             inflight[seq] = (lookup, now)
             room -= 1
-        metrics.STATS.deliver_sm += len(chunks)
         if self.reverse:
             chunks.reverse()
         receiver.write(b"".join(chunks))
@@ -211,9 +214,10 @@ class Outbox:
                 self.ready.append(lookup)
                 return
             self.size -= 1
+            self.acked += 1
             self.on_ack(lookup, 0)
         else:
-            metrics.STATS.receipt_retries += 1
+            self.retries += 1
             self._retry(lookup)
 
     def _retry(self, lookup: Lookup) -> None:
@@ -226,7 +230,7 @@ class Outbox:
         late = [seq for seq, (_, sent) in self.inflight.items() if sent < deadline]
         for seq in late:
             lookup, _ = self.inflight.pop(seq)
-            metrics.STATS.receipt_timeouts += 1
+            self.timeouts += 1
             self._retry(lookup)
 
     def expire(self, before: float) -> int:

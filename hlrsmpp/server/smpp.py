@@ -21,6 +21,8 @@ from .. import metrics
 from .receipts import Lookup
 
 log = structlog.get_logger("hlrsmpp.smpp")
+# Every PDU in and out is counted by command id and status (names at scrape time).
+_PDUS_IN, _PDUS_OUT, _count_out = metrics.STATS.pdus_in, metrics.STATS.pdus_out, metrics.count_pdus
 
 
 class SessionRegistry:
@@ -64,7 +66,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer")
+                 "pdus_in", "tracer", "pdu_counter")
 
     def __init__(self, server):
         self.server = server
@@ -82,6 +84,7 @@ class SmppProtocol:
         self.delayed: dict[int, float] = {}  # test bench: sequence -> resp delay
         self.pdus_in = 0      # counted only while the test bench is active
         self.tracer = None    # a PduTrace while this session is traced
+        self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
     def connection_made(self, transport) -> None:
@@ -92,6 +95,7 @@ class SmppProtocol:
         self.last_rx = self.connected_at = self.last_probe = time.monotonic()
         if not self.server.admit_connection(self):
             metrics.STATS.connections_rejected += 1
+            log.debug("connection_refused", peer=self.peer_ip)
             self.closed = True
             transport.abort()
             return
@@ -102,8 +106,11 @@ class SmppProtocol:
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.server.forget(self)
+        reason = self.session.close_reason or (repr(exc) if exc else "peer closed")
         if self.account is not None:
-            self.log.info("session_closed", reason=self.session.close_reason or (repr(exc) if exc else "peer closed"))
+            self.log.info("session_closed", reason=reason)
+        else:  # never bound: port scanners, health probes, refused binds
+            self.log.debug("connection_closed", reason=reason)
 
     def pause_writing(self) -> None:
         # The peer does not read what we send: stop reading what it sends, so a
@@ -124,6 +131,7 @@ class SmppProtocol:
 
     def write(self, data: bytes) -> None:
         if data and not self.closed:
+            _count_out(_PDUS_OUT, data)
             if self.tracer is not None:
                 self.tracer.outbound(data)
             self.transport.write(data)
@@ -131,6 +139,7 @@ class SmppProtocol:
     # ----------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        self.pdu_counter.feed(data)
         if self.tracer is not None:
             self.tracer.inbound(data)
         self._on_events(self.session.receive_data(data))
@@ -175,7 +184,6 @@ class SmppProtocol:
                     acked = True
                 else:
                     self._handle_other(pdu)
-            metrics.STATS.submit_sm += len(held) if held else 0
             if faults is not None:
                 self._session_fault(len(events), faults)
         if session.outgoing:
