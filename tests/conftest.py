@@ -123,15 +123,17 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "ServerProcess":
+        # Output goes to a file, never to an undrained pipe a chatty server would block on.
+        self.log_path = self.config_file.parent / f"server-{self.smpp_port}.log"
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hlrsmpp", "serve", "--config", str(self.config_file),
              "--smpp-port", str(self.smpp_port), "--http-port", str(self.http_port)],
-            cwd=self.config_file.parent, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            cwd=self.config_file.parent, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.smpp_port), 0.2).close()
                 return self
@@ -139,11 +141,18 @@ class ServerProcess:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")
 
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._log.close()
 
     def terminate(self) -> int:
         self.proc.terminate()
-        return self.proc.wait(30)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self._log.close()

@@ -742,3 +742,25 @@ def test_after_a_rejected_bind_the_esme_may_bind_again():
     assert again.sequence == 2
     session.accept_bind(again)
     assert session.state is State.BOUND and session.mode is BindMode.RX
+
+
+def test_partial_pdu_behind_an_answered_bind_waits_for_more_bytes():
+    """Regression: a bind followed by the first bytes of a PDU must not make the
+    application spin on input that cannot progress."""
+    session = SmscSession()
+    tail = encode(submit(2))
+    [bind] = session.receive_data(encode(bind_pdu(BindMode.TX, 1)) + tail[:20])
+    session.accept_bind(bind)
+    assert not session.has_input
+    assert session.receive_data(tail[20:]) == [submit(2)]
+
+
+def test_bad_header_behind_an_answered_bind_is_refused_at_once():
+    session = SmscSession()
+    [bind] = session.receive_data(encode(bind_pdu(BindMode.TX, 1)) + struct.pack(">IIII", 0xFFFFFFFF, 4, 0, 9))
+    session.accept_bind(bind)
+    sent(session)
+    assert session.has_input
+    assert session.receive_data(b"") == []
+    assert session.state is State.CLOSED
+    assert sent(session) == [header_only(Command.GENERIC_NACK, Status.RINVCMDLEN, 9)]

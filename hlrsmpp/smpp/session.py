@@ -118,8 +118,13 @@ class SmscSession:
 
     @property
     def has_input(self) -> bool:
-        """Framed input waits for the application (behind a bind it has now answered)."""
-        return len(self._buffer) >= 16 and not self._bind_pending and self.state is not State.CLOSED
+        """A whole PDU (or a header to refuse) waits behind a bind now answered:
+        ``receive_data(b"")`` will make progress on it."""
+        buf = self._buffer
+        if len(buf) < 16 or self._bind_pending or self.state is State.CLOSED:
+            return False
+        length = HEADER.unpack_from(buf)[0]
+        return len(buf) >= length or length < 16 or length > self.max_pdu_size
 
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
