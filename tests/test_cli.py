@@ -181,3 +181,75 @@ def test_parse_other_providers_receipts():
 
 def test_id_spellings():
     assert "ff" in id_keys("255") and "255" in id_keys("FF") and "7" in id_keys("007")
+
+
+# ------------------------------------------------------------------ another provider
+
+class OtherHlr:
+    """A different SMPP HLR provider, in the ways the seeds allow: hex message ids in
+    submit_sm_resp and the same id in decimal in a receipt sent BEFORE the response,
+    extra keys, data_coding 0, and some numbers (ending in 9) that never get a receipt."""
+
+    def __init__(self):
+        import asyncio
+        import threading
+        self.loop = asyncio.new_event_loop()
+        self.port = free_port()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready):
+        import asyncio
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", self.port))
+        ready.set()
+        self.loop.run_forever()
+
+    async def _session(self, reader, writer):
+        from hlrsmpp.smpp.codec import Command, Pdu, decode, encode
+        n = 0xA0
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                pdu = decode(head + await reader.readexactly(int.from_bytes(head, "big") - 4))
+                cmd, seq = pdu.command, pdu.sequence
+                if cmd == Command.BIND_TRANSCEIVER:
+                    writer.write(encode(Pdu(Command.BIND_TRANSCEIVER_RESP, seq, 0, {"system_id": "OTHER"})))
+                elif cmd == Command.SUBMIT_SM:
+                    n += 1
+                    dest = pdu["destination_addr"]
+                    if not dest.endswith("9"):
+                        text = (f"id:{n} sub:001 dlvrd:001 submit date:2401011200 done date:2401011200 "
+                                f"stat:DELIVRD err:000 mccmnc:20801 imsi:208011234567890 Text:ok").encode()
+                        writer.write(encode(Pdu(Command.DELIVER_SM, 1000 + n, 0, {
+                            "source_addr": "HLR", "destination_addr": dest, "esm_class": 4,
+                            "short_message": text})))
+                    writer.write(encode(Pdu(Command.SUBMIT_SM_RESP, seq, 0, {"message_id": format(n, "X")})))
+                elif cmd == Command.UNBIND:
+                    writer.write(encode(Pdu(Command.UNBIND_RESP, seq)))
+                    await writer.drain()
+                    break
+                elif cmd == Command.ENQUIRE_LINK:
+                    writer.write(encode(Pdu(Command.ENQUIRE_LINK_RESP, seq)))
+                await writer.drain()
+        except Exception:
+            pass
+        writer.close()
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_lookup_against_another_provider():
+    other = OtherHlr()
+    try:
+        p = hlrsmpp("lookup", "33612345670", "33612345679", "--port", other.port, "--system-id", "x",
+                    "--password", "y", "--timeout", "1", "--json")
+    finally:
+        other.stop()
+    assert p.returncode == 1, p.stderr   # one number got no receipt
+    first, second = json.loads(p.stdout)
+    assert first["message_id"] == "A1" and first["id"] == "161" and first["stat"] == "DELIVRD"
+    assert first["err"] == 0 and first["extra"] == {"mccmnc": "20801", "imsi": "208011234567890"}
+    assert second["message_id"] == "A2" and second["stat"] == "NO_RECEIPT"

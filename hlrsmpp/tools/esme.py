@@ -214,7 +214,8 @@ class EsmeClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._seq = 0
-        self._pending: dict[int, asyncio.Future] = {}
+        # sequence -> the Future of the response, or a callback(pdu, exc) run at once
+        self._pending: dict[int, asyncio.Future | Callable] = {}
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -274,12 +275,15 @@ class EsmeClient(asyncio.Protocol):
         self._seq = self._seq % 0x7FFFFFFF + 1
         return self._seq
 
-    def send(self, pdu: Pdu) -> asyncio.Future:
-        """Write a request now; the future gets its response PDU."""
+    def send(self, pdu: Pdu, on_resp: Callable | None = None) -> asyncio.Future | None:
+        """Write a request now. Its response PDU goes to the returned future, or, with
+        ``on_resp``, to ``on_resp(pdu, None)`` as soon as it is read (before any PDU read
+        after it: a receipt right behind its submit_sm_resp finds the id known);
+        ``on_resp(None, exc)`` if the connection is lost first."""
         if self.lost.done():
             raise ConnectionLost()
         pdu.sequence = self._next_seq()
-        fut = asyncio.get_running_loop().create_future()
+        fut = on_resp or asyncio.get_running_loop().create_future()
         self._pending[pdu.sequence] = fut
         self.transport.write(encode(pdu))
         self.last_write = time.monotonic()
@@ -294,14 +298,14 @@ class EsmeClient(asyncio.Protocol):
             raise ToolError(f"{what}: no answer from the SMPP server within {timeout:g}s", 2) from None
 
     def submit(self, number: str, ton: int = 1, npi: int = 1, source: str = "",
-               registered_delivery: int = 1) -> asyncio.Future:
-        """submit_sm for one number; the future gets the submit_sm_resp PDU."""
+               registered_delivery: int = 1, on_resp: Callable | None = None) -> asyncio.Future | None:
+        """submit_sm for one number; its submit_sm_resp goes as in ``send``."""
         return self.send(Pdu(Command.SUBMIT_SM, params={
             "service_type": "", "source_addr_ton": 0 if not source.isdigit() else 1,
             "source_addr_npi": 0 if not source.isdigit() else 1, "source_addr": source,
             "dest_addr_ton": ton, "dest_addr_npi": npi, "destination_addr": number,
             "esm_class": 0, "registered_delivery": registered_delivery, "data_coding": 0,
-            "short_message": b""}))
+            "short_message": b""}), on_resp)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""
@@ -335,10 +339,13 @@ class EsmeClient(asyncio.Protocol):
         self._can_write.set()
         if not self.lost.done():
             self.lost.set_result(exc)
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionLost())
-        self._pending.clear()
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_exception(ConnectionLost())
+            else:
+                waiter(None, ConnectionLost())
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -367,9 +374,12 @@ class EsmeClient(asyncio.Protocol):
     def _handle(self, pdu: Pdu, out: list[bytes]) -> None:
         cmd = pdu.command
         if cmd & 0x80000000:   # a response (generic_nack included) to one of ours
-            fut = self._pending.pop(pdu.sequence, None)
-            if fut is not None and not fut.done():
-                fut.set_result(pdu)
+            waiter = self._pending.pop(pdu.sequence, None)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(pdu)
+            elif waiter is not None:
+                waiter(pdu, None)
             return
         if cmd == Command.DELIVER_SM or cmd == Command.DATA_SM:
             status = Status.ROK

@@ -66,6 +66,7 @@ class HlrClient:
         self.esme = esme
         esme.on_receipt = self._on_receipt
         self.window = asyncio.Semaphore(window)
+        self.window_size = window
         self.timeout = timeout
         self.ton, self.npi, self.source = ton, npi, source
         self.ack_foreign = ack_foreign
@@ -117,28 +118,24 @@ class HlrClient:
         if lk.future.done():
             return
         try:
-            fut = self.esme.submit(lk.number, self.ton, self.npi, self.source)
+            self.esme.submit(lk.number, self.ton, self.npi, self.source,
+                             on_resp=lambda pdu, exc: self._on_resp(lk, pdu, exc))
         except ToolError as err:
             self._finish(lk, exc=err)
             return
         dest = self._dest(lk.number)
         self._unanswered[dest] = self._unanswered.get(dest, 0) + 1
-        fut.add_done_callback(lambda f: self._on_resp(lk, f))
 
-    def _on_resp(self, lk: _Lookup, fut: asyncio.Future) -> None:
+    def _on_resp(self, lk: _Lookup, pdu, exc: BaseException | None) -> None:
         dest = self._dest(lk.number)
         n = self._unanswered.get(dest, 1) - 1
         if n:
             self._unanswered[dest] = n
         else:
             self._unanswered.pop(dest, None)
-        if fut.cancelled():
-            self._finish(lk, exc=ConnectionLost())
+        if exc is not None:
+            self._finish(lk, exc=exc)
             return
-        if fut.exception() is not None:
-            self._finish(lk, exc=fut.exception())
-            return
-        pdu = fut.result()
         if pdu.status in RETRY_STATUSES:
             lk.attempts += 1
             self.retries += 1
@@ -153,6 +150,8 @@ class HlrClient:
         for key in lk.keys:
             early = self._early.pop(key, None)
             if early is not None:
+                for k in self._receipt_keys(early):
+                    self._early.pop(k, None)
                 self._finish(lk, Result(lk.number, 0, lk.message_id, early))
                 return
         for key in lk.keys:
@@ -160,17 +159,26 @@ class HlrClient:
         lk.deadline = time.monotonic() + self.timeout
         self._waiting[lk] = None
 
-    def _on_receipt(self, receipt: Receipt) -> int:
+    @staticmethod
+    def _receipt_keys(receipt: Receipt) -> set[str]:
         keys = id_keys(receipt.id) if receipt.id else set()
         if receipt.tlv_id:
             keys |= id_keys(receipt.tlv_id)
+        return keys
+
+    def _on_receipt(self, receipt: Receipt) -> int:
+        keys = self._receipt_keys(receipt)
         for key in keys:
             lk = self._by_key.get(key)
             if lk is not None:
                 self._finish(lk, Result(lk.number, 0, lk.message_id, receipt))
                 return Status.ROK
         if self._unanswered.get(receipt.destination.lstrip("+")):
-            for key in keys:   # ours, early: its submit_sm_resp is on its way
+            # Ours, early (a server that sends it before the submit_sm_resp): kept until
+            # the response names its id; bounded, the oldest forgotten first.
+            while len(self._early) > 16 * self.window_size:
+                del self._early[next(iter(self._early))]
+            for key in keys:
                 self._early[key] = receipt
             return Status.ROK
         self.foreign += 1
