@@ -595,7 +595,10 @@ def summary(report: dict) -> str:
 def _connection(args) -> tuple[dict, str, int, str | None]:
     """(config, SMPP host, port, the account's password from the config)"""
     from .. import config as config_mod
-    cfg = config_mod.load(args.config) if args.config else config_mod.load(None, environ={})
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as err:
+        raise ToolError(str(err)) from None
     host = args.host or cfg["smpp"]["host"]
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -666,7 +669,8 @@ def add_parser(sub) -> None:
     p.add_argument("--password", help="premium: its password (or HLRSMPP_PASSWORD, or from --config)")
     p.add_argument("--system-type", default="HLR")
     p.add_argument("--host", help="premium: SMPP server (default: --config's smpp.host, else 127.0.0.1)")
-    p.add_argument("--port", type=int, help="premium: SMPP port (default: --config's smpp.port, else 2775)")
+    p.add_argument("--port", type=int, help="premium: SMPP port (default: --config's smpp.port, "
+                                            "else $HLRSMPP_SMPP_PORT, else 2775)")
     p.add_argument("--config", "-c", metavar="FILE",
                    help="the server's YAML config: SMPP address, numbering tables, account password")
     p.add_argument("--format", choices=("auto", "csv", "text"), default="auto")

@@ -214,6 +214,18 @@ class HlrClient:
 
 # ------------------------------------------------------------------ the command
 
+def smpp_port(port: int | None) -> int:
+    """--port, else $HLRSMPP_SMPP_PORT (the server's own setting), else 2775."""
+    if port is not None:
+        return port
+    env = os.environ.get("HLRSMPP_SMPP_PORT")
+    if not env:
+        return 2775
+    if not env.isdigit() or not 0 < int(env) < 65536:
+        raise ToolError(f"HLRSMPP_SMPP_PORT={env!r} is not a TCP port")
+    return int(env)
+
+
 def _yes(flag: bool | None, detail: str) -> str:
     if flag is None:
         return ""
@@ -247,7 +259,7 @@ async def run_lookup(args) -> int:
         numbers = [line.strip() for line in sys.stdin if line.strip()]
     if not numbers:
         raise ToolError("no number to look up")
-    client = await HlrClient.open(args.host, args.port, args.system_id, args.password, args.system_type,
+    client = await HlrClient.open(args.host, smpp_port(args.port), args.system_id, args.password, args.system_type,
                                   args.connect_timeout, window=args.window, timeout=args.timeout,
                                   ton=args.ton, npi=args.npi, source=args.source,
                                   ack_foreign=args.ack_foreign)
@@ -268,8 +280,8 @@ def add_parser(sub) -> None:
                                    "submit_sm_resp and its receipt, print the results.")
     p.add_argument("numbers", nargs="+", metavar="NUMBER",
                    help="MSISDNs in international format ('-' reads them from stdin)")
-    p.add_argument("--host", default=os.environ.get("HLRSMPP_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("HLRSMPP_PORT", 2775)))
+    p.add_argument("--host", default="127.0.0.1", help="SMPP server (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="SMPP port (default $HLRSMPP_SMPP_PORT, else 2775)")
     p.add_argument("--system-id", default="demo")
     p.add_argument("--password", default="demo")
     p.add_argument("--system-type", default="HLR")
