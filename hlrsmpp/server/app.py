@@ -334,7 +334,10 @@ class Server:
                 if box.inflight:
                     box.timed_out(deadline)
                 if box.ready:
-                    box.expire(before)
+                    expired = box.expire(before)
+                    if expired:
+                        log.warning("receipts_expired", system_id=box.system_id, count=expired,
+                                    ttl=ttl)
                     if box.receiver is None:
                         self._maybe_outbind(box.system_id, now)
                     box.pump()
@@ -369,8 +372,13 @@ class Server:
 
     # ------------------------------------------------------------- shutdown
     def reload(self) -> None:
-        """SIGHUP: re-read HLR rules and data files without dropping sessions."""
-        self.resolver.reload()
+        """SIGHUP: re-read HLR rules and data files without dropping sessions. A bad
+        file is logged and the rules in force stay."""
+        try:
+            self.resolver.reload()
+        except Exception as err:
+            log.error("reload_failed", error=str(err))
+            return
         log.info("reloaded")
 
     async def stop(self, grace: float = 5.0) -> None:
