@@ -32,6 +32,7 @@ class Journal:
         self._idle.set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hlrsmpp-commit")
         self.commits = 0
+        self.failures = 0   # commits the store refused (metric)
 
     # -------------------------------------------------------------- intake
     def add_lookup(self, row: tuple) -> None:
@@ -84,6 +85,7 @@ class Journal:
         self._busy = False
         err = fut.exception()
         if err is not None:
+            self.failures += 1
             log.error("commit_failed", error=repr(err))
         self.commits += 1
         self._run(after, err is None)
