@@ -66,7 +66,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer", "pdu_counter")
+                 "pdus_in", "tracer", "pdu_counter", "corked")
 
     def __init__(self, server):
         self.server = server
@@ -84,6 +84,7 @@ class SmppProtocol:
         self.delayed: dict[int, float] = {}  # test bench: sequence -> resp delay
         self.pdus_in = 0      # counted only while the test bench is active
         self.tracer = None    # a PduTrace while this session is traced
+        self.corked: list[bytes] | None = None  # written this turn, sent at its end
         self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
@@ -130,11 +131,24 @@ class SmppProtocol:
         return False
 
     def write(self, data: bytes) -> None:
+        """Queue bytes for the peer; everything queued in one turn of the loop goes
+        out in ONE send (resps of several commits, receipts, acks) at its end.
+        Order holds across sessions too: flushes run in the order they were queued,
+        so a submit_sm_resp still leaves before the receipt queued after it."""
         if data and not self.closed:
             _count_out(_PDUS_OUT, data)
             if self.tracer is not None:
                 self.tracer.outbound(data)
-            self.transport.write(data)
+            if self.corked is None:
+                self.corked = [data]
+                self.server.loop.call_soon(self._uncork)
+            else:
+                self.corked.append(data)
+
+    def _uncork(self) -> None:
+        corked, self.corked = self.corked, None
+        if corked and not self.closed:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     # ----------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
@@ -423,6 +437,7 @@ class SmppProtocol:
     def _close_after_flush(self) -> None:
         self.server.release(self)
         if not self.closed:
+            self._uncork()
             self.closed = True
             self.transport.close()  # flushes what is buffered, then closes
 
