@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import free_port
 from esme import SmpplibEsme

@@ -144,7 +144,8 @@ class Server:
         record["system_id"] = account.system_id
         new = Account.from_config(record)
         self._ensure_outbox(self.book.replace(new))
-        log.info("account_updated", system_id=system_id, keys=sorted(k for k in changes if k != "password"))
+        # The names of what changed (a password change too), never the values.
+        log.info("account_updated", system_id=system_id, keys=sorted(changes))
         await self.persist()
         return self.book.get(system_id)
 

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import ToolError, command
+from . import ToolError, atomic_file, command
 from .lookup_client import format_table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -229,26 +229,22 @@ def history(args) -> int:
 
 def _history_csv(api: AdminApi, query: dict, dest: str) -> int:
     """Stream the CSV export to ``dest`` ('-': stdout), atomically for a file."""
-    resp = api.open("GET", "/api/v1/history", query)
-    rows = 0
-    with resp:
+    def copy(out) -> int:
+        lines = 0
+        for chunk in iter(lambda: resp.read(65536), b""):
+            lines += chunk.count(b"\n")
+            out.write(chunk)
+        return lines
+
+    with api.open("GET", "/api/v1/history", query) as resp:
         if dest == "-":
-            out = sys.stdout.buffer
-            for chunk in iter(lambda: resp.read(65536), b""):
-                rows += chunk.count(b"\n")
-                out.write(chunk)
-            out.flush()
+            copy(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         else:
-            path = Path(dest)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
-                with open(tmp, "wb") as out:
-                    for chunk in iter(lambda: resp.read(65536), b""):
-                        rows += chunk.count(b"\n")
-                        out.write(chunk)
-                os.replace(tmp, path)
+                with atomic_file(Path(dest), "wb") as out:
+                    rows = copy(out)
             except OSError as err:
-                tmp.unlink(missing_ok=True)
                 raise ToolError(f"{dest}: {err.strerror or err}") from None
             print(f"{max(rows - 1, 0)} lookup(s) written to {dest}", file=sys.stderr)
     return 0

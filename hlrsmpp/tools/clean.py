@@ -39,7 +39,7 @@ from typing import Callable
 
 from ..hlr import ERR_NAMES, PERMANENT
 from ..smpp.status import Status
-from . import ToolError, command
+from . import ToolError, atomic_file, command
 from .esme import status_name
 
 #: HLR outcomes that remove a number in premium mode: the subscriber does not exist or
@@ -271,19 +271,28 @@ class CleanJob:
         src = self.src.resolve() if self.output is None else self.src
         layout = detect_layout(src, self.fmt, self.delimiter, self.column, self.encoding)
         target = self.output if self.output is not None else src
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{stamp}.tmp")
         report_path = self.report_path or target.with_name(f"{target.name}.report-{stamp}.json")
+        backup = None
+
+        def keep_original(tmp: Path) -> None:
+            nonlocal backup
+            if self.output is None:
+                backup = _unique(src.with_name(f"{src.name}.orig-{stamp}"))
+                try:
+                    os.link(src, backup)             # the original, kept as it was
+                except OSError:
+                    shutil.copy2(src, backup)
+                shutil.copymode(src, tmp)
+
         try:
             self.bytes_total = src.stat().st_size
-            with open(src, "rb") as raw, open(tmp, "w", encoding=layout.encoding, newline="") as out:
+            with open(src, "rb") as raw, atomic_file(target, "w", keep_original, encoding=layout.encoding,
+                                                     newline="") as out:
                 text = io.TextIOWrapper(raw, encoding=layout.encoding, newline="")
                 await self._process(raw, text, out, layout)
-                out.flush()
-                os.fsync(out.fileno())
         except BaseException as err:
             self.state = "failed"
             self.finished = time.time()
-            _remove(tmp)
             if isinstance(err, UnicodeDecodeError):
                 err = ToolError(f"{src}: not {layout.encoding} text near byte {self.bytes_read}; "
                                 "give its encoding with --encoding, e.g. latin-1")
@@ -296,16 +305,6 @@ class CleanJob:
                 _write_json(report_path, report)
                 raise err from None
             raise
-        backup = None
-        if self.output is None:
-            backup = _unique(src.with_name(f"{src.name}.orig-{stamp}"))
-            try:
-                os.link(src, backup)             # the original, kept as it was
-            except OSError:
-                shutil.copy2(src, backup)
-            shutil.copymode(src, tmp)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
         self.state = "done"
         self.finished = time.time()
         report = self._report(layout, src, target, backup, report_path)
@@ -458,33 +457,11 @@ class CleanJob:
         return report
 
 
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_file(path, encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
-        os.replace(tmp, path)
     except OSError as err:
         raise ToolError(f"{path}: cannot write the report: {err.strerror or err}") from None
 
