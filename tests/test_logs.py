@@ -1,0 +1,187 @@
+"""Logs: JSON lines off a terminal, readable on one; one event per session change,
+error and operator action, with the session's context; never a password or token;
+nothing per PDU at info level.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.parse
+import urllib.request
+
+import pytest
+import smpplib.exceptions
+import structlog
+
+from hlrsmpp import log as log_mod
+from conftest import ServerProcess, free_port
+from esme import SmpplibEsme
+
+# Distinctive secrets (passwords are at most 8 characters in SMPP 3.4).
+ALPHA_PW, BETA_PW, WRONG_PW, NEW_PW = "Qz7pW2xk", "Vk9mR4tj", "Wr0ngPwq", "Nw5acctz"
+ADMIN_TOKEN = "tok-Hq83Zx-admin-77"
+SECRETS = (ALPHA_PW, BETA_PW, WRONG_PW, NEW_PW, ADMIN_TOKEN)
+
+CONFIG = f"""
+storage: {{path: ./data}}
+hlr: {{latency_ms: 0}}
+admin: {{token: "{ADMIN_TOKEN}"}}
+log: {{level: info}}
+accounts:
+  - {{system_id: alpha, password: "{ALPHA_PW}"}}
+  - {{system_id: beta, password: "{BETA_PW}", credit: 10.0}}
+"""
+
+
+def _request(url: str, method: str = "GET", body: dict | None = None, token: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture
+def served(tmp_path):
+    cfg = tmp_path / "hlrsmpp.yaml"
+    cfg.write_text(CONFIG)
+    env = {"HLRSMPP_LOG_FORMAT": ""}   # not forced: stderr is a pipe, so JSON
+    proc = ServerProcess(cfg, free_port(), free_port(), env=env).start()
+    yield proc
+    proc.kill()
+
+
+def test_logs_are_json_lines_without_secrets_and_quiet_per_pdu(served):
+    base = f"http://127.0.0.1:{served.http_port}"
+    # A bound transceiver, 500 lookups, their 500 receipts.
+    esme = SmpplibEsme(served.smpp_port)
+    esme.bind("transceiver", system_id="alpha", password=ALPHA_PW)
+    seqs = [esme.submit(f"4474{i:08d}") for i in range(500)]
+    esme.pump(lambda: all(s in esme.resps for s in seqs) and len(esme.receipts) == 500, timeout=60)
+    # A bind with a wrong password.
+    bad = SmpplibEsme(served.smpp_port)
+    with pytest.raises(smpplib.exceptions.PDUError):
+        bad.bind("transmitter", system_id="beta", password=WRONG_PW)
+    bad.client.disconnect()
+    # HTTP lookups carrying passwords in the query string, right and wrong.
+    for pw in (BETA_PW, WRONG_PW):
+        q = urllib.parse.urlencode({"username": "beta", "password": pw, "destination": "447400000001"})
+        _request(f"{base}/websmpp/hlr/lookup?{q}")
+    # Operator actions with the admin token: create, change a password, top up, disable.
+    status, body = _request(f"{base}/api/v1/accounts", "POST",
+                            {"system_id": "gamma", "password": NEW_PW, "credit": 5}, ADMIN_TOKEN)
+    assert status == 201, body
+    status, body = _request(f"{base}/api/v1/accounts/gamma", "PATCH", {"password": ALPHA_PW[::-1]}, ADMIN_TOKEN)
+    assert status == 200, body
+    status, body = _request(f"{base}/api/v1/accounts/gamma/top-up", "POST", {"credit": 1}, ADMIN_TOKEN)
+    assert status in (200, 201), body
+    status, body = _request(f"{base}/api/v1/accounts/gamma/disable", "POST", {}, ADMIN_TOKEN)
+    assert status == 200, body
+    _request(f"{base}/api/v1/accounts", "GET", token="not-the-token")
+    esme.close()
+    assert served.terminate() == 0
+    text = served.output()   # stdout and stderr of the process
+
+    # Every line is one JSON object with an event, a level and a time.
+    lines = [line for line in text.splitlines() if line.strip()]
+    events = []
+    for line in lines:
+        event = json.loads(line)
+        assert {"event", "level", "timestamp", "logger"} <= event.keys(), line
+        events.append(event)
+
+    # No secret, in any form, anywhere.
+    for secret in SECRETS:
+        for form in {secret, urllib.parse.quote(secret), ALPHA_PW[::-1]}:
+            assert form not in text, f"{form!r} in the logs"
+
+    # Nothing per PDU: 500 lookups and receipts, a handful of lines.
+    assert len(events) < 40, f"{len(events)} lines for 500 lookups:\n" + "\n".join(lines[:60])
+    names = [e["event"] for e in events]
+    for expected in ("server_started", "session_bound", "bind_refused", "session_closed",
+                     "account_created", "account_updated", "credit_topped_up", "account_disabled",
+                     "server_stopping", "server_stopped"):
+        assert expected in names, (expected, names)
+
+    # Session events carry the session's context.
+    bound = next(e for e in events if e["event"] == "session_bound")
+    assert bound["system_id"] == "alpha" and bound["mode"] == "trx" and bound["peer"] == "127.0.0.1"
+    closed = next(e for e in events if e["event"] == "session_closed")
+    assert closed["system_id"] == "alpha" and closed["mode"] == "trx" and closed["reason"]
+    refused = next(e for e in events if e["event"] == "bind_refused")
+    assert refused["system_id"] == "beta" and refused["reason"] == "bad_password"
+    assert refused["level"] == "info" and refused["peer"] == "127.0.0.1"
+    updated = next(e for e in events if e["event"] == "account_updated")
+    assert updated["system_id"] == "gamma" and updated["keys"] == ["password"]   # the name, not the value
+
+
+# ------------------------------------------------------------------ configure()
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_auto_is_json_off_a_terminal_and_readable_on_one(restore_logging):
+    pipe = io.StringIO()
+    log_mod.configure("auto", "info", pipe)
+    structlog.get_logger("hlrsmpp.test").bind(peer="10.0.0.1").info("session_bound", system_id="x")
+    line = json.loads(pipe.getvalue())
+    assert line["event"] == "session_bound" and line["peer"] == "10.0.0.1" and line["logger"] == "hlrsmpp.test"
+
+    tty = Tty()
+    log_mod.configure("auto", "info", tty)
+    structlog.get_logger("hlrsmpp.test").info("session_bound", system_id="x")
+    text = tty.getvalue()
+    assert "session_bound" in text and "system_id" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_levels_filter_and_stdlib_logs_share_the_format(restore_logging):
+    pipe = io.StringIO()
+    log_mod.configure("json", "warning", pipe)
+    structlog.get_logger("hlrsmpp.test").info("quiet")
+    structlog.get_logger("hlrsmpp.test").warning("loud")
+    logging.getLogger("asyncio").error("Task exception was never retrieved")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        structlog.get_logger("hlrsmpp.test").exception("boom")
+    lines = [json.loads(x) for x in pipe.getvalue().splitlines()]
+    assert [x["event"] for x in lines] == ["loud", "Task exception was never retrieved", "boom"]
+    assert lines[1]["logger"] == "asyncio" and lines[1]["level"] == "error"
+    assert "ZeroDivisionError" in lines[2]["exception"]
+
+
+def test_secret_keys_are_masked(restore_logging):
+    pipe = io.StringIO()
+    log_mod.configure("json", "info", pipe)
+    structlog.get_logger("t").info("x", password="p4ss", token="t0k", params={"password": "p", "n": 1})
+    line = json.loads(pipe.getvalue())
+    assert line["password"] == line["token"] == log_mod.MASK
+    assert line["params"] == {"password": log_mod.MASK, "n": 1}
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        log_mod.configure("xml", "info", io.StringIO())
+    with pytest.raises(ValueError):
+        log_mod.configure("json", "loud", io.StringIO())
