@@ -435,3 +435,26 @@ async def test_openapi_document_lists_every_route(make_server, api):
               if r.method != "HEAD"}
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
+
+
+async def test_hostile_values_are_refused_cleanly(make_server, api):
+    st = make_server([{"system_id": "demo", "password": "demo", "credit": 5}], admin={"token": TOKEN})
+    a = await api(st)
+    # Times far outside the id span; a lone surrogate (valid JSON, invalid UTF-8).
+    for params in ({"since": "9999-12-31"}, {"until": "9999-12-31T23:59:59"}, {"since": "1" * 30},
+                   {"until": "0"}):
+        status, body, _ = await a.call("GET", "/history", ADMIN, params=params)
+        assert status == 200, (params, body)
+    status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"),
+                                   data='{"numbers": ["\\ud800", "4474\\u0000"]}')
+    assert_error(status, body, 422, "invalid_destination", "ESME_RINVDSTADR")
+    for bad in ({"system_id": "a/b", "password": "p"}, {"system_id": "\\ud800", "password": "p"},
+                {"system_id": "ok1", "password": "\ud800"}):
+        status, body, _ = await a.call("POST", "/accounts", ADMIN, json=bad) if "\\" not in bad["system_id"] \
+            else await a.call("POST", "/accounts", ADMIN, data='{"system_id": "\\ud800", "password": "p"}')
+        assert_error(status, body, 422, "invalid_account", None)
+    status, body, _ = await a.call("POST", "/accounts/demo/top-up", ADMIN,
+                                   data='{"credit": 1, "note": "\\udc00"}')
+    assert_error(status, body, 400, "bad_request", None)
+    # Nothing above broke the store: a lookup still commits.
+    assert (await a.lookup(basic("demo", "demo"), number=uk(1)))[0] == 200

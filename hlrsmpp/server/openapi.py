@@ -22,14 +22,32 @@ def _err(description: str) -> dict:
     return _json(_ref("Error"), description)
 
 
-def _q(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema or {"type": "string"}}
+def _q(name: str, description: str, schema: dict | None = None, required: bool = False,
+       example=None) -> dict:
+    d = {"name": name, "in": "query", "required": required, "description": description,
+         "schema": schema or {"type": "string"}}
+    if example is not None:
+        d["example"] = example
+    return d
 
 
-def _p(name: str, description: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}}
+def _p(name: str, description: str, example: str | None = None) -> dict:
+    d = {"name": name, "in": "path", "required": True, "description": description,
+         "schema": {"type": "string"}}
+    if example is not None:
+        d["example"] = example
+    return d
+
+
+def _body(schema: dict, example=None, media: str = "application/json") -> dict:
+    content = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"required": True, "content": {media: content}}
+
+
+_NUMBER = {"type": "string", "pattern": "^\\+?[1-9][0-9]{6,14}$", "example": "447400123456",
+           "description": "E.164 digits, an optional leading +."}
 
 
 _AUTH_ERRORS = {
@@ -99,8 +117,8 @@ SCHEMAS = {
                        "results up to `timeout`); with `callback_url`, or `wait: false`, it "
                        "answers 202 at once.",
         "properties": {
-            "number": {"type": "string", "example": "447400123456"},
-            "numbers": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "string"}},
+            "number": _NUMBER,
+            "numbers": {"type": "array", "minItems": 1, "maxItems": 100, "items": _NUMBER},
             "account": {"type": "string", "description": "With the admin token: whose lookup it is."},
             "wait": {"type": "boolean"},
             "timeout": {"type": "number", "minimum": 0, "maximum": 3600,
@@ -193,9 +211,10 @@ for _k in sorted(ACCOUNT_KEYS - set(SCHEMAS["AccountSettings"]["properties"])):
     SCHEMAS["AccountSettings"]["properties"][_k] = {"description": "See docs/accounts."}
 
 _SEED_LOOKUP_PARAMS = [
-    _q("username", "The account's system_id.", required=True),
-    _q("password", "The account's password.", required=True),
-    _q("destination", "One number, or up to 100 comma-separated.", required=True),
+    _q("username", "The account's system_id.", required=True, example="demo"),
+    _q("password", "The account's password.", required=True, example="demo"),
+    _q("destination", "One number, or up to 100 comma-separated.", required=True,
+       example="447400123456,919589123456"),
 ]
 _SEED_LOOKUP_RESPONSES = {"200": {
     "description": "`BatchId: <id>`, or `ERROR - HTTP01 --> Invalid HTTP URL Format`, or "
@@ -205,7 +224,7 @@ _SEED_LOOKUP_RESPONSES = {"200": {
 
 
 def _paths() -> dict:
-    account_path = [_p("system_id", "The account's system_id.")]
+    account_path = [_p("system_id", "The account's system_id.", example="demo")]
     admin = [{"adminToken": []}]
     either = [{"accountBasic": []}, {"adminToken": []}]
     return {
@@ -237,9 +256,10 @@ def _paths() -> dict:
         "/users/hlr_prepaid.php": {
             "get": {"tags": ["seed 001"], "summary": "Prepaid synchronous lookup (seed 001)",
                     "operationId": "prepaidLookup",
-                    "parameters": [_q("user_id", "Your user id (a number).", required=True),
-                                   _q("service_id", "The service's id (a number).", required=True),
-                                   _q("msisdn", "The number, international format.", required=True)],
+                    "parameters": [_q("user_id", "Your user id (a number).", required=True, example="1"),
+                                   _q("service_id", "The service's id (a number).", required=True, example="1"),
+                                   _q("msisdn", "The number, international format.", required=True,
+                                      example="359888123456")],
                     "responses": {
                         "200": {"description": "One line: the result in the service's format "
                                                "(e.g. BG_MTEL_PORT ... BG_NONE) or BAN_IP_TEMP, "
@@ -257,8 +277,8 @@ def _paths() -> dict:
         "/api/v1/lookups": {
             "post": {"tags": ["lookups"], "summary": "Look numbers up", "operationId": "createLookups",
                      "security": either,
-                     "requestBody": {"required": True, "content": {
-                         "application/json": {"schema": _ref("LookupRequest")}}},
+                     "requestBody": _body(_ref("LookupRequest"),
+                                          {"numbers": ["447400123456", "919589123456"], "account": "demo"}),
                      "responses": {
                          "200": _json(_ref("Batch"), "Synchronous: the results (complete: false "
                                                      "if the timeout came first)."),
@@ -312,8 +332,9 @@ def _paths() -> dict:
                         **_ADMIN_ERRORS}},
             "post": {"tags": ["accounts"], "summary": "Create an account", "operationId": "createAccount",
                      "security": admin,
-                     "requestBody": {"required": True, "content": {
-                         "application/json": {"schema": {**_ref("AccountSettings")}}}},
+                     "requestBody": _body(_ref("AccountSettings"),
+                                          {"system_id": "acme2", "password": "s3cret", "credit": "100",
+                                           "coverage": [44, 91], "limits": {"per_day": 10000}}),
                      "responses": {"201": _json(_ref("Account"), "Created (durable)."),
                                    "400": _err("Not a JSON object."), **_ADMIN_ERRORS,
                                    "409": _err("The account exists."),
@@ -327,8 +348,7 @@ def _paths() -> dict:
                                   "404": _err("No such account.")}},
             "patch": {"tags": ["accounts"], "summary": "Change settings (not credit: top-up)",
                       "operationId": "updateAccount", "security": admin, "parameters": account_path,
-                      "requestBody": {"required": True, "content": {
-                          "application/json": {"schema": _ref("AccountSettings")}}},
+                      "requestBody": _body(_ref("AccountSettings"), {"price": "0.1", "max_tx": 5}),
                       "responses": {"200": _json(_ref("Account"), "Updated (durable)."),
                                     "400": _err("Not a JSON object."), **_ADMIN_ERRORS,
                                     "404": _err("No such account."),
@@ -338,8 +358,7 @@ def _paths() -> dict:
         "/api/v1/accounts/{system_id}/top-up": {
             "post": {"tags": ["accounts"], "summary": "Add a prepaid credit package",
                      "operationId": "topUp", "security": admin, "parameters": account_path,
-                     "requestBody": {"required": True, "content": {
-                         "application/json": {"schema": _ref("TopUp")}}},
+                     "requestBody": _body(_ref("TopUp"), {"credit": "50", "note": "invoice 42"}),
                      "responses": {"200": _json({"type": "object", "properties": {
                          "account": _ref("Account"), "package": {"type": "object"}}}, "Topped up (durable)."),
                          "400": _err("Malformed request."), **_ADMIN_ERRORS,

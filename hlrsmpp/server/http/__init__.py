@@ -162,7 +162,8 @@ async def start_http(server) -> tuple[web.AppRunner, int]:
     app = build_app(server)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024,
+                       reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else hc["port"]
     log.info("http_started", host=hc["host"], port=port, prepaid_services=len(app[prepaid.SERVICES]))

@@ -14,6 +14,7 @@ import csv
 import hmac
 import io
 import json
+import re
 import time
 from datetime import date, datetime, timezone
 
@@ -249,13 +250,18 @@ async def get_batch(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ history
 
+#: Times outside the span of lookup ids (2020 .. 2087) are clamped to it.
+LATEST = 3_700_000_000.0
+
+
 def _when(text: str, name: str) -> float:
     """ISO 8601 date or date-time (naive: UTC), or epoch seconds."""
     s = text.strip()
     try:
-        return float(s) if s.replace(".", "", 1).isdigit() else _iso_epoch(s)
+        t = float(s) if s.isascii() and s.replace(".", "", 1).isdigit() else _iso_epoch(s)
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"{name}: expected an ISO 8601 date/time or epoch seconds, got {text!r}") from None
+    return min(max(t, 0.0), LATEST)
 
 
 def _iso_epoch(s: str) -> float:
@@ -365,9 +371,33 @@ MAX_AMOUNT = 1_000_000_000
 _ACCOUNT_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
 
 
-def _validate_account(server, record: dict) -> str | None:
+SYSTEM_ID_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
+
+
+def _encodable(v) -> bool:
+    """No lone surrogates anywhere (JSON allows them; SQLite's UTF-8 does not)."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(v, dict):
+        return all(_encodable(k) and _encodable(x) for k, x in v.items())
+    if isinstance(v, list):
+        return all(_encodable(x) for x in v)
+    return True
+
+
+def _validate_account(server, record: dict, new: bool = False) -> str | None:
     """Why ``record`` would not make a usable account, or None. Builds it on a scratch
     book, so a bad value never reaches the live one half applied."""
+    if not _encodable(record):
+        return "text values must be valid Unicode"
+    if new and not (isinstance(record.get("system_id"), str)
+                    and SYSTEM_ID_RE.fullmatch(record["system_id"])):
+        return ("system_id: 1 to 15 of A-Z a-z 0-9 _ . @ + - (an id the API can address; "
+                "the YAML may use others)")
     try:
         acc = Account.from_config(record)
         AccountBook(tz=server.cfg.get("accounts_timezone", "UTC"), ban_after=0).add(acc)
@@ -398,7 +428,7 @@ async def create_account(request: web.Request) -> web.Response:
     sid = body.get("system_id")
     if isinstance(sid, str) and server.book.get(sid) is not None:
         return json_error(409, "exists", f"account {sid!r} already exists")
-    if (why := _validate_account(server, body)) is not None:
+    if (why := _validate_account(server, body, new=True)) is not None:
         return json_error(422, "invalid_account", why)
     try:
         acc = await server.create_account(body)
@@ -483,7 +513,7 @@ async def top_up(request: web.Request) -> web.Response:
         if bought is None:
             return json_error(422, "invalid_amount", "bought: expected a date YYYY-MM-DD")
     note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > 200:
+    if not isinstance(note, str) or len(note) > 200 or not _encodable(note):
         return _bad("note: expected text of at most 200 characters")
     try:
         amount = to_micro(credit)

@@ -185,7 +185,8 @@ assert _REFUSAL_HTTP.keys() == _REFUSAL_TEXT.keys() == set(Refusal)
 
 
 def json_response(body, status: int = 200, headers=None) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+    # ASCII-escaped: an echoed value (even a lone surrogate from JSON input) always encodes.
+    return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
                         content_type="application/json", headers=headers)
 
 
