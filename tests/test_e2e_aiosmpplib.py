@@ -147,12 +147,8 @@ async def test_bind_refusals(server, kwargs, status):
     assert got == status
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server interop (SMPP 3.4 allows it, the lead decides): error bind_resp is sent without "
-    "a body, so aiosmpplib's BindTransceiverResp parser raises ValueError('subsection not "
-    "found') instead of SmppError(ESME_RINVPASWD); a bind_resp carrying system_id even on "
-    "error would let the library report the status"))
 async def test_bind_refusal_reported_as_smpp_error(server):
+    """The error bind_resp carries system_id, so aiosmpplib reports the status itself."""
     esme = AioEsme(server.smpp_port, password="wrong")
     try:
         with pytest.raises(aiosmpplib.SmppError) as err:

@@ -389,13 +389,12 @@ def test_accept_bind_v33_sends_no_tlv(mode):
 @pytest.mark.parametrize("status", [Status.RINVSYSID, Status.RINVPASWD, Status.RINVSYSTYP,
                                     Status.RBINDFAIL, Status.RACCEXPIRY])
 @pytest.mark.parametrize("mode", list(BindMode))
-def test_reject_bind_is_a_bodiless_resp(mode, status):
+def test_reject_bind_carries_the_status_and_system_id(mode, status):
     session = SmscSession()
     [event] = session.receive_data(encode(bind_pdu(mode, 9)))
     session.reject_bind(event, status)
     data = session.data_to_send()
-    assert len(data) == 16
-    assert frames(data) == [header_only(BINDS[mode].response, status, 9)]
+    assert frames(data) == [Pdu(BINDS[mode].response, 9, status, {"system_id": "hlrsmpp"})]
     assert session.state is State.OPEN and session.mode is None
     # the ESME may try again
     assert session.receive_data(encode(bind_pdu(mode, 10))) == [bind_pdu(mode, 10)]

@@ -373,8 +373,11 @@ def decode_body(command: Command, status: int, sequence: int, body: bytes,
     """Decode the body of a known command; raises DecodeError with the status to answer."""
     if end is None:
         end = len(body)
-    if pos == end and command in _EMPTY_BODY_OK_ON_ERROR and (status or command in _ACK_WITHOUT_BODY):
-        return Pdu(command, sequence, status, {})
+    if pos == end and command in _EMPTY_BODY_OK_ON_ERROR:
+        if status:
+            return Pdu(command, sequence, status, {})
+        if command in _ACK_WITHOUT_BODY:
+            return Pdu(command, sequence, 0, {"message_id": ""})
     params, pos = _DECODERS[command](body, pos, end)
     if pos < end:
         if not BODIES[command][1]:

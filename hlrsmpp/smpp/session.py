@@ -194,8 +194,11 @@ class SmscSession:
                                     {"system_id": self.system_id}, tlvs))
 
     def reject_bind(self, bind: Pdu, status: Status) -> None:
+        """A refused bind's resp carries our system_id too: SMPP 3.4 allows no body,
+        but some ESMEs (aiosmpplib) cannot parse the status of a bodiless one."""
         self._bind_pending = False
-        self.reply(bind.command, bind.sequence, status)
+        self.outgoing += encode(Pdu(Command(bind.command).response, bind.sequence, status,
+                                    {"system_id": self.system_id}))
 
     # ------------------------------------------------------------ output
     def reply(self, command: int, sequence: int, status: int) -> None:
