@@ -2,7 +2,7 @@
 the HTTP API reuses (upload, poll ``progress()``, download the output and the report).
 
 Input: a CSV with a ``numbers`` column (every other column kept; the delimiter is
-sniffed or given) or a text file with one international number a line.
+found from the header or given) or a text file with one international number a line.
 
 Freemium: every number is normalised to E.164 (digits, no '+') with the resolver's
 precomputed numbering tables; syntactically impossible numbers and duplicates (after
@@ -112,12 +112,12 @@ class IntSet:
 # ------------------------------------------------------------------ input
 
 class Layout:
-    """How a file is laid out: ``kind`` csv or text; for csv the dialect and column."""
+    """How a file is laid out: ``kind`` csv or text; for csv the delimiter and column."""
 
     def __init__(self, kind: str, encoding: str, newline: str, delimiter: str = ",",
-                 quotechar: str = '"', column: int = 0, header: list[str] | None = None):
+                 column: int = 0, header: list[str] | None = None):
         self.kind, self.encoding, self.newline = kind, encoding, newline
-        self.delimiter, self.quotechar, self.column, self.header = delimiter, quotechar, column, header
+        self.delimiter, self.column, self.header = delimiter, column, header
 
 
 def _looks_like_number(line: str) -> bool:
@@ -127,7 +127,7 @@ def _looks_like_number(line: str) -> bool:
 
 def detect_layout(path: Path, fmt: str = "auto", delimiter: str | None = None,
                   column: str = "numbers", encoding: str | None = None) -> Layout:
-    """CSV with a ``column`` header (delimiter sniffed among , ; tab |), or text."""
+    """CSV with a ``column`` header (delimiter found from the header among , ; tab |), or text."""
     try:
         with open(path, "rb") as f:
             head = f.read(65536)
@@ -156,23 +156,24 @@ def detect_layout(path: Path, fmt: str = "auto", delimiter: str | None = None,
     first = first.rstrip("\r\n")
     if fmt == "text":
         return Layout("text", encoding, newline)
-    quotechar = '"'
-    if delimiter is None:
-        try:
-            dialect = csv.Sniffer().sniff(sample if len(lines) > 1 else first, delimiters=DELIMITERS)
-            delimiter, quotechar = dialect.delimiter, dialect.quotechar or '"'
-        except csv.Error:
-            delimiter = None
-    elif len(delimiter) != 1:
+    if delimiter is not None and len(delimiter) != 1:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter.lower(), delimiter)
         if len(delimiter) != 1:
             raise ToolError(f"--delimiter: expected one character, got {delimiter!r}")
-    header = next(csv.reader([first], delimiter=delimiter, quotechar=quotechar)) if delimiter and first \
-        else [first]
+    # The delimiter is the one that makes a `column` field of the header (the most
+    # fields wins; a lone `numbers` header is a one-column CSV): the header says it more
+    # surely than csv.Sniffer's guess over rows of digits, and at once.
     want = column.strip().lower()
-    for i, name in enumerate(header):
-        if name.strip().lower() == want:
-            return Layout("csv", encoding, newline, delimiter or ",", quotechar, i, header)
+    found, header = None, [first]
+    for d in [delimiter] if delimiter else DELIMITERS:
+        fields = next(csv.reader([first], delimiter=d)) if first else []
+        if len(fields) > len(header):
+            header = fields
+        idx = [i for i, name in enumerate(fields) if name.strip().lower() == want]
+        if idx and (found is None or len(fields) > len(found[2])):
+            found = (d, idx[0], fields)
+    if found is not None:
+        return Layout("csv", encoding, newline, found[0], found[1], found[2])
     if fmt == "csv" or path.suffix.lower() == ".csv":
         if not first.strip():
             raise ToolError(f"{path}: empty file, or no header line with a '{column}' column")
@@ -320,9 +321,8 @@ class CleanJob:
         pending: deque = deque()      # premium: (row, number, future) in input order
         max_pending = 50_000
         if layout.kind == "csv":
-            reader = csv.reader(text, delimiter=layout.delimiter, quotechar=layout.quotechar)
-            writer = csv.writer(out, delimiter=layout.delimiter, quotechar=layout.quotechar,
-                                lineterminator=layout.newline)
+            reader = csv.reader(text, delimiter=layout.delimiter)
+            writer = csv.writer(out, delimiter=layout.delimiter, lineterminator=layout.newline)
             header = next(reader, None)
             if header is not None:
                 writer.writerow(header)
@@ -651,7 +651,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", "-c", metavar="FILE",
                    help="the server's YAML config: SMPP address, numbering tables, account password")
     p.add_argument("--format", choices=("auto", "csv", "text"), default="auto")
-    p.add_argument("--delimiter", help="CSV delimiter (default: sniffed among , ; tab |)")
+    p.add_argument("--delimiter", help="CSV delimiter (default: the one among , ; tab | that makes "
+                                       "a numbers column of the header)")
     p.add_argument("--column", default="numbers", help="name of the numbers column (default: numbers)")
     p.add_argument("--encoding", help="file encoding (default: UTF-8, with or without BOM)")
     p.add_argument("--style", choices=STYLES, default="digits",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..smpp.codec import (
@@ -48,7 +48,7 @@ class ConnectionLost(ToolError):
 
 # A key is a word (letters first) at the start or after a space, before ':';
 # "submit date" and "done date" are the two-word keys receipts use.
-_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z][\w-]*(?: date)?):")
+_KEY = re.compile(r"(?:^|\s)([A-Za-z][\w-]*(?: date)?):")
 _TRUE = frozenset({"true", "yes", "y", "1"})
 _FALSE = frozenset({"false", "no", "n", "0"})
 
@@ -84,13 +84,13 @@ class Receipt:
     tlv_id: str | None = None                   # receipted_message_id
     message_state: int | None = None
     network_error: int | None = None            # network_error_code's code
+    low: dict[str, str] = field(init=False, repr=False, compare=False)   # fields by lowercase key
 
-    @property
-    def _low(self) -> dict[str, str]:
-        return {k.lower(): v for k, v in self.fields.items()}
+    def __post_init__(self) -> None:
+        self.low = {k.lower(): v for k, v in self.fields.items()}
 
     def get(self, key: str, default: str = "") -> str:
-        return self._low.get(key.lower(), default)
+        return self.low.get(key.lower(), default)
 
     @property
     def id(self) -> str:
@@ -115,7 +115,7 @@ class Receipt:
         return None
 
     def as_dict(self) -> dict:
-        low = self._low
+        low = self.low
         known = {"id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "cc", "nnc",
                  "isported", "p_nnc", "isroaming", "r_cc", "r_nnc", "text"}
         err = self.err
