@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 
@@ -79,6 +80,10 @@ def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
     # Libraries chatty at info (aiohttp's access log is off anyway) stay at warning.
     for name in ("aiohttp.access", "asyncio"):
         logging.getLogger(name).setLevel(max(levelno, logging.WARNING))
+    # What nothing catches (a port already taken at start-up, a bug in a thread) is
+    # logged in the same format too, not printed as a bare traceback.
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -90,6 +95,23 @@ def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+def _excepthook(exc_type, exc, tb) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("hlrsmpp").critical("unhandled_exception", exc_info=(exc_type, exc, tb),
+                                          extra={"error": f"{exc_type.__name__}: {exc}"})
+
+
+def _thread_excepthook(args) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("hlrsmpp").error(
+        "thread_exception", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        extra={"thread_name": name, "error": f"{args.exc_type.__name__}: {args.exc_value}"})
 
 
 def _isatty(stream) -> bool:

@@ -7,6 +7,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
+import subprocess
+import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -133,9 +137,11 @@ class Tty(io.StringIO):
 def restore_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
     structlog.reset_defaults()
 
 
@@ -178,6 +184,39 @@ def test_secret_keys_are_masked(restore_logging):
     line = json.loads(pipe.getvalue())
     assert line["password"] == line["token"] == log_mod.MASK
     assert line["params"] == {"password": log_mod.MASK, "n": 1}
+
+
+def test_uncaught_exceptions_are_logged_too(restore_logging):
+    pipe = io.StringIO()
+    log_mod.configure("json", "info", pipe)
+    try:
+        raise OSError(98, "address already in use")
+    except OSError:
+        sys.excepthook(*sys.exc_info())
+    t = threading.Thread(target=lambda: 1 / 0, name="commit-thread")
+    t.start()
+    t.join()
+    crash, thread = (json.loads(x) for x in pipe.getvalue().splitlines())
+    assert crash["event"] == "unhandled_exception" and crash["level"] == "critical"
+    assert "address already in use" in crash["error"] and "Traceback" in crash["exception"]
+    assert thread["event"] == "thread_exception" and thread["thread_name"] == "commit-thread"
+
+
+def test_a_server_that_cannot_start_says_why_in_json(tmp_path):
+    """The HTTP port is taken: the process exits non-zero, its output still JSON lines."""
+    cfg = tmp_path / "hlrsmpp.yaml"
+    cfg.write_text("storage: {path: ./data}\naccounts: [{system_id: a, password: b}]\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "hlrsmpp", "serve", "--config", str(cfg),
+                            "--smpp-port", str(free_port()), "--http-port", str(port)],
+                           cwd=tmp_path, capture_output=True, timeout=60)
+    assert r.returncode != 0
+    events = [json.loads(line) for line in r.stderr.decode().splitlines() if line.strip()]
+    crash = [e for e in events if e["event"] == "unhandled_exception"]
+    assert crash and "address" in crash[0]["error"].lower(), r.stderr.decode()[-2000:]
 
 
 def test_bad_settings_are_refused():
