@@ -29,9 +29,11 @@ DEFAULTS: dict = {
         "submit_window": 0,            # accepted submit_sm not yet answered per session (0: no limit)
         "submit_window_status": "RTHROTTLED",  # or RMSGQFUL: what an ESME past its window gets
         "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it
+        "reuse_port": False,           # SO_REUSEPORT: several processes on one port (serve --workers)
     },
     "http": {
         "host": "0.0.0.0", "port": 8080, "enabled": True,
+        "reuse_port": False,           # SO_REUSEPORT (serve --workers)
         "sync_timeout": 30.0,          # longest wait of a synchronous POST /api/v1/lookups
         "webhook_attempts": 6,         # callback POSTs per batch before giving up
         "webhook_backoff": 1.0,        # first retry delay, doubled each time ...
