@@ -303,3 +303,45 @@ def test_million_lines_exact_counts(tmp_path):
     print(f"\n1,000,000 lines: {elapsed:.1f}s wall, job {report['duration_s']}s, "
           f"peak RSS {report['peak_rss_mb']} MB")
     assert report["peak_rss_mb"] < 120
+
+
+def test_interrupted_premium_leaves_everything(shop, tmp_path):
+    """Ctrl-C while lookups are in flight: the original stays, nothing half written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    src = tmp_path / "numbers.txt"
+    text = f"{OK1}\n447700900040\n{OK2}\n"     # 447700900040 answers after 5 s
+    src.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "hlrsmpp", "clean", str(src), "--premium", "--account",
+                             "shop", "--password", "pw", "--port", str(shop.smpp_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "HLRSMPP_DEBUG"})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(shop.server.store.history("shop")) < 2:
+        time.sleep(0.05)
+        shop.persist()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.strip() == "hlrsmpp clean: interrupted"
+    assert src.read_text() == text and not backups(src) and no_temp_files(tmp_path)
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+    from hlrsmpp.tools.clean import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    snapshot = {"fraction": 0.5, "counts": {"total": 10}}
+    pipe, tty = io.StringIO(), Tty()
+    for stream in (pipe, tty):
+        bar = ProgressBar(stream)
+        bar(snapshot)
+        bar.close()
+    assert pipe.getvalue() == ""
+    assert "50.0%" in tty.getvalue() and "10 rows" in tty.getvalue()
