@@ -52,6 +52,8 @@ class Server:
         self._ticker: asyncio.Task | None = None
         self._stopping = False
         self.stopped = asyncio.Event()
+        self.cluster = None    # a shared deployment (Redis): this process's membership
+        self.exit_code = 0
 
     # ------------------------------------------------------------ start-up
     async def start(self) -> None:
@@ -62,10 +64,16 @@ class Server:
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
                                 on_low_credit=self._low_credit)
+        if getattr(self.store, "shared", False):
+            # Several processes share the store: this one joins (its node number, the shared
+            # session registry; the file's accounts seeded) before the accounts are loaded.
+            self.cluster = self.store.cluster(self)
+            self.registry = self.cluster.registry
         self._load_accounts()
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         self.journal = Journal(self.store, self.book, self.loop)
-        self.ids = IdGenerator(cfg.get("node_id", 0), floor=self.store.max_id())
+        node = self.cluster.node if self.cluster is not None else cfg.get("node_id", 0)
+        self.ids = IdGenerator(node, floor=self.store.max_id())
         rc = cfg["receipts"]
         self.faults = FaultPlan()
         self.submit_window = cfg["smpp"]["submit_window"]
@@ -76,9 +84,12 @@ class Server:
         self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
+        if self.cluster is not None:
+            await self.cluster.start()  # leases, receipt streams, heartbeat
         sc = cfg["smpp"]
         self.smpp_server = await self.loop.create_server(
-            lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024)
+            lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024,
+            reuse_port=sc.get("reuse_port") or None)  # serve --workers: one port, N processes
         self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
         self.http_port = None
         if cfg["http"].get("enabled", True):
@@ -199,6 +210,8 @@ class Server:
     # ----------------------------------------------------------- receipts
     def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
         """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
+        if self.cluster is not None:
+            return  # the account's receipt stream carries them to whichever process receives
         box = self.outboxes[system_id]
         now = time.time()
         if self.faults.active:
@@ -262,6 +275,9 @@ class Server:
         return list(sink.lines)[-limit:] if sink is not None else []
 
     def attach_receiver(self, proto: SmppProtocol) -> None:
+        if self.cluster is not None:
+            self.cluster.attach_receiver(proto)  # consumes the account's receipt stream
+            return
         box = self.outboxes[proto.account.system_id]
         box.receiver = proto
         if box.withheld:  # the test bench held them "until the ESME reconnects"
@@ -271,6 +287,15 @@ class Server:
                 box.add(lookup, now)
             box.withheld.clear()
         self.loop.call_soon(box.pump)
+
+    def reset_outbox(self, system_id: str) -> Outbox:
+        """Shared deployments: the receiver left this process; a fresh outbox (the old
+        one's receipts stay pending in the account's stream for the next receiver)."""
+        old = self.outboxes.pop(system_id)
+        self._ensure_outbox(self.book.get(system_id))
+        box = self.outboxes[system_id]
+        box.size = old.size
+        return box
 
     def _call_later(self, delay: float, fn, *args):
         return self.loop.call_later(delay, fn, *args)
@@ -404,14 +429,16 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.journal.drain()
+        if self.cluster is not None:
+            await self.cluster.stop()  # sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()
         log.info("server_stopped")
         self.stopped.set()
 
 
-async def serve(cfg: dict) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the HLR rules."""
+async def serve(cfg: dict) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the HLR rules. The exit code."""
     server = Server(cfg)
     await server.start()
     loop = asyncio.get_running_loop()
@@ -419,6 +446,7 @@ async def serve(cfg: dict) -> None:
         loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     await server.stopped.wait()
+    return server.exit_code
 
 
 def _trace_started_note(proto: SmppProtocol) -> Pdu:
