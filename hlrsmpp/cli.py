@@ -8,12 +8,12 @@ import sys
 from . import config as config_mod
 
 
-def _run(coro) -> None:
+def _run(coro):
     try:
         import uvloop  # the faster loop where installed
-        uvloop.run(coro)
     except ImportError:
-        asyncio.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def cmd_serve(args) -> int:
@@ -26,10 +26,15 @@ def cmd_serve(args) -> int:
         overrides.setdefault("http", {})["port"] = args.http_port
     if args.data is not None:
         overrides.setdefault("storage", {})["path"] = args.data
+    if args.reuse_port:
+        overrides.setdefault("smpp", {})["reuse_port"] = True
+        overrides.setdefault("http", {})["reuse_port"] = True
     cfg = config_mod.load(args.config, overrides)
     configure(cfg["log"]["format"], cfg["log"]["level"])
-    _run(serve(cfg))
-    return 0
+    if args.workers != 1:
+        from .redis.workers import supervise  # N processes share state in Redis
+        return supervise(cfg, args)
+    return _run(serve(cfg)) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--smpp-port", type=int)
     s.add_argument("--http-port", type=int)
     s.add_argument("--data", help="storage directory (SQLite)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="N server processes on the same ports (SO_REUSEPORT); needs storage.redis")
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers child
     s.set_defaults(func=cmd_serve)
     from .tools import add_parsers as add_tools   # lookup, clean, accounts, history
     add_tools(sub)

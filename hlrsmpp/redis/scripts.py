@@ -1,0 +1,363 @@
+"""The Lua scripts of the Redis store: every change that must be atomic across
+processes is one script (Redis runs a script alone, and replicates/logs its effects
+as one transaction).
+
+Key layout (``P`` is the configured prefix, ``n`` a node number):
+
+  P node:n            node n's lease (value: the process's random token), PX lease
+  P nodes             SET of node numbers that may hold leases (the janitor reaps them)
+  P nodeseq           INCR, where a process starts looking for a free node number
+  P commit:n          "token:cseq" of node n's last applied group commit
+  P accounts          SET of system_ids
+  P acct:SID          HASH settings (JSON, the record without packages), pk (free credit
+                      packages, JSON; absent: unlimited credit)
+  P acctlog           STREAM of settings changes (s=system_id, n=node tag)
+  P lease:SID         HASH "n:g" credit granted to node n, "n:s" spent by it since
+  P leases:n          SET of system_ids node n holds a lease of
+  P want              ZSET system_id -> until (ms): a process lacks credit, idle leases come back
+  P tot:SID           HASH n (lookups ever), c (their cost ever): audits
+  P cnt:SID:KEY       lookups in a day/week/month window (KEY d2026-01-31, w2026-01-26, m2026-01)
+  P lk:ID             one lookup (the row, pending flag first), EX history_ttl
+  P hist:SID          ZSET (lex) of 19-digit ids: the account's history in id (= time) order
+  P batch:BID         SET of 19-digit ids, EX history_ttl
+  P ledger:SID        LIST of JSON [at, kind, amount, note]
+  P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process
+  P rx:SID            the receiving session's lease: "n:fence", PX lease
+  P fence:SID         INCR: fencing tokens of rx:SID
+  P tx:SID            ZSET "n:session" -> lease end (ms): the transmitters
+  P wake:n            STREAM that wakes node n's receipt reader (group "rx")
+
+Amounts are integer micro-credits, kept as decimal strings in JSON (``%.0f``: exact
+below 2**53 micro-credits, 9 billion credits).
+"""
+
+PRELUDE = r"""
+local function fmt(x) return string.format('%.0f', x) end
+
+local function encode_pk(pk)
+  if #pk == 0 then return '[]' end
+  return cjson.encode(pk)
+end
+
+-- Credit back into the free packages, most recently drawn first (drawing is oldest first,
+-- so this undoes it), the way AccountBook.refund does.
+local function refill(P, sid, amount)
+  if amount <= 0 then return end
+  local key = P .. 'acct:' .. sid
+  local raw = redis.call('HGET', key, 'pk')
+  if not raw then return end
+  local pk = cjson.decode(raw)
+  for i = #pk, 1, -1 do
+    local c, s = tonumber(pk[i].c), tonumber(pk[i].s)
+    if c < s then
+      local take = math.min(s - c, amount)
+      pk[i].c = fmt(c + take)
+      amount = amount - take
+      if amount <= 0 then break end
+    end
+  end
+  if amount > 0 then
+    if #pk == 0 then
+      pk[1] = {c = fmt(amount), s = fmt(amount), b = '', l = 'returned'}
+    else
+      local c = tonumber(pk[#pk].c) + amount
+      pk[#pk].c = fmt(c)
+      pk[#pk].s = fmt(math.max(c, tonumber(pk[#pk].s)))
+    end
+  end
+  redis.call('HSET', key, 'pk', encode_pk(pk))
+end
+
+-- Node n's lease of an account ends: what it did not spend goes back to the free packages.
+local function end_lease(P, n, sid)
+  local key = P .. 'lease:' .. sid
+  local g = tonumber(redis.call('HGET', key, n .. ':g') or '0')
+  local s = tonumber(redis.call('HGET', key, n .. ':s') or '0')
+  redis.call('HDEL', key, n .. ':g', n .. ':s')
+  redis.call('SREM', P .. 'leases:' .. n, sid)
+  if g - s > 0 then refill(P, sid, g - s) end
+  return g - s
+end
+
+local function reclaim(P, n)
+  local back = 0
+  for _, sid in ipairs(redis.call('SMEMBERS', P .. 'leases:' .. n)) do
+    back = back + math.max(0, end_lease(P, n, sid))
+  end
+  redis.call('DEL', P .. 'leases:' .. n)
+  redis.call('SREM', P .. 'nodes', n)
+  return back
+end
+
+local function alive(P, n, token)
+  return redis.call('GET', P .. 'node:' .. n) == token
+end
+"""
+
+#: ARGV: P, n, token, lease_ms -> 1 when node n is ours, 0 when taken.
+NODE_ACQUIRE = PRELUDE + r"""
+local P, n, token, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', P .. 'node:' .. n) == 1 then return 0 end
+-- An earlier process with this number died: its leases go back first.
+reclaim(P, n)
+redis.call('DEL', P .. 'commit:' .. n)
+redis.call('SET', P .. 'node:' .. n, token, 'PX', ms)
+redis.call('SADD', P .. 'nodes', n)
+return 1
+"""
+
+#: ARGV: P, n, token -> credit given back. A clean exit: every lease returns.
+NODE_LEAVE = PRELUDE + r"""
+local P, n, token = ARGV[1], ARGV[2], ARGV[3]
+if not alive(P, n, token) then return -1 end
+local back = reclaim(P, n)
+redis.call('DEL', P .. 'node:' .. n)
+return fmt(back)
+"""
+
+#: ARGV: P, n -> credit given back, or -1 when node n is alive. Any process reaps a dead node.
+NODE_REAP = PRELUDE + r"""
+local P, n = ARGV[1], ARGV[2]
+if redis.call('EXISTS', P .. 'node:' .. n) == 1 then return -1 end
+return fmt(reclaim(P, n))
+"""
+
+#: ARGV: P, n, token, lease_ms, now_ms, nrx, (sid, value)*nrx, (sid, member)*
+#: -> -1 when node n's lease is lost, else the system_ids whose receiver lease was lost.
+HEARTBEAT = r"""
+local P, n, token, ms, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local key = P .. 'node:' .. n
+if redis.call('GET', key) ~= token then return -1 end
+redis.call('PEXPIRE', key, ms)
+local lost = {}
+local nrx = tonumber(ARGV[6])
+local i = 7
+for _ = 1, nrx do
+  local k = P .. 'rx:' .. ARGV[i]
+  if redis.call('GET', k) == ARGV[i + 1] then
+    redis.call('PEXPIRE', k, ms)
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+  i = i + 2
+end
+while i < #ARGV do
+  local k = P .. 'tx:' .. ARGV[i]
+  redis.call('ZADD', k, now + ms, ARGV[i + 1])
+  redis.call('PEXPIRE', k, 2 * ms)
+  i = i + 2
+end
+return lost
+"""
+
+#: ARGV: P, n, token, lease_ms, sid -> fencing token (> 0), 0 when another session holds
+#: it, -1 when node n is no longer alive.
+RX_CLAIM = PRELUDE + r"""
+local P, n, token, ms, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if not alive(P, n, token) then return -1 end
+local k = P .. 'rx:' .. sid
+if redis.call('EXISTS', k) == 1 then return 0 end
+local f = redis.call('INCR', P .. 'fence:' .. sid)
+redis.call('SET', k, n .. ':' .. f, 'PX', ms)
+return f
+"""
+
+#: ARGV: P, sid, value. Compare and delete: a stale holder never frees another's lease.
+RX_RELEASE = r"""
+local k = ARGV[1] .. 'rx:' .. ARGV[2]
+if redis.call('GET', k) == ARGV[3] then return redis.call('DEL', k) end
+return 0
+"""
+
+#: ARGV: P, n, token, lease_ms, now_ms, sid, member, max_tx -> 1, 0 (full), -1 (node lost).
+TX_CLAIM = PRELUDE + r"""
+local P, n, token, ms, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local sid, member, max = ARGV[6], ARGV[7], tonumber(ARGV[8])
+if not alive(P, n, token) then return -1 end
+local k = P .. 'tx:' .. sid
+redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+if redis.call('ZCARD', k) >= max then return 0 end
+redis.call('ZADD', k, now + ms, member)
+redis.call('PEXPIRE', k, 2 * ms)
+return 1
+"""
+
+#: ARGV: P, n, token, sid, want -> {granted, slices JSON [[credit, bought, label]...], free left}
+RESERVE = PRELUDE + r"""
+local P, n, token, sid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if not alive(P, n, token) then return redis.error_reply('FENCED node lease lost') end
+local key = P .. 'acct:' .. sid
+local raw = redis.call('HGET', key, 'pk')
+if not raw then return {'0', '[]', '0'} end
+local pk = cjson.decode(raw)
+local left, free = want, 0
+local slices = {}
+for i = 1, #pk do
+  local c = tonumber(pk[i].c)
+  if c > 0 and left > 0 then
+    local take = math.min(c, left)
+    c = c - take
+    left = left - take
+    pk[i].c = fmt(c)
+    slices[#slices + 1] = {fmt(take), pk[i].b or '', pk[i].l or ''}
+  end
+  free = free + c
+end
+local granted = want - left
+if granted > 0 then
+  redis.call('HSET', key, 'pk', encode_pk(pk))
+  local lk = P .. 'lease:' .. sid
+  local g = tonumber(redis.call('HGET', lk, n .. ':g') or '0')
+  local s = tonumber(redis.call('HGET', lk, n .. ':s') or '0')
+  -- Keep the numbers small: what was spent leaves both sides.
+  redis.call('HSET', lk, n .. ':g', fmt(g - s + granted), n .. ':s', '0')
+  redis.call('SADD', P .. 'leases:' .. n, sid)
+end
+if #slices == 0 then return {'0', '[]', fmt(free)} end
+return {fmt(granted), cjson.encode(slices), fmt(free)}
+"""
+
+#: ARGV: P, n, token, sid, amount -> credit given back (never more than the lease holds unspent)
+GIVE_BACK = PRELUDE + r"""
+local P, n, token, sid, amount = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if not alive(P, n, token) then return redis.error_reply('FENCED node lease lost') end
+local lk = P .. 'lease:' .. sid
+local g = tonumber(redis.call('HGET', lk, n .. ':g') or '0')
+local s = tonumber(redis.call('HGET', lk, n .. ':s') or '0')
+amount = math.max(0, math.min(amount, g - s))
+if amount > 0 then
+  redis.call('HSET', lk, n .. ':g', fmt(g - amount))
+  refill(P, sid, amount)
+end
+return fmt(amount)
+"""
+
+#: ARGV: P, tag, sid, settings JSON, packages JSON ('' for unlimited), ledger JSON, amount
+#: -> 1 when created, 0 when the account already existed (its state wins over the file).
+SEED = r"""
+local P, tag, sid, settings, pk, ledger, amount = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local key = P .. 'acct:' .. sid
+if redis.call('HEXISTS', key, 'settings') == 1 then return 0 end
+redis.call('HSET', key, 'settings', settings)
+if pk ~= '' then
+  redis.call('HSET', key, 'pk', pk)
+  if tonumber(amount) > 0 then redis.call('RPUSH', P .. 'ledger:' .. sid, ledger) end
+end
+redis.call('SADD', P .. 'accounts', sid)
+redis.pcall('XGROUP', 'CREATE', P .. 'rcpt:' .. sid, 'rx', '0', 'MKSTREAM')
+return 1
+"""
+
+#: One group commit of node n, all or nothing, fenced by node n's lease.
+#: ARGV: P, n, token, cseq, ttl_s, tag, lookups blob (records split by \30, fields by \31),
+#:   naggs, (sid, count, cost, dkey, wkey, mkey, charged)*naggs,
+#:   nacks, (id, pending, sid, entry id)*nacks,
+#:   naccounts, (sid, settings JSON, limited)*naccounts,
+#:   nledger, (sid, JSON, kind, amount, bought, note)*nledger
+#: -> per aggregate {day, week, month, receipts queued}
+COMMIT = r"""
+local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('GET', P .. 'node:' .. n) ~= token then
+  return redis.error_reply('FENCED node ' .. n .. ' lease lost')
+end
+local batches = {}
+for rec in string.gmatch(ARGV[7], '[^\30]+') do
+  local pending, id, batch, sid = string.match(rec, '^(%d)\31(%d+)\31([^\31]*)\31([^\31]*)\31')
+  local pid = string.rep('0', 19 - #id) .. id
+  redis.call('SET', P .. 'lk:' .. id, rec, 'EX', ttl)
+  redis.call('ZADD', P .. 'hist:' .. sid, 0, pid)
+  if batch ~= '' then
+    redis.call('SADD', P .. 'batch:' .. batch, pid)
+    batches[batch] = true
+  end
+  if pending == '1' then
+    redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', rec, 'n', tag, 'k', cseq)
+  end
+end
+for b in pairs(batches) do redis.call('EXPIRE', P .. 'batch:' .. b, ttl) end
+local i = 8
+local out = {}
+local naggs = tonumber(ARGV[i]); i = i + 1
+for _ = 1, naggs do
+  local sid, count, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local tk = P .. 'tot:' .. sid
+  redis.call('HINCRBY', tk, 'n', count)
+  redis.call('HINCRBY', tk, 'c', cost)
+  if ARGV[i + 6] == '1' and redis.call('HEXISTS', P .. 'acct:' .. sid, 'pk') == 1 then
+    redis.call('HINCRBY', P .. 'lease:' .. sid, n .. ':s', cost)
+    redis.call('SADD', P .. 'leases:' .. n, sid)
+  end
+  local totals = {}
+  for j = 3, 5 do
+    local ck = P .. 'cnt:' .. sid .. ':' .. ARGV[i + j]
+    totals[j - 2] = redis.call('INCRBY', ck, count)
+    redis.call('EXPIRE', ck, 35 * 86400)
+  end
+  totals[4] = redis.call('XLEN', P .. 'rcpt:' .. sid)
+  out[#out + 1] = totals
+  i = i + 7
+end
+local nacks = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nacks do
+  local k = P .. 'lk:' .. ARGV[i]
+  if redis.call('EXISTS', k) == 1 then redis.call('SETRANGE', k, 0, ARGV[i + 1]) end
+  if ARGV[i + 3] ~= '' then
+    local sk = P .. 'rcpt:' .. ARGV[i + 2]
+    redis.call('XACK', sk, 'rx', ARGV[i + 3])
+    redis.call('XDEL', sk, ARGV[i + 3])
+  end
+  i = i + 4
+end
+local nacc = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nacc do
+  local sid = ARGV[i]
+  local key = P .. 'acct:' .. sid
+  local created = redis.call('HEXISTS', key, 'settings') == 0
+  redis.call('HSET', key, 'settings', ARGV[i + 1])
+  if ARGV[i + 2] == '1' and redis.call('HEXISTS', key, 'pk') == 0 then
+    redis.call('HSET', key, 'pk', '[]')
+  end
+  redis.call('SADD', P .. 'accounts', sid)
+  if created then redis.pcall('XGROUP', 'CREATE', P .. 'rcpt:' .. sid, 'rx', '0', 'MKSTREAM') end
+  redis.call('XADD', P .. 'acctlog', 'MAXLEN', '~', '10000', '*', 's', sid, 'n', tag)
+  i = i + 3
+end
+local nled = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nled do
+  local sid, entry, kind, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('RPUSH', P .. 'ledger:' .. sid, entry)
+  local key = P .. 'acct:' .. sid
+  local raw = redis.call('HGET', key, 'pk')
+  if kind == 'top_up' and raw then
+    -- The credit is in this process's hands (AccountBook.top_up): a lease that grew. The
+    -- package joins the free list empty, to be refilled when the lease comes back.
+    local pk = cjson.decode(raw)
+    local new = {c = '0', s = amount, b = ARGV[i + 4], l = ARGV[i + 5]}
+    local at = #pk + 1
+    for j = 1, #pk do
+      if (pk[j].b or '') > new.b then at = j; break end
+    end
+    table.insert(pk, at, new)
+    redis.call('HSET', key, 'pk', cjson.encode(pk))
+    redis.call('HINCRBY', P .. 'lease:' .. sid, n .. ':g', amount)
+    redis.call('SADD', P .. 'leases:' .. n, sid)
+  end
+  i = i + 6
+end
+redis.call('SET', P .. 'commit:' .. n, token .. ':' .. cseq)
+return out
+"""
+
+#: ARGV: P, sid, (entry id, lookup id)* : receipts past their TTL leave the stream; their
+#: lookups stay in the history, marked expired (2).
+EXPIRE_RECEIPTS = r"""
+local P, sid = ARGV[1], ARGV[2]
+local sk = P .. 'rcpt:' .. sid
+for i = 3, #ARGV, 2 do
+  local k = P .. 'lk:' .. ARGV[i + 1]
+  if redis.call('EXISTS', k) == 1 then redis.call('SETRANGE', k, 0, '2') end
+  redis.call('XACK', sk, 'rx', ARGV[i])
+  redis.call('XDEL', sk, ARGV[i])
+end
+return 1
+"""

@@ -1,0 +1,607 @@
+"""The shared store: Redis, for several hlrsmpp processes (on one host or many).
+
+``RedisStore`` keeps the interface of the embedded SQLite ``Store`` (group commit on
+the journal's writer thread, the same reads) and adds what processes share: node
+numbers, leases of credit, the session registry, receipt streams. Every write that
+must be atomic across processes is one Lua script (scripts.py). Everything here is
+synchronous and thread-safe: the loop side (cluster.py) calls it on worker threads.
+
+A group commit is ONE script run, fenced by this process's node lease and made
+idempotent-checkable by a commit sequence number: lookups (history with a TTL, the
+account's id index, the batch index), each SMPP lookup's receipt as an entry of the
+account's receipt stream, acknowledged receipts (XACK + XDEL), period counters,
+spent credit, settings and ledger. No per-lookup round trip: one per commit.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import secrets
+import threading
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Callable, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..accounts.store import LOOKUP_COLUMNS
+from ..config import ConfigError
+from ..ids import MAX_NODE, first_id_at
+from . import scripts
+from .options import RedisOptions
+
+GROUP = "rx"
+_FS, _RS = "\x1f", "\x1e"
+_INDEX = {name: i for i, name in enumerate(LOOKUP_COLUMNS)}
+LEDGER_COLUMNS = ("at", "kind", "amount", "note")
+
+
+class Fenced(RuntimeError):
+    """This process's node lease is lost: another process may own its number now."""
+
+
+class Row(tuple):
+    """A lookup row, read like ``sqlite3.Row``: by position, by column name, ``dict(row)``."""
+    __slots__ = ()
+    columns = LOOKUP_COLUMNS
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return list(self.columns)
+
+    _index = _INDEX
+
+
+class LedgerRow(Row):
+    __slots__ = ()
+    columns = LEDGER_COLUMNS
+    _index = {name: i for i, name in enumerate(LEDGER_COLUMNS)}
+
+
+def encode_row(row: tuple) -> str:
+    """A journal row (LOOKUP_COLUMNS order) as the stored record: the pending flag first
+    (one byte, rewritten in place when the receipt is acknowledged), then the columns."""
+    (lid, batch, sid, channel, msisdn, submitted, done, cost, err, cc, nnc, ported, p_nnc,
+     roaming, r_cc, r_nnc, map_error, pending) = row
+    return (f"{pending}\x1f{lid}\x1f{'' if batch is None else batch}\x1f{sid}\x1f{channel}\x1f{msisdn}"
+            f"\x1f{submitted!r}\x1f{done!r}\x1f{cost}\x1f{err}\x1f{cc}\x1f{nnc}\x1f{ported}\x1f{p_nnc}"
+            f"\x1f{roaming}\x1f{r_cc}\x1f{r_nnc}\x1f{'' if map_error is None else map_error}")
+
+
+def decode_row(rec: bytes | str) -> Row:
+    if isinstance(rec, bytes):
+        rec = rec.decode()
+    (pending, lid, batch, sid, channel, msisdn, submitted, done, cost, err, cc, nnc, ported, p_nnc,
+     roaming, r_cc, r_nnc, map_error) = rec.split(_FS)
+    return Row((int(lid), int(batch) if batch else None, sid, channel, msisdn, float(submitted),
+                float(done), int(cost), int(err), cc, nnc, int(ported), p_nnc, int(roaming), r_cc,
+                r_nnc, int(map_error) if map_error else None, int(pending)))
+
+
+def pad(lookup_id: int) -> str:
+    return f"{lookup_id:019d}"
+
+
+class Periods:
+    """Day / ISO week / month keys of the counters, in the accounts' timezone; the current
+    day's bounds cached, so a commit computes them once."""
+
+    def __init__(self, tz: str = "UTC"):
+        self.tz = ZoneInfo(tz)
+        self._lo = self._hi = 0.0
+        self._keys: tuple[str, str, str] = ("", "", "")
+
+    def keys(self, t: float) -> tuple[str, str, str]:
+        if self._lo <= t < self._hi:
+            return self._keys
+        d = datetime.fromtimestamp(t, self.tz).date()
+        keys = (f"d{d.isoformat()}", f"w{(d - timedelta(days=d.weekday())).isoformat()}",
+                f"m{d.year:04d}-{d.month:02d}")
+        lo = datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
+        nxt = d + timedelta(days=1)
+        hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=self.tz).timestamp()
+        if lo <= t < hi:  # cache only a well-formed day (DST oddities just recompute)
+            self._lo, self._hi, self._keys = lo, hi, keys
+        return keys
+
+    def today(self, t: float) -> date:
+        return datetime.fromtimestamp(t, self.tz).date()
+
+
+def _micro(text) -> int:
+    return int(Decimal(str(text)) * 1_000_000)
+
+
+class RedisStore:
+    """The Redis twin of ``accounts.store.Store``; see the module docstring."""
+
+    shared = True
+
+    def __init__(self, cfg, tz: str = "UTC"):
+        self.opts = opts = RedisOptions.from_config(cfg)
+        self.P = opts.prefix
+        self.lease_ms = int(opts.lease * 1000)
+        self.ttl = int(opts.history_ttl)
+        self.periods = Periods(tz)
+        common = dict(socket_keepalive=True, health_check_interval=30)
+        try:
+            # Reads: idempotent, retried on a connection blip.
+            self._r = redis.Redis.from_url(opts.url, socket_timeout=10, **common)
+            # Scripts that change state are never retried blindly (a retry could apply one
+            # twice); the writer waits as long as Redis takes (a timeout would be ambiguous).
+            self._ops = redis.Redis.from_url(opts.url, socket_timeout=10, retry=Retry(NoBackoff(), 0), **common)
+            self._w = redis.Redis.from_url(opts.url, socket_timeout=None, retry=Retry(NoBackoff(), 0),
+                                           single_connection_client=True, **common)
+            self._r.ping()
+        except redis.RedisError as err:
+            raise ConfigError(f"storage.redis: cannot reach {self.file}: {err}") from None
+        reg = self._ops.register_script
+        self._acquire = reg(scripts.NODE_ACQUIRE)
+        self._leave = reg(scripts.NODE_LEAVE)
+        self._reap = reg(scripts.NODE_REAP)
+        self._heartbeat = reg(scripts.HEARTBEAT)
+        self._rx_claim = reg(scripts.RX_CLAIM)
+        self._rx_release = reg(scripts.RX_RELEASE)
+        self._tx_claim = reg(scripts.TX_CLAIM)
+        self._reserve = reg(scripts.RESERVE)
+        self._give_back = reg(scripts.GIVE_BACK)
+        self._seed = reg(scripts.SEED)
+        self._expire = reg(scripts.EXPIRE_RECEIPTS)
+        self._commit = self._w.register_script(scripts.COMMIT)
+        self._lock = threading.Lock()
+        self.cseq = 0
+        self.fenced = False
+        #: lookup id -> (system_id, stream entry id, generation) of receipts this process delivers
+        self.entries: dict[int, tuple[str, bytes]] = {}
+        #: (system_id, period key) -> lookups this process committed in it
+        self.mine: dict[tuple[str, str], int] = {}
+        self._settings: dict[str, str] = {}   # system_id -> settings JSON as last written/read
+        #: set by the cluster: is this account's credit limited here (charges count)?
+        self.limited: Callable[[str], bool] = lambda sid: True
+        #: set by the cluster: called on the writer thread after each successful commit
+        self.on_commit: Callable[[list], None] | None = None
+        self.on_fenced: Callable[[], None] | None = None
+        self.closed = False
+        self._join()
+
+    def cluster(self, server):
+        """This process joins the deployment: the loop side (registry, receipts, leases)."""
+        from .cluster import Cluster
+        return Cluster(server, self)
+
+    @property
+    def file(self) -> str:
+        """Where the data lives, for logs (no password)."""
+        url = self.opts.url
+        if "@" in url:
+            scheme, rest = url.split("://", 1)
+            url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return url
+
+    # ------------------------------------------------------------- the node
+    def _join(self) -> None:
+        """Take a free node number (10 bits: message ids stay unique across processes)."""
+        self.token = secrets.token_hex(12)
+        start = self._ops.incr(self.P + "nodeseq")
+        # Until the heartbeat runs (loading the HLR tables takes a while) a longer lease.
+        first = max(self.lease_ms, 120_000)
+        for k in range(MAX_NODE + 1):
+            n = (start + k) % (MAX_NODE + 1)
+            if self._acquire(args=[self.P, n, self.token, first]) == 1:
+                self.node = n
+                break
+        else:
+            raise ConfigError("storage.redis: every node number (1024) is taken")
+        self.tag = f"{self.node}.{self.token[:8]}"
+        self.consumer = f"n{self.node}"
+
+    def heartbeat(self, receivers: list[tuple[str, str]], transmitters: list[tuple[str, str]]) -> list[str]:
+        """Renew the node lease and this process's sessions; the system_ids whose receiver
+        lease was lost (another process holds it now). Raises Fenced when the node is lost."""
+        args = [self.P, self.node, self.token, self.lease_ms, int(time.time() * 1000), len(receivers)]
+        for sid, value in receivers:
+            args += [sid, value]
+        for sid, member in transmitters:
+            args += [sid, member]
+        lost = self._heartbeat(args=args)
+        if lost == -1:
+            self._fence()
+        return [s.decode() for s in lost]
+
+    def _fence(self) -> None:
+        if not self.fenced:
+            self.fenced = True
+            if self.on_fenced is not None:
+                self.on_fenced()
+        raise Fenced(f"node {self.node}: lease lost")
+
+    def leave(self) -> int:
+        """A clean exit: unspent credit goes back to the accounts, the node number is free."""
+        back = self._leave(args=[self.P, self.node, self.token])
+        return int(back) if back != -1 else 0
+
+    def reap(self) -> list[int]:
+        """Give back the leases of dead processes (node lease expired); the nodes reaped."""
+        reaped = []
+        for raw in self._r.smembers(self.P + "nodes"):
+            n = int(raw)
+            if n != self.node and self._reap(args=[self.P, n]) != -1:
+                reaped.append(n)
+        return reaped
+
+    # ------------------------------------------------------- session registry
+    def rx_claim(self, sid: str) -> int:
+        f = self._rx_claim(args=[self.P, self.node, self.token, self.lease_ms, sid])
+        if f == -1:
+            self._fence()
+        return int(f)
+
+    def rx_release(self, sid: str, value: str) -> None:
+        self._rx_release(args=[self.P, sid, value])
+
+    def rx_value(self, fence: int) -> str:
+        return f"{self.node}:{fence}"
+
+    def tx_claim(self, sid: str, member: str, max_tx: int) -> bool:
+        r = self._tx_claim(args=[self.P, self.node, self.token, self.lease_ms, int(time.time() * 1000),
+                                 sid, member, max_tx])
+        if r == -1:
+            self._fence()
+        return r == 1
+
+    def tx_release(self, sid: str, member: str) -> None:
+        self._ops.zrem(self.P + "tx:" + sid, member)
+
+    # ------------------------------------------------------------ accounts
+    def seed(self, records: Iterable[dict]) -> int:
+        """Accounts of the config file that Redis does not know yet: created with their
+        credit as the free pool. Known ones keep their shared state. Returns how many."""
+        created = 0
+        now = time.time()
+        for rec in records:
+            sid = rec["system_id"]
+            settings = {k: v for k, v in rec.items() if k != "packages"}
+            pk = ""
+            amount = 0
+            if rec.get("packages") is not None:
+                pks = []
+                for p in rec["packages"]:
+                    c, s = _micro(p["credit"]), _micro(p.get("size", p["credit"]))
+                    pks.append({"c": str(c), "s": str(max(s, c)), "b": p.get("bought", ""), "l": p.get("label", "")})
+                    amount += c
+                pk = json.dumps(pks)
+            ledger = json.dumps([now, "top_up", amount, "config"])
+            created += self._seed(args=[self.P, self.tag, sid, _canon(settings), pk, ledger, amount])
+        return created
+
+    def account_records(self) -> dict[str, dict]:
+        """Every account with its settings; credit-limited ones with ``packages: []``: the
+        credit is shared, and leased to a process as it needs it."""
+        sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hmget(self.P + "acct:" + sid, "settings", "pk")
+        out = {}
+        for sid, (settings, pk) in zip(sids, pipe.execute()):
+            if settings is None:
+                continue
+            rec = json.loads(settings)
+            self._settings[sid] = _canon(rec)
+            if pk is not None:
+                rec["packages"] = []
+            out[sid] = rec
+        return out
+
+    def account_record(self, sid: str) -> dict | None:
+        settings, pk = self._r.hmget(self.P + "acct:" + sid, "settings", "pk")
+        if settings is None:
+            return None
+        rec = json.loads(settings)
+        if pk is not None:
+            rec["packages"] = []
+        return rec
+
+    def settings_seen(self, sid: str, record: dict) -> None:
+        """This record came from Redis: do not write it back."""
+        self._settings[sid] = _canon({k: v for k, v in record.items() if k != "packages"})
+
+    def reserve(self, sid: str, want: int) -> tuple[int, list[tuple[int, str, str]], int]:
+        """Lease up to ``want`` micro-credits (never more than the free pool holds):
+        (granted, slices [(credit, bought, label)], free left)."""
+        try:
+            granted, slices, free = self._reserve(args=[self.P, self.node, self.token, sid, want])
+        except redis.ResponseError as err:
+            if "FENCED" in str(err):
+                self._fence()
+            raise
+        return int(granted), [(int(c), b, l) for c, b, l in json.loads(slices)], int(free)
+
+    def give_back(self, sid: str, amount: int) -> int:
+        try:
+            return int(self._give_back(args=[self.P, self.node, self.token, sid, amount]))
+        except redis.ResponseError as err:
+            if "FENCED" in str(err):
+                self._fence()
+            raise
+
+    def want_credit(self, sid: str, seconds: float = 2.0) -> None:
+        """Ask the other processes to give this account's idle leases back."""
+        self._ops.zadd(self.P + "want", {sid: int((time.time() + seconds) * 1000)})
+
+    def wanted(self) -> list[str]:
+        now = int(time.time() * 1000)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.P + "want", "-inf", now)
+        pipe.zrange(self.P + "want", 0, -1)
+        return [s.decode() for s in pipe.execute()[1]]
+
+    def credit(self, sid: str) -> dict | None:
+        """The account's credit as the deployment holds it (micro-credits): free in the
+        packages, leased per node (unspent), and the total. None when unlimited."""
+        pk, leases = self._pipe_credit([sid])[0]
+        return _credit_view(pk, leases)
+
+    def credit_many(self, sids: list[str]) -> dict[str, dict | None]:
+        return {sid: _credit_view(pk, leases) for sid, (pk, leases) in zip(sids, self._pipe_credit(sids))}
+
+    def _pipe_credit(self, sids):
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hget(self.P + "acct:" + sid, "pk")
+            pipe.hgetall(self.P + "lease:" + sid)
+        res = pipe.execute()
+        return list(zip(res[::2], res[1::2]))
+
+    def refresh(self, sids: list[str], keys: tuple[str, str, str]) -> list[tuple]:
+        """For each account: (credit view, (day, week, month) counts, receipts queued)."""
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hget(self.P + "acct:" + sid, "pk")
+            pipe.hgetall(self.P + "lease:" + sid)
+            pipe.mget([f"{self.P}cnt:{sid}:{k}" for k in keys])
+            pipe.xlen(self.P + "rcpt:" + sid)
+        res = pipe.execute()
+        out = []
+        for i in range(len(sids)):
+            pk, leases, counts, queued = res[4 * i: 4 * i + 4]
+            out.append((_credit_view(pk, leases), tuple(int(c or 0) for c in counts), queued))
+        return out
+
+    def settings_changes(self, after: str) -> tuple[str, list[tuple[str, str]]]:
+        """Settings changed by any process since stream id ``after``: (last id, [(sid, tag)])."""
+        res = self._r.xread({self.P + "acctlog": after}, count=1000)
+        if not res:
+            return after, []
+        entries = res[0][1]
+        return entries[-1][0].decode(), [(f[b"s"].decode(), f[b"n"].decode()) for _, f in entries]
+
+    def last_settings_change(self) -> str:
+        last = self._r.xrevrange(self.P + "acctlog", count=1)
+        return last[0][0].decode() if last else "0-0"
+
+    # ------------------------------------------------------------- receipts
+    def ensure_group(self, sid: str) -> None:
+        try:
+            self._ops.xgroup_create(self.P + "rcpt:" + sid, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    def claim_all(self, sid: str) -> list[tuple[bytes, dict]]:
+        """Every receipt of the account delivered to some process and not acknowledged
+        (its former receiver died or went away): now this process's (XAUTOCLAIM)."""
+        self.ensure_group(sid)
+        key = self.P + "rcpt:" + sid
+        out, start = [], "0-0"
+        while True:
+            nxt, entries, *_ = self._ops.xautoclaim(key, GROUP, self.consumer, 0, start, count=1000)
+            out.extend(e for e in entries if e[1])
+            if nxt in (b"0-0", "0-0"):
+                return out
+            start = nxt
+
+    def reader(self) -> "redis.Redis":
+        """A dedicated connection for the blocking receipt reader."""
+        return redis.Redis.from_url(self.opts.url, socket_timeout=30, socket_keepalive=True)
+
+    def wake_key(self) -> str:
+        return f"{self.P}wake:{self.node}"
+
+    def wake(self) -> None:
+        self._ops.xadd(self.wake_key(), {"w": 1}, maxlen=16, approximate=True)
+
+    def expire_receipts(self, sid: str, before: float) -> int:
+        """Receipts older than ``before`` (never acknowledged: the receipt TTL) are dropped;
+        their lookups stay in the history, marked expired (2)."""
+        key = self.P + "rcpt:" + sid
+        n = 0
+        while True:
+            entries = self._r.xrange(key, "-", f"({int(before * 1000)}", count=1000)
+            if not entries:
+                return n
+            args = [self.P, sid]
+            for eid, fields in entries:
+                rec = fields.get(b"r") or b"0\x1f"
+                args += [eid, rec.split(_FS.encode(), 2)[1]]
+            self._expire(args=args)
+            n += len(entries)
+
+    def trim_history(self, before: float) -> int:
+        """Drop the history index entries older than ``before`` (the records expire by TTL)."""
+        cut = "(" + pad(first_id_at(before))
+        pipe = self._ops.pipeline(transaction=False)
+        sids = [s.decode() for s in self._r.smembers(self.P + "accounts")]
+        for sid in sids:
+            pipe.zremrangebylex(self.P + "hist:" + sid, "-", cut)
+        return sum(pipe.execute())
+
+    def janitor_lock(self, seconds: float) -> bool:
+        return bool(self._ops.set(self.P + "janitor", self.tag, nx=True, ex=max(1, int(seconds))))
+
+    # ---------------------------------------------------------------- writes
+    def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
+               ledger: list[tuple] = ()) -> None:
+        """One group commit (see the module docstring). Runs on the journal's writer thread."""
+        self.cseq += 1
+        cseq = self.cseq
+        if self.fenced:
+            raise Fenced(f"node {self.node}: lease lost")
+        keys_of = self.periods.keys
+        aggs: dict[tuple, list] = {}
+        recs = []
+        for row in lookups:
+            recs.append(encode_row(row))
+            k = (row[2],) + keys_of(row[5])
+            a = aggs.get(k)
+            if a is None:
+                aggs[k] = [1, row[7]]
+            else:
+                a[0] += 1
+                a[1] += row[7]
+        args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, _RS.join(recs), len(aggs)]
+        limited = self.limited
+        for (sid, dk, wk, mk), (count, cost) in aggs.items():
+            args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0]
+        args.append(len(acks))
+        entries = self.entries
+        for pending, lid in acks:
+            e = entries.pop(lid, None)
+            args += [lid, pending, e[0], e[1]] if e is not None else [lid, pending, "", ""]
+        changed = []
+        for sid, record in accounts:
+            rec = json.loads(record)
+            is_limited = rec.pop("packages", None) is not None
+            canon = _canon(rec)
+            if self._settings.get(sid) != canon:
+                changed.append((sid, canon, 1 if is_limited else 0))
+        args.append(len(changed))
+        for change in changed:
+            args += change
+        args.append(len(ledger))
+        for sid, at, kind, amount, note in ledger:
+            args += [sid, json.dumps([at, kind, amount, note]), kind, amount,
+                     self.periods.today(at).isoformat(), note or ""]
+        try:
+            out = self._commit(args=args)
+        except redis.ResponseError as err:
+            if "FENCED" in str(err):
+                self._fence()
+            raise
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not self._applied(cseq):
+                raise
+            out = None  # it was applied; only the counters that came back are lost
+        for sid, canon, _ in changed:
+            self._settings[sid] = canon
+        mine = self.mine
+        results = []
+        for i, ((sid, dk, wk, mk), (count, cost)) in enumerate(aggs.items()):
+            for key in (dk, wk, mk):
+                mine[sid, key] = mine.get((sid, key), 0) + count
+            if out is not None:
+                results.append((sid, (dk, wk, mk), tuple(out[i][:3]),
+                                (mine[sid, dk], mine[sid, wk], mine[sid, mk]), out[i][3], count, cost))
+        if self.on_commit is not None and (results or ledger):
+            self.on_commit(results)
+
+    def _applied(self, cseq: int) -> bool:
+        """After a connection error: did the commit land? Asks until Redis answers (a few seconds)."""
+        want = f"{self.token}:{cseq}".encode()
+        for _ in range(20):
+            try:
+                return self._r.get(f"{self.P}commit:{self.node}") == want
+            except redis.RedisError:
+                time.sleep(0.25)
+        return False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for c in (self._w, self._ops, self._r):
+            try:
+                c.close()
+            except Exception:
+                pass
+
+    # ----------------------------------------------------------------- reads
+    def pending_receipts(self) -> Iterator[Row]:
+        """Receipts live in each account's stream: the process that holds the account's
+        receiving session takes them from there (nothing to replay at start-up)."""
+        return iter(())
+
+    def lookup(self, message_id: int) -> Row | None:
+        rec = self._r.get(f"{self.P}lk:{message_id}")
+        return decode_row(rec) if rec and len(rec) > 1 else None
+
+    def _rows(self, ids: list[str]) -> list[Row]:
+        if not ids:
+            return []
+        recs = self._r.mget([f"{self.P}lk:{int(i)}" for i in ids])
+        return [decode_row(r) for r in recs if r and len(r) > 1]
+
+    def batch(self, batch_id: int) -> list[Row]:
+        ids = sorted(m.decode() for m in self._r.smembers(f"{self.P}batch:{batch_id}"))
+        return self._rows(ids)
+
+    def history(self, system_id: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 1000, after_id: int = 0) -> list[Row]:
+        lo = "(" + pad(max(after_id, first_id_at(since) - 1 if since else 0))
+        hi = "(" + pad(first_id_at(until)) if until is not None else "+"
+        if system_id is not None:
+            ids = self._r.zrangebylex(f"{self.P}hist:{system_id}", lo, hi, 0, limit)
+        else:
+            sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
+            pipe = self._r.pipeline(transaction=False)
+            for sid in sids:
+                pipe.zrangebylex(f"{self.P}hist:{sid}", lo, hi, 0, limit)
+            ids = list(heapq.merge(*pipe.execute()))[:limit]
+        rows = []
+        # Expired records (past history_ttl, index not trimmed yet) are skipped.
+        for i in range(0, len(ids), 1000):
+            rows += self._rows([m.decode() for m in ids[i:i + 1000]])
+        return rows
+
+    def ledger(self, system_id: str) -> list[LedgerRow]:
+        return [LedgerRow(json.loads(e)) for e in self._r.lrange(f"{self.P}ledger:{system_id}", 0, -1)]
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """Per account: (lookups, total cost) ever committed — for audits and tests."""
+        sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hmget(f"{self.P}tot:{sid}", "n", "c")
+        return {sid: (int(n), int(c or 0)) for sid, (n, c) in zip(sids, pipe.execute()) if n is not None}
+
+    def max_id(self) -> int:
+        sids = [s.decode() for s in self._r.smembers(self.P + "accounts")]
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.zrevrangebylex(f"{self.P}hist:{sid}", "+", "-", 0, 1)
+        return max((int(r[0]) for r in pipe.execute() if r), default=0)
+
+    def queued(self, sid: str) -> int:
+        return self._r.xlen(self.P + "rcpt:" + sid)
+
+
+def _canon(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _credit_view(pk, leases) -> dict | None:
+    if pk is None:
+        return None
+    free = sum(int(p["c"]) for p in json.loads(pk))
+    by_node: dict[int, int] = {}
+    for field, value in (leases or {}).items():
+        node, kind = field.decode().split(":")
+        by_node[int(node)] = by_node.get(int(node), 0) + (int(value) if kind == "g" else -int(value))
+    return {"free": free, "leased": by_node, "total": free + sum(by_node.values())}
