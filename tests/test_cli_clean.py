@@ -345,3 +345,30 @@ def test_progress_bar_only_on_a_terminal():
         bar.close()
     assert pipe.getvalue() == ""
     assert "50.0%" in tty.getvalue() and "10 rows" in tty.getvalue()
+
+
+def test_premium_day_limit_stops_the_job(make_server, tmp_path):
+    """A day limit answers ESME_RTHROTTLED like a rate limit; once nothing gets through for
+    the stall limit, the job stops instead of retrying forever."""
+    from hlrsmpp.tools import ToolError
+    from hlrsmpp.tools.clean import JobFailed
+    from hlrsmpp.tools.lookup_client import HlrClient
+    srv = make_server([{"system_id": "capped", "password": "pw", "limits": {"per_day": 2}}], hlr=RULES)
+    src = tmp_path / "numbers.txt"
+    text = "".join(f"4479110{i:05d}\n" for i in range(5))
+    src.write_text(text)
+
+    async def run():
+        client = await HlrClient.open("127.0.0.1", srv.smpp_port, "capped", "pw", stall_limit=1.0)
+        try:
+            await CleanJob(src, srv.server.resolver, checker=client).run()
+        finally:
+            await client.close()
+
+    t0 = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        asyncio.run(run())
+    assert time.monotonic() - t0 < 10
+    assert isinstance(info.value, ToolError) and "ESME_RTHROTTLED" in str(info.value)
+    assert "after 2 charged lookup(s)" in str(info.value)
+    assert src.read_text() == text and not backups(src)

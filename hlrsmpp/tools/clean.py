@@ -318,7 +318,7 @@ class CleanJob:
         counts = self.counts
         style = self.style
         checker = self.checker
-        pending: deque = deque()      # premium: (row, number, future) in input order
+        pending: deque = deque()      # premium: (row, future of its Result) in input order
         max_pending = 50_000
         if layout.kind == "csv":
             reader = csv.reader(text, delimiter=layout.delimiter)

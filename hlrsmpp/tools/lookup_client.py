@@ -57,12 +57,16 @@ class HlrClient:
     """A bound transceiver that turns numbers into results: ``await lookup(n)`` waits
     for a window slot, submits, and returns a future of the ``Result`` (resolved by the
     receipt, an error status, or the receipt timeout). Throttling answers
-    (ESME_RTHROTTLED, ESME_RMSGQFUL) are retried with a backoff. Receipts nobody here
+    (ESME_RTHROTTLED, ESME_RMSGQFUL) are retried with a backoff while lookups still get
+    through; after ``stall_limit`` seconds without any accepted lookup (a day/week/month
+    limit says RTHROTTLED too, and waiting will not lift it) the status is the result.
+    Receipts nobody here
     asked for (the account's earlier lookups) are answered ESME_RX_T_APPN so the server
     keeps them for the account's own receiver, unless ``ack_foreign``."""
 
     def __init__(self, esme: EsmeClient, window: int = 256, timeout: float = 60.0,
-                 ton: int = 1, npi: int = 1, source: str = "", ack_foreign: bool = False):
+                 ton: int = 1, npi: int = 1, source: str = "", ack_foreign: bool = False,
+                 stall_limit: float = 60.0):
         self.esme = esme
         esme.on_receipt = self._on_receipt
         self.window = asyncio.Semaphore(window)
@@ -76,6 +80,8 @@ class HlrClient:
         self._early: dict[str, Receipt] = {}             # receipts that beat their submit_sm_resp
         self.foreign = 0                                 # receipts for lookups not ours
         self.retries = 0
+        self.stall_limit = stall_limit
+        self.last_accept = time.monotonic()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     @classmethod
@@ -136,7 +142,7 @@ class HlrClient:
         if exc is not None:
             self._finish(lk, exc=exc)
             return
-        if pdu.status in RETRY_STATUSES:
+        if pdu.status in RETRY_STATUSES and time.monotonic() - self.last_accept < self.stall_limit:
             lk.attempts += 1
             self.retries += 1
             delay = min(0.05 * 2 ** min(lk.attempts, 6), 2.0)
@@ -145,6 +151,7 @@ class HlrClient:
         if pdu.status:
             self._finish(lk, Result(lk.number, pdu.status))
             return
+        self.last_accept = time.monotonic()
         lk.message_id = pdu.params.get("message_id", "")
         lk.keys = id_keys(lk.message_id)
         for key in lk.keys:
