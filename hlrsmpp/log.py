@@ -24,6 +24,7 @@ asyncio, aiohttp and other libraries come out in the same format.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 
@@ -35,13 +36,41 @@ SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token", "admin_
 MASK = "***"
 
 
+# Credentials inside values: user:password@ in URLs (a Redis URL, a webhook), and
+# secret-named query parameters (seed 002 puts the password in the query string).
+_URL_USERINFO = re.compile(r"(//)[^/@\s]*:[^/@\s]*@")
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|apikey|access_token)=)"
+                           r"[^&#\s'\"]*")
+
+
+def scrub(text: str) -> str:
+    """``text`` with URL credentials and secret query parameters masked."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(r"\1" + MASK + "@", text)
+    if "=" in text:
+        text = _SECRET_PARAM.sub(r"\1" + MASK, text)
+    return text
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: MASK if str(k).lower() in SECRET_KEYS else _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_clean(v) for v in value)
+    return value
+
+
 def redact(_logger, _method, event_dict: dict) -> dict:
-    """Mask values of keys that name a secret (top level and one level down)."""
+    """Mask values of keys that name a secret, and credentials inside values."""
     for key, value in event_dict.items():
         if key.lower() in SECRET_KEYS:
             event_dict[key] = MASK
-        elif isinstance(value, dict) and any(str(k).lower() in SECRET_KEYS for k in value):
-            event_dict[key] = {k: MASK if str(k).lower() in SECRET_KEYS else v for k, v in value.items()}
+        elif key != "exc_info" and key[:1] != "_" and isinstance(value, (str, dict, list, tuple)):
+            event_dict[key] = _clean(value)
     return event_dict
 
 
@@ -65,7 +94,7 @@ def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
     if fmt == "console":
         final = [structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
     else:
-        final = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        final = [structlog.processors.format_exc_info, redact, structlog.processors.JSONRenderer()]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],

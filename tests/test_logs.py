@@ -224,3 +224,26 @@ def test_bad_settings_are_refused():
         log_mod.configure("xml", "info", io.StringIO())
     with pytest.raises(ValueError):
         log_mod.configure("json", "loud", io.StringIO())
+
+
+def test_credentials_inside_values_are_masked(restore_logging):
+    """A Redis URL, a webhook URL or a seed 002 query string in any value or message."""
+    pipe = io.StringIO()
+    log_mod.configure("json", "info", pipe)
+    t = structlog.get_logger("t")
+    t.info("cluster_joined", storage="redis://:S3cretPw@redis:6379/0")
+    t.warning("webhook_failed", url="https://bob:pw123@cb.example/x?token=abc42&n=1")
+    logging.getLogger("aiohttp.server").error(
+        "Error handling request GET /websmpp/hlr/lookup?username=a&password=Qz7pW2xk&destination=1")
+    try:
+        raise ConnectionError("cannot reach redis://user:hunter2@h:6379")
+    except ConnectionError:
+        t.error("redis_call_failed", exc_info=sys.exc_info())
+    text = pipe.getvalue()
+    for secret in ("S3cretPw", "pw123", "abc42", "Qz7pW2xk", "hunter2"):
+        assert secret not in text, secret
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert lines[0]["storage"] == "redis://***@redis:6379/0"
+    assert lines[1]["url"] == "https://***@cb.example/x?token=***&n=1"
+    assert "username=a&password=***&destination=1" in lines[2]["event"]
+    assert "Traceback" in lines[3]["exception"] and "redis://***@h:6379" in lines[3]["exception"]
