@@ -442,7 +442,7 @@ async def test_hostile_values_are_refused_cleanly(make_server, api):
     a = await api(st)
     # Times far outside the id span; a lone surrogate (valid JSON, invalid UTF-8).
     for params in ({"since": "9999-12-31"}, {"until": "9999-12-31T23:59:59"}, {"since": "1" * 30},
-                   {"until": "0"}):
+                   {"until": "0"}, {"account": "\x1b\r\nX-Evil: 1", "format": "csv"}):
         status, body, _ = await a.call("GET", "/history", ADMIN, params=params)
         assert status == 200, (params, body)
     status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"),

@@ -274,6 +274,13 @@ def _iso_epoch(s: str) -> float:
     return dt.timestamp()
 
 
+def _filename(account: str | None) -> str:
+    """A header-safe file name part (the account filter is caller input)."""
+    if account is None:
+        return "all"
+    return account if SYSTEM_ID_RE.fullmatch(account) else "account"
+
+
 async def history(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/history?account=&since=&until=&limit=&after=&format=json|csv"""
     server = request.app[SERVER]
@@ -316,7 +323,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     # CSV: every matching lookup (or `limit` of them), streamed a page at a time.
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="hlrsmpp-history-{account or "all"}.csv"'})
+        "Content-Disposition": f'attachment; filename="hlrsmpp-history-{_filename(account)}.csv"'})
     await resp.prepare(request)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
