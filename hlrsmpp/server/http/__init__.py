@@ -5,7 +5,6 @@ prepaid service, the JSON API under /api/v1/ with its OpenAPI document, /metrics
 from __future__ import annotations
 
 import asyncio
-import time
 
 import structlog
 from aiohttp import web
@@ -59,7 +58,6 @@ async def _observe(request: web.Request, handler):
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    server = request.app[SERVER]
     registry = request.app[REGISTRY]
     body = metrics.exposition(registry)
     resp = web.Response(body=body)
