@@ -36,7 +36,7 @@ from ..server.receipts import Lookup
 from ..server.smpp import SessionRegistry
 from ..smpp.session import BindMode
 from ..smpp.status import Status
-from .store import GROUP, Fenced, Periods, RedisStore, decode_row
+from .store import GROUP, Fenced, Periods, RedisStore, decode_batch
 
 log = structlog.get_logger("hlrsmpp.redis")
 
@@ -215,7 +215,7 @@ class Cluster:
     async def _consume(self, sid: str, gen: int) -> None:
         for attempt in range(10):
             try:
-                entries = await self.run(self.store.claim_all, sid)
+                entries = await self.run(self._claim, sid)
                 break
             except redis.RedisError as err:
                 log.error("receipts_claim_failed", system_id=sid, error=repr(err))
@@ -226,8 +226,26 @@ class Cluster:
             return  # the receiver went away meanwhile: the entries stay pending for the next
         del self._attaching[sid]
         self.consuming[sid] = gen
-        self._feed(sid, [_decode(e) for e in entries])
+        self._feed(sid, entries)
         self.spawn(self.store.wake)
+
+    def _claim(self, sid: str) -> list[tuple]:
+        """(worker thread) The account's receipts delivered before and never answered, minus
+        those answered meanwhile; entries with nothing left leave the stream."""
+        store = self.store
+        out, empty = [], []
+        for entry in store.claim_all(sid):
+            eid, rows, origin, cseq = _decode(entry)
+            rows = store.unanswered(rows)
+            if rows:
+                out.append((eid, rows, origin, cseq))
+            else:
+                empty.append(eid)
+        if empty:
+            key = store.P + "rcpt:" + sid
+            store._ops.xack(key, GROUP, *empty)
+            store._ops.xdel(key, *empty)
+        return out
 
     def receiver_gone(self, sid: str) -> None:
         """The local receiver unbound or lost its lease: stop consuming; receipts not yet
@@ -247,6 +265,7 @@ class Cluster:
         for lid, e in list(entries.items()):
             if e[0] == sid and e[2] == gen:
                 entries.pop(lid, None)
+                self.store.batches.pop((e[1], gen), None)
 
     def _read_loop(self) -> None:
         """The reader thread: blocking XREADGROUP over the streams of the accounts whose
@@ -291,7 +310,7 @@ class Cluster:
                     except redis.RedisError:
                         pass
                     continue
-                batch.append((key[len(prefix):], [_decode(e) for e in entries if e[1]]))
+                batch.append((key[len(prefix):], [_decode(e) for e in entries if e[1].get(b"r")]))
             if batch and not self._stopping:
                 try:
                     self.loop.call_soon_threadsafe(self._on_read, batch)
@@ -312,27 +331,26 @@ class Cluster:
             return  # not ours any more: the entries stay pending for the next receiver
         server = self.server
         box = server.outboxes[sid]
-        entries = self.store.entries
+        entries, batches = self.store.entries, self.store.batches
         tag = self.store.tag
         commits = server.journal.commits
         guard = self.opts.cross_node_guard_ms / 1000.0
         now = time.time()
         held, later = [], []
-        for eid, row, origin, cseq in items:
-            lid = row[0]
-            e = entries.get(lid)
-            if e is not None and e[2] == gen:
+        for eid, rows, origin, cseq in items:
+            if (eid, gen) in batches:
                 continue  # claimed and read both: once is enough
-            entries[lid] = (sid, eid, gen)
-            lookup = Lookup.from_row(row)
-            if origin == tag:
-                if cseq > commits:
+            batches[eid, gen] = {row[0] for row in rows}
+            mine = origin == tag and cseq > commits
+            for row in rows:
+                entries[row[0]] = (sid, eid, gen)
+                lookup = Lookup.from_row(row)
+                if mine:
                     held.append(lookup)
-                    continue
-            elif now - lookup.submitted < guard and lookup.done < lookup.submitted + guard:
-                later.append(lookup)
-                continue
-            box.add(lookup, now)
+                elif origin != tag and now - lookup.submitted < guard and lookup.done < lookup.submitted + guard:
+                    later.append(lookup)
+                else:
+                    box.add(lookup, now)
         box.pump()
         if held:
             server.journal.after_commit(lambda ok: self._add(sid, gen, held))
@@ -621,5 +639,6 @@ class Cluster:
 
 
 def _decode(entry) -> tuple:
+    """A stream entry: (entry id, its rows, the node tag that committed it, commit number)."""
     eid, fields = entry
-    return eid, decode_row(fields[b"r"]), fields[b"n"].decode(), int(fields[b"k"])
+    return eid, decode_batch(fields[b"r"]), fields[b"n"].decode(), int(fields[b"k"])

@@ -17,11 +17,16 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P want              ZSET system_id -> until (ms): a process lacks credit, idle leases come back
   P tot:SID           HASH n (lookups ever), c (their cost ever): audits
   P cnt:SID:KEY       lookups in a day/week/month window (KEY d2026-01-31, w2026-01-26, m2026-01)
-  P lk:ID             one lookup (the row, pending flag first), EX history_ttl
+  P lk:SEC            HASH id -> lookup record, the lookups whose id was issued in that second
+                      (ids start with their millisecond), EX history_ttl
+  P ack:SEC, exp:SEC  SETs of ids whose receipt was acknowledged / expired, EX history_ttl
   P hist:SID          ZSET (lex) of 19-digit ids: the account's history in id (= time) order
   P batch:BID         SET of 19-digit ids, EX history_ttl
   P ledger:SID        LIST of JSON [at, kind, amount, note]
-  P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process
+  P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process; an
+                      entry holds the receipts of one group commit (r: records, n: node tag,
+                      k: commit number); deleted once all of them are acknowledged
+  P q:SID             receipts not yet acknowledged (ESME_RMSGQFUL)
   P rx:SID            the receiving session's lease: "n:fence", PX lease
   P fence:SID         INCR: fencing tokens of rx:SID
   P tx:SID            ZSET "n:session" -> lease end (ms): the transmitters
@@ -226,8 +231,14 @@ local g = tonumber(redis.call('HGET', lk, n .. ':g') or '0')
 local s = tonumber(redis.call('HGET', lk, n .. ':s') or '0')
 amount = math.max(0, math.min(amount, g - s))
 if amount > 0 then
-  redis.call('HSET', lk, n .. ':g', fmt(g - amount))
   refill(P, sid, amount)
+  if g - amount == s then
+    -- Nothing left unspent, nothing uncommitted (never more than g - s comes back): gone.
+    redis.call('HDEL', lk, n .. ':g', n .. ':s')
+    redis.call('SREM', P .. 'leases:' .. n, sid)
+  else
+    redis.call('HSET', lk, n .. ':g', fmt(g - amount))
+  end
 end
 return fmt(amount)
 """
@@ -248,34 +259,41 @@ redis.pcall('XGROUP', 'CREATE', P .. 'rcpt:' .. sid, 'rx', '0', 'MKSTREAM')
 return 1
 """
 
-#: One group commit of node n, all or nothing, fenced by node n's lease.
-#: ARGV: P, n, token, cseq, ttl_s, tag, lookups blob (records split by \30, fields by \31),
-#:   naggs, (sid, count, cost, dkey, wkey, mkey, charged)*naggs,
-#:   nacks, (id, pending, sid, entry id)*nacks,
-#:   naccounts, (sid, settings JSON, limited)*naccounts,
-#:   nledger, (sid, JSON, kind, amount, bought, note)*nledger
+#: One group commit of node n, all or nothing, fenced by node n's lease. Variadic calls per
+#: account and per second of ids, never one call per lookup.
+#: ARGV: P, n, token, cseq, ttl_s, tag,
+#:   nbuckets, (second, "id\31record\30...")*                       history records
+#:   naggs, (sid, count, cost, dkey, wkey, mkey, charged, "pid pid ...", nreceipts,
+#:           "record\30record...")*                                  per account
+#:   nbatches, (batch id, "pid pid ...")*
+#:   nacks, (second, sid, pending code, "id id ...")*                receipts answered/expired
+#:   ndone, (sid, entry id)*                                         stream entries all answered
+#:   naccounts, (sid, settings JSON, limited)*
+#:   nledger, (sid, JSON, kind, amount, bought, note)*
 #: -> per aggregate {day, week, month, receipts queued}
 COMMIT = r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('GET', P .. 'node:' .. n) ~= token then
   return redis.error_reply('FENCED node ' .. n .. ' lease lost')
 end
-local batches = {}
-for rec in string.gmatch(ARGV[7], '[^\30]+') do
-  local pending, id, batch, sid = string.match(rec, '^(%d)\31(%d+)\31([^\31]*)\31([^\31]*)\31')
-  local pid = string.rep('0', 19 - #id) .. id
-  redis.call('SET', P .. 'lk:' .. id, rec, 'EX', ttl)
-  redis.call('ZADD', P .. 'hist:' .. sid, 0, pid)
-  if batch ~= '' then
-    redis.call('SADD', P .. 'batch:' .. batch, pid)
-    batches[batch] = true
-  end
-  if pending == '1' then
-    redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', rec, 'n', tag, 'k', cseq)
+local function bulk(cmd, key, list)
+  for j = 1, #list, 7000 do
+    redis.call(cmd, key, unpack(list, j, math.min(j + 6999, #list)))
   end
 end
-for b in pairs(batches) do redis.call('EXPIRE', P .. 'batch:' .. b, ttl) end
-local i = 8
+local i = 7
+local nb = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nb do
+  local key = P .. 'lk:' .. ARGV[i]
+  local t = {}
+  for id, rec in string.gmatch(ARGV[i + 1], '(%d+)\31([^\30]*)') do
+    t[#t + 1] = id
+    t[#t + 1] = rec
+  end
+  bulk('HSET', key, t)
+  redis.call('EXPIRE', key, ttl)
+  i = i + 2
+end
 local out = {}
 local naggs = tonumber(ARGV[i]); i = i + 1
 for _ = 1, naggs do
@@ -293,20 +311,54 @@ for _ = 1, naggs do
     totals[j - 2] = redis.call('INCRBY', ck, count)
     redis.call('EXPIRE', ck, 35 * 86400)
   end
-  totals[4] = redis.call('XLEN', P .. 'rcpt:' .. sid)
+  local t = {}
+  for pid in string.gmatch(ARGV[i + 7], '%d+') do
+    t[#t + 1] = 0
+    t[#t + 1] = pid
+  end
+  bulk('ZADD', P .. 'hist:' .. sid, t)
+  local qk = P .. 'q:' .. sid
+  if ARGV[i + 8] ~= '0' then
+    redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', ARGV[i + 9], 'n', tag, 'k', cseq)
+    totals[4] = redis.call('INCRBY', qk, ARGV[i + 8])
+  else
+    totals[4] = tonumber(redis.call('GET', qk) or '0')
+  end
   out[#out + 1] = totals
-  i = i + 7
+  i = i + 10
+end
+local nbatch = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nbatch do
+  local key = P .. 'batch:' .. ARGV[i]
+  local t = {}
+  for pid in string.gmatch(ARGV[i + 1], '%d+') do t[#t + 1] = pid end
+  bulk('SADD', key, t)
+  redis.call('EXPIRE', key, ttl)
+  i = i + 2
 end
 local nacks = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nacks do
-  local k = P .. 'lk:' .. ARGV[i]
-  if redis.call('EXISTS', k) == 1 then redis.call('SETRANGE', k, 0, ARGV[i + 1]) end
-  if ARGV[i + 3] ~= '' then
-    local sk = P .. 'rcpt:' .. ARGV[i + 2]
-    redis.call('XACK', sk, 'rx', ARGV[i + 3])
-    redis.call('XDEL', sk, ARGV[i + 3])
+  local second, sid, code = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local t = {}
+  for id in string.gmatch(ARGV[i + 3], '%d+') do t[#t + 1] = id end
+  local key = P .. (code == '2' and 'exp:' or 'ack:') .. second
+  local new = 0
+  for j = 1, #t, 7000 do
+    new = new + redis.call('SADD', key, unpack(t, j, math.min(j + 6999, #t)))
+  end
+  redis.call('EXPIRE', key, ttl)
+  if new > 0 then
+    local qk = P .. 'q:' .. sid
+    if redis.call('DECRBY', qk, new) < 0 then redis.call('SET', qk, 0) end
   end
   i = i + 4
+end
+local ndone = tonumber(ARGV[i]); i = i + 1
+for _ = 1, ndone do
+  local sk = P .. 'rcpt:' .. ARGV[i]
+  redis.call('XACK', sk, 'rx', ARGV[i + 1])
+  redis.call('XDEL', sk, ARGV[i + 1])
+  i = i + 2
 end
 local nacc = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nacc do
@@ -348,16 +400,28 @@ redis.call('SET', P .. 'commit:' .. n, token .. ':' .. cseq)
 return out
 """
 
-#: ARGV: P, sid, (entry id, lookup id)* : receipts past their TTL leave the stream; their
-#: lookups stay in the history, marked expired (2).
+#: ARGV: P, sid, ttl_s, entry ids (comma-separated), (second, "id id ...")* : receipts past
+#: their TTL leave the stream; their lookups stay in the history, marked expired (2).
 EXPIRE_RECEIPTS = r"""
-local P, sid = ARGV[1], ARGV[2]
+local P, sid, ttl = ARGV[1], ARGV[2], ARGV[3]
 local sk = P .. 'rcpt:' .. sid
-for i = 3, #ARGV, 2 do
-  local k = P .. 'lk:' .. ARGV[i + 1]
-  if redis.call('EXISTS', k) == 1 then redis.call('SETRANGE', k, 0, '2') end
-  redis.call('XACK', sk, 'rx', ARGV[i])
-  redis.call('XDEL', sk, ARGV[i])
+local dropped = 0
+for i = 5, #ARGV, 2 do
+  local ack, exp = P .. 'ack:' .. ARGV[i], P .. 'exp:' .. ARGV[i]
+  for id in string.gmatch(ARGV[i + 1], '%d+') do
+    if redis.call('SISMEMBER', ack, id) == 0 and redis.call('SADD', exp, id) == 1 then
+      dropped = dropped + 1
+    end
+  end
+  redis.call('EXPIRE', exp, ttl)
 end
-return 1
+if dropped > 0 then
+  local qk = P .. 'q:' .. sid
+  if redis.call('DECRBY', qk, dropped) < 0 then redis.call('SET', qk, 0) end
+end
+for eid in string.gmatch(ARGV[4], '[^,]+') do
+  redis.call('XACK', sk, 'rx', eid)
+  redis.call('XDEL', sk, eid)
+end
+return dropped
 """

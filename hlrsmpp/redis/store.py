@@ -8,9 +8,10 @@ synchronous and thread-safe: the loop side (cluster.py) calls it on worker threa
 
 A group commit is ONE script run, fenced by this process's node lease and made
 idempotent-checkable by a commit sequence number: lookups (history with a TTL, the
-account's id index, the batch index), each SMPP lookup's receipt as an entry of the
-account's receipt stream, acknowledged receipts (XACK + XDEL), period counters,
-spent credit, settings and ledger. No per-lookup round trip: one per commit.
+account's id index, the batch index), the commit's receipts as one entry of each
+account's receipt stream, answered receipts (set members; a stream entry leaves once all
+its receipts are answered), period counters, spent credit, settings and ledger. No
+per-lookup round trip, and inside Redis a few variadic calls per account, none per lookup.
 """
 from __future__ import annotations
 
@@ -90,6 +91,16 @@ def pad(lookup_id: int) -> str:
     return f"{lookup_id:019d}"
 
 
+def second(lookup_id: int) -> int:
+    """The history bucket of an id: the second (since the ids' epoch) it was issued in."""
+    return (lookup_id >> 22) // 1000
+
+
+def decode_batch(blob: bytes) -> list[Row]:
+    """A receipt stream entry: the records of one group commit's SMPP lookups."""
+    return [decode_row(rec) for rec in blob.decode().split(_RS)]
+
+
 class Periods:
     """Day / ISO week / month keys of the counters, in the accounts' timezone; the current
     day's bounds cached, so a commit computes them once."""
@@ -160,7 +171,9 @@ class RedisStore:
         self.cseq = 0
         self.fenced = False
         #: lookup id -> (system_id, stream entry id, generation) of receipts this process delivers
-        self.entries: dict[int, tuple[str, bytes]] = {}
+        self.entries: dict[int, tuple[str, bytes, int]] = {}
+        #: (stream entry id, generation) -> ids of its receipts not answered yet
+        self.batches: dict[tuple[bytes, int], set[int]] = {}
         #: (system_id, period key) -> lookups this process committed in it
         self.mine: dict[tuple[str, str], int] = {}
         self._settings: dict[str, str] = {}   # system_id -> settings JSON as last written/read
@@ -367,12 +380,12 @@ class RedisStore:
             pipe.hget(self.P + "acct:" + sid, "pk")
             pipe.hgetall(self.P + "lease:" + sid)
             pipe.mget([f"{self.P}cnt:{sid}:{k}" for k in keys])
-            pipe.xlen(self.P + "rcpt:" + sid)
+            pipe.get(self.P + "q:" + sid)
         res = pipe.execute()
         out = []
         for i in range(len(sids)):
             pk, leases, counts, queued = res[4 * i: 4 * i + 4]
-            out.append((_credit_view(pk, leases), tuple(int(c or 0) for c in counts), queued))
+            out.append((_credit_view(pk, leases), tuple(int(c or 0) for c in counts), int(queued or 0)))
         return out
 
     def settings_changes(self, after: str) -> tuple[str, list[tuple[str, str]]]:
@@ -420,19 +433,22 @@ class RedisStore:
 
     def expire_receipts(self, sid: str, before: float) -> int:
         """Receipts older than ``before`` (never acknowledged: the receipt TTL) are dropped;
-        their lookups stay in the history, marked expired (2)."""
+        their lookups stay in the history, marked expired (2). How many were dropped."""
         key = self.P + "rcpt:" + sid
         n = 0
         while True:
-            entries = self._r.xrange(key, "-", f"({int(before * 1000)}", count=1000)
+            entries = self._r.xrange(key, "-", f"({int(before * 1000)}", count=100)
             if not entries:
                 return n
-            args = [self.P, sid]
-            for eid, fields in entries:
-                rec = fields.get(b"r") or b"0\x1f"
-                args += [eid, rec.split(_FS.encode(), 2)[1]]
-            self._expire(args=args)
-            n += len(entries)
+            by_second: dict[int, list[str]] = {}
+            for _, fields in entries:
+                if fields.get(b"r"):
+                    for row in decode_batch(fields[b"r"]):
+                        by_second.setdefault(second(row[0]), []).append(str(row[0]))
+            args = [self.P, sid, self.ttl, ",".join(e[0].decode() for e in entries)]
+            for b, ids in by_second.items():
+                args += [b, " ".join(ids)]
+            n += self._expire(args=args)
 
     def trim_history(self, before: float) -> int:
         """Drop the history index entries older than ``before`` (the records expire by TTL)."""
@@ -455,26 +471,65 @@ class RedisStore:
         if self.fenced:
             raise Fenced(f"node {self.node}: lease lost")
         keys_of = self.periods.keys
-        aggs: dict[tuple, list] = {}
-        recs = []
+        buckets: dict[int, list[str]] = {}
+        aggs: dict[tuple, list] = {}   # (sid, dkey, wkey, mkey) -> [count, cost, pids, receipts]
+        batches: dict[int, list[str]] = {}
         for row in lookups:
-            recs.append(encode_row(row))
+            rec = encode_row(row)
+            lid = row[0]
+            b = (lid >> 22) // 1000
+            entry = f"{lid}\x1f{rec}"
+            lst = buckets.get(b)
+            if lst is None:
+                buckets[b] = [entry]
+            else:
+                lst.append(entry)
             k = (row[2],) + keys_of(row[5])
             a = aggs.get(k)
             if a is None:
-                aggs[k] = [1, row[7]]
-            else:
-                a[0] += 1
-                a[1] += row[7]
-        args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, _RS.join(recs), len(aggs)]
+                a = aggs[k] = [0, 0, [], []]
+            a[0] += 1
+            a[1] += row[7]
+            pid = f"{lid:019d}"
+            a[2].append(pid)
+            if row[17] == 1:
+                a[3].append(rec)
+            if row[1] is not None:
+                batches.setdefault(row[1], []).append(pid)
+        args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, len(buckets)]
+        for b, entries in buckets.items():
+            args += [b, _RS.join(entries)]
+        args.append(len(aggs))
         limited = self.limited
-        for (sid, dk, wk, mk), (count, cost) in aggs.items():
-            args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0]
-        args.append(len(acks))
-        entries = self.entries
+        for (sid, dk, wk, mk), (count, cost, pids, receipts) in aggs.items():
+            args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0, " ".join(pids),
+                     len(receipts), _RS.join(receipts)]
+        args.append(len(batches))
+        for bid, pids in batches.items():
+            args += [bid, " ".join(pids)]
+        # Answered receipts: grouped per second, account and code; a stream entry whose
+        # receipts are all answered leaves the stream in this same commit.
+        answered: dict[tuple, list[str]] = {}
+        done = []
+        mapped, outstanding = self.entries, self.batches
         for pending, lid in acks:
-            e = entries.pop(lid, None)
-            args += [lid, pending, e[0], e[1]] if e is not None else [lid, pending, "", ""]
+            e = mapped.pop(lid, None)
+            if e is None:
+                continue  # not delivered by this process's consumer: nothing to acknowledge
+            sid, eid, gen = e
+            answered.setdefault(((lid >> 22) // 1000, sid, pending), []).append(str(lid))
+            left = outstanding.get((eid, gen))
+            if left is not None:
+                left.discard(lid)
+                if not left:
+                    del outstanding[eid, gen]
+                    done.append((sid, eid))
+        args.append(len(answered))
+        for (b, sid, code), ids in answered.items():
+            args += [b, sid, code, " ".join(ids)]
+        args.append(len(done))
+        for sid, eid in done:
+            args += [sid, eid]
         changed = []
         for sid, record in accounts:
             rec = json.loads(record)
@@ -503,7 +558,7 @@ class RedisStore:
             self._settings[sid] = canon
         mine = self.mine
         results = []
-        for i, ((sid, dk, wk, mk), (count, cost)) in enumerate(aggs.items()):
+        for i, ((sid, dk, wk, mk), (count, cost, _, _)) in enumerate(aggs.items()):
             for key in (dk, wk, mk):
                 mine[sid, key] = mine.get((sid, key), 0) + count
             if out is not None:
@@ -539,17 +594,58 @@ class RedisStore:
         return iter(())
 
     def lookup(self, message_id: int) -> Row | None:
-        rec = self._r.get(f"{self.P}lk:{message_id}")
-        return decode_row(rec) if rec and len(rec) > 1 else None
+        rows = self._rows([message_id])
+        return rows[0] if rows else None
 
-    def _rows(self, ids: list[str]) -> list[Row]:
+    def _rows(self, ids: list[int]) -> list[Row]:
+        """Records by id, in the order given (expired ones left out), with the pending flag
+        as it is now (acknowledged and expired receipts are set members, not rewrites)."""
         if not ids:
             return []
-        recs = self._r.mget([f"{self.P}lk:{int(i)}" for i in ids])
-        return [decode_row(r) for r in recs if r and len(r) > 1]
+        by_second: dict[int, list[int]] = {}
+        for lid in ids:
+            by_second.setdefault(second(lid), []).append(lid)
+        pipe = self._r.pipeline(transaction=False)
+        order = list(by_second.items())
+        for b, lids in order:
+            pipe.hmget(f"{self.P}lk:{b}", lids)
+            pipe.smismember(f"{self.P}ack:{b}", lids)
+            pipe.smismember(f"{self.P}exp:{b}", lids)
+        res = pipe.execute()
+        found: dict[int, Row] = {}
+        for j, (b, lids) in enumerate(order):
+            recs, acked, expired = res[3 * j: 3 * j + 3]
+            for lid, rec, a, x in zip(lids, recs, acked, expired):
+                if rec is None:
+                    continue
+                row = decode_row(rec)
+                if row[17] == 1 and (a or x):
+                    row = Row(row[:17] + (0 if a else 2,))
+                found[lid] = row
+        return [found[lid] for lid in ids if lid in found]
+
+    def unanswered(self, rows: list[Row]) -> list[Row]:
+        """The rows (of a stream entry) whose receipt is neither acknowledged nor expired."""
+        if not rows:
+            return rows
+        by_second: dict[int, list[int]] = {}
+        for r in rows:
+            by_second.setdefault(second(r[0]), []).append(r[0])
+        pipe = self._r.pipeline(transaction=False)
+        order = list(by_second.items())
+        for b, lids in order:
+            pipe.smismember(f"{self.P}ack:{b}", lids)
+            pipe.smismember(f"{self.P}exp:{b}", lids)
+        res = pipe.execute()
+        answered = set()
+        for j, (b, lids) in enumerate(order):
+            for lid, a, x in zip(lids, res[2 * j], res[2 * j + 1]):
+                if a or x:
+                    answered.add(lid)
+        return [r for r in rows if r[0] not in answered]
 
     def batch(self, batch_id: int) -> list[Row]:
-        ids = sorted(m.decode() for m in self._r.smembers(f"{self.P}batch:{batch_id}"))
+        ids = sorted(int(m) for m in self._r.smembers(f"{self.P}batch:{batch_id}"))
         return self._rows(ids)
 
     def history(self, system_id: str | None = None, since: float | None = None,
@@ -567,7 +663,7 @@ class RedisStore:
         rows = []
         # Expired records (past history_ttl, index not trimmed yet) are skipped.
         for i in range(0, len(ids), 1000):
-            rows += self._rows([m.decode() for m in ids[i:i + 1000]])
+            rows += self._rows([int(m) for m in ids[i:i + 1000]])
         return rows
 
     def ledger(self, system_id: str) -> list[LedgerRow]:
@@ -589,7 +685,7 @@ class RedisStore:
         return max((int(r[0]) for r in pipe.execute() if r), default=0)
 
     def queued(self, sid: str) -> int:
-        return self._r.xlen(self.P + "rcpt:" + sid)
+        return int(self._r.get(self.P + "q:" + sid) or 0)
 
 
 def _canon(d: dict) -> str:

@@ -1,0 +1,160 @@
+"""Throughput of a shared deployment, 1 process against N: ``python -m hlrsmpp.redis.bench``.
+
+For each worker count it starts ``hlrsmpp serve --workers N`` on a Redis (a temporary
+``redis-server`` unless ``--redis-url`` is given; that database is FLUSHED), drives it
+with ``hlrsmpp bench`` (trx: one transceiver per account, the accounts prepaid), stops
+it with SIGTERM, then audits Redis: every acknowledged lookup in the history once, the
+credit exact (initial = free + spent), no receipt left pending, no lease left.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+CREDIT = Decimal("1000000")
+PRICE = Decimal("0.1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TempRedis:
+    """A throwaway redis-server (append-only file on, as a durable deployment would run)."""
+
+    def __init__(self, appendfsync: str = "everysec"):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        self.dir = Path(tempfile.mkdtemp(prefix="hlrsmpp-redis-"))
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", appendfsync, "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, 10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def run_one(url: str, workers: int, count: int, sessions: int, window: int, workdir: Path) -> dict:
+    import redis
+
+    from ..bench import BenchConfig, bench
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    # The names ``hlrsmpp bench`` uses for one transceiver per account: load, load2, load3 ...
+    accounts = [{"system_id": f"load{i + 1}" if i else "load", "password": "load", "credit": str(CREDIT),
+                 "price": str(PRICE), "max_tx": 100} for i in range(sessions)]
+    conf = {
+        "smpp": {"host": "127.0.0.1", "max_connections_per_ip": 100000},
+        "http": {"host": "127.0.0.1"},
+        "storage": {"redis": {"url": url}},
+        "hlr": {"latency_ms": 0},
+        "log": {"format": "json", "level": "warning"},
+        "accounts": accounts,
+    }
+    cfg_file = workdir / f"redis-{workers}.yaml"
+    cfg_file.write_text(json.dumps(conf, indent=1))
+    smpp, http = _free_port(), _free_port()
+    log = open(workdir / f"server-{workers}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "hlrsmpp", "serve", "--workers", str(workers),
+                             "--config", str(cfg_file), "--smpp-port", str(smpp), "--http-port", str(http)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(smpp, 60)
+        time.sleep(1.0 + 0.5 * workers)  # every worker listening
+        result = bench(BenchConfig(port=smpp, sessions=sessions, window=window, count=count,
+                                   system_id="load", password="load", drain_timeout=120))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    result["audit"] = audit(r, [a["system_id"] for a in accounts])
+    result["server_workers"] = workers
+    r.close()
+    return result
+
+
+def audit(r, sids: list[str], prefix: str = "hlrsmpp:") -> dict:
+    """Exactness after the run, read straight from Redis."""
+    out = {"lookups": 0, "history": 0, "nodes": set(), "credit_exact": True, "pending": 0, "leases": 0}
+    for sid in sids:
+        n, cost = (int(x or 0) for x in r.hmget(f"{prefix}tot:{sid}", "n", "c"))
+        out["lookups"] += n
+        ids = r.zrange(f"{prefix}hist:{sid}", 0, -1)
+        out["history"] += len(ids)
+        out["nodes"].update((int(i) >> 12) & 1023 for i in ids)
+        free = sum(int(p["c"]) for p in json.loads(r.hget(f"{prefix}acct:{sid}", "pk")))
+        if free + cost != int(CREDIT * 1_000_000):
+            out["credit_exact"] = False
+        out["pending"] += r.xlen(f"{prefix}rcpt:{sid}")
+        out["leases"] += r.hlen(f"{prefix}lease:{sid}")
+    out["nodes"] = sorted(out["nodes"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hlrsmpp.redis.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", default="1,2", help="comma-separated process counts to measure")
+    p.add_argument("--count", type=int, default=100_000)
+    p.add_argument("--sessions", type=int, default=8, help="transceivers, one account each")
+    p.add_argument("--window", type=int, default=64)
+    p.add_argument("--redis-url", default=None, help="use this Redis (its database is FLUSHED)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    temp = None if args.redis_url else TempRedis()
+    url = args.redis_url or temp.url
+    workdir = Path(tempfile.mkdtemp(prefix="hlrsmpp-redis-bench-"))
+    results = []
+    try:
+        for w in (int(x) for x in args.workers.split(",")):
+            res = run_one(url, w, args.count, args.sessions, args.window, workdir)
+            results.append(res)
+            a = res["audit"]
+            ok = (a["credit_exact"] and a["pending"] == 0 and a["leases"] == 0
+                  and a["lookups"] == a["history"] == res["submit_ok"])
+            print(f"{w} process(es): {res['lookups_per_s']:>9,.0f} lookups/s  "
+                  f"p50 {res['latency_ms']['p50']} ms p99 {res['latency_ms']['p99']} ms  "
+                  f"{res['submit_ok']} ok, errors {res['errors'] or '-'}, nodes {a['nodes']}, "
+                  f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}", flush=True)
+    finally:
+        if temp is not None:
+            temp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    cpus = os.cpu_count()
+    print(f"machine: {cpus} CPU(s); bench generator, redis-server and the workers share them")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
