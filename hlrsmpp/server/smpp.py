@@ -182,6 +182,7 @@ class SmppProtocol:
                     if window is not None:
                         if (len(held) if held else 0) >= window:
                             out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
+                            metrics.STATS.refusals["smpp", "submit_window"] += 1
                             continue
                     if faults is not None and self._submit_fault(pdu, faults):
                         continue
