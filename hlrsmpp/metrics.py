@@ -159,13 +159,7 @@ class Stats:
         # pdus_in/pdus_out: (command_id, status) -> n, see count_pdus.
         # binds (mode, result), lookups (channel, err), refusals (channel, reason),
         # http (route, code), receipts_expired account, faults action -> n.
-        self.deliver_sm = 0                    # superseded by pdus_out (not exposed)
         self.unexpected_resp = 0
-        # Superseded by per-PDU counts and per-account outbox counters; kept while the
-        # server still bumps them (not exposed).
-        self.submit_sm = 0
-        self.receipt_retries = 0
-        self.receipt_timeouts = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.connections_rejected = 0
