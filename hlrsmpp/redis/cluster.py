@@ -155,7 +155,10 @@ class Cluster:
 
     def spawn(self, fn, *args) -> None:
         """Fire and forget a store call (errors are logged)."""
-        fut = self.loop.run_in_executor(self._io, fn, *args)
+        try:
+            fut = self.loop.run_in_executor(self._io, fn, *args)
+        except RuntimeError:  # after stop(): leases end with the node anyway
+            return
         self._spawned.add(fut)
         fut.add_done_callback(self._spawn_done)
 
@@ -180,6 +183,8 @@ class Cluster:
         for account in book:
             self._leases[account.system_id] = _Lease(last_use=now)
         self._acctlog = await self.run(store.last_settings_change)
+        for warning in await self.run(store.durability_warnings):
+            log.warning("redis_not_durable", problem=warning)
         for account in book:
             await self.run(store.ensure_group, account.system_id)
         await self._refresh_once()
@@ -221,6 +226,10 @@ class Cluster:
                 log.error("receipts_claim_failed", system_id=sid, error=repr(err))
                 await asyncio.sleep(0.5 * (attempt + 1))
         else:
+            # The receiver would wait for nothing: let the ESME bind again (anywhere).
+            proto = self.registry.receivers.get(sid)
+            if proto is not None and self._attaching.get(sid) == gen:
+                proto.unbind()
             return
         if self._attaching.get(sid) != gen:
             return  # the receiver went away meanwhile: the entries stay pending for the next
@@ -495,6 +504,8 @@ class Cluster:
         sids = [a.system_id for a in accounts]
         views = await self.run(store.refresh, sids, keys)
         mine = store.mine
+        for k in [k for k in list(mine) if k[1] not in keys]:
+            mine.pop(k, None)  # windows gone by
         for acc, (credit, counts, queued) in zip(accounts, views):
             sid = acc.system_id
             if credit is not None and acc.packages is not None:

@@ -250,6 +250,26 @@ class RedisStore:
                 reaped.append(n)
         return reaped
 
+    def durability_warnings(self) -> list[str]:
+        """What in the Redis configuration breaks the promises (receipts never lost, exact
+        credit): persistence off, or eviction of keys under memory pressure."""
+        out = []
+        try:
+            conf = {}
+            for name in ("appendonly", "save", "maxmemory-policy"):
+                conf.update({k if isinstance(k, str) else k.decode(): v if isinstance(v, str) else v.decode()
+                             for k, v in self._r.config_get(name).items()})
+        except redis.RedisError:
+            return out  # CONFIG refused (a managed service): nothing to check
+        if conf.get("appendonly") != "yes" and not conf.get("save"):
+            out.append("neither appendonly nor save is on: a restart of Redis loses everything")
+        elif conf.get("appendonly") != "yes":
+            out.append("appendonly is off: a crash of Redis loses what came after the last snapshot")
+        if conf.get("maxmemory-policy", "noeviction") != "noeviction":
+            out.append(f"maxmemory-policy is {conf['maxmemory-policy']}: Redis may evict receipts and credit; "
+                       "use noeviction")
+        return out
+
     # ------------------------------------------------------- session registry
     def rx_claim(self, sid: str) -> int:
         f = self._rx_claim(args=[self.P, self.node, self.token, self.lease_ms, sid])
