@@ -64,7 +64,27 @@ def _wait_port(port: int, timeout: float) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def run_one(url: str, workers: int, count: int, sessions: int, window: int, workdir: Path) -> dict:
+def _cpu(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def run_one(url: str, workers: int, count: int, sessions: int, window: int, workdir: Path,
+            redis_pid: int | None = None) -> dict:
     import redis
 
     from ..bench import BenchConfig, bench
@@ -90,9 +110,16 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_port(smpp, 60)
-        time.sleep(1.0 + 0.5 * workers)  # every worker listening
+        deadline = time.monotonic() + 60
+        while r.scard("hlrsmpp:nodes") < workers and time.monotonic() < deadline:
+            time.sleep(0.1)  # every worker joined (and so listening)
+        time.sleep(0.5)
+        ours = [proc.pid] + _children(proc.pid) + ([redis_pid] if redis_pid else [])
+        cpu0, t0 = sum(_cpu(p) for p in ours), time.perf_counter()
         result = bench(BenchConfig(port=smpp, sessions=sessions, window=window, count=count,
                                    system_id="load", password="load", drain_timeout=120))
+        wall = time.perf_counter() - t0
+        result["servers_and_redis_cpu_pct"] = round(100 * (sum(_cpu(p) for p in ours) - cpu0) / wall, 1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -136,15 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for w in (int(x) for x in args.workers.split(",")):
-            res = run_one(url, w, args.count, args.sessions, args.window, workdir)
+            res = run_one(url, w, args.count, args.sessions, args.window, workdir,
+                          temp.proc.pid if temp is not None else None)
             results.append(res)
             a = res["audit"]
             ok = (a["credit_exact"] and a["pending"] == 0 and a["leases"] == 0
                   and a["lookups"] == a["history"] == res["submit_ok"])
+            m = res.get("machine") or {}
+            busy = m.get("busy_pct")
+            others = (round(busy - res["bench_cpu_pct"] - res["servers_and_redis_cpu_pct"], 1)
+                      if busy is not None else None)
             print(f"{w} process(es): {res['lookups_per_s']:>9,.0f} lookups/s  "
                   f"p50 {res['latency_ms']['p50']} ms p99 {res['latency_ms']['p99']} ms  "
                   f"{res['submit_ok']} ok, errors {res['errors'] or '-'}, nodes {a['nodes']}, "
-                  f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}", flush=True)
+                  f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}; CPU: workers+redis "
+                  f"{res['servers_and_redis_cpu_pct']}%, generator {res['bench_cpu_pct']}%, "
+                  f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%)", flush=True)
     finally:
         if temp is not None:
             temp.stop()
