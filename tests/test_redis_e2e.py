@@ -364,3 +364,41 @@ def test_accounts_credit_and_history_are_the_same_from_every_process(tmp_path, r
             return False
     assert _eventually(unbind_received, 5)
     tx.client.disconnect()
+
+
+def test_clean_stop_and_restart_redeliver_exactly_the_unacknowledged_receipts(tmp_path, redis_url, procs):
+    cfg = _config(tmp_path, redis_url, [{"system_id": "acme", "password": "pw"}])
+    a = procs(cfg)
+    _, tx = _bind(a.smpp_port, "transmitter")
+    sent = _submit(tx, [f"4479{k:08d}" for k in range(300)])
+    _, rx = _bind(a.smpp_port, "receiver")
+    rx.pump(lambda: len(rx.receipts) >= 100, timeout=10)  # acknowledges what it reads
+    first = _receipt_ids(rx)
+    rx.close()
+    tx.close()
+    assert a.terminate() == 0  # SIGTERM: the acknowledgements are committed
+    b = procs(cfg)
+    _, rx = _bind(b.smpp_port, "receiver")
+    rx.pump(lambda: first | _receipt_ids(rx) >= set(sent), timeout=20)
+    time.sleep(0.3)
+    rx.pump(lambda: True)
+    again = [pdu.receipted_message_id.decode() for pdu in rx.receipts]
+    assert len(again) == len(set(again)) and not set(again) & first  # nothing twice
+    assert first | set(again) == set(sent)
+    rx.close()
+
+
+def test_a_process_that_lost_its_receiver_lease_unbinds_the_receiver(tmp_path, redis_url, procs):
+    cfg = _config(tmp_path, redis_url, [{"system_id": "acme", "password": "pw"}])
+    a = procs(cfg)
+    _, rx = _bind(a.smpp_port, "transceiver")
+    r = redis.Redis.from_url(redis_url)
+    r.set(f"{P}rx:acme", "999:1", px=int(LEASE * 1000))  # as if another process held it now
+
+    def unbind_received() -> bool:
+        try:
+            return rx.client.read_pdu().command == "unbind"
+        except (socket.timeout, OSError):
+            return False
+    assert _eventually(unbind_received, LEASE)
+    rx.client.disconnect()
