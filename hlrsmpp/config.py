@@ -39,6 +39,7 @@ DEFAULTS: dict = {
         "webhook_backoff": 1.0,        # first retry delay, doubled each time ...
         "webhook_backoff_max": 300.0,  # ... up to this
         "webhook_timeout": 10.0,       # per callback POST
+        "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
     },
     # Seed 001 prepaid services (/users/hlr_prepaid.php): see docs/http.md.
     "prepaid": {"timeout": 5.0, "services": []},
