@@ -27,11 +27,9 @@ RUN mkdir hlrsmpp && touch hlrsmpp/__init__.py \
     && pip uninstall -y hlrsmpp \
     && rm -rf hlrsmpp build ./*.egg-info
 
-# The server itself. Editable, so the HLR tables it ships in conf/hlr are found beside
-# the package, as in a checkout.
+# The server itself, a regular install: the HLR tables are package data.
 COPY hlrsmpp ./hlrsmpp
-COPY conf ./conf
-RUN pip install -c constraints.txt --no-deps -e . \
+RUN pip install -c constraints.txt --no-deps . \
     && hlrsmpp --help > /dev/null
 
 # A system user owns the data; configuration stays read-only to it.

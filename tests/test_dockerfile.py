@@ -167,9 +167,12 @@ def _context(dest: Path) -> Path:
                if line.strip() and not line.startswith("#")]
 
     def ignore(directory, names):
+        # Docker's rules: a pattern matches the path from the context root; only
+        # `**/` makes it match at any depth (so `data` is ./data, not hlrsmpp/hlr/data).
         rel = Path(directory).relative_to(ROOT)
         return {n for n in names for pat in ignored
-                if fnmatch.fnmatch(str(rel / n), pat) or fnmatch.fnmatch(n, pat.removeprefix("**/"))}
+                if fnmatch.fnmatch(str(rel / n), pat)
+                or (pat.startswith("**/") and fnmatch.fnmatch(n, pat.removeprefix("**/")))}
 
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest

@@ -1,12 +1,12 @@
-"""Network tables shipped in conf/hlr/ (made by tools/build_networks.py)."""
+"""Network tables shipped in the package (hlrsmpp/hlr/data/, made by tools/build_networks.py)."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from typing import NamedTuple
 
-# Repository default: <repo>/conf/hlr, next to the package when run from a checkout.
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "conf" / "hlr"
+# Package data: found by an installed wheel as well as from a checkout.
+DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 
 
 class Region(NamedTuple):

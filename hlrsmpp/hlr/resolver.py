@@ -167,6 +167,10 @@ class Resolver:
         ported = load_portability(self.base_dir / self._portability) if self._portability else {}
         return _Tables(prefixes, _lengths(prefixes), numbers, ported, _lengths(ported))
 
+    def healthy(self) -> bool:
+        """The numbering tables are loaded and answer (for /healthz)."""
+        return bool(self._countries) and self.parse("447400123456", 1, 1) is not None
+
     def reload(self) -> None:
         """Re-read rule, subscriber and portability files (SIGHUP). On a bad file the
         error propagates and the previous tables stay in force."""

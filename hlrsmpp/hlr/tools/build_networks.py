@@ -1,6 +1,6 @@
-"""Generate conf/hlr/networks.csv and conf/hlr/countries.csv (run by hand, offline).
+"""Generate hlrsmpp/hlr/data/networks.csv and countries.csv (run by hand, offline).
 
-    .venv/bin/python -m hlrsmpp.hlr.tools.build_networks [--out conf/hlr]
+    .venv/bin/python -m hlrsmpp.hlr.tools.build_networks [--out hlrsmpp/hlr/data]
 
 Inputs (nothing is downloaded):
 - phonenumbers (Apache-2.0): carrierdata, i.e. the carrier name of each mobile number
@@ -197,7 +197,7 @@ def build(out: Path, report: bool = False) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[3] / "conf" / "hlr")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "data")
     ap.add_argument("--report", action="store_true", help="print every carrier name mapping")
     args = ap.parse_args()
     build(args.out, args.report)
