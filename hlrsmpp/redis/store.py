@@ -151,9 +151,11 @@ class RedisStore:
             self._ops = redis.Redis.from_url(opts.url, socket_timeout=10, retry=Retry(NoBackoff(), 0), **common)
             self._w = redis.Redis.from_url(opts.url, socket_timeout=None, retry=Retry(NoBackoff(), 0),
                                            single_connection_client=True, **common)
-            self._r.ping()
+            version = self._r.info("server").get("redis_version", "0")
         except redis.RedisError as err:
             raise ConfigError(f"storage.redis: cannot reach {self.file}: {err}") from None
+        if tuple(int(x) for x in str(version).split(".")[:2]) < (6, 2):
+            raise ConfigError(f"storage.redis: Redis {version} at {self.file} is too old (6.2 or later: XAUTOCLAIM)")
         reg = self._ops.register_script
         self._acquire = reg(scripts.NODE_ACQUIRE)
         self._leave = reg(scripts.NODE_LEAVE)
