@@ -10,17 +10,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from ...accounts import Refusal, from_micro
+from ...hlr import ERR_NAMES
 from ...smpp.status import Status
 from ..receipts import Lookup
 
-# Seed 002's status table (SPEC §2): err -> name.
-ERR_NAMES = {
-    11: "ABSENT_SUBSCRIBER", 12: "UNKNOWN_SUBSCRIBER", 13: "UNIDENTIFIED_SUBSCRIBER",
-    14: "TIMEOUT", 15: "PROVIDER_GENERAL_ERROR", 16: "NO_RESPONSE", 17: "SYSTEM_FAILURE",
-    18: "INVALID_MSISDN", 19: "CALL_BARRED", 20: "ILLEGAL_SUBSCRIBER",
-    21: "TELESERVICE_NOT_PROVISIONED", 22: "FACILITY_NOT_SUPPORTED",
-    23: "SUBSCRIBER_BUSY_FOR_MT_SMS", 24: "UNEXPECTED_DATA_VALUE",
-}
 #: Outcomes saying the subscriber does not exist (seed 000's "active" is false).
 NOT_ACTIVE = frozenset({12, 13, 18})
 
