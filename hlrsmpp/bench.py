@@ -196,6 +196,42 @@ def proc_mem(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_threads(pid: int) -> dict[str, list[float]]:
+    """Per thread name: [CPU seconds, seconds runnable but waiting for a CPU] (schedstat).
+    The wait is how much other processes (or our own) held the process back."""
+    out: dict[str, list[float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            # Python does not name its OS threads: tell the event loop's apart by tid.
+            name = "main" if tid == str(pid) else f"{comm}/{tid}"
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                wait = int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+        acc = out.setdefault(name, [0.0, 0.0])
+        acc[0] += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        acc[1] += wait
+    return out
+
+
+def _threads_delta(before: dict, after: dict, wall: float) -> tuple[dict, float]:
+    """({thread name: CPU % of a core}, runqueue wait % of the wall time, all threads)."""
+    cpu, wait = {}, 0.0
+    for name, (c1, w1) in after.items():
+        c0, w0 = before.get(name, (0.0, 0.0))
+        cpu[name] = round(100 * (c1 - c0) / wall, 1)
+        wait += w1 - w0
+    return cpu, round(100 * wait / wall, 1)
+
+
 def machine_busy() -> tuple[float, int] | None:
     """(busy CPU seconds of the whole machine, number of CPUs), from /proc/stat."""
     try:
@@ -541,6 +577,7 @@ async def _drive(run: _Run, cfg: BenchConfig, sessions: list[_Esme], rate, durat
     loop = asyncio.get_running_loop()
     senders = [s for s in sessions if s.submits]
     cpu0 = self_cpu()
+    own0 = proc_threads(os.getpid())
     run.start = time.perf_counter()
     run.sending = True
     if run.remaining == 0:
@@ -580,6 +617,7 @@ async def _drive(run: _Run, cfg: BenchConfig, sessions: list[_Esme], rate, durat
             ticker.cancel()
     end = time.perf_counter()
     cpu = self_cpu() - cpu0
+    _, own_wait = _threads_delta(own0, proc_threads(os.getpid()), end - run.start)
     return {
         "submitted": run.submitted, "resp_ok": run.resp_ok, "receipts": run.receipts,
         "deliver_sm": run.deliver_sm, "errors": {str(k): v for k, v in run.errors.items()},
@@ -588,7 +626,7 @@ async def _drive(run: _Run, cfg: BenchConfig, sessions: list[_Esme], rate, durat
         "awaiting_receipt": dict(run.sent_at), "early": dict(run.early),
         "lat": run.lat.tobytes(), "start": run.start, "end": end,
         "last_resp": run.last_resp, "last_receipt": run.last_receipt,
-        "bench_cpu": cpu, "lost": run.lost, "max_deficit": run.max_deficit,
+        "bench_cpu": cpu, "bench_wait_pct": own_wait, "lost": run.lost, "max_deficit": run.max_deficit,
     }
 
 
@@ -701,12 +739,13 @@ def _merge(results: list[dict]) -> dict:
     sent: dict = {}
     early: dict = {}
     m = {"submitted": 0, "resp_ok": 0, "receipts": 0, "deliver_sm": 0, "outstanding": 0,
-         "bench_cpu": 0.0, "max_deficit": 0}
+         "bench_cpu": 0.0, "bench_wait_pct": 0.0, "max_deficit": 0}
     errors: Counter = Counter()
     states: Counter = Counter()
     lost: list = []
     for r in results:
-        for key in ("submitted", "resp_ok", "receipts", "deliver_sm", "outstanding", "bench_cpu"):
+        for key in ("submitted", "resp_ok", "receipts", "deliver_sm", "outstanding", "bench_cpu",
+                    "bench_wait_pct"):
             m[key] += r[key]
         m["max_deficit"] = max(m["max_deficit"], r["max_deficit"])
         errors.update(r["errors"])
@@ -758,6 +797,7 @@ def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
             ("max", lat[-1] if lat else None))},
         "bench_cpu_pct": round(100 * m["bench_cpu"] / (m["end"] - start), 1),
         "bench_cpu_us_per_lookup": round(1e6 * m["bench_cpu"] / m["receipts"], 2) if m["receipts"] else None,
+        "bench_runqueue_wait_pct": round(m["bench_wait_pct"], 1),
         "problems": m["lost"],
     }
     if cfg.rate:
@@ -790,6 +830,7 @@ class _ServerWatch:
         self.machine0, self.t0 = machine_busy(), time.perf_counter()
         if self.pid:
             self.cpu0 = proc_cpu(self.pid)
+            self.threads0 = proc_threads(self.pid)
 
     def stop(self) -> dict | None:
         m1, t1 = machine_busy(), time.perf_counter()
@@ -798,12 +839,15 @@ class _ServerWatch:
         if not self.pid or self.cpu0 is None:
             return None
         cpu1 = proc_cpu(self.pid)
+        threads, wait = _threads_delta(self.threads0, proc_threads(self.pid), t1 - self.t0)
         mem = proc_mem(self.pid)
         wall = t1 - self.t0
         cpu = (cpu1 - self.cpu0) if cpu1 is not None else None
         self.result = {
             "pid": self.pid, "cpu_s": round(cpu, 3) if cpu is not None else None,
             "cpu_pct": round(100 * cpu / wall, 1) if cpu is not None else None,
+            "threads_cpu_pct": {k: v for k, v in threads.items() if v},
+            "runqueue_wait_pct": wait,
             "rss_mib": round(mem.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(mem.get("VmHWM", 0) / 1024, 1),
         }
@@ -1109,10 +1153,13 @@ def format_text(r: dict) -> str:
         lines.append(f"  server           pid {s['pid']}  CPU {s['cpu_pct']}% of a core "
                      f"({s.get('cpu_us_per_lookup')} us/lookup)  RSS {s['rss_mib']} MiB "
                      f"(peak {s['peak_rss_mib']} MiB)")
+        lines.append(f"                   threads {_fmt_counts(s['threads_cpu_pct'], '%')};  "
+                     f"waited for a CPU {s['runqueue_wait_pct']}% of the time")
     else:
         lines.append("  server           CPU/RSS unknown (use --spawn or --server-pid)")
     lines.append(f"  bench            CPU {r['bench_cpu_pct']}% of a core "
-                 f"({r['bench_cpu_us_per_lookup']} us/lookup)")
+                 f"({r['bench_cpu_us_per_lookup']} us/lookup); waited for a CPU "
+                 f"{r['bench_runqueue_wait_pct']}% of the time")
     m = r.get("machine")
     if m:
         other = f", other processes {m['other_pct']}%" if m.get("other_pct") is not None else ""
@@ -1126,8 +1173,8 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v:.2f} ms"
 
 
-def _fmt_counts(d: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+def _fmt_counts(d: dict, unit: str = "") -> str:
+    return ", ".join(f"{k} {v}{unit}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
 
 
 # --------------------------------------------------------------------- CLI
