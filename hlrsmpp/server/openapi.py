@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 
 from ..accounts.policy import ACCOUNT_KEYS
+from .faults import ACTIONS as FAULT_ACTIONS
 
 VERSION = "0.1.0"
 
@@ -75,7 +76,9 @@ SCHEMAS = {
                          "`no_coverage`, `expired`, `bad_password`, `invalid_destination`, ...) "
                          "or `bad_request`, `unauthorized`, `forbidden`, `not_found`, "
                          "`admin_disabled`, `invalid_account`, `invalid_amount`, `exists`, "
-                         "`unlimited_credit`, `system_error`."},
+                         "`unlimited_credit`, `system_error`, `invalid_faults`, `invalid_trace`, "
+                         "`invalid_file`, `too_large`, `too_many_jobs`, `unsupported_media_type`, "
+                         "`job_running`, `job_failed`, `gone`."},
                 "message": {"type": "string"},
                 "smpp_status": {"type": ["string", "null"], "description":
                                 "What SMPP answers for the same refusal, e.g. `ESME_RINSBAL`."},
@@ -182,6 +185,78 @@ SCHEMAS = {
         "type": "object", "required": ["credit"], "additionalProperties": False,
         "properties": {"credit": _AMOUNT, "bought": {"type": "string", "format": "date"},
                        "note": {"type": "string", "maxLength": 200}},
+    },
+    "FaultRule": {
+        "type": "object", "required": ["action"], "additionalProperties": False,
+        "description": "One test-bench rule (docs/testbench.md): WHO (account, prefix), HOW "
+                       "OFTEN (percent, seeded) and WHAT (action).",
+        "properties": {
+            "action": {"type": "string", "enum": sorted(FAULT_ACTIONS)},
+            "account": {"type": ["string", "null"], "description": "Only this account (absent: every account)."},
+            "prefix": {"type": "string", "pattern": "^\\+?[0-9]{0,15}$",
+                       "description": "Only destinations starting with these digits."},
+            "percent": {"type": "number", "minimum": 0, "maximum": 100,
+                        "description": "Share of matching PDUs (default 100), seeded."},
+            "status": {"oneOf": [{"type": "string", "example": "RTHROTTLED"},
+                                 {"type": "integer", "minimum": 0, "maximum": 4294967295}],
+                       "description": "command_status for status/generic_nack: a name or a number."},
+            "delay_ms": {"oneOf": [{"type": "number", "minimum": 0},
+                                   {"type": "array", "items": {"type": "number", "minimum": 0},
+                                    "minItems": 2, "maxItems": 2}],
+                         "description": "A fixed delay or [min, max]."},
+            "after": {"type": "integer", "minimum": 0, "description": "close/unbind: after N PDUs received."},
+            "seed": {"type": "integer", "description": "Seed of the percentage draw (default: the rule's position)."},
+        },
+    },
+    "Faults": {
+        "type": "object", "required": ["faults"], "additionalProperties": False,
+        "properties": {"faults": {"type": "array", "items": _ref("FaultRule"),
+                                  "description": "Every rule in force, in order (the first match wins)."}},
+    },
+    "TraceSetting": {
+        "type": "object", "required": ["trace"], "additionalProperties": False,
+        "properties": {"trace": {"oneOf": [
+            {"type": "boolean", "description": "true: the last 10,000 entries in memory; false: off."},
+            {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+             "description": "Also append to the file <storage.path>/traces/NAME (no path, no '..')."}]}},
+    },
+    "Trace": {
+        "type": "object", "required": ["account", "trace", "lines"],
+        "properties": {
+            "account": {"type": "string"},
+            "trace": {"type": ["boolean", "string"], "description": "false, true (memory) or the trace file."},
+            "lines": {"type": "array", "items": {"type": "string"},
+                      "description": "The last entries, oldest first (a bind's password never appears)."},
+        },
+    },
+    "CleanJobCreated": {
+        "type": "object", "required": ["job", "status", "status_url", "download_url"],
+        "properties": {"job": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                       "status": {"type": "string", "enum": ["running"]},
+                       "status_url": {"type": "string"}, "download_url": {"type": "string"}},
+    },
+    "CleanJob": {
+        "type": "object",
+        "required": ["job", "status", "mode", "account", "file", "created", "finished", "progress",
+                     "report", "error", "status_url", "download_url"],
+        "properties": {
+            "job": {"type": "string"},
+            "status": {"type": "string", "enum": ["running", "done", "failed"]},
+            "mode": {"type": "string", "enum": ["free", "premium"]},
+            "account": {"type": ["string", "null"], "description": "The owner (charged when premium)."},
+            "file": {"type": "string", "description": "The uploaded file's name."},
+            "created": {"type": "string", "format": "date-time"},
+            "finished": {"type": ["string", "null"], "format": "date-time"},
+            "progress": {"type": ["object", "null"], "properties": {
+                "state": {"type": "string"}, "bytes_read": {"type": ["integer", "null"]},
+                "bytes_total": {"type": ["integer", "null"]}, "fraction": {"type": ["number", "null"]},
+                "counts": {"type": "object"}}},
+            "report": {"type": ["object", "null"], "description":
+                       "Once finished: the report of `hlrsmpp clean` (docs/cli.md): counts, "
+                       "err split (premium), refusals, error."},
+            "error": {"type": ["string", "null"], "description": "Why a failed job failed."},
+            "status_url": {"type": "string"}, "download_url": {"type": "string"},
+        },
     },
     "Health": {
         "type": "object", "required": ["status", "checks"],
@@ -391,6 +466,111 @@ def _paths() -> dict:
                                 "kind": {"type": "string"}, "amount": {"type": "string"},
                                 "note": {"type": "string"}}}}}}, "The ledger."),
                         **_ADMIN_ERRORS, "404": _err("No such account.")}},
+        },
+        "/api/v1/faults": {
+            "get": {"tags": ["test bench"], "summary": "The fault rules in force", "operationId": "getFaults",
+                    "security": admin,
+                    "responses": {"200": _json(_ref("Faults"), "Every rule, as it would be written."),
+                                  **_ADMIN_ERRORS}},
+            "put": {"tags": ["test bench"], "summary": "Replace every fault rule",
+                    "operationId": "putFaults", "security": admin,
+                    "requestBody": _body(_ref("Faults"), {"faults": [
+                        {"action": "status", "prefix": "4477", "status": "RTHROTTLED"},
+                        {"action": "delay_receipt", "account": "demo", "delay_ms": 3000}]}),
+                    "responses": {"200": _json(_ref("Faults"), "The rules now in force."),
+                                  "400": _err("Not {\"faults\": [...]}."), **_ADMIN_ERRORS,
+                                  "422": _err("A rule is invalid (`invalid_faults`, the message names "
+                                              "it): nothing changed.")}},
+        },
+        "/api/v1/accounts/{system_id}/trace": {
+            "get": {"tags": ["test bench"], "summary": "An account's PDU trace", "operationId": "getTrace",
+                    "security": admin,
+                    "parameters": account_path + [_q("limit", "The last N entries, 1..10000 (default 1000).",
+                                                     {"type": "integer", "minimum": 1, "maximum": 10000})],
+                    "responses": {"200": _json(_ref("Trace"), "The setting and the last entries."),
+                                  "400": _err("Bad limit."), **_ADMIN_ERRORS,
+                                  "404": _err("No such account.")}},
+            "put": {"tags": ["test bench"], "summary": "Switch an account's PDU trace",
+                    "operationId": "putTrace", "security": admin, "parameters": account_path,
+                    "requestBody": _body(_ref("TraceSetting"), {"trace": True}),
+                    "responses": {"200": _json(_ref("Trace"), "The new setting (durable); its sessions "
+                                                              "bound now are traced from now on."),
+                                  "400": _err("Not {\"trace\": true|false|\"NAME\"}."), **_ADMIN_ERRORS,
+                                  "404": _err("No such account."),
+                                  "422": _err("Not a plain file name (`invalid_trace`)."),
+                                  "503": _err("The trace file cannot be opened, or the store refused the commit.")}},
+        },
+        "/api/v1/clean": {
+            "post": {"tags": ["cleaning"], "summary": "Clean a contact list (upload; runs as a job)",
+                     "operationId": "createCleanJob", "security": either,
+                     "description": "The file is the request body (a CSV with a `numbers` column, "
+                                    "or one number a line) or the multipart field `file`. Free: "
+                                    "syntax and duplicates; premium: every remaining number looked "
+                                    "up, charged per contact to the account. Poll `status_url`, "
+                                    "then fetch `download_url`.",
+                     "parameters": [
+                         _q("premium", "Also look every number up (charged per contact).", {"type": "boolean"}),
+                         _q("account", "The job's account (charged when premium): the operator names it; "
+                                       "an account may only name itself."),
+                         _q("style", "How kept numbers are written.",
+                            {"type": "string", "enum": ["digits", "plus", "keep"]}),
+                         _q("drop_absent", "Premium: also remove absent subscribers (err 011).",
+                            {"type": "boolean"}),
+                         _q("delimiter", "CSV delimiter (default: found from the header).",
+                            {"type": "string", "enum": [",", ";", "|", "tab"]}),
+                         _q("format", "auto (default), csv or text.",
+                            {"type": "string", "enum": ["auto", "csv", "text"]}),
+                         _q("column", "The numbers column's header (default numbers).",
+                            {"type": "string", "minLength": 1, "maxLength": 64}),
+                         _q("encoding", "The file's encoding (default UTF-8, with or without BOM).",
+                            {"type": "string", "example": "latin-1"}),
+                         _q("filename", "A raw body's name (for the download).",
+                            {"type": "string", "example": "contacts.csv"}),
+                     ],
+                     "requestBody": {"required": True, "content": {
+                         "text/csv": {"schema": {"type": "string"},
+                                      "example": "id,name,numbers\n1,Ann,+44 7911 000001\n2,Bob,447911000001\n"},
+                         "text/plain": {"schema": {"type": "string"}, "example": "447911000001\n12025550143\n"},
+                         "multipart/form-data": {"schema": {
+                             "type": "object", "required": ["file"],
+                             "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+                     "responses": {
+                         "202": _json(_ref("CleanJobCreated"), "Uploaded and started."),
+                         "400": _err("Bad parameter, empty or malformed upload."), **_AUTH_ERRORS,
+                         "402": _err("Premium: the account has no credit left."),
+                         "404": _err("The operator named no existing account."),
+                         "413": _err("Over `http.clean_max_bytes`."),
+                         "415": _err("Not text/csv, text/plain or multipart/form-data."),
+                         "422": _err("Neither a CSV with the numbers column nor one number a line "
+                                     "(`invalid_file`)."),
+                         "429": _err("Too many jobs running (`too_many_jobs`); retry later."),
+                         "503": _err("The upload could not be stored."),
+                     }},
+        },
+        "/api/v1/clean/{id}": {
+            "get": {"tags": ["cleaning"], "summary": "A cleaning job's progress and report",
+                    "operationId": "getCleanJob", "security": either,
+                    "parameters": [_p("id", "The job id.")],
+                    "responses": {"200": _json(_ref("CleanJob"), "The job."), **_AUTH_ERRORS,
+                                  "404": _err("No such job (of this account).")}},
+        },
+        "/api/v1/clean/{id}/download": {
+            "get": {"tags": ["cleaning"], "summary": "A cleaning job's files",
+                    "operationId": "downloadClean", "security": either,
+                    "parameters": [_p("id", "The job id."),
+                                   _q("file", "cleaned (default), report or original.",
+                                      {"type": "string", "enum": ["cleaned", "report", "original"]})],
+                    "responses": {
+                        "200": {"description": "The cleaned file (the original's layout, encoding and "
+                                               "other columns), the original, or the report.",
+                                "content": {"text/csv": {"schema": {"type": "string"}},
+                                            "text/plain": {"schema": {"type": "string"}},
+                                            "application/json": {"schema": {"type": "object"}}}},
+                        "400": _err("Bad `file`."), **_AUTH_ERRORS,
+                        "404": _err("No such job (of this account)."),
+                        "409": _err("The job is still running (`job_running`) or failed (`job_failed`)."),
+                        "410": _err("The job's files were deleted."),
+                    }},
         },
         "/metrics": {
             "get": {"tags": ["operations"], "summary": "Prometheus metrics", "operationId": "metrics",

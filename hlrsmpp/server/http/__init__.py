@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ... import metrics
 from ..openapi import document
-from . import api, prepaid, seed002
+from . import api, clean, prepaid, seed002, testbench
 from .common import SERVER, json_error, json_response
 
 log = structlog.get_logger("hlrsmpp.http")
@@ -122,6 +122,7 @@ def build_app(server) -> web.Application:
     app[OPENAPI] = document()
     app[prepaid.SERVICES] = prepaid.Services(server.cfg, server.book)
     app[api.WEBHOOKS] = api.Webhooks(server.cfg)
+    clean.setup(app, server)
     r = app.router
     # Seed 002 (lookups have side effects: no implicit HEAD).
     r.add_route("GET", "/websmpp/hlr/lookup", seed002.lookup)
@@ -143,6 +144,15 @@ def build_app(server) -> web.Application:
     r.add_post("/api/v1/accounts/{system_id}/enable", api.enable_account)
     r.add_post("/api/v1/accounts/{system_id}/disable", api.disable_account)
     r.add_get("/api/v1/accounts/{system_id}/ledger", api.ledger)
+    # Test bench (operator)
+    r.add_get("/api/v1/faults", testbench.get_faults)
+    r.add_put("/api/v1/faults", testbench.put_faults)
+    r.add_get("/api/v1/accounts/{system_id}/trace", testbench.get_trace)
+    r.add_put("/api/v1/accounts/{system_id}/trace", testbench.put_trace)
+    # Contact-list cleaning: upload, poll, download
+    r.add_post("/api/v1/clean", clean.create_job)
+    r.add_get("/api/v1/clean/{id}", clean.get_job)
+    r.add_get("/api/v1/clean/{id}/download", clean.download)
     # Operations
     r.add_get("/metrics", metrics_handler)
     r.add_get("/healthz", healthz)

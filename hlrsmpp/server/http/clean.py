@@ -1,0 +1,566 @@
+"""Contact-list cleaning over HTTP (issue 9, docs/http.md): upload, poll, download.
+
+``POST /api/v1/clean`` takes the file (the raw body, or the multipart field ``file``),
+streams it to ``<storage.path>/clean/<job>/input`` under ``http.clean_max_bytes``, checks
+that it is a CSV with a numbers column or one number a line, and runs the CLI's job
+(``hlrsmpp.tools.clean.CleanJob``) in the server: free, or premium with the server's own
+engine (``EngineChecker``: each contact charged, limited and recorded like any lookup).
+``GET /api/v1/clean/{job}`` polls it; ``GET /api/v1/clean/{job}/download`` fetches the
+cleaned file (or ``?file=report|original``).
+
+A job is its owner account's (the caller, or the account the operator names) and the
+operator's: anyone else gets 404, and job ids are 128 random bits. At most
+``MAX_RUNNING`` jobs (uploads included) run at once (429 past that); the last
+``KEEP_FINISHED`` finished jobs are kept, older ones' files are deleted. A job's
+directory holds ``job.json`` (who, what) and, once finished, ``report.json``: jobs that
+finished before a restart stay readable, a job the restart interrupted reads as failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from ...tools import ToolError
+from ...tools.clean import STYLES, CleanJob, EngineChecker, detect_layout
+from ...accounts import Refusal
+from .api import Principal, _bad, _not_found, authenticate
+from .common import SERVER, iso, json_error, json_response, refusal_error
+
+log = structlog.get_logger("hlrsmpp.http")
+
+MAX_RUNNING = 4          # jobs running or uploading at once, every caller together
+KEEP_FINISHED = 100      # finished jobs kept (files and all); older ones are deleted
+CLEAN_DIR = "clean"
+CHUNK = 64 * 1024
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+#: Raw bodies taken as the file (curl --data-binary sends form-urlencoded unless told).
+RAW_TYPES = frozenset({"text/csv", "text/plain", "application/csv", "application/octet-stream",
+                       "text/tab-separated-values", "application/x-www-form-urlencoded", ""})
+DELIMITERS = {",": ",", ";": ";", "|": "|", "tab": "\t", "\t": "\t"}
+FILES = ("cleaned", "report", "original")
+QUERY_KEYS = frozenset({"premium", "style", "drop_absent", "delimiter", "account", "format",
+                        "column", "encoding", "filename"})
+#: What the HTTP report leaves out of CleanJob's: the server's own paths and memory.
+_PRIVATE = ("file", "output", "original", "report", "peak_rss_mb", "server")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class Entry:
+    """One job as the API sees it."""
+
+    __slots__ = ("id", "dir", "owner", "premium", "filename", "created", "finished", "status",
+                 "error", "report", "job", "task", "kind", "size")
+
+    def __init__(self, job_id: str, directory: Path, owner: str | None, premium: bool,
+                 filename: str, created: float):
+        self.id, self.dir, self.owner, self.premium = job_id, directory, owner, premium
+        self.filename, self.created = filename, created
+        self.finished: float | None = None
+        self.status = "running"          # running, done, failed
+        self.error: str | None = None
+        self.report: dict | None = None
+        self.job: CleanJob | None = None
+        self.task: asyncio.Task | None = None
+        self.kind = "auto"               # csv or text once the upload is read
+        self.size = 0
+
+    @property
+    def input(self) -> Path:
+        return self.dir / "input"
+
+    @property
+    def output(self) -> Path:
+        return self.dir / "cleaned"
+
+    @property
+    def report_path(self) -> Path:
+        return self.dir / "report.json"
+
+    def meta(self) -> dict:
+        return {"id": self.id, "account": self.owner, "premium": self.premium,
+                "filename": self.filename, "created": self.created, "pid": os.getpid()}
+
+    def public(self, text: str) -> str:
+        """A message without the server's paths."""
+        return (text.replace(str(self.input), self.filename).replace(str(self.dir), "job")
+                .replace("--encoding", "encoding=").replace("--delimiter", "delimiter"))
+
+
+class CleanJobs:
+    """The jobs of this process, in creation order."""
+
+    def __init__(self, root: Path, max_bytes: int):
+        self.root = root
+        self.max_bytes = max_bytes
+        self.max_running = MAX_RUNNING
+        self.keep_finished = KEEP_FINISHED
+        self.jobs: dict[str, Entry] = {}
+        self.finished: deque[str] = deque()
+        self.busy = 0                      # uploads and running jobs
+        self._load()
+
+    # ------------------------------------------------------------ slots
+    def reserve(self) -> bool:
+        if self.busy >= self.max_running:
+            return False
+        self.busy += 1
+        return True
+
+    def release(self) -> None:
+        self.busy = max(0, self.busy - 1)
+
+    # ------------------------------------------------------------ jobs
+    def get(self, job_id: str) -> Entry | None:
+        if not JOB_ID_RE.fullmatch(job_id):
+            return None
+        entry = self.jobs.get(job_id)
+        return entry if entry is not None else self._from_disk(self.root / job_id)
+
+    def add(self, entry: Entry) -> None:
+        self.jobs[entry.id] = entry
+
+    def done(self, entry: Entry) -> None:
+        """``entry`` finished: keep it, and only the last ``keep_finished``."""
+        self.release()
+        self.finished.append(entry.id)
+        self._evict()
+
+    def _evict(self) -> None:
+        while len(self.finished) > self.keep_finished:
+            old = self.jobs.pop(self.finished.popleft(), None)
+            if old is not None:
+                shutil.rmtree(old.dir, ignore_errors=True)
+
+    async def close(self) -> None:
+        """The server stops: running jobs are cancelled (their lookups stay charged)."""
+        tasks = [e.task for e in self.jobs.values() if e.task is not None and not e.task.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    # ------------------------------------------------------------ on disk
+    def _load(self) -> None:
+        """Jobs of an earlier run of the server (oldest first), under the same bound."""
+        try:
+            dirs = [d for d in self.root.iterdir() if JOB_ID_RE.fullmatch(d.name)]
+        except OSError:
+            return
+        found = [e for e in map(self._from_disk, dirs) if e is not None and e.status != "running"]
+        for e in sorted(found, key=lambda e: e.finished or e.created):
+            self.jobs[e.id] = e
+            self.finished.append(e.id)
+        self._evict()
+
+    def _from_disk(self, directory: Path) -> Entry | None:
+        try:
+            meta = json.loads((directory / "job.json").read_text())
+            entry = Entry(meta["id"], directory, meta.get("account"), bool(meta.get("premium")),
+                          str(meta.get("filename") or "upload"), float(meta["created"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if entry.id != directory.name:
+            return None
+        try:
+            report = json.loads(entry.report_path.read_text())
+        except (OSError, ValueError):
+            report = None
+        if isinstance(report, dict):
+            entry.status = "failed" if report.get("status") == "failed" else "done"
+            entry.error = report.get("error") if entry.status == "failed" else None
+            entry.report = report
+            entry.kind = report.get("format") or entry.kind
+            entry.finished = entry.report_path.stat().st_mtime
+        elif _alive(meta.get("pid")):
+            entry.status = "running"   # another process of a shared deployment runs it
+        else:
+            entry.status = "failed"
+            entry.error = "interrupted: the server stopped before the job finished"
+            entry.finished = entry.created
+        return entry
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True   # exists, another user's
+    return True
+
+
+JOBS = web.AppKey("clean_jobs", CleanJobs)
+
+
+def setup(app: web.Application, server) -> None:
+    """Register the job registry on ``app`` (and stop its jobs with the app)."""
+    root = Path(server.cfg["storage"]["path"]) / CLEAN_DIR
+    app[JOBS] = CleanJobs(root, int(server.cfg["http"].get("clean_max_bytes", 200 * 1024 * 1024)))
+
+    async def stop_jobs(app: web.Application) -> None:
+        await app[JOBS].close()
+
+    app.on_shutdown.append(stop_jobs)
+
+
+# ------------------------------------------------------------------ views
+
+def _urls(job_id: str) -> dict:
+    base = f"/api/v1/clean/{job_id}"
+    return {"status_url": base, "download_url": f"{base}/download"}
+
+
+def _report_view(entry: Entry) -> dict | None:
+    if entry.report is None:
+        return None
+    r = {k: v for k, v in entry.report.items() if k not in _PRIVATE}
+    r["file"] = entry.filename
+    if "error" in r and isinstance(r["error"], str):
+        r["error"] = entry.public(r["error"])
+    return r
+
+
+def _view(entry: Entry) -> dict:
+    job = entry.job
+    if job is not None:
+        progress = job.progress()
+    elif entry.report is not None:
+        counts = dict(entry.report.get("counts") or {})
+        counts.pop("removed", None)
+        progress = {"state": entry.status, "bytes_read": None, "bytes_total": None,
+                    "fraction": 1.0 if entry.status == "done" else None, "counts": counts}
+    else:
+        progress = None
+    return {"job": entry.id, "status": entry.status,
+            "mode": "premium" if entry.premium else "free", "account": entry.owner,
+            "file": entry.filename, "created": iso(entry.created),
+            "finished": iso(entry.finished) if entry.finished else None,
+            "progress": progress, "report": _report_view(entry),
+            "error": entry.public(entry.error) if entry.error else None, **_urls(entry.id)}
+
+
+# ------------------------------------------------------------------ POST /api/v1/clean
+
+def _flag(q, name: str) -> bool | None:
+    v = q.get(name)
+    if v is None or v == "":
+        return False
+    return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(v.lower())
+
+
+def _options(q) -> dict | web.Response:
+    unknown = set(q) - QUERY_KEYS
+    if unknown:
+        return _bad(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    if any(len(q.getall(k)) > 1 for k in q):
+        return _bad("each parameter at most once")
+    opts: dict = {}
+    for name in ("premium", "drop_absent"):
+        opts[name] = _flag(q, name)
+        if opts[name] is None:
+            return _bad(f"{name}: expected true or false")
+    opts["style"] = q.get("style") or "digits"
+    if opts["style"] not in STYLES:
+        return _bad(f"style: expected one of {', '.join(STYLES)}")
+    delimiter = q.get("delimiter")
+    if delimiter:
+        if delimiter.lower() not in DELIMITERS:
+            return _bad("delimiter: expected one of , ; | tab (default: found from the header)")
+        delimiter = DELIMITERS[delimiter.lower()]
+    opts["delimiter"] = delimiter or None
+    opts["fmt"] = q.get("format") or "auto"
+    if opts["fmt"] not in ("auto", "csv", "text"):
+        return _bad("format: expected auto, csv or text")
+    column = q.get("column") or "numbers"
+    if len(column) > 64 or not column.strip() or not column.isprintable():
+        return _bad("column: expected the header of the numbers column (1..64 characters)")
+    opts["column"] = column
+    encoding = q.get("encoding") or None
+    if encoding is not None:
+        try:
+            ok = len(encoding) <= 40 and codecs.lookup(encoding)._is_text_encoding
+        except (LookupError, ValueError, TypeError):
+            ok = False
+        if not ok:
+            return _bad(f"encoding: unknown text encoding {encoding[:40]!r} (e.g. utf-8, latin-1)")
+    opts["encoding"] = encoding
+    return opts
+
+
+def _owner(server, who: Principal, q, premium: bool) -> str | None | web.Response:
+    """Whose job it is (the account charged when premium), or the error."""
+    sid = q.get("account") or None
+    if not who.admin:
+        if sid is not None and sid != who.account.system_id:
+            return json_error(403, "forbidden", "an account may only clean lists for itself")
+        return who.account.system_id
+    if sid is None:
+        if premium:
+            return _bad("account: a premium clean is charged to an account: name it")
+        return None
+    if server.book.get(sid) is None:
+        return _not_found(f"account: no account {sid!r}")
+    return sid
+
+
+def _upload_name(name: str | None, content_type: str) -> str:
+    base = _SAFE_NAME.sub("_", os.path.basename(name or "").strip()).strip("._")[:64]
+    if base:
+        return base
+    return "numbers.txt" if content_type == "text/plain" else "contacts.csv"
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _DiskError(Exception):
+    pass
+
+
+async def _save(stream, path: Path, limit: int) -> int:
+    """Copy ``stream`` (a StreamReader or a multipart BodyPartReader) to ``path``;
+    raise _TooBig past ``limit`` bytes."""
+    n = 0
+    try:
+        f = open(path, "wb")
+    except OSError as e:
+        raise _DiskError(e.strerror or str(e)) from None
+    with f:
+        while True:
+            chunk = await (stream.read_chunk(CHUNK) if hasattr(stream, "read_chunk")
+                           else stream.readany())
+            if not chunk:
+                break
+            n += len(chunk)
+            if n > limit:
+                raise _TooBig()
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise _DiskError(e.strerror or str(e)) from None
+    return n
+
+
+async def _receive(request: web.Request, entry: Entry, limit: int) -> web.Response | None:
+    """Stream the upload to ``entry.input``; the error to answer, or None."""
+    ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
+    multipart = ctype.startswith("multipart/")
+    if not multipart and ctype not in RAW_TYPES:
+        return json_error(415, "unsupported_media_type",
+                          "send the file as the body (Content-Type: text/csv or text/plain) "
+                          "or as the multipart/form-data field 'file'")
+    # A multipart body carries a little more than the file: boundaries and part headers.
+    if request.content_length is not None and request.content_length > limit + (
+            64 * 1024 if multipart else 0):
+        return _too_big(limit)
+    try:
+        if multipart:
+            reader = await request.multipart()
+            part = await reader.next()
+            while part is not None and getattr(part, "name", None) != "file":
+                await part.release()
+                part = await reader.next()
+            if part is None or not hasattr(part, "read_chunk"):
+                return _bad("multipart: expected the file in a field named 'file'")
+            part_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            entry.filename = _upload_name(part.filename, part_type)
+            if entry.filename.lower().endswith(".csv") or part_type in ("text/csv", "application/csv"):
+                entry.kind = "csv"
+            entry.size = await _save(part, entry.input, limit)
+        else:
+            entry.filename = _upload_name(request.query.get("filename"), ctype)
+            if ctype in ("text/csv", "application/csv"):
+                entry.kind = "csv"
+            entry.size = await _save(request.content, entry.input, limit)
+    except _TooBig:
+        return _too_big(limit)
+    except _DiskError as e:
+        return json_error(503, "system_error", f"cannot store the upload: {e}")
+    except Exception as e:   # a malformed multipart body, a truncated upload: the client's
+        log.info("clean_upload_refused", error=repr(e)[:200])
+        return _bad(f"malformed upload: {str(e)[:200] or type(e).__name__}")
+    if entry.size == 0:
+        return _bad("the file is empty: send it as the body, or as the multipart field 'file'")
+    return None
+
+
+def _too_big(limit: int) -> web.Response:
+    return json_error(413, "too_large", f"the file is over the upload limit of {limit} bytes "
+                                        "(http.clean_max_bytes)", limit=limit)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    """POST /api/v1/clean?premium=&style=&drop_absent=&delimiter=&account=&format=&column=&encoding="""
+    server = request.app[SERVER]
+    jobs = request.app[JOBS]
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    opts = _options(request.query)
+    if isinstance(opts, web.Response):
+        return opts
+    owner = _owner(server, who, request.query, opts["premium"])
+    if isinstance(owner, web.Response):
+        return owner
+    if opts["premium"]:
+        # Refused before the upload rather than at the first lookup (the job would fail).
+        acc = server.book.get(owner)
+        if not acc.enabled:
+            return refusal_error(Refusal.DISABLED)
+        if acc.credit is not None and acc.credit < acc.price:
+            return refusal_error(Refusal.NO_CREDIT)
+    if not jobs.reserve():
+        return json_error(429, "too_many_jobs", f"{jobs.max_running} cleaning jobs are running; "
+                                                "retry when one has finished",
+                          headers={"Retry-After": "5"})
+    started = False
+    job_id = secrets.token_hex(16)
+    entry = Entry(job_id, jobs.root / job_id, owner, opts["premium"], "upload", time.time())
+    try:
+        try:
+            entry.dir.mkdir(parents=True)
+        except OSError as e:
+            return json_error(503, "system_error", f"cannot store the upload: {e.strerror or e}")
+        if (err := await _receive(request, entry, jobs.max_bytes)) is not None:
+            return err
+        fmt = opts["fmt"]
+        if fmt == "auto" and entry.kind == "csv":
+            fmt = "csv"   # like a .csv file on the command line: it must have the column
+        try:
+            layout = detect_layout(entry.input, fmt, opts["delimiter"], opts["column"], opts["encoding"])
+        except ToolError as e:
+            return json_error(422, "invalid_file", entry.public(str(e)))
+        except (csv.Error, ValueError) as e:   # e.g. a header line over the csv field limit
+            return json_error(422, "invalid_file", f"{entry.filename}: not a readable CSV or "
+                                                   f"text file: {entry.public(str(e))[:200]}")
+        entry.kind = layout.kind
+        checker = EngineChecker(server, owner) if opts["premium"] else None
+        entry.job = CleanJob(entry.input, server.resolver, checker=checker, output=entry.output,
+                             report=entry.report_path, fmt=fmt, delimiter=opts["delimiter"],
+                             column=opts["column"], style=opts["style"],
+                             drop_absent=opts["drop_absent"], encoding=opts["encoding"],
+                             info={"account": owner})
+        try:
+            (entry.dir / "job.json").write_text(json.dumps(entry.meta()))
+        except OSError as e:
+            return json_error(503, "system_error", f"cannot store the job: {e.strerror or e}")
+        jobs.add(entry)
+        entry.task = asyncio.get_running_loop().create_task(_run(jobs, entry, checker))
+        started = True
+    finally:
+        if not started:
+            jobs.release()
+            shutil.rmtree(entry.dir, ignore_errors=True)
+    log.info("clean_job_started", job=entry.id, account=owner, premium=entry.premium,
+             bytes=entry.size)
+    return json_response({"job": entry.id, "status": entry.status, **_urls(entry.id)}, 202,
+                         headers={"Location": _urls(entry.id)["status_url"]})
+
+
+async def _run(jobs: CleanJobs, entry: Entry, checker) -> None:
+    try:
+        entry.report = await entry.job.run()
+        entry.status = "done"
+    except ToolError as e:   # the file, the credit, the account: the report says why
+        entry.status, entry.error = "failed", str(e)
+        entry.report = _read_report(entry)
+    except asyncio.CancelledError:
+        entry.status, entry.error = "failed", "interrupted: the server stopped before the job finished"
+        raise
+    except Exception:
+        log.exception("clean_job_failed", job=entry.id)
+        entry.status, entry.error = "failed", "the job failed on the server's side; it is logged"
+    finally:
+        if checker is not None:
+            try:   # every lookup made is durable before the job reads as finished
+                await checker.close()
+            except Exception as e:
+                log.error("clean_job_commit_failed", job=entry.id, error=str(e))
+                if entry.status == "done":
+                    entry.status, entry.error = "failed", f"the lookups could not be committed: {e}"
+        entry.finished = time.time()
+        log.info("clean_job_finished", job=entry.id, status=entry.status, error=entry.error)
+        jobs.done(entry)
+
+
+def _read_report(entry: Entry) -> dict | None:
+    try:
+        report = json.loads(entry.report_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+# ------------------------------------------------------------------ GET
+
+async def _entry(request: web.Request) -> Entry | web.Response:
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    job_id = request.match_info["id"]
+    entry = request.app[JOBS].get(job_id)
+    if entry is None or not (who.admin or entry.owner == who.account.system_id):
+        return _not_found(f"no cleaning job {job_id[:40]!r}")
+    return entry
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """GET /api/v1/clean/{id}"""
+    entry = await _entry(request)
+    if isinstance(entry, web.Response):
+        return entry
+    return json_response(_view(entry))
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/clean/{id}/download?file=cleaned|report|original"""
+    entry = await _entry(request)
+    if isinstance(entry, web.Response):
+        return entry
+    which = request.query.get("file") or "cleaned"
+    if which not in FILES:
+        return _bad("file: expected cleaned (default), report or original")
+    if which == "original":
+        return _file(entry.input, entry.filename, entry.kind)
+    if entry.status == "running":
+        return json_error(409, "job_running", "the job is still running: poll its status_url",
+                          job=_view(entry))
+    if which == "report":
+        report = _report_view(entry)
+        if report is None:
+            return json_error(409, "job_failed", entry.public(entry.error or "no report"))
+        return json_response(report, headers={
+            "Content-Disposition": f'attachment; filename="{_stem(entry.filename)}-report.json"'})
+    if entry.status != "done":
+        return json_error(409, "job_failed", entry.public(entry.error or "the job failed"),
+                          job=_view(entry))
+    return _file(entry.output, f"cleaned-{entry.filename}", entry.kind)
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0] or name
+
+
+def _file(path: Path, name: str, kind: str) -> web.StreamResponse:
+    if not path.is_file():
+        return json_error(410, "gone", "the job's files were deleted (only the last "
+                                       f"{KEEP_FINISHED} jobs are kept)")
+    return web.FileResponse(path, headers={
+        "Content-Type": "text/csv" if kind == "csv" else "text/plain",
+        "Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,177 @@
+"""The ESME test bench over the admin API (docs/testbench.md): fault rules and PDU traces.
+
+Operator only (``Authorization: Bearer <admin.token>``), like the account routes:
+
+- ``GET /api/v1/faults``, ``PUT /api/v1/faults``: the rules in force, replaced as a whole
+  and validated in full first (a bad rule changes nothing).
+- ``GET /api/v1/accounts/{system_id}/trace?limit=N``, ``PUT .../trace``: an account's
+  PDU trace setting and its last entries. A trace file is a plain NAME under
+  ``<storage.path>/traces/``: the network never chooses a path on the server.
+
+Fault rules live in this process until they are replaced or it restarts (the YAML's
+``faults:`` apply at start-up); on a shared deployment each process has its own.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from ..faults import FaultError, FaultPlan
+from .api import _account_or_404, _admin, _bad, _body
+from .common import SERVER, json_error, json_response
+
+TRACE_LIMIT_DEFAULT = 1000
+TRACE_LIMIT_MAX = 10000
+#: A trace file name: no separators, no "..", not hidden, at most 64 characters.
+TRACE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TRACE_DIR = "traces"
+#: Everything a rule can go wrong with: Fault.from_config converts values with int()/float().
+_RULE_ERRORS = (FaultError, ValueError, TypeError, OverflowError)
+
+
+# ------------------------------------------------------------------ faults
+
+def _validate_faults(rules) -> str | None:
+    """Why ``rules`` cannot replace the rules in force, or None. Built on a scratch plan,
+    so nothing in force changes on a bad rule."""
+    if not isinstance(rules, list):
+        return "faults: expected a list of rules"
+    for i, d in enumerate(rules):
+        # Server.replace_faults keys a set by account: only a name (or none) is usable.
+        if isinstance(d, dict) and d.get("account") is not None and not isinstance(d["account"], str):
+            return f"faults[{i}]: account must be a system_id (a string)"
+    try:
+        plan = FaultPlan(rules)
+        # What GET will answer must be JSON (no NaN or infinite delays and percentages).
+        json.dumps(plan.to_config(), allow_nan=False)
+    except _RULE_ERRORS as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    """GET /api/v1/faults"""
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    return json_response({"faults": server.faults.to_config()})
+
+
+async def put_faults(request: web.Request) -> web.Response:
+    """PUT /api/v1/faults  {"faults": [rule, ...]}"""
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    extra = set(body) - {"faults"}
+    if extra:
+        return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
+    if "faults" not in body:
+        return _bad('faults: expected {"faults": [rule, ...]} ([] removes every rule)')
+    rules = body["faults"]
+    if not isinstance(rules, list):
+        return _bad("faults: expected a list of rules")
+    if (why := _validate_faults(rules)) is not None:
+        return json_error(422, "invalid_faults", why)
+    try:
+        server.replace_faults(rules)
+    except _RULE_ERRORS as e:   # validated above: not expected, but never half applied
+        return json_error(422, "invalid_faults", str(e) or type(e).__name__)
+    return json_response({"faults": server.faults.to_config()})
+
+
+# ------------------------------------------------------------------ PDU trace
+
+def trace_dir(server) -> Path:
+    return Path(server.cfg["storage"]["path"]) / TRACE_DIR
+
+
+def _trace_setting(value) -> bool | str:
+    return value if isinstance(value, (bool, str)) else bool(value)
+
+
+def _trace_limit(text: str | None) -> int | None:
+    if text is None:
+        return TRACE_LIMIT_DEFAULT
+    if text.isascii() and text.isdigit() and len(text) <= 6 and 1 <= int(text) <= TRACE_LIMIT_MAX:
+        return int(text)
+    return None
+
+
+async def get_trace(request: web.Request) -> web.Response:
+    """GET /api/v1/accounts/{system_id}/trace?limit=N"""
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    limit = _trace_limit(request.query.get("limit"))
+    if limit is None:
+        return _bad(f"limit: expected 1..{TRACE_LIMIT_MAX} (the last entries)")
+    return json_response({"account": acc.system_id, "trace": _trace_setting(acc.trace),
+                          "lines": server.trace_lines(acc.system_id, limit)})
+
+
+def _trace_file(server, name: str) -> Path | web.Response:
+    """``<storage.path>/traces/NAME``, ready to append to, or the error to answer."""
+    if not TRACE_NAME_RE.fullmatch(name) or ".." in name:
+        return json_error(422, "invalid_trace",
+                          "trace: true, false, or a file NAME of 1..64 of A-Z a-z 0-9 . _ - "
+                          f"(no path, no '..'), written under the server's {TRACE_DIR}/ directory")
+    path = trace_dir(server) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):   # what a session bound later will open: fail now, not then
+            pass
+    except OSError as e:
+        return json_error(503, "system_error", f"cannot open trace file {name!r}: {e.strerror or e}")
+    return path
+
+
+async def put_trace(request: web.Request) -> web.Response:
+    """PUT /api/v1/accounts/{system_id}/trace  {"trace": true | false | "NAME"}"""
+    server = request.app[SERVER]
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(server, request)
+    if isinstance(acc, web.Response):
+        return acc
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    extra = set(body) - {"trace"}
+    if extra:
+        return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
+    trace = body.get("trace")
+    if not isinstance(trace, (bool, str)):
+        return _bad('trace: expected true (in memory), false (off) or a file NAME')
+    if isinstance(trace, str):
+        path = _trace_file(server, trace)
+        if isinstance(path, web.Response):
+            return path
+        trace = str(path)
+    sid = acc.system_id
+    # A sink is made for the setting in force when it was first needed: a changed setting
+    # needs a new one (Server.set_trace drops it only when tracing stops).
+    old = server.trace_sinks.pop(sid, None) if trace != acc.trace else None
+    try:
+        await server.set_trace(sid, trace)
+    except (ValueError, TypeError, RuntimeError) as e:
+        if old is not None:   # the sessions still write to it: keep it theirs
+            server.trace_sinks.setdefault(sid, old)
+        if isinstance(e, RuntimeError):
+            return json_error(503, "system_error", str(e))
+        return json_error(422, "invalid_trace", str(e))
+    # Every session of the account now writes to the new sink: close the old one's file.
+    f = getattr(old, "_file", None)
+    if f is not None:
+        f.close()
+    acc = server.book.get(sid)
+    return json_response({"account": sid, "trace": _trace_setting(acc.trace),
+                          "lines": server.trace_lines(sid, TRACE_LIMIT_DEFAULT)})
