@@ -28,6 +28,7 @@ import shutil
 import time
 from collections import deque
 from pathlib import Path
+from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
@@ -61,7 +62,7 @@ class Entry:
     """One job as the API sees it."""
 
     __slots__ = ("id", "dir", "owner", "premium", "filename", "created", "finished", "status",
-                 "error", "report", "job", "task", "kind", "size")
+                 "error", "report", "job", "task", "kind", "size", "encoding")
 
     def __init__(self, job_id: str, directory: Path, owner: str | None, premium: bool,
                  filename: str, created: float):
@@ -75,6 +76,7 @@ class Entry:
         self.task: asyncio.Task | None = None
         self.kind = "auto"               # csv or text once the upload is read
         self.size = 0
+        self.encoding: str | None = None   # the file's (the cleaned one keeps it)
 
     @property
     def input(self) -> Path:
@@ -90,7 +92,8 @@ class Entry:
 
     def meta(self) -> dict:
         return {"id": self.id, "account": self.owner, "premium": self.premium,
-                "filename": self.filename, "created": self.created, "pid": os.getpid()}
+                "filename": self.filename, "created": self.created, "pid": os.getpid(),
+                "kind": self.kind, "encoding": self.encoding}
 
     def public(self, text: str) -> str:
         """A message without the server's paths."""
@@ -173,6 +176,8 @@ class CleanJobs:
             return None
         if entry.id != directory.name:
             return None
+        entry.kind = str(meta.get("kind") or entry.kind)
+        entry.encoding = meta.get("encoding") if isinstance(meta.get("encoding"), str) else None
         try:
             report = json.loads(entry.report_path.read_text())
         except (OSError, ValueError):
@@ -319,7 +324,9 @@ def _owner(server, who: Principal, q, premium: bool) -> str | None | web.Respons
 
 
 def _upload_name(name: str | None, content_type: str) -> str:
-    base = _SAFE_NAME.sub("_", os.path.basename(name or "").strip()).strip("._")[:64]
+    # Some clients percent-encode the name (aiohttp's FormData does).
+    name = unquote(name or "").replace("\\", "/")
+    base = _SAFE_NAME.sub("_", os.path.basename(name).strip()).strip("._")[:64]
     if base:
         return base
     return "numbers.txt" if content_type == "text/plain" else "contacts.csv"
@@ -380,9 +387,12 @@ async def _receive(request: web.Request, entry: Entry, limit: int) -> web.Respon
                 return _bad("multipart: expected the file in a field named 'file'")
             part_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             entry.filename = _upload_name(part.filename, part_type)
-            if entry.filename.lower().endswith(".csv") or part_type in ("text/csv", "application/csv"):
+            if (unquote(part.filename or "").lower().endswith(".csv")
+                    or part_type in ("text/csv", "application/csv")):
                 entry.kind = "csv"
             entry.size = await _save(part, entry.input, limit)
+            if not part.at_eof():   # the body ended before the part's closing boundary
+                return _bad("malformed upload: the multipart body is cut short")
         else:
             entry.filename = _upload_name(request.query.get("filename"), ctype)
             if ctype in ("text/csv", "application/csv"):
@@ -449,7 +459,7 @@ async def create_job(request: web.Request) -> web.Response:
         except (csv.Error, ValueError) as e:   # e.g. a header line over the csv field limit
             return json_error(422, "invalid_file", f"{entry.filename}: not a readable CSV or "
                                                    f"text file: {entry.public(str(e))[:200]}")
-        entry.kind = layout.kind
+        entry.kind, entry.encoding = layout.kind, layout.encoding
         checker = EngineChecker(server, owner) if opts["premium"] else None
         entry.job = CleanJob(entry.input, server.resolver, checker=checker, output=entry.output,
                              report=entry.report_path, fmt=fmt, delimiter=opts["delimiter"],
@@ -474,28 +484,32 @@ async def create_job(request: web.Request) -> web.Response:
 
 
 async def _run(jobs: CleanJobs, entry: Entry, checker) -> None:
+    # The entry reads as finished only once every lookup the job made is durable.
+    status, error, report = "failed", None, None
     try:
-        entry.report = await entry.job.run()
-        entry.status = "done"
+        report = await entry.job.run()
+        status = "done"
     except ToolError as e:   # the file, the credit, the account: the report says why
-        entry.status, entry.error = "failed", str(e)
-        entry.report = _read_report(entry)
+        error = str(e)
+        report = _read_report(entry)
     except asyncio.CancelledError:
-        entry.status, entry.error = "failed", "interrupted: the server stopped before the job finished"
+        error = "interrupted: the server stopped before the job finished"
         raise
     except Exception:
         log.exception("clean_job_failed", job=entry.id)
-        entry.status, entry.error = "failed", "the job failed on the server's side; it is logged"
+        error = "the job failed on the server's side; it is logged"
     finally:
         if checker is not None:
-            try:   # every lookup made is durable before the job reads as finished
+            try:
                 await checker.close()
             except Exception as e:
                 log.error("clean_job_commit_failed", job=entry.id, error=str(e))
-                if entry.status == "done":
-                    entry.status, entry.error = "failed", f"the lookups could not be committed: {e}"
+                if status == "done":
+                    status, error = "failed", f"the lookups could not be committed: {e}"
+        entry.report, entry.error = report, error
         entry.finished = time.time()
-        log.info("clean_job_finished", job=entry.id, status=entry.status, error=entry.error)
+        entry.status = status
+        log.info("clean_job_finished", job=entry.id, status=status, error=error)
         jobs.done(entry)
 
 
@@ -537,7 +551,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     if which not in FILES:
         return _bad("file: expected cleaned (default), report or original")
     if which == "original":
-        return _file(entry.input, entry.filename, entry.kind)
+        return _file(entry.input, entry.filename, entry)
     if entry.status == "running":
         return json_error(409, "job_running", "the job is still running: poll its status_url",
                           job=_view(entry))
@@ -550,17 +564,35 @@ async def download(request: web.Request) -> web.StreamResponse:
     if entry.status != "done":
         return json_error(409, "job_failed", entry.public(entry.error or "the job failed"),
                           job=_view(entry))
-    return _file(entry.output, f"cleaned-{entry.filename}", entry.kind)
+    return _file(entry.output, f"cleaned-{entry.filename}", entry)
 
 
 def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0] or name
 
 
-def _file(path: Path, name: str, kind: str) -> web.StreamResponse:
+def _file(path: Path, name: str, entry: Entry) -> web.StreamResponse:
     if not path.is_file():
         return json_error(410, "gone", "the job's files were deleted (only the last "
                                        f"{KEEP_FINISHED} jobs are kept)")
-    return web.FileResponse(path, headers={
-        "Content-Type": "text/csv" if kind == "csv" else "text/plain",
-        "Content-Disposition": f'attachment; filename="{name}"'})
+    ctype = "text/csv" if entry.kind == "csv" else "text/plain"
+    charset = _charset(entry.encoding)
+    if charset:
+        ctype += f"; charset={charset}"
+    return web.FileResponse(path, headers={"Content-Type": ctype,
+                                           "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _charset(encoding: str | None) -> str | None:
+    """The HTTP charset of a Python encoding (the cleaned file keeps the upload's)."""
+    if not encoding:
+        return None
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return None
+    if name.startswith("iso8859-"):
+        return "iso-8859-" + name[8:]
+    if re.fullmatch(r"cp125\d", name):
+        return "windows-" + name[2:]
+    return {"utf-8-sig": "utf-8"}.get(name, name)
