@@ -168,12 +168,19 @@ class CleanJobs:
         self._evict()
 
     def _from_disk(self, directory: Path) -> Entry | None:
+        """A job from its files (another process's, or an earlier run's); None if they are
+        not a job's."""
         try:
-            meta = json.loads((directory / "job.json").read_text())
-            entry = Entry(meta["id"], directory, meta.get("account"), bool(meta.get("premium")),
-                          str(meta.get("filename") or "upload"), float(meta["created"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            return self._read_entry(directory)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def _read_entry(self, directory: Path) -> Entry | None:
+        meta = json.loads((directory / "job.json").read_text())
+        owner = meta.get("account")
+        entry = Entry(meta["id"], directory, owner if isinstance(owner, str) else None,
+                      bool(meta.get("premium")), str(meta.get("filename") or "upload"),
+                      float(meta["created"]))
         if entry.id != directory.name:
             return None
         entry.kind = str(meta.get("kind") or entry.kind)
@@ -186,7 +193,7 @@ class CleanJobs:
             entry.status = "failed" if report.get("status") == "failed" else "done"
             entry.error = report.get("error") if entry.status == "failed" else None
             entry.report = report
-            entry.kind = report.get("format") or entry.kind
+            entry.kind = str(report.get("format") or entry.kind)
             entry.finished = entry.report_path.stat().st_mtime
         elif _alive(meta.get("pid")):
             entry.status = "running"   # another process of a shared deployment runs it
