@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from array import array
 from collections import Counter
@@ -1090,6 +1091,9 @@ def bench(cfg: BenchConfig) -> dict:
             proc.terminate()
             proc.join(5)
     if cfg.spawn:
+        if threading.current_thread() is threading.main_thread():
+            # Stopped with SIGTERM: unwind, so the finally below stops the server we started.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         spawned = SpawnedServer(cfg).start()
         cfg = replace(cfg, host="127.0.0.1", port=spawned.smpp_port, server_pid=spawned.proc.pid)
     try:

@@ -114,3 +114,10 @@ def test_cli_accepts_the_make_bench_flags(capsys, server):
     text = capsys.readouterr().out  # the in-process server logs to stdout too
     out = json.loads(text[text.index("{\n"):])
     assert out["receipts"] == 200
+
+
+def test_workers_bench_two_processes(make_server):
+    server = make_server(accounts=DEMOS)
+    r = run_load(BenchConfig(port=server.smpp_port, sessions=2, window=16, count=1001, workers=2))
+    _complete(r, 1001)
+    assert r["workers"] == 2
