@@ -260,15 +260,18 @@ class Server:
         proto.tracer.record("<", bind)
 
     async def set_trace(self, system_id: str, trace: bool | str) -> None:
-        """Trace an account from now on (its sessions bound later, and those bound now)."""
+        """Trace an account from now on (its sessions bound later, and those bound now).
+        A changed setting gets a new sink; the old one (and its file) is closed."""
+        changed = self._account(system_id).trace != trace
         await self.update_account(system_id, {"trace": trace})
-        if not trace:
-            self.trace_sinks.pop(system_id, None)
+        old = self.trace_sinks.pop(system_id, None) if changed or not trace else None
         for proto in list(self.protocols):
             if proto.account is not None and proto.account.system_id == system_id:
                 proto.tracer = None
                 if trace:
                     self.trace_session(proto, _trace_started_note(proto))
+        if old is not None:
+            old.close()
 
     def trace_lines(self, system_id: str, limit: int = 1000) -> list[str]:
         sink = self.trace_sinks.get(system_id)

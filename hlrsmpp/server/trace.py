@@ -88,6 +88,9 @@ class MemorySink:
     def add(self, line: str) -> None:
         self.lines.append(line)
 
+    def close(self) -> None:
+        pass
+
 
 class FileSink:
     def __init__(self, path: str | Path):
@@ -98,4 +101,8 @@ class FileSink:
 
     def add(self, line: str) -> None:
         self.lines.append(line)
-        self._file.write(line + "\n")
+        if not self._file.closed:
+            self._file.write(line + "\n")
+
+    def close(self) -> None:
+        self._file.close()

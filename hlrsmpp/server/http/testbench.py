@@ -157,21 +157,12 @@ async def put_trace(request: web.Request) -> web.Response:
             return path
         trace = str(path)
     sid = acc.system_id
-    # A sink is made for the setting in force when it was first needed: a changed setting
-    # needs a new one (Server.set_trace drops it only when tracing stops).
-    old = server.trace_sinks.pop(sid, None) if trace != acc.trace else None
     try:
         await server.set_trace(sid, trace)
     except (ValueError, TypeError, RuntimeError) as e:
-        if old is not None:   # the sessions still write to it: keep it theirs
-            server.trace_sinks.setdefault(sid, old)
         if isinstance(e, RuntimeError):
             return json_error(503, "system_error", str(e))
         return json_error(422, "invalid_trace", str(e))
-    # Every session of the account now writes to the new sink: close the old one's file.
-    f = getattr(old, "_file", None)
-    if f is not None:
-        f.close()
     acc = server.book.get(sid)
     return json_response({"account": sid, "trace": _trace_setting(acc.trace),
                           "lines": server.trace_lines(sid, TRACE_LIMIT_DEFAULT)})
