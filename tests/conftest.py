@@ -112,6 +112,19 @@ def server(make_server) -> ServerThread:
     return make_server()
 
 
+_SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_orphan_servers():
+    """A test that fails before stopping its server process must not leave it running."""
+    yield
+    for proc in _SPAWNED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 class ServerProcess:
     """``hlrsmpp serve`` as a real process (for kill -9 and signal tests)."""
 
@@ -130,6 +143,7 @@ class ServerProcess:
             [sys.executable, "-m", "hlrsmpp", "serve", "--config", str(self.config_file),
              "--smpp-port", str(self.smpp_port), "--http-port", str(self.http_port)],
             cwd=self.config_file.parent, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        _SPAWNED.append(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
