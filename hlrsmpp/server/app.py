@@ -443,11 +443,20 @@ class Server:
 async def serve(cfg: dict) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the HLR rules. The exit code."""
     server = Server(cfg)
-    await server.start()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM that lands while the server is still starting (its SMPP
+    # port may already accept) is honoured as soon as it has started, never lost.
+    asked = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
-    loop.add_signal_handler(signal.SIGHUP, server.reload)
+        loop.add_signal_handler(sig, asked.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: server.reload() if hasattr(server, "resolver") else None)
+    await server.start()
+
+    async def stop_when_asked() -> None:
+        await asked.wait()
+        await server.stop()
+
+    loop.create_task(stop_when_asked())
     await server.stopped.wait()
     return server.exit_code
 
