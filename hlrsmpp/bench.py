@@ -119,6 +119,7 @@ class BenchConfig:
     credit: str = "1000000000"       # spawned accounts: prepaid (charging on) or "unlimited"
     keep: bool = False
     server_args: list[str] = field(default_factory=list)
+    hostile: int = 0                 # hostile connections (hlrsmpp.hostile) during the load
 
 
 def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
@@ -1002,6 +1003,11 @@ class SpawnedServer:
             "log": {"format": "json", "level": "warning"},
             "accounts": accounts,
         }
+        if self.cfg.hostile:
+            # The hostile clients share the bench's address: banning their failed binds
+            # would ban the bench too. Unbound connections are cut after 2 s.
+            conf["bans"] = {"after": 1_000_000_000, "window": 1, "time": 1}
+            conf["smpp"]["session_init_timeout"] = 2.0
         path = self.dir / "bench.yaml"
         path.write_text(json.dumps(conf, indent=1) + "\n")  # JSON is YAML
         return path
@@ -1135,16 +1141,22 @@ def bench(cfg: BenchConfig) -> dict:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         spawned = SpawnedServer(cfg).start()
         cfg = replace(cfg, host="127.0.0.1", port=spawned.smpp_port, server_pid=spawned.proc.pid)
+    hostile = _start_hostile(cfg) if cfg.hostile else None
     try:
         if cfg.idle_sessions:
             result = _run_loop(_idle(cfg))
         else:
             result = run_load(cfg)
+        if hostile is not None:
+            result["hostile"] = cfg.hostile
     except BaseException:
         if spawned is not None:
             print(f"hlrsmpp bench: spawned server's log: {spawned.tail()}", file=sys.stderr)
         raise
     finally:
+        if hostile is not None:
+            hostile[1].set()
+            hostile[0].join(20)
         if spawned is not None:
             rc = spawned.stop()
             if rc not in (0, None):
@@ -1153,6 +1165,20 @@ def bench(cfg: BenchConfig) -> dict:
     if spawned is not None:
         result["spawned"] = True
     return result
+
+
+def _start_hostile(cfg: BenchConfig):
+    """Hostile clients in their own process, against the server under test, settled
+    for a second before the load starts."""
+    import multiprocessing as mp
+    from .hostile import hostile_process_main
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    proc = ctx.Process(target=hostile_process_main, args=(cfg.host, cfg.port, cfg.hostile, stop),
+                       daemon=True)
+    proc.start()
+    time.sleep(1.0)
+    return proc, stop
 
 
 # ------------------------------------------------------------------ output
@@ -1176,7 +1202,8 @@ def format_text(r: dict) -> str:
     what = f"{r['count']} lookups" if r["count"] is not None else f"{r['duration']} s"
     lines = [
         f"hlrsmpp bench: mode {r['mode']}, {r['sessions']} sessions, {load}, {what}, "
-        f"{r['workers']} generator process(es), {r['loop']}",
+        f"{r['workers']} generator process(es), {r['loop']}"
+        + (f", {r['hostile']} hostile connections meanwhile" if r.get("hostile") else ""),
         f"  lookups/s        {r['lookups_per_s']:,.0f}  (receipts {r['receipts']} in {r['elapsed_s']} s)",
         f"  submit_sm_resp   {r['submit_ok']} OK, {r['submit_ok_per_s'] or 0:,.0f}/s;  "
         f"receipts {r['receipts_per_s'] or 0:,.0f}/s",
@@ -1239,6 +1266,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a("--system-type", default="HLR")
     a("--sessions", type=int, default=4, help="transceivers (trx) or transmitters (tx+rx)")
     a("--window", type=int, default=64, help="outstanding submit_sm per transmitting session")
+    a("--hostile", type=int, default=0,
+      help="meanwhile, this many hostile connections (garbage, truncated PDUs, huge lengths, "
+           "one byte a second, bad binds) from another process")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--count", type=int, default=None, help="total lookups (default 100000)")
     g.add_argument("--duration", type=float, default=None, help="seconds of submitting instead of --count")
@@ -1277,7 +1307,8 @@ def cmd_bench(args) -> int:
         duration=args.duration, rate=args.rate, mode=args.mode, numbers=args.numbers, pool=args.pool,
         workers=args.workers, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
-        progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config, credit=args.credit, keep=args.keep)
+        progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config,
+        credit=args.credit, keep=args.keep, hostile=args.hostile)
     try:
         result = bench(cfg)
     except (OSError, ValueError, RuntimeError, asyncio.TimeoutError) as err:

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
+from hlrsmpp.hostile import run_hostile
 from hlrsmpp.smpp.codec import Command, Pdu, encode
 
 A = {"system_id": "a", "password": "p"}
@@ -89,55 +90,14 @@ def test_stuck_receiver_does_not_slow_another_account(make_server):
     b.close()
 
 
-async def _hostile(port: int, kind: str, stop: asyncio.Event, rng: random.Random) -> None:
-    """One hostile client, reconnecting for as long as the soak lasts."""
-    while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        try:
-            if kind == "garbage":
-                writer.write(rng.randbytes(rng.randint(1, 4096)))
-            elif kind == "truncated":
-                pdu = encode(Pdu(Command.SUBMIT_SM, 5, 0, {"destination_addr": "447912345678"}))
-                writer.write(pdu[:rng.randint(1, len(pdu) - 1)])
-            elif kind == "huge":
-                writer.write(struct.pack(">IIII", rng.choice((17, 0xFFFFFFFF, 1 << 20)), 4, 0, 1) + b"x")
-            elif kind == "slow":  # one byte a second
-                for byte in encode(Pdu(Command.ENQUIRE_LINK, 1)):
-                    writer.write(bytes((byte,)))
-                    await writer.drain()
-                    try:
-                        await asyncio.wait_for(stop.wait(), 1.0)
-                        break
-                    except asyncio.TimeoutError:
-                        pass
-            elif kind == "badbind":
-                writer.write(encode(Pdu(Command.BIND_TRANSMITTER, 1, 0, {
-                    "system_id": "a", "password": rng.choice(("x", "y")), "system_type": "HLR",
-                    "interface_version": 0x34})))
-            await writer.drain()
-            try:
-                await asyncio.wait_for(reader.read(4096), 0.5)
-            except asyncio.TimeoutError:
-                pass
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-
 def _run_hostile(port: int, n: int, stop_flag: threading.Event) -> None:
     async def main():
         stop = asyncio.Event()
-        kinds = ["garbage", "truncated", "huge", "slow", "badbind"]
-        tasks = [asyncio.create_task(_hostile(port, kinds[i % 5], stop, random.Random(i))) for i in range(n)]
+        runner = asyncio.create_task(run_hostile("127.0.0.1", port, n, stop))
         while not stop_flag.is_set():
             await asyncio.sleep(0.05)
         stop.set()
-        await asyncio.wait(tasks, timeout=10)
+        await runner
     asyncio.run(main())
 
 
