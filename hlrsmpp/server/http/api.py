@@ -367,6 +367,22 @@ async def _admin(request: web.Request) -> web.Response | None:
     return who if isinstance(who, web.Response) else None
 
 
+async def admin_account(request: web.Request, with_body: bool = False):
+    """The operator's request about one account: (account, JSON body or None), or the
+    error to answer (not the operator, no such account, a bad body)."""
+    if (err := await _admin(request)) is not None:
+        return err
+    acc = _account_or_404(request.app[SERVER], request)
+    if isinstance(acc, web.Response):
+        return acc
+    if not with_body:
+        return acc, None
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    return acc, body
+
+
 def _account_or_404(server, request) -> Account | web.Response:
     sid = request.match_info["system_id"]
     acc = server.book.get(sid)
@@ -449,11 +465,10 @@ async def create_account(request: web.Request) -> web.Response:
 
 async def get_account(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
+    got = await admin_account(request)
+    if isinstance(got, web.Response):
+        return got
+    acc, _ = got
     return json_response(account_view(server, acc))
 
 
@@ -464,14 +479,10 @@ UPDATE_FORBIDDEN = {"system_id": "an account cannot be renamed",
 
 async def update_account(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    got = await admin_account(request, with_body=True)
+    if isinstance(got, web.Response):
+        return got
+    acc, body = got
     for k, why in UPDATE_FORBIDDEN.items():
         if k in body and not (k == "system_id" and body[k] == acc.system_id):
             return json_error(422, "invalid_account", f"{k}: {why}")
@@ -497,14 +508,10 @@ async def update_account(request: web.Request) -> web.Response:
 
 async def top_up(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    got = await admin_account(request, with_body=True)
+    if isinstance(got, web.Response):
+        return got
+    acc, body = got
     extra = set(body) - {"credit", "bought", "note"}
     if extra:
         return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
@@ -543,11 +550,10 @@ async def top_up(request: web.Request) -> web.Response:
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
+    got = await admin_account(request)
+    if isinstance(got, web.Response):
+        return got
+    acc, _ = got
     try:
         await server.set_enabled(acc.system_id, enabled)
     except RuntimeError as e:
@@ -565,11 +571,10 @@ async def disable_account(request: web.Request) -> web.Response:
 
 async def ledger(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
+    got = await admin_account(request)
+    if isinstance(got, web.Response):
+        return got
+    acc, _ = got
     rows = await read(server.store.ledger, acc.system_id)
     return json_response({"account": acc.system_id, "entries": [
         {"at": iso(r["at"]), "kind": r["kind"], "amount": from_micro(r["amount"]), "note": r["note"]}

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..faults import FaultError, FaultPlan
-from .api import _account_or_404, _admin, _bad, _body
+from .api import _admin, _bad, _body, admin_account
 from .common import SERVER, json_error, json_response
 
 TRACE_LIMIT_DEFAULT = 1000
@@ -106,11 +106,10 @@ def _trace_limit(text: str | None) -> int | None:
 async def get_trace(request: web.Request) -> web.Response:
     """GET /api/v1/accounts/{system_id}/trace?limit=N"""
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
+    got = await admin_account(request)
+    if isinstance(got, web.Response):
+        return got
+    acc, _ = got
     limit = _trace_limit(request.query.get("limit"))
     if limit is None:
         return _bad(f"limit: expected 1..{TRACE_LIMIT_MAX} (the last entries)")
@@ -137,14 +136,10 @@ def _trace_file(server, name: str) -> Path | web.Response:
 async def put_trace(request: web.Request) -> web.Response:
     """PUT /api/v1/accounts/{system_id}/trace  {"trace": true | false | "NAME"}"""
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    acc = _account_or_404(server, request)
-    if isinstance(acc, web.Response):
-        return acc
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    got = await admin_account(request, with_body=True)
+    if isinstance(got, web.Response):
+        return got
+    acc, body = got
     extra = set(body) - {"trace"}
     if extra:
         return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
