@@ -11,15 +11,14 @@ from datetime import date, timedelta
 
 import aiohttp
 import pytest
+
+from http_client import ApiClient, basic, clients
 from aiohttp import web
 
 TOKEN = "s3cr3t-admin"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def basic(user: str, password: str) -> dict:
-    return {"Authorization": aiohttp.encode_basic_auth(user, password)} if hasattr(
-        aiohttp, "encode_basic_auth") else {"Authorization": aiohttp.BasicAuth(user, password).encode()}
 
 
 def uk(i: int) -> str:
@@ -30,34 +29,15 @@ def india(i: int) -> str:
     return f"9198{i:08d}"
 
 
-class Api:
-    def __init__(self, st, session):
-        self.st, self.session = st, session
-        self.base = f"http://127.0.0.1:{st.http_port}/api/v1"
-
-    async def call(self, method: str, path: str, headers=None, **kw) -> tuple[int, object, dict]:
-        async with self.session.request(method, self.base + path, headers=headers, **kw) as r:
-            text = await r.text()
-            ctype = r.headers.get("Content-Type", "")
-            body = json.loads(text) if ctype.startswith("application/json") else text
-            return r.status, body, r.headers
-
+class Api(ApiClient):
     async def lookup(self, auth, **body):
         return await self.call("POST", "/lookups", headers=auth, json=body)
 
 
 @pytest.fixture
 async def api():
-    sessions = []
-
-    async def factory(st) -> Api:
-        s = aiohttp.ClientSession()
-        sessions.append(s)
-        return Api(st, s)
-
-    yield factory
-    for s in sessions:
-        await s.close()
+    async with clients(Api) as factory:
+        yield factory
 
 
 def assert_error(status, body, want_status, code, smpp=None):

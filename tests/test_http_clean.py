@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from http_client import ApiClient, basic, clients, error_code
+
 from hlrsmpp.server.http import clean as clean_http
 
 TOKEN = "T"
@@ -44,9 +46,6 @@ PREMIUM_CSV = ("id,numbers,email\n"
                f"6,{OK2},f@x\n")
 
 
-def basic(user: str, password: str) -> dict:
-    return {"Authorization": aiohttp.encode_basic_auth(user, password)} if hasattr(
-        aiohttp, "encode_basic_auth") else {"Authorization": aiohttp.BasicAuth(user, password).encode()}
 
 
 SHOP = basic("shop", "pw")
@@ -55,19 +54,7 @@ ACCOUNTS = [{"system_id": "shop", "password": "pw", "credit": 10},
             {"system_id": "other", "password": "pw", "credit": 10}]
 
 
-class Api:
-    def __init__(self, st, session):
-        self.st, self.session = st, session
-        self.base = f"http://127.0.0.1:{st.http_port}/api/v1"
-
-    async def call(self, method: str, path: str, headers=None, **kw):
-        async with self.session.request(method, self.base + path, headers=headers, **kw) as r:
-            raw = await r.read()
-            ctype = r.headers.get("Content-Type", "")
-            body = json.loads(raw) if ctype.startswith("application/json") else raw.decode(
-                r.charset or "utf-8")
-            return r.status, body, r.headers
-
+class Api(ApiClient):
     async def upload(self, auth, data, ctype="text/csv", **params):
         headers = dict(auth or {})
         if ctype is not None:
@@ -99,23 +86,10 @@ class Api:
 
 @pytest.fixture
 async def api():
-    sessions = []
-
-    async def factory(st) -> Api:
-        s = aiohttp.ClientSession()
-        sessions.append(s)
-        return Api(st, s)
-
-    yield factory
-    for s in sessions:
-        await s.close()
+    async with clients(Api) as factory:
+        yield factory
 
 
-def error_code(status, body, want_status) -> str:
-    assert status == want_status, body
-    assert set(body["error"]) >= {"code", "message", "smpp_status"}
-    assert body["error"]["message"]
-    return body["error"]["code"]
 
 
 def rows(text: str, delimiter=",") -> list[list[str]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from http_client import ApiClient, basic, clients, error_code
+
 from esme import SmpplibEsme
 
 TOKEN = "T"
@@ -16,42 +18,21 @@ PASSWORD = "Zq8!pw"   # never to be seen in a trace
 ACME = {"system_id": "acme", "password": PASSWORD}
 
 
-class Api:
-    def __init__(self, st, session):
-        self.st, self.session = st, session
-        self.base = f"http://127.0.0.1:{st.http_port}/api/v1"
+class Api(ApiClient):
 
     async def call(self, method: str, path: str, headers=ADMIN, **kw):
-        async with self.session.request(method, self.base + path, headers=headers, **kw) as r:
-            text = await r.text()
-            ok_json = r.headers.get("Content-Type", "").startswith("application/json")
-            return r.status, (json.loads(text) if ok_json else text)
+        status, body, _ = await super().call(method, path, headers, **kw)
+        return status, body
 
 
 @pytest.fixture
 async def api():
-    sessions = []
-
-    async def factory(st) -> Api:
-        s = aiohttp.ClientSession()
-        sessions.append(s)
-        return Api(st, s)
-
-    yield factory
-    for s in sessions:
-        await s.close()
+    async with clients(Api) as factory:
+        yield factory
 
 
-def basic(user: str, password: str) -> dict:
-    return {"Authorization": aiohttp.encode_basic_auth(user, password)} if hasattr(
-        aiohttp, "encode_basic_auth") else {"Authorization": aiohttp.BasicAuth(user, password).encode()}
 
 
-def error_code(status, body, want_status) -> str:
-    assert status == want_status, body
-    assert set(body["error"]) >= {"code", "message", "smpp_status"}
-    assert body["error"]["message"]
-    return body["error"]["code"]
 
 
 def bound(st, account=ACME) -> SmpplibEsme:
