@@ -6,7 +6,10 @@ subset (digits, [classes], \\d, (?:...), |, ?, {n}, {n,m}), so each pattern expa
 "digit prefix + n free digits" pieces.  Per calling code we store one dict
     national prefix -> {NSN length: Range(region, number type, home network)}
 where every key already carries what its shorter prefixes say (ancestor entries are
-merged in at build time), so a lookup is a single longest-prefix match: a few dict gets.
+merged in at build time), so a lookup is a single longest-prefix match.  For the hot path
+that match is precomputed as well (build_index): every digit string down to the depth of
+the table's keys maps to its answer, so a lookup is one or two dict gets instead of one
+get per key length present.
 Tables are built lazily per calling code (a few ms each) and kept for the process.
 """
 from __future__ import annotations
@@ -149,24 +152,95 @@ def _metadata(cc: int, region: str):
     return phonenumbers.PhoneMetadata.metadata_for_region(region)
 
 
+class Node:
+    """One level of a Country's prefix index: ``map.get(nsn[:depth], best)`` is a leaf (a
+    tuple of Ranges indexed by NSN length) or the Node of the next level."""
+    __slots__ = ("depth", "map", "best")
+
+    def __init__(self, depth: int, map: dict, best: tuple):
+        self.depth, self.map, self.best = depth, map, best
+
+
+# Leaves cover NSN lengths 0..LEAF_LEN-1: parse() admits at most 15 digits with the
+# calling code, so an NSN has at most 14; longer ones go the slow way (Country.scan).
+LEAF_LEN = 16
+# Digits a Node spans: at most 10**STRIDE entries a Node, at most ceil(8/STRIDE) levels.
+STRIDE = 2
+
+
 class Country:
     """Numbering plan of one calling code."""
-    __slots__ = ("cc", "regions", "lengths", "table", "keylens")
+    __slots__ = ("cc", "regions", "lengths", "table", "keylens", "index")
 
     def __init__(self, cc: str, regions: tuple[str, ...], lengths: frozenset[int]):
         self.cc, self.regions, self.lengths = cc, regions, lengths
         self.table: dict[str, dict[int, Range]] | None = None   # built on first use
         self.keylens: tuple[int, ...] = ()
+        self.index: Node | None = None   # build_index(table), with the table
 
     def lookup(self, nsn: str) -> Range:
         """Range of a national significant number; ntype "" when not allocated (its nnc
         is then the holder of the enclosing block, if any: HLR lookups report it)."""
+        if not (nsn.isdigit() and nsn.isascii() and len(nsn) < LEAF_LEN):
+            return self.scan(nsn)
+        node = self.index   # Resolver.resolve() inlines this walk
+        leaf = node.map.get(nsn[:node.depth], node.best)
+        while leaf.__class__ is Node:
+            leaf = leaf.map.get(nsn[:leaf.depth], leaf.best)
+        return leaf[len(nsn)]
+
+    def scan(self, nsn: str) -> Range:
+        """lookup() by probing the table once per key length (any string)."""
         table = self.table
         for k in self.keylens:   # the empty key is always present: the loop always hits
             hit = table.get(nsn[:k])
             if hit is not None:
                 return hit.get(len(nsn)) or hit[0]
         raise AssertionError("numbering table without a root entry")
+
+
+def build_index(table: dict[str, dict[int, Range]]) -> Node:
+    """The longest-prefix match of a build_table() table, precomputed for digit strings.
+    A Node at prefix p answers for every digit string s extending p with
+    len(p) <= len(s) <= depth: the leaf of the longest key that is a prefix of s or, where
+    longer keys extend s (only if len(s) == depth), the Node below s.  Only answers other
+    than the Node's best (the leaf for p itself) are stored: most blocks are uniform.
+    Shorter strings are there for NSNs shorter than depth (nsn[:depth] is all of them).
+    Depth is len(p) + STRIDE, or less where no key below p is that long."""
+    below: dict[str, int] = {}   # prefix -> length of the longest key extending it
+    for key in table:
+        for k in range(len(key) + 1):
+            if below.get(key[:k], -1) < len(key):
+                below[key[:k]] = len(key)
+    leaves: dict[int, tuple[Range, ...]] = {}   # table values are interned: one leaf each
+
+    def leaf(hit: dict[int, Range]) -> tuple[Range, ...]:
+        if id(hit) not in leaves:
+            leaves[id(hit)] = tuple(hit.get(n) or hit[0] for n in range(LEAF_LEN))
+        return leaves[id(hit)]
+
+    def node(prefix: str, best: tuple[Range, ...]) -> Node:
+        depth = min(len(prefix) + STRIDE, below[prefix])
+        out: dict[str, object] = {}
+
+        def fill(s: str, up: tuple[Range, ...]) -> None:
+            if s in table:
+                up = leaf(table[s])
+            if len(s) == depth and below.get(s, 0) > depth:
+                out[s] = node(s, up)
+                return
+            if up is not best:
+                out[s] = up
+            elif s not in below:   # no key is s or extends it: all of it answers best
+                return
+            if len(s) < depth:
+                for d in ALL:
+                    fill(s + d, up)
+
+        fill(prefix, best)
+        return Node(depth, out, best)
+
+    return node("", leaf(table[""]))
 
 
 def _number_type(md, matched: set[str]) -> str | None:
@@ -300,7 +374,8 @@ class NumberingPlan:
         table = build_table(int(country.cc), country.regions, self.holders.get(country.cc, {}),
                             self.defaults)
         country.keylens = tuple(sorted({len(k) for k in table}, reverse=True))
-        country.table = table
+        country.index = build_index(table)
+        country.table = table   # last: a non-None table means the Country is ready
 
     def warm(self) -> None:
         """Build every calling code now (start-up) instead of on first use."""
