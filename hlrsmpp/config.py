@@ -21,6 +21,7 @@ DEFAULTS: dict = {
         "max_connections": 10000,
         "max_connections_per_ip": 500,
         "session_init_timeout": 10.0,  # seconds to bind after connecting
+        "tarpit": 1.0,                 # seconds a misbehaving peer (framing error, error before binding, repeated failed binds) waits for its answer, unread (0: at once)
         "enquire_link_interval": 30.0,  # we probe an idle ESME this often
         "inactivity_timeout": 120.0,   # nothing received for this long: close
         "response_timeout": 10.0,      # deliver_sm not answered in time: retry

@@ -18,6 +18,7 @@ Families (``_total`` is added to counters by the exposition format):
 hlrsmpp_build_info                        gauge    version
 hlrsmpp_connections                       gauge    open SMPP TCP connections
 hlrsmpp_connections_rejected_total        counter  refused by max_connections(_per_ip)
+hlrsmpp_tarpitted_total                   counter  misbehaving peers answered smpp.tarpit late
 hlrsmpp_sessions                          gauge    bound sessions by mode (tx, rx, trx)
 hlrsmpp_binds_total                       counter  mode, result (ok or the refusal)
 hlrsmpp_pdus_received_total               counter  command, status
@@ -163,6 +164,7 @@ class Stats:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.connections_rejected = 0
+        self.tarpitted = 0
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -205,6 +207,10 @@ class ServerCollector:
         c = CounterMetricFamily("hlrsmpp_connections_rejected",
                                 "SMPP connections refused by max_connections or max_connections_per_ip")
         c.add_metric([], s.connections_rejected)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_tarpitted", "Misbehaving SMPP peers (framing errors, errors "
+                                "before binding, repeated failed binds) answered smpp.tarpit seconds late")
+        c.add_metric([], s.tarpitted)
         yield c
         g = GaugeMetricFamily("hlrsmpp_sessions", "Bound SMPP sessions by mode", labels=["mode"])
         counts = server.session_counts() if hasattr(server, "registry") else {}

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import socket
 import struct
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
+from hlrsmpp import metrics
 from hlrsmpp.hostile import run_hostile
 from hlrsmpp.smpp.codec import Command, Pdu, encode
 
@@ -65,6 +68,87 @@ def test_huge_command_length_is_nacked_and_closed(make_server):
     nack = s.recv(16)
     assert struct.unpack(">IIII", nack) == (16, 0x80000000, 0x02, 9)  # RINVCMDLEN
     assert _closed_by_server(s)
+
+
+def _held(sock: socket.socket, hold: float) -> bytes:
+    """What the server answers, asserting it answers nothing for ``hold`` seconds first."""
+    sock.settimeout(hold)
+    with pytest.raises(socket.timeout):
+        sock.recv(65536)
+    sock.settimeout(5)
+    return sock.recv(65536)
+
+
+def _answered_at_once(sock: socket.socket) -> bytes:
+    sock.settimeout(0.5)
+    return sock.recv(65536)
+
+
+def _bind_pdu(password: str, sequence: int = 1) -> bytes:
+    return encode(Pdu(Command.BIND_TRANSMITTER, sequence, 0, {
+        "system_id": "a", "password": password, "system_type": "HLR", "interface_version": 0x34}))
+
+
+def _tarpitted(srv) -> int:
+    return srv.call(lambda: metrics.STATS.tarpitted)
+
+
+def test_framing_error_is_answered_late_and_closed(make_server):
+    """A peer that breaks framing is held smpp.tarpit seconds, unread, before its
+    generic_nack and the close: one that reconnects at once cannot loop fast."""
+    srv = make_server([A], smpp={"tarpit": 1.5})
+    before = _tarpitted(srv)
+    s = _connect(srv.smpp_port)
+    s.sendall(struct.pack(">IIII", 0x7FFFFFFF, 4, 0, 9) + b"more garbage behind it")
+    nack = _held(s, 1.0)
+    assert struct.unpack(">IIII", nack[:16]) == (16, 0x80000000, 0x02, 9)  # RINVCMDLEN
+    assert _closed_by_server(s)
+    assert _tarpitted(srv) == before + 1
+
+
+def test_tarpit_zero_answers_at_once(make_server):
+    srv = make_server([A], smpp={"tarpit": 0})
+    s = _connect(srv.smpp_port)
+    s.sendall(struct.pack(">IIII", 3, 4, 0, 9))
+    assert struct.unpack(">IIII", _answered_at_once(s)[:16]) == (16, 0x80000000, 0x02, 9)
+
+
+def test_error_before_binding_is_answered_late_then_the_session_goes_on(make_server):
+    srv = make_server([A], smpp={"tarpit": 1.0})
+    s = _connect(srv.smpp_port)
+    s.sendall(encode(Pdu(Command.SUBMIT_SM, 7, 0, {"destination_addr": "447912345678"})))
+    resp = _held(s, 0.7)
+    assert struct.unpack(">IIII", resp[:16]) == (16, 0x80000004, 0x04, 7)  # RINVBNDSTS
+    s.sendall(_bind_pdu("p", 8))  # reading resumed: the connection may still bind
+    bound = _answered_at_once(s)
+    assert struct.unpack(">IIII", bound[:16])[1:] == (0x80000002, 0, 8)
+
+
+def test_bound_session_errors_are_answered_at_once(make_server):
+    srv = make_server([A], smpp={"tarpit": 5.0})
+    s = _connect(srv.smpp_port)
+    s.sendall(_bind_pdu("p"))
+    assert struct.unpack(">IIII", _answered_at_once(s)[:16])[1:] == (0x80000002, 0, 1)
+    s.sendall(struct.pack(">IIII", 16, 0x00000077, 0, 2))  # unknown command id
+    assert struct.unpack(">IIII", _answered_at_once(s)[:16]) == (16, 0x80000000, 0x03, 2)  # RINVCMDID
+
+
+def test_repeated_failed_binds_are_answered_late(make_server):
+    """The first wrong password is answered at once (a typo); the next ones from that
+    IP wait smpp.tarpit; the right password still binds at once and clears the count."""
+    srv = make_server([A], smpp={"tarpit": 1.0})
+    first = _connect(srv.smpp_port)
+    first.sendall(_bind_pdu("wrong"))
+    assert struct.unpack(">IIII", _answered_at_once(first)[:16])[1:] == (0x80000002, 0x0E, 1)
+    second = _connect(srv.smpp_port)
+    second.sendall(_bind_pdu("wrong"))
+    assert struct.unpack(">IIII", _held(second, 0.7)[:16])[1:] == (0x80000002, 0x0E, 1)
+    ok = SmpplibEsme(srv.smpp_port)
+    ok.bind("transmitter", system_id="a", password="p")
+    third = _connect(srv.smpp_port)
+    third.sendall(_bind_pdu("wrong"))
+    assert struct.unpack(">IIII", _answered_at_once(third)[:16])[1:] == (0x80000002, 0x0E, 1)
+    ok.close()
 
 
 def test_stuck_receiver_does_not_slow_another_account(make_server):
@@ -129,6 +213,10 @@ def test_soak_hostile_and_normal_clients(tmp_path):
         assert all(b.resps[s].status == 0 for s in seqs)
         assert all(RECEIPT_RE.match(r.short_message.decode()) for r in b.receipts)
         b.close()
+        # The hostile ones were held by the tarpit, not served at the speed they reconnect.
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=10).read()
+        held = re.search(rb"^hlrsmpp_tarpitted_total (\S+)$", scrape, re.M)
+        assert held and float(held.group(1)) > 0
     finally:
         stop.set()
         hostile.join(20)

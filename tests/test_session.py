@@ -236,6 +236,28 @@ def test_smsc_only_commands_from_esme_get_generic_nack(state, command):
     assert session.state is not State.CLOSED
 
 
+# ---------------------------------------------------------------- violations
+
+@pytest.mark.parametrize("state", SESSION_MAKERS)
+def test_violations_count_framing_errors_in_any_state_and_errors_only_before_binding(state):
+    """What the application tarpits (issue 5): a bound ESME's error (an unknown command,
+    a cancel_sm it may not send) is ordinary; before binding, or a broken frame, it is not."""
+    session = SESSION_MAKERS[state]()
+    session.receive_data(frame(0x77, sequence=1) + encode(submit(2)) + encode(Pdu(Command.ENQUIRE_LINK, 3)))
+    session.data_to_send()
+    assert session.violations == (2 if state == "open" else 0)  # unknown id; submit_sm unbound
+    session.receive_data(struct.pack(">IIII", 3, 4, 0, 4))
+    assert session.violations == (3 if state == "open" else 1)
+    assert session.state is State.CLOSED
+
+
+def test_bind_and_enquire_link_are_no_violations():
+    session = SmscSession()
+    session.receive_data(encode(Pdu(Command.ENQUIRE_LINK, 1)) + encode(bind_pdu(BindMode.TX, 2)))
+    session.reject_bind(bind_pdu(BindMode.TX, 2), Status.RINVPASWD)  # the application's call
+    assert session.violations == 0
+
+
 # ---------------------------------------------------------------- command_length
 
 @pytest.mark.parametrize("length", [0, 1, 15])

@@ -645,6 +645,14 @@ class AccountBook:
             self._failures = {k: v for k, v in self._failures.items() if now - v[0] <= self.ban_window}
         return False
 
+    def guessing(self, ip: str, now: float) -> bool:
+        """`ip` is banned, or failed to log in more than once within the ban window."""
+        key = _ip_key(ip)
+        if key in self._banned:
+            return True
+        first, count = self._failures.get(key, (now, 0))
+        return count > 1 and now - first <= self.ban_window
+
     def authenticate(self, system_id: str, password: str, system_type: str, ip: str,
                      now: float) -> tuple[Refusal | None, Account | None]:
         """Check a bind (or an HTTP login); the account only when it may proceed.

@@ -66,7 +66,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer", "pdu_counter", "corked")
+                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted")
 
     def __init__(self, server):
         self.server = server
@@ -85,6 +85,7 @@ class SmppProtocol:
         self.pdus_in = 0      # counted only while the test bench is active
         self.tracer = None    # a PduTrace while this session is traced
         self.corked: list[bytes] | None = None  # written this turn, sent at its end
+        self.tarpitted = False  # a misbehaving peer: its answers wait, it is not read
         self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
@@ -122,7 +123,7 @@ class SmppProtocol:
 
     def resume_writing(self) -> None:
         self.paused = False
-        if not self.closed:
+        if not self.closed and not self.tarpitted:
             self.transport.resume_reading()
         if self.outbox is not None and self.outbox.receiver is self:
             self.outbox.pump()
@@ -146,6 +147,8 @@ class SmppProtocol:
                 self.corked.append(data)
 
     def _uncork(self) -> None:
+        if self.tarpitted:  # sent when the tarpit lets go
+            return
         corked, self.corked = self.corked, None
         if corked and not self.closed:
             self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
@@ -156,12 +159,16 @@ class SmppProtocol:
         self.pdu_counter.feed(data)
         if self.tracer is not None:
             self.tracer.inbound(data)
-        self._on_events(self.session.receive_data(data))
+        session = self.session
+        violations = session.violations
+        self._on_events(session.receive_data(data), violations)
         # PDUs pipelined behind a bind the registry answered at once.
-        while self.session.has_input:
-            self._on_events(self.session.receive_data(b""))
+        while session.has_input and not self.tarpitted:
+            self._on_events(session.receive_data(b""), session.violations)
 
-    def _on_events(self, events: list[Pdu]) -> None:
+    def _on_events(self, events: list[Pdu], violations: int) -> None:
+        """Decide on the PDUs ``receive_data`` returned; ``violations`` is the session's
+        count before it framed them."""
         session = self.session
         held: list[tuple[int, Lookup]] | None = None
         acked = False
@@ -201,6 +208,8 @@ class SmppProtocol:
                     self._handle_other(pdu)
             if faults is not None:
                 self._session_fault(len(events), faults)
+        if session.violations != violations:
+            self.tarpit()
         if session.outgoing:
             self.write(session.data_to_send())
         if held:
@@ -312,6 +321,8 @@ class SmppProtocol:
                 params["system_id"], params["password"], params["system_type"], self.peer_ip, time.time())
             if refusal is not None:
                 status, reason = refusal.smpp_status, refusal.name.lower()
+                if refusal in _GUESSES and server.book.guessing(self.peer_ip, time.time()):
+                    self.tarpit()  # the first mistyped password is answered at once
         if status:
             self._bind_refused(pdu, mode, status, reason)
             return
@@ -437,7 +448,7 @@ class SmppProtocol:
     # ---------------------------------------------------------- closing
     def _close_after_flush(self) -> None:
         self.server.release(self)
-        if not self.closed:
+        if not self.closed and not self.tarpitted:  # else the tarpit closes it
             self._uncork()
             self.closed = True
             self.transport.close()  # flushes what is buffered, then closes
@@ -460,6 +471,33 @@ class SmppProtocol:
             self.write(session.data_to_send())
             self.last_probe = now
 
+    # ----------------------------------------------------------- tarpit
+    def tarpit(self) -> None:
+        """Answer a misbehaving peer ``smpp.tarpit`` seconds late and read nothing from
+        it meanwhile. Such clients reconnect as soon as they are answered or cut off:
+        held, each costs one connection per interval instead of thousands a second,
+        and the server's core stays with the ESMEs that behave (issue 5)."""
+        delay = self.server.cfg["smpp"]["tarpit"]
+        if not delay or self.tarpitted or self.closed:
+            return
+        self.tarpitted = True
+        metrics.STATS.tarpitted += 1
+        self.transport.pause_reading()
+        self.server.loop.call_later(delay, self._untarpit)
+
+    def _untarpit(self) -> None:
+        self.tarpitted = False
+        if self.closed:
+            return
+        self._uncork()
+        if self.session.state is State.CLOSED:
+            self._close_after_flush()
+            return
+        if not self.paused:
+            self.transport.resume_reading()
+        if self.session.has_input:
+            self.data_received(b"")
+
     def unbind(self) -> None:
         self.session.unbind()
         self.write(self.session.data_to_send())
@@ -470,6 +508,7 @@ class SmppProtocol:
             self.transport.abort()
 
 
+_GUESSES = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD, Refusal.IP_BANNED})
 _BIND = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
 
 

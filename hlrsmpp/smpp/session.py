@@ -61,7 +61,7 @@ class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
     __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
-                 "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending")
+                 "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending", "violations")
 
     def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
         self.state = State.OPEN
@@ -76,6 +76,9 @@ class SmscSession:
         self.close_reason: str | None = None
         #: A bind was handed to the application and is not yet accepted or rejected.
         self._bind_pending = False
+        #: Input no well-behaved ESME sends: a framing error, or a PDU before binding
+        #: that draws an error. The application slows such a peer down by it.
+        self.violations = 0
 
     # ------------------------------------------------------------ input
     def receive_data(self, data: bytes) -> list[Pdu]:
@@ -97,7 +100,8 @@ class SmscSession:
         while size - pos >= 16:
             length, command_id, status, sequence = unpack(buf, pos)
             if length < 16 or length > self.max_pdu_size:
-                self._nack(Status.RINVCMDLEN, sequence)
+                self.violations += 1  # in any state: the stream can no longer be framed
+                self.outgoing += encode_header_only(Command.GENERIC_NACK, Status.RINVCMDLEN, sequence)
                 self._close(f"command_length {length}")
                 self._buffer = b""
                 return events
@@ -129,10 +133,7 @@ class SmscSession:
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
         command = COMMANDS.get(command_id)
-        if command is None:
-            self._nack(Status.RINVCMDID, sequence)
-            return None
-        if command in _NEVER_FROM_ESME:
+        if command is None or command in _NEVER_FROM_ESME:
             self._nack(Status.RINVCMDID, sequence)
             return None
         try:
@@ -140,6 +141,8 @@ class SmscSession:
         except DecodeError as err:
             if not command.is_response:
                 self.reply(command, sequence, err.status)
+            elif self.state is State.OPEN:
+                self.violations += 1
             return None
         return self._dispatch(pdu, command)
 
@@ -169,6 +172,8 @@ class SmscSession:
         if state is not State.BOUND and state is not State.UNBINDING:
             if not command.is_response:
                 self.reply(command, pdu.sequence, Status.RINVBNDSTS)
+            elif state is State.OPEN:
+                self.violations += 1
             return None
         if command in _TRANSMIT_ALLOWED:
             if not self.can_tx:
@@ -207,6 +212,8 @@ class SmscSession:
         if status == 0 and BODIES[response][0]:
             self.outgoing += encode(Pdu(response, sequence, 0))
         else:
+            if self.state is State.OPEN:
+                self.violations += 1
             self.outgoing += encode_header_only(response, status, sequence)
 
     def send(self, pdu: Pdu) -> None:
@@ -243,6 +250,8 @@ class SmscSession:
         return self.state is State.BOUND and self.can_rx
 
     def _nack(self, status: Status, sequence: int) -> None:
+        if self.state is State.OPEN:
+            self.violations += 1
         self.outgoing += encode_header_only(Command.GENERIC_NACK, status, sequence)
 
     def _close(self, reason: str) -> None:
