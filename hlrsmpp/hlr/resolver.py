@@ -10,6 +10,8 @@ Pure and synchronous: no I/O after start-up (reload() reads files, then swaps ta
 from __future__ import annotations
 
 import hashlib
+import itertools
+import struct
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .networks import DEFAULT_DIR, Region, load_holders, load_regions
-from .numbering import MOBILE_TYPES, NumberingPlan, Range
+from .numbering import ALL, MOBILE_TYPES, Node, NumberingPlan, Range
 from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability,
                     load_rules, load_subscribers, sandbox)
 
@@ -56,6 +58,10 @@ class Destination(NamedTuple):
 
 
 _new_destination = tuple.__new__
+# The 128-bit hash of a number, little-endian, as the fields resolve() draws from:
+# bits 0-31 outcome, 32-47 ported, 48-63 roaming, 64-95 latency, 96-127 network picks.
+# One unpack to small ints instead of shifts and masks on a 128-bit int.
+_hash_fields = struct.Struct("<IHHII").unpack
 
 
 @dataclass(slots=True)
@@ -72,6 +78,9 @@ class HlrResult:
     latency: float    # seconds until the result is final
     map_error: int | None
 
+    # resolve() builds results as _new(HlrResult) + _init(r, ...): calling the class goes
+    # through type.__call__ and slot_tp_init, ~60 ns more per result.
+
     @property
     def delivered(self) -> bool:
         return self.err == 0
@@ -85,11 +94,18 @@ class HlrResult:
         return ERR_NAMES.get(self.err, "")
 
 
+_new = object.__new__
+_init = HlrResult.__init__
+# MAP_ERRORS.get(err) for every err a result can carry (0, 11..24), as one subscript.
+_MAP_ERROR_OF = tuple(MAP_ERRORS.get(err) for err in range(max(ERR_NAMES) + 1))
+
+
 class _Tables(NamedTuple):
     """What reload() re-reads; swapped as one object so lookups never see a mix."""
     prefixes: dict[str, Rule]
     prefix_lens: tuple[int, ...]
     numbers: dict[str, Rule]      # subscriber file overlaid by per-number rules
+    special: dict[str, tuple]     # msisdn -> (sandbox rule, numbers rule): one get a number
     ported: dict[str, str]        # portability: prefix -> current network
     ported_lens: tuple[int, ...]
 
@@ -132,6 +148,15 @@ class Resolver:
         if warm:
             self._plan.warm()
         self._countries = self._plan.countries
+        # parse(): every digit string of 1..3 digits -> (calling code, the total lengths
+        # valid there, at most 15): one get instead of up to three plus a subtraction.
+        self._e164 = {}
+        for n in (1, 2, 3):
+            for digits in map("".join, itertools.product(ALL, repeat=n)):
+                country = self._plan.country(digits)
+                if country is not None:
+                    self._e164[digits] = (country.cc, frozenset(
+                        len(country.cc) + k for k in country.lengths if len(country.cc) + k <= 15))
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         self._h0 = hashlib.blake2b(digest_size=16, key=key)
         self.mix = Mix(mix)
@@ -141,6 +166,15 @@ class Resolver:
         self._sandbox = sandbox() if sandbox_numbers else {}
         self._visits = [self._regions[r] for r in ROAMING_REGIONS
                         if r in self._regions and self._regions[r].networks]
+        # _visit() and _port() choices, precomputed per calling code / (region, network).
+        self._abroad = {r.cc: tuple(v for v in self._visits if v.cc != r.cc)
+                        for r in self._visits}
+        self._abroad_any = tuple(self._visits)
+        self._others = {(r.region, nnc): tuple(n for n in r.networks if n != nnc)
+                        for r in self._regions.values() for nnc in r.networks}
+        # Fixed latencies (the usual case) as seconds, computed once.
+        self._latency_s = self._latency[0] / 1000 if self._latency[0] == self._latency[1] else None
+        self._timeout_s = self._timeout[0] / 1000 if self._timeout[0] == self._timeout[1] else None
         self._rules_spec, self._subscribers, self._portability = rules, subscribers, portability
         self._t = self._load()
 
@@ -165,7 +199,8 @@ class Resolver:
             table = prefixes if kind == "prefix" else numbers
             table[key] = table[key].under(rule) if key in table else rule
         ported = load_portability(self.base_dir / self._portability) if self._portability else {}
-        return _Tables(prefixes, _lengths(prefixes), numbers, ported, _lengths(ported))
+        special = {n: (self._sandbox.get(n), numbers.get(n)) for n in {*self._sandbox, *numbers}}
+        return _Tables(prefixes, _lengths(prefixes), numbers, special, ported, _lengths(ported))
 
     def healthy(self) -> bool:
         """The numbering tables are loaded and answer (for /healthz)."""
@@ -186,14 +221,11 @@ class Resolver:
                 return None
         elif ton != 0 or npi not in (0, 1):
             return None
-        addr = destination_addr[1:] if destination_addr[:1] == "+" else destination_addr
-        if not (addr.isdigit() and addr.isascii()) or len(addr) > 15:
+        addr = destination_addr.removeprefix("+")
+        hit = self._e164.get(addr[:3])   # calling codes are prefix-free: one entry matches
+        if hit is None or len(addr) not in hit[1] or not (addr.isdigit() and addr.isascii()):
             return None
-        c = self._countries
-        country = c.get(addr[:1]) or c.get(addr[:2]) or c.get(addr[:3])
-        if country is None or len(addr) - len(country.cc) not in country.lengths:
-            return None
-        return _new_destination(Destination, (addr, country.cc))   # skips NamedTuple.__new__
+        return _new_destination(Destination, (addr, hit[0]))   # skips NamedTuple.__new__
 
     def describe(self, dest: Destination) -> Range:
         """Numbering facts: region, number type ("" = unallocated), range holder."""
@@ -201,14 +233,21 @@ class Resolver:
 
     def resolve(self, dest: Destination) -> HlrResult:
         # Hot path (every submit_sm): inlined dict gets and bit tests, no helper calls.
-        t = self._t
-        msisdn, cc = dest.msisdn, dest.cc
+        # dest comes from parse(): ASCII digits, at most 15 of them.
+        msisdn, cc = dest
         country = self._countries[cc]
-        rng = country.lookup(msisdn[len(cc):]) if country.table is not None \
-            else self._plan.lookup(msisdn, country)
+        node = country.index
+        if node is None:   # tables not built yet (warm=False): build this calling code's
+            node = self._plan.table(country).index
+        nsn = msisdn[len(cc):]   # Country.lookup(), inlined
+        rng = node.map.get(nsn[:node.depth], node.best)
+        while rng.__class__ is Node:
+            rng = rng.map.get(nsn[:rng.depth], rng.best)
+        region, ntype, nnc = rng[len(nsn)]
         h = self._h0.copy()
         h.update(msisdn.encode())
-        h = int.from_bytes(h.digest(), "little")
+        draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = _hash_fields(h.digest())
+        t = self._t
         prule = None
         for k in t.prefix_lens:
             prule = t.prefixes.get(msisdn[:k])
@@ -216,21 +255,21 @@ class Resolver:
                 break
         mix = prule.mix if prule is not None and prule.mix is not None else self.mix
 
-        nnc = rng.nnc
-        if rng.ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
-            err = mix.errs[bisect_right(mix.cuts, h & 0xFFFFFFFF)]
-            p_nnc = True if (h >> 32) & 0xFFFF < mix.ported else ""
-            roam = True if (h >> 48) & 0xFFFF < mix.roaming else ()
+        if ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
+            err = mix.errs[bisect_right(mix.cuts, draw_err)]
+            p_nnc = True if draw_ported < mix.ported else ""
+            roam = True if draw_roaming < mix.roaming else ()
         else:   # no HLR serves it: not allocated, or not a mobile number
-            err, p_nnc, roam = (18 if rng.ntype else 12), "", ()
+            err, p_nnc, roam = (18 if ntype else 12), "", ()
         for k in t.ported_lens:
             current = t.ported.get(msisdn[:k])
             if current is not None:
                 p_nnc = current
                 break
         latency, roam_set = None, False
-        srule, nrule = self._sandbox.get(msisdn), t.numbers.get(msisdn)
-        if srule or prule or nrule:
+        special = t.special.get(msisdn)
+        if special is not None or prule is not None:
+            srule, nrule = special or (None, None)
             for rule in (srule, prule, nrule):
                 if rule is not None:
                     if rule.err is not None:
@@ -245,32 +284,43 @@ class Resolver:
                         latency = rule.latency
 
         if p_nnc is True:
-            p_nnc = self._port(rng.region, nnc, h)
+            p_nnc = self._port(region, nnc, draw_pick)
         if p_nnc == nnc:
             p_nnc = ""
         r_cc = r_nnc = ""
         if roam is True:
             if roam_set or err == 0:   # only a registered subscriber has a visited network
-                r_cc, r_nnc = self._visit(cc, h)
+                r_cc, r_nnc = self._visit(cc, draw_pick)
         elif roam:
             r_cc, r_nnc = roam
-        lo, hi = latency or (self._timeout if err == 14 else self._latency)
-        ms = lo if lo == hi else lo + (h >> 64 & 0xFFFFFFFF) % (hi - lo + 1)
-        return HlrResult(msisdn, cc, nnc, err, bool(p_nnc), p_nnc, bool(r_cc), r_cc, r_nnc,
-                         ms / 1000, MAP_ERRORS.get(err))
+        if latency is None:
+            seconds = self._timeout_s if err == 14 else self._latency_s
+            if seconds is None:
+                latency = self._timeout if err == 14 else self._latency
+        if latency is not None:
+            lo, hi = latency
+            seconds = (lo if lo == hi else lo + draw_ms % (hi - lo + 1)) / 1000
+        res = _new(HlrResult)
+        _init(res, msisdn, cc, nnc, err, p_nnc != "", p_nnc, r_cc != "", r_cc, r_nnc, seconds,
+              _MAP_ERROR_OF[err])
+        return res
 
     def lookup(self, destination_addr: str, ton: int = 1, npi: int = 1) -> HlrResult | None:
         dest = self.parse(destination_addr, ton, npi)
         return None if dest is None else self.resolve(dest)
 
-    def _port(self, region: str, nnc: str, h: int) -> str:
-        """Another network of the same country, "" if it has no other."""
-        r = self._regions.get(region)
-        others = [n for n in r.networks if n != nnc] if r else []
-        return others[(h >> 96) % len(others)] if others else ""
+    def _port(self, region: str, nnc: str, pick: int) -> str:
+        """Another network of the same country, "" if it has no other (pick: hash bits
+        96-127)."""
+        others = self._others.get((region, nnc))
+        if others is None:   # nnc is none of the region's networks (or no such region)
+            r = self._regions.get(region)
+            others = r.networks if r else ()
+        return others[pick % len(others)] if others else ""
 
-    def _visit(self, cc: str, h: int) -> tuple[str, str]:
-        """A network abroad: a popular destination other than the home country."""
-        abroad = [r for r in self._visits if r.cc != cc]
-        r = abroad[(h >> 104) % len(abroad)]
-        return r.cc, r.networks[(h >> 112) % len(r.networks)]
+    def _visit(self, cc: str, pick: int) -> tuple[str, str]:
+        """A network abroad: a popular destination other than the home country (pick:
+        hash bits 96-127)."""
+        abroad = self._abroad.get(cc, self._abroad_any)
+        r = abroad[(pick >> 8) % len(abroad)]
+        return r.cc, r.networks[(pick >> 16) % len(r.networks)]
