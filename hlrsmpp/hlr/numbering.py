@@ -164,7 +164,9 @@ class Node:
 # Leaves cover NSN lengths 0..LEAF_LEN-1: parse() admits at most 15 digits with the
 # calling code, so an NSN has at most 14; longer ones go the slow way (Country.scan).
 LEAF_LEN = 16
-# Digits a Node spans: at most 10**STRIDE entries a Node, at most ceil(8/STRIDE) levels.
+# Digits a Node spans: 3 at the top (most lookups end there or one level down), then 2.
+# Wider strides save a level but cost memory: 3/2 adds ~15 MB to the tables, 3/3 ~50 MB.
+STRIDE_TOP = 3
 STRIDE = 2
 
 
@@ -206,7 +208,8 @@ def build_index(table: dict[str, dict[int, Range]]) -> Node:
     longer keys extend s (only if len(s) == depth), the Node below s.  Only answers other
     than the Node's best (the leaf for p itself) are stored: most blocks are uniform.
     Shorter strings are there for NSNs shorter than depth (nsn[:depth] is all of them).
-    Depth is len(p) + STRIDE, or less where no key below p is that long."""
+    Depth is len(p) + STRIDE (STRIDE_TOP at the root), or less where no key below p
+    is that long."""
     below: dict[str, int] = {}   # prefix -> length of the longest key extending it
     for key in table:
         for k in range(len(key) + 1):
@@ -220,7 +223,7 @@ def build_index(table: dict[str, dict[int, Range]]) -> Node:
         return leaves[id(hit)]
 
     def node(prefix: str, best: tuple[Range, ...]) -> Node:
-        depth = min(len(prefix) + STRIDE, below[prefix])
+        depth = min(len(prefix) + (STRIDE_TOP if not prefix else STRIDE), below[prefix])
         out: dict[str, object] = {}
 
         def fill(s: str, up: tuple[Range, ...]) -> None:
