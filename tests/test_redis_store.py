@@ -93,6 +93,25 @@ def test_acknowledged_and_expired_receipts(store):
     assert [store.lookup(r[0])["pending"] for r in rows] == [0] * 6 + [2] + [1] * 3
 
 
+@pytest.mark.parametrize("n", [1, 3, 5, 21, 85, 341])  # 341 = 256 + 64 + 16 + 4 + 1
+def test_commits_of_any_size_keep_every_row_and_every_ack(store, n):
+    """The SQLite store writes in multi-row chunks: no row, and no acknowledgement, is lost
+    or misplaced at any chunk boundary."""
+    ids = IdGenerator(getattr(store, "node", 0))
+    rows = _rows(ids, "a", n, time.time())
+    store.commit(rows, [], [])
+    if isinstance(store, RedisStore):
+        _deliver(store, "a")
+    acks = [(0 if k % 7 else 2, r[0]) for k, r in enumerate(rows) if k % 5]
+    store.commit([], acks, [])
+    want = {lookup_id: pending for pending, lookup_id in acks}
+    for row in rows:
+        got = tuple(store.lookup(row[0]))
+        assert got[:-1] == row[:-1]
+        assert got[-1] == want.get(row[0], 1)
+    assert store.totals()["a"] == (n, n * 100_000)
+
+
 def test_ledger_and_account_records(store):
     now = time.time()
     rec = {"system_id": "a", "password": "x", "price": "0.1"}

@@ -112,9 +112,14 @@ class Store:
         db.execute("BEGIN")
         try:
             if lookups:
-                db.executemany(_INSERT_LOOKUP, lookups)
+                _in_chunks(db, _INSERT_LOOKUPS, lookups, flat=True)
             if acks:
-                db.executemany("UPDATE lookups SET pending=? WHERE id=?", acks)
+                cleared = [lookup_id for pending, lookup_id in acks if pending == PENDING_NONE]
+                if cleared:
+                    _in_chunks(db, _CLEAR_PENDING, cleared, flat=False)
+                if len(cleared) < len(acks):
+                    db.executemany("UPDATE lookups SET pending=? WHERE id=?",
+                                   [a for a in acks if a[0] != PENDING_NONE])
             if accounts:
                 now = time.time()
                 db.executemany(
@@ -179,8 +184,23 @@ class Store:
         return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
 
 
-_INSERT_LOOKUP = (f"INSERT INTO lookups ({', '.join(LOOKUP_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(LOOKUP_COLUMNS))})")
+# Multi-row statements in a few fixed sizes (each prepared once, then cached): one
+# sqlite3_step per chunk instead of one per row. executemany steps, and gives up and
+# re-takes the GIL, once per row, in a ping-pong with the event loop's thread.
+_CHUNKS = (256, 64, 16, 4, 1)
+_ROW = f"({', '.join('?' * len(LOOKUP_COLUMNS))})"
+_INSERT_LOOKUPS = {n: f"INSERT INTO lookups ({', '.join(LOOKUP_COLUMNS)}) VALUES {', '.join([_ROW] * n)}"
+                   for n in _CHUNKS}
+_CLEAR_PENDING = {n: f"UPDATE lookups SET pending=0 WHERE id IN ({', '.join('?' * n)})" for n in _CHUNKS}
+
+
+def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], items: list, flat: bool) -> None:
+    pos, total = 0, len(items)
+    for n in _CHUNKS:
+        while total - pos >= n:
+            chunk = items[pos:pos + n]
+            db.execute(statements[n], [v for row in chunk for v in row] if flat else chunk)
+            pos += n
 
 
 def rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict]:

@@ -53,7 +53,11 @@ class Journal:
     def after_commit(self, callback: Callable[[bool], None]) -> None:
         """Run ``callback(ok)`` once everything added so far is durable (or failed)."""
         self._after.append(callback)
-        if not self._scheduled:
+        if self._lookups and not self._busy:
+            # The writer is idle: start now rather than at the end of this turn of
+            # the loop, so the commit overlaps the rest of the turn's work.
+            self._flush()
+        elif not self._scheduled:
             self._schedule()
 
     def _schedule(self) -> None:
