@@ -14,10 +14,11 @@ from collections import deque
 from struct import Struct
 from typing import Callable
 
-from ..smpp.codec import Tag, encode_receipt
+from ..smpp.codec import Command, Tag, encode_receipt
 from .. import metrics
 
 _TLV_STR = Struct(">HH")
+_DELIVER_SM = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 _DATE_CACHE: dict[int, str] = {}
 
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
@@ -200,7 +201,7 @@ class Outbox:
             room -= 1
         if self.reverse:
             chunks.reverse()
-        receiver.write(b"".join(chunks))
+        receiver.write(b"".join(chunks), _DELIVER_SM, len(chunks))
 
     def acknowledge(self, sequence: int, status: int) -> None:
         entry = self.inflight.pop(sequence, None)

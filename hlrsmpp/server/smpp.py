@@ -14,7 +14,8 @@ import time
 import structlog
 
 from ..accounts import Refusal
-from ..smpp.codec import Command, Pdu, encode, encode_header_only, encode_submit_sm_resp
+from ..smpp.codec import (Command, Pdu, encode, encode_header_only, encode_submit_sm_resp,
+                          encode_submit_sm_resps)
 from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
@@ -23,6 +24,7 @@ from .receipts import Lookup
 log = structlog.get_logger("hlrsmpp.smpp")
 # Every PDU in and out is counted by command id and status (names at scrape time).
 _PDUS_IN, _PDUS_OUT, _count_out = metrics.STATS.pdus_in, metrics.STATS.pdus_out, metrics.count_pdus
+_SUBMIT_SM_RESP_OK = (int(Command.SUBMIT_SM_RESP), 0)
 
 
 class SessionRegistry:
@@ -131,13 +133,18 @@ class SmppProtocol:
     def eof_received(self):
         return False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, kind: tuple[int, int] | None = None, n: int = 0) -> None:
         """Queue bytes for the peer; everything queued in one turn of the loop goes
         out in ONE send (resps of several commits, receipts, acks) at its end.
         Order holds across sessions too: flushes run in the order they were queued,
-        so a submit_sm_resp still leaves before the receipt queued after it."""
+        so a submit_sm_resp still leaves before the receipt queued after it.
+        The PDUs are counted for the metrics: as ``n`` of ``kind`` (command id,
+        status) when the caller built them all alike, else by framing ``data``."""
         if data and not self.closed:
-            _count_out(_PDUS_OUT, data)
+            if kind is None:
+                _count_out(_PDUS_OUT, data)
+            else:
+                _PDUS_OUT[kind] = _PDUS_OUT.get(kind, 0) + n
             if self.tracer is not None:
                 self.tracer.outbound(data)
             if self.corked is None:
@@ -231,7 +238,8 @@ class SmppProtocol:
             return
         if self.delayed:
             held = self._hold_delayed(held)
-        self.write(b"".join([encode_submit_sm_resp(seq, 0, str(lookup.id).encode()) for seq, lookup in held]))
+        self.write(encode_submit_sm_resps([(seq, lookup.id) for seq, lookup in held]),
+                   _SUBMIT_SM_RESP_OK, len(held))
         # The receipts may go out now: their submit_sm_resp have been written.
         server.deliver(self.account.system_id, [lookup for _, lookup in held])
 

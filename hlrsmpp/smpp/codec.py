@@ -502,13 +502,27 @@ def encode_header_only(command: int, status: int, sequence: int) -> bytes:
     return HEADER.pack(16, command, status, sequence)
 
 
+_SUBMIT_SM_RESP = int(Command.SUBMIT_SM_RESP)  # a plain int: an Enum member costs a lookup per use
+_pack_header = HEADER.pack
+
+
 def encode_submit_sm_resp(sequence: int, status: int, message_id: bytes = b"") -> bytes:
     """submit_sm_resp; on error the body is omitted (SMPP 3.4 §4.4.2)."""
     if status:
-        return HEADER.pack(16, Command.SUBMIT_SM_RESP, status, sequence)
-    return HEADER.pack(17 + len(message_id), Command.SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
+        return _pack_header(16, _SUBMIT_SM_RESP, status, sequence)
+    return _pack_header(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
 
 
+def encode_submit_sm_resps(accepted) -> bytes:
+    """ESME_ROK submit_sm_resp for each (sequence, lookup id) of a group commit, in one buffer."""
+    out = []
+    for sequence, lookup_id in accepted:
+        mid = b"%d\0" % lookup_id
+        out.append(_pack_header(16 + len(mid), _SUBMIT_SM_RESP, 0, sequence) + mid)
+    return b"".join(out)
+
+
+_DELIVER_SM = int(Command.DELIVER_SM)
 _DELIVER_HEAD = b"\0" + b"\0\0HLR\0"  # service_type "", source TON 0 NPI 0 "HLR"
 _DELIVER_MID = bytes((0x04, 0, 0)) + b"\0\0" + bytes((0, 0))
 # esm_class 0x04 (SMSC delivery receipt), protocol_id 0, priority 0,
@@ -522,4 +536,4 @@ def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: 
         _DELIVER_HEAD, b"\0\0", destination, b"\0", _DELIVER_MID,
         bytes((data_coding, 0, len(text))), text, tlvs,
     ))
-    return HEADER.pack(16 + len(body), Command.DELIVER_SM, 0, sequence) + body
+    return _pack_header(16 + len(body), _DELIVER_SM, 0, sequence) + body

@@ -57,6 +57,9 @@ class State(Enum):
     CLOSED = "closed"      # nothing more to read; close once outgoing is written
 
 
+_SUBMIT_SM, _DELIVER_SM_RESP = Command.SUBMIT_SM, Command.DELIVER_SM_RESP
+
+
 class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
@@ -148,6 +151,10 @@ class SmscSession:
 
     def _dispatch(self, pdu: Pdu, command: Command) -> Pdu | None:
         state = self.state
+        # The two PDUs of every lookup, on a bound session, first.
+        if state is State.BOUND and (command is _SUBMIT_SM and self.can_tx
+                                     or command is _DELIVER_SM_RESP and self.can_rx):
+            return pdu
         if command is Command.ENQUIRE_LINK:
             self.outgoing += encode_header_only(Command.ENQUIRE_LINK_RESP, 0, pdu.sequence)
             return None
