@@ -153,16 +153,18 @@ def _metadata(cc: int, region: str):
 
 
 class Node:
-    """One level of a Country's prefix index: ``map.get(nsn[:depth], best)`` is a leaf (a
-    tuple of Ranges indexed by NSN length) or the Node of the next level."""
+    """One level of a Country's prefix index: ``map.get(msisdn[:depth], best)`` is a leaf
+    (a tuple of Ranges indexed by len(msisdn)) or the Node of the next level.  Keys and
+    indexes are of the whole E.164 number, calling code included, so that the hot path
+    needs no NSN slice."""
     __slots__ = ("depth", "map", "best")
 
     def __init__(self, depth: int, map: dict, best: tuple):
         self.depth, self.map, self.best = depth, map, best
 
 
-# Leaves cover NSN lengths 0..LEAF_LEN-1: parse() admits at most 15 digits with the
-# calling code, so an NSN has at most 14; longer ones go the slow way (Country.scan).
+# Leaves cover numbers of 0..LEAF_LEN-1 digits, calling code included: parse() admits at
+# most 15; longer ones go the slow way (Country.scan).
 LEAF_LEN = 16
 # Digits a Node spans: 3 at the top (most lookups end there or one level down), then 2.
 # Wider strides save a level but cost memory: 3/2 adds ~15 MB to the tables, 3/3 ~50 MB.
@@ -183,13 +185,14 @@ class Country:
     def lookup(self, nsn: str) -> Range:
         """Range of a national significant number; ntype "" when not allocated (its nnc
         is then the holder of the enclosing block, if any: HLR lookups report it)."""
-        if not (nsn.isdigit() and nsn.isascii() and len(nsn) < LEAF_LEN):
+        msisdn = self.cc + nsn
+        if not (nsn.isdigit() and nsn.isascii() and len(msisdn) < LEAF_LEN):
             return self.scan(nsn)
         node = self.index   # Resolver.resolve() inlines this walk
-        leaf = node.map.get(nsn[:node.depth], node.best)
+        leaf = node.map.get(msisdn[:node.depth], node.best)
         while leaf.__class__ is Node:
-            leaf = leaf.map.get(nsn[:leaf.depth], leaf.best)
-        return leaf[len(nsn)]
+            leaf = leaf.map.get(msisdn[:leaf.depth], leaf.best)
+        return leaf[len(msisdn)]
 
     def scan(self, nsn: str) -> Range:
         """lookup() by probing the table once per key length (any string)."""
@@ -201,15 +204,16 @@ class Country:
         raise AssertionError("numbering table without a root entry")
 
 
-def build_index(table: dict[str, dict[int, Range]]) -> Node:
-    """The longest-prefix match of a build_table() table, precomputed for digit strings.
-    A Node at prefix p answers for every digit string s extending p with
-    len(p) <= len(s) <= depth: the leaf of the longest key that is a prefix of s or, where
-    longer keys extend s (only if len(s) == depth), the Node below s.  Only answers other
-    than the Node's best (the leaf for p itself) are stored: most blocks are uniform.
-    Shorter strings are there for NSNs shorter than depth (nsn[:depth] is all of them).
-    Depth is len(p) + STRIDE (STRIDE_TOP at the root), or less where no key below p
-    is that long."""
+def build_index(table: dict[str, dict[int, Range]], cc: str) -> Node:
+    """The longest-prefix match of a build_table() table, precomputed for the digit
+    strings after cc.  A Node at prefix p answers for every digit string s extending p
+    with len(p) <= len(s) <= depth: the leaf of the longest key that is a prefix of s or,
+    where longer keys extend s (only if len(s) == depth), the Node below s.  Only answers
+    other than the Node's best (the leaf for p itself) are stored: most blocks are uniform.
+    Shorter strings are there for numbers shorter than depth (msisdn[:depth] is all of
+    them).  Depth is len(p) + STRIDE (STRIDE_TOP at the root), or less where no key
+    below p is that long."""
+    table = {cc + key: hit for key, hit in table.items()}   # keys of whole numbers
     below: dict[str, int] = {}   # prefix -> length of the longest key extending it
     for key in table:
         for k in range(len(key) + 1):
@@ -219,11 +223,11 @@ def build_index(table: dict[str, dict[int, Range]]) -> Node:
 
     def leaf(hit: dict[int, Range]) -> tuple[Range, ...]:
         if id(hit) not in leaves:
-            leaves[id(hit)] = tuple(hit.get(n) or hit[0] for n in range(LEAF_LEN))
+            leaves[id(hit)] = tuple(hit.get(n - len(cc)) or hit[0] for n in range(LEAF_LEN))
         return leaves[id(hit)]
 
-    def node(prefix: str, best: tuple[Range, ...]) -> Node:
-        depth = min(len(prefix) + (STRIDE_TOP if not prefix else STRIDE), below[prefix])
+    def node(prefix: str, best: tuple[Range, ...], stride: int = STRIDE) -> Node:
+        depth = min(len(prefix) + stride, below[prefix])
         out: dict[str, object] = {}
 
         def fill(s: str, up: tuple[Range, ...]) -> None:
@@ -243,7 +247,7 @@ def build_index(table: dict[str, dict[int, Range]]) -> Node:
         fill(prefix, best)
         return Node(depth, out, best)
 
-    return node("", leaf(table[""]))
+    return node(cc, leaf(table[cc]), STRIDE_TOP)
 
 
 def _number_type(md, matched: set[str]) -> str | None:
@@ -377,7 +381,7 @@ class NumberingPlan:
         table = build_table(int(country.cc), country.regions, self.holders.get(country.cc, {}),
                             self.defaults)
         country.keylens = tuple(sorted({len(k) for k in table}, reverse=True))
-        country.index = build_index(table)
+        country.index = build_index(table, country.cc)
         country.table = table   # last: a non-None table means the Country is ready
 
     def warm(self) -> None:

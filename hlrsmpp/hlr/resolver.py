@@ -239,11 +239,10 @@ class Resolver:
         node = country.index
         if node is None:   # tables not built yet (warm=False): build this calling code's
             node = self._plan.table(country).index
-        nsn = msisdn[len(cc):]   # Country.lookup(), inlined
-        rng = node.map.get(nsn[:node.depth], node.best)
+        rng = node.map.get(msisdn[:node.depth], node.best)   # Country.lookup(), inlined
         while rng.__class__ is Node:
-            rng = rng.map.get(nsn[:rng.depth], rng.best)
-        region, ntype, nnc = rng[len(nsn)]
+            rng = rng.map.get(msisdn[:rng.depth], rng.best)
+        region, ntype, nnc = rng[len(msisdn)]
         h = self._h0.copy()
         h.update(msisdn.encode())
         draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = _hash_fields(h.digest())
