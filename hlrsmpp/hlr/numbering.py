@@ -358,6 +358,16 @@ class NumberingPlan:
                 continue
             lengths = frozenset(n for n in md.general_desc.possible_length if n > 0)
             self.countries[str(cc)] = Country(str(cc), tuple(regions), lengths)
+        # For parse(): every string of 1..3 digits -> (the calling code it starts with,
+        # the lengths of a whole number valid there, at most 15): one dict get a number
+        # instead of up to three plus a subtraction.
+        self.e164: dict[str, tuple[str, frozenset[int]]] = {}
+        for n in (1, 2, 3):
+            for digits in map("".join, itertools.product(ALL, repeat=n)):
+                country = self.country(digits)
+                if country is not None:
+                    self.e164[digits] = (country.cc, frozenset(
+                        len(country.cc) + k for k in country.lengths if len(country.cc) + k <= 15))
         self.holders: dict[str, dict[str, str]] = defaultdict(dict)   # cc -> NSN prefix -> nnc
         for prefix, nnc in (holders or {}).items():
             country = self.country(prefix)

@@ -10,7 +10,6 @@ Pure and synchronous: no I/O after start-up (reload() reads files, then swaps ta
 from __future__ import annotations
 
 import hashlib
-import itertools
 import struct
 import threading
 from bisect import bisect_right
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .networks import DEFAULT_DIR, Region, load_holders, load_regions
-from .numbering import ALL, MOBILE_TYPES, Node, NumberingPlan, Range
+from .numbering import MOBILE_TYPES, Node, NumberingPlan, Range
 from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability,
                     load_rules, load_subscribers, sandbox)
 
@@ -148,15 +147,7 @@ class Resolver:
         if warm:
             self._plan.warm()
         self._countries = self._plan.countries
-        # parse(): every digit string of 1..3 digits -> (calling code, the total lengths
-        # valid there, at most 15): one get instead of up to three plus a subtraction.
-        self._e164 = {}
-        for n in (1, 2, 3):
-            for digits in map("".join, itertools.product(ALL, repeat=n)):
-                country = self._plan.country(digits)
-                if country is not None:
-                    self._e164[digits] = (country.cc, frozenset(
-                        len(country.cc) + k for k in country.lengths if len(country.cc) + k <= 15))
+        self._e164 = self._plan.e164
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         self._h0 = hashlib.blake2b(digest_size=16, key=key)
         self.mix = Mix(mix)
@@ -222,7 +213,7 @@ class Resolver:
         elif ton != 0 or npi not in (0, 1):
             return None
         addr = destination_addr.removeprefix("+")
-        hit = self._e164.get(addr[:3])   # calling codes are prefix-free: one entry matches
+        hit = self._e164.get(addr[:3])   # (cc, valid lengths): see NumberingPlan.e164
         if hit is None or len(addr) not in hit[1] or not (addr.isdigit() and addr.isascii()):
             return None
         return _new_destination(Destination, (addr, hit[0]))   # skips NamedTuple.__new__
