@@ -47,8 +47,8 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from hlrsmpp.smpp.codec import (
-    BODIES, TLV_LENGTHS, Command, DecodeError, Pdu, Tag, decode, encode, encode_header_only,
-    encode_receipt, encode_submit_sm_resp, encode_tlvs,
+    BODIES, TLV_LENGTHS, Command, DecodeError, Pdu, SubmitSm, Tag, decode, decode_body, decode_submit_sm,
+    encode, encode_header_only, encode_receipt, encode_submit_sm_resp, encode_submit_sm_resps, encode_tlvs,
 )
 from hlrsmpp.smpp.status import Status
 
@@ -912,3 +912,45 @@ def mutated(draw):
 @given(mutated())
 def test_fuzz_mutated_valid_pdus(data):
     _decode_total(data)
+
+
+# ------------------------------------------------------- lean submit_sm and resps
+
+def _same_outcome(body: bytes) -> None:
+    """decode_submit_sm (the server's per-lookup path) and decode_body agree on any body:
+    the same PDU, or the same error status."""
+    try:
+        want = decode_body(Command.SUBMIT_SM, 0, 9, body, 0, len(body))
+    except DecodeError as err:
+        with pytest.raises(DecodeError) as info:
+            decode_submit_sm(0, 9, body, 0, len(body))
+        assert info.value.status == err.status
+        return
+    got = decode_submit_sm(0, 9, body, 0, len(body))
+    assert isinstance(got, SubmitSm) and got == want and want == got
+    assert (got.dest_addr_ton, got.dest_addr_npi, got.destination_addr) == (
+        want.params["dest_addr_ton"], want.params["dest_addr_npi"], want.params["destination_addr"])
+    assert got.params == want.params and got.tlvs == want.tlvs
+
+
+@SETTINGS
+@given(pdus((Command.SUBMIT_SM,)), st.data())
+def test_lean_submit_sm_matches_the_decoder_on_valid_and_damaged_bodies(pdu, data):
+    body = encode(pdu)[16:]
+    _same_outcome(body)
+    cut = data.draw(st.integers(0, len(body)))
+    _same_outcome(body[:cut])  # truncated anywhere
+    k = data.draw(st.integers(0, max(len(body) - 1, 0)))
+    _same_outcome(body[:k] + bytes((data.draw(U8S),)) + body[k + 1:])  # one octet changed
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_lean_submit_sm_matches_the_decoder_on_garbage(body):
+    _same_outcome(body)
+
+
+@given(st.lists(st.tuples(st.integers(1, 0x7FFFFFFF), st.integers(0, (1 << 63) - 1)), max_size=20))
+def test_encode_submit_sm_resps_is_each_resp_in_turn(accepted):
+    assert encode_submit_sm_resps(accepted) == b"".join(
+        encode_submit_sm_resp(seq, 0, str(lookup_id).encode()) for seq, lookup_id in accepted)

@@ -192,7 +192,6 @@ class SmppProtocol:
             for pdu in events:
                 cmd = pdu.command
                 if cmd == submit:
-                    params = pdu.params
                     if window is not None:
                         if (len(held) if held else 0) >= window:
                             out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
@@ -200,8 +199,7 @@ class SmppProtocol:
                             continue
                     if faults is not None and self._submit_fault(pdu, faults):
                         continue
-                    r = engine.submit(account, params["destination_addr"], params["dest_addr_ton"],
-                                      params["dest_addr_npi"])
+                    r = engine.submit(account, pdu.destination_addr, pdu.dest_addr_ton, pdu.dest_addr_npi)
                     if r.__class__ is Lookup:
                         if held is None:
                             held = []
@@ -246,7 +244,7 @@ class SmppProtocol:
     # ------------------------------------------------------- test bench
     def _submit_fault(self, pdu: Pdu, faults) -> bool:
         """Apply a submit_sm fault; True when the PDU is fully handled by it."""
-        fault = faults.on_submit(self.account.system_id, pdu.params["destination_addr"])
+        fault = faults.on_submit(self.account.system_id, pdu.destination_addr)
         if fault is None:
             return False
         action = fault.action
@@ -259,7 +257,7 @@ class SmppProtocol:
             pass
         elif action == "delay_response":
             # The lookup is made; only its answer (and so its receipt) waits.
-            self.delayed[pdu.sequence] = fault.delay_seconds(f"{pdu.sequence}:{pdu.params['destination_addr']}")
+            self.delayed[pdu.sequence] = fault.delay_seconds(f"{pdu.sequence}:{pdu.destination_addr}")
             return False
         return True
 

@@ -13,7 +13,7 @@ from enum import Enum, IntFlag
 
 from .codec import (
     BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
-    decode_body, encode, encode_header_only,
+    decode_body, decode_submit_sm, encode, encode_header_only,
 )
 from .status import Status
 
@@ -140,7 +140,10 @@ class SmscSession:
             self._nack(Status.RINVCMDID, sequence)
             return None
         try:
-            pdu = decode_body(command, status, sequence, buf, pos + 16, end)
+            if command is _SUBMIT_SM:
+                pdu = decode_submit_sm(status, sequence, buf, pos + 16, end)
+            else:
+                pdu = decode_body(command, status, sequence, buf, pos + 16, end)
         except DecodeError as err:
             if not command.is_response:
                 self.reply(command, sequence, err.status)
