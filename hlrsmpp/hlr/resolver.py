@@ -234,9 +234,6 @@ class Resolver:
         while rng.__class__ is Node:
             rng = rng.map.get(msisdn[:rng.depth], rng.best)
         region, ntype, nnc = rng[len(msisdn)]
-        h = self._h0.copy()
-        h.update(msisdn.encode())
-        draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = _hash_fields(h.digest())
         t = self._t
         prule = None
         for k in t.prefix_lens:
@@ -246,11 +243,16 @@ class Resolver:
         mix = prule.mix if prule is not None and prule.mix is not None else self.mix
 
         if ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
+            h = self._h0.copy()   # _draws(), inlined
+            h.update(msisdn.encode())
+            draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = _hash_fields(h.digest())
             err = mix.errs[bisect_right(mix.cuts, draw_err)]
             p_nnc = True if draw_ported < mix.ported else ""
             roam = True if draw_roaming < mix.roaming else ()
-        else:   # no HLR serves it: not allocated, or not a mobile number
+        else:   # no HLR serves it: not allocated, or not a mobile number; the hash is
+            # drawn below only if a rule or a latency range needs it
             err, p_nnc, roam = (18 if ntype else 12), "", ()
+            draw_ms = draw_pick = None
         for k in t.ported_lens:
             current = t.ported.get(msisdn[:k])
             if current is not None:
@@ -274,12 +276,16 @@ class Resolver:
                         latency = rule.latency
 
         if p_nnc is True:
+            if draw_pick is None:
+                draw_pick = self._draws(msisdn)[4]
             p_nnc = self._port(region, nnc, draw_pick)
         if p_nnc == nnc:
             p_nnc = ""
         r_cc = r_nnc = ""
         if roam is True:
             if roam_set or err == 0:   # only a registered subscriber has a visited network
+                if draw_pick is None:
+                    draw_pick = self._draws(msisdn)[4]
                 r_cc, r_nnc = self._visit(cc, draw_pick)
         elif roam:
             r_cc, r_nnc = roam
@@ -289,6 +295,8 @@ class Resolver:
                 latency = self._timeout if err == 14 else self._latency
         if latency is not None:
             lo, hi = latency
+            if lo != hi and draw_ms is None:
+                draw_ms = self._draws(msisdn)[3]
             seconds = (lo if lo == hi else lo + draw_ms % (hi - lo + 1)) / 1000
         res = _new(HlrResult)
         _init(res, msisdn, cc, nnc, err, p_nnc != "", p_nnc, r_cc != "", r_cc, r_nnc, seconds,
@@ -298,6 +306,12 @@ class Resolver:
     def lookup(self, destination_addr: str, ton: int = 1, npi: int = 1) -> HlrResult | None:
         dest = self.parse(destination_addr, ton, npi)
         return None if dest is None else self.resolve(dest)
+
+    def _draws(self, msisdn: str) -> tuple[int, int, int, int, int]:
+        """The number's seeded hash as (outcome, ported, roaming, latency, pick) draws."""
+        h = self._h0.copy()
+        h.update(msisdn.encode())
+        return _hash_fields(h.digest())
 
     def _port(self, region: str, nnc: str, pick: int) -> str:
         """Another network of the same country, "" if it has no other (pick: hash bits
