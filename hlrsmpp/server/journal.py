@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from typing import Callable
 
 import structlog
@@ -30,7 +31,12 @@ class Journal:
         self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hlrsmpp-commit")
+        # One writer thread fed by a SimpleQueue (C, no lock dance) and answering with
+        # call_soon_threadsafe: a ThreadPoolExecutor's submit cost ~8 % of the loop's
+        # time once commits started as soon as the writer was idle.
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="hlrsmpp-commit", daemon=True)
+        self._writer.start()
         self.commits = 0
         self.failures = 0   # commits the store refused (metric)
 
@@ -51,7 +57,9 @@ class Journal:
             self._schedule()
 
     def after_commit(self, callback: Callable[[bool], None]) -> None:
-        """Run ``callback(ok)`` once everything added so far is durable (or failed)."""
+        """Run ``callback(ok)`` once what was added since the last commit started is
+        durable (or failed): register it right after adding what it answers for. What
+        is already in a commit in flight is not waited for (``drain`` waits for all)."""
         self._after.append(callback)
         if self._lookups and not self._busy:
             # The writer is idle: start now rather than at the end of this turn of
@@ -82,12 +90,25 @@ class Journal:
             self._settle()
             return
         self._busy = True
-        fut = self.loop.run_in_executor(self._executor, self.store.commit, lookups, acks, accounts, ledger)
-        fut.add_done_callback(lambda f: self._done(f, after))
+        self._jobs.put((lookups, acks, accounts, ledger, after))
 
-    def _done(self, fut: asyncio.Future, after: list) -> None:
+    def _write(self) -> None:
+        """The writer thread: one group commit at a time, its outcome back to the loop."""
+        commit, done = self.store.commit, self._done
+        while (job := self._jobs.get()) is not None:
+            lookups, acks, accounts, ledger, after = job
+            try:
+                commit(lookups, acks, accounts, ledger)
+                err = None
+            except Exception as exc:  # the store refused: every reply of the batch says so
+                err = exc
+            try:
+                self.loop.call_soon_threadsafe(done, err, after)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return
+
+    def _done(self, err: Exception | None, after: list) -> None:
         self._busy = False
-        err = fut.exception()
         if err is not None:
             self.failures += 1
             log.error("commit_failed", error=repr(err))
@@ -116,4 +137,5 @@ class Journal:
             await self._idle.wait()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._jobs.put(None)
+        self._writer.join()
