@@ -7,9 +7,9 @@ subset (digits, [classes], \\d, (?:...), |, ?, {n}, {n,m}), so each pattern expa
     national prefix -> {NSN length: Range(region, number type, home network)}
 where every key already carries what its shorter prefixes say (ancestor entries are
 merged in at build time), so a lookup is a single longest-prefix match.  For the hot path
-that match is precomputed as well (build_index): every digit string down to the depth of
-the table's keys maps to its answer, so a lookup is one or two dict gets instead of one
-get per key length present.
+that match is precomputed as well (build_index): a dict get per level (3 digits after the
+calling code, then 2 at a time; most numbers need one or two) instead of one get per key
+length present (up to 8).
 Tables are built lazily per calling code (a few ms each) and kept for the process.
 """
 from __future__ import annotations
