@@ -20,6 +20,7 @@ from .. import metrics
 _TLV_STR = Struct(">HH")
 _DELIVER_SM = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 _DATE_CACHE: dict[int, str] = {}
+_SEED_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
 
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
 
@@ -96,6 +97,32 @@ class Lookup:
                 f"p_nnc:{self.p_nnc} isRoaming:{'true' if self.roaming else 'false'} "
                 f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} {extra}text:dlr")
 
+    def _seed_parts(self) -> tuple[bytes, bytes]:
+        """``receipt_parts`` of the seed profile, the one nearly every account gets: all
+        after the dates (text) and after the id (TLVs) depends on the HLR result only,
+        so it is built once per distinct result."""
+        key = (self.err, self.cc, self.nnc, self.ported, self.p_nnc, self.roaming, self.r_cc,
+               self.r_nnc, self.map_error)
+        tail = _SEED_TAILS.get(key)
+        if tail is None:
+            if len(_SEED_TAILS) > 65536:
+                _SEED_TAILS.clear()
+            tail = _SEED_TAILS[key] = self._seed_tail()
+        mid = b"%d" % self.id
+        text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (
+            mid, receipt_date(self.submitted).encode(), receipt_date(self.done).encode(), tail[0])
+        tlvs = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + tail[1]
+        if len(text) > 254:  # pragma: no cover - an id of 64 digits; as receipt_parts does
+            return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text
+        return text, tlvs
+
+    def _seed_tail(self) -> tuple[bytes, bytes]:
+        text = self.receipt_text()
+        tlvs = self.receipt_parts({"profile": "seed"})[1]
+        self.pdu_cache = None
+        # The text after "done date:YYMMDDhhmm "; the TLVs from the NUL that ends the id.
+        return text[text.index(" stat:") + 1:].encode("ascii"), b"\0" + tlvs[4 + _TLV_STR.unpack_from(tlvs)[1]:]
+
     @property
     def serving_nnc(self) -> str:
         """The network the subscriber is on now: ported-to, else the range holder."""
@@ -119,7 +146,10 @@ class Lookup:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
-            kind = profile["profile"] if profile else "seed"
+            if profile is None:
+                parts = self.pdu_cache = self._seed_parts()
+                return parts
+            kind = profile["profile"]
             mid = str(self.id).encode()
             tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
                     _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
