@@ -5,10 +5,12 @@ A real ``hlrsmpp serve`` process, real smpplib clients (4 Tx and one Rx), real S
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -143,6 +145,11 @@ def test_kill_9_under_load_loses_no_receipt_and_no_charge(tmp_path):
         received = received_before | set(rx2.ids)
         missing = acked_before_kill - received
         assert not missing, f"{len(missing)} acknowledged lookups never got a receipt"
+        # Lookups committed just before the kill whose submit_sm_resp never reached the
+        # ESME get their receipts too, last (oldest first): wait for the queue to empty.
+        deadline = time.monotonic() + 60
+        while _queued(http_port, "load") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert rx.texts_ok and rx2.texts_ok
         rx2.close()
     finally:
@@ -155,6 +162,14 @@ def test_kill_9_under_load_loses_no_receipt_and_no_charge(tmp_path):
     assert Decimal(cost) / 1_000_000 == CREDIT - credit_left
     assert cost == sum(1 for _ in ids) * 100_000 - _refunded(tmp_path)
     assert pending == 0
+
+
+def _queued(http_port: int, account: str) -> float:
+    """The server's receipts not yet acknowledged for ``account`` (its /metrics)."""
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
+    found = re.search(rf'^hlrsmpp_receipts_queued{{account="{account}"}} (\S+)$', scrape, re.M)
+    assert found, f"no hlrsmpp_receipts_queued for {account}"
+    return float(found.group(1))
 
 
 def _refunded(tmp_path) -> int:
