@@ -151,6 +151,25 @@ def test_repeated_failed_binds_are_answered_late(make_server):
     ok.close()
 
 
+def test_what_waits_behind_a_tarpitted_answer_is_answered_after_it_in_order(make_server):
+    """A second wrong password on one connection is held, and so is what the ESME pipelined
+    behind it (unread meanwhile); then both answers come, in order, and the connection lives."""
+    srv = make_server([A], smpp={"tarpit": 1.0})
+    s = _connect(srv.smpp_port)
+    s.sendall(_bind_pdu("wrong", 1))
+    assert struct.unpack(">IIII", _answered_at_once(s)[:16])[1:] == (0x80000002, 0x0E, 1)
+    s.sendall(_bind_pdu("wrong", 2) + encode(Pdu(Command.ENQUIRE_LINK, 3)))
+    data = _held(s, 0.7)
+    s.settimeout(5)
+    while len(data) < 16 + 16 + len("hlrsmpp") + 1:
+        data += s.recv(65536)
+    first = struct.unpack(">IIII", data[:16])
+    assert first[1:] == (0x80000002, 0x0E, 2)
+    assert struct.unpack(">IIII", data[first[0]:first[0] + 16]) == (16, 0x80000015, 0, 3)  # enquire_link_resp
+    s.sendall(_bind_pdu("p", 4))  # still open, and reading again
+    assert struct.unpack(">IIII", _answered_at_once(s)[:16])[1:] == (0x80000002, 0, 4)
+
+
 def test_stuck_receiver_does_not_slow_another_account(make_server):
     srv = make_server([A, B], smpp={"window": 8})
     # a's receiver binds and then never reads nor answers a deliver_sm.
