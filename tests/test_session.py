@@ -236,6 +236,15 @@ def test_smsc_only_commands_from_esme_get_generic_nack(state, command):
     assert session.state is not State.CLOSED
 
 
+@pytest.mark.parametrize("status", [0, 0x45, 0x58])
+@pytest.mark.parametrize("message_id", ["", "7", "x" * 64])
+def test_deliver_sm_resp_event_equals_the_decoded_pdu(status, message_id):
+    """The receipt answer's short path (empty message_id) and the decoder's agree."""
+    session = bound(BindMode.RX)
+    data = encode(Pdu(Command.DELIVER_SM_RESP, 7, status, {"message_id": message_id}))
+    assert session.receive_data(data) == [decode(data)]
+
+
 # ---------------------------------------------------------------- violations
 
 @pytest.mark.parametrize("state", SESSION_MAKERS)

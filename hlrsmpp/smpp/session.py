@@ -139,6 +139,10 @@ class SmscSession:
         if command is None or command in _NEVER_FROM_ESME:
             self._nack(Status.RINVCMDID, sequence)
             return None
+        if command is _DELIVER_SM_RESP and end - pos == 17 and buf[pos + 16] == 0:
+            # Every receipt's answer, message_id empty (SMPP 3.4: unused, NULL): what
+            # decode_body makes of it, without the generic decoder.
+            return self._dispatch(Pdu(command, sequence, status, {"message_id": ""}), command)
         try:
             if command is _SUBMIT_SM:
                 pdu = decode_submit_sm(status, sequence, buf, pos + 16, end)
