@@ -21,6 +21,7 @@ _TLV_STR = Struct(">HH")
 _DELIVER_SM = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 _DATE_CACHE: dict[int, str] = {}
 _SEED_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
+_SEED = {"profile": "seed"}
 
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
 
@@ -112,14 +113,13 @@ class Lookup:
         text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (
             mid, receipt_date(self.submitted).encode(), receipt_date(self.done).encode(), tail[0])
         tlvs = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + tail[1]
-        if len(text) > 254:  # pragma: no cover - an id of 64 digits; as receipt_parts does
+        if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
             return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text
         return text, tlvs
 
     def _seed_tail(self) -> tuple[bytes, bytes]:
         text = self.receipt_text()
-        tlvs = self.receipt_parts({"profile": "seed"})[1]
-        self.pdu_cache = None
+        tlvs = self._build_parts(_SEED)[1]
         # The text after "done date:YYMMDDhhmm "; the TLVs from the NUL that ends the id.
         return text[text.index(" stat:") + 1:].encode("ascii"), b"\0" + tlvs[4 + _TLV_STR.unpack_from(tlvs)[1]:]
 
@@ -146,29 +146,30 @@ class Lookup:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
-            if profile is None:
-                parts = self.pdu_cache = self._seed_parts()
-                return parts
-            kind = profile["profile"]
-            mid = str(self.id).encode()
-            tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
-                    _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
-                    b"\x02" if self.err == 0 else b"\x05"]
-            if self.err:
-                # network_error_code: type 3 (GSM), then the MAP error (seed err when none).
-                code = self.map_error if self.map_error is not None else self.err
-                tlvs.append(_TLV_STR.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
-            if kind == "tlv" and self.serving_nnc:
-                # Vendor TLVs (0x1400-0x3FFF) for clients that read TLVs, not text.
-                mcc, mnc = self.serving_nnc[:3].encode(), self.serving_nnc[3:].encode()
-                tlvs += [_TLV_STR.pack(profile["mcc_tag"], 4), mcc, b"\0",
-                         _TLV_STR.pack(profile["mnc_tag"], len(mnc) + 1), mnc, b"\0"]
-            text = self.receipt_text(kind == "extended").encode("ascii")
-            if len(text) > 254:  # SMPP 3.4 §5.2.21: longer text goes in message_payload
-                tlvs.append(_TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text)
-                text = b""
-            parts = self.pdu_cache = (text, b"".join(tlvs))
+            parts = self.pdu_cache = self._seed_parts() if profile is None else self._build_parts(profile)
         return parts
+
+    def _build_parts(self, profile: dict) -> tuple[bytes, bytes]:
+        """(short_message, TLVs) of the receipt in any profile (seed, extended, tlv)."""
+        kind = profile["profile"]
+        mid = str(self.id).encode()
+        tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
+                _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
+                b"\x02" if self.err == 0 else b"\x05"]
+        if self.err:
+            # network_error_code: type 3 (GSM), then the MAP error (seed err when none).
+            code = self.map_error if self.map_error is not None else self.err
+            tlvs.append(_TLV_STR.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
+        if kind == "tlv" and self.serving_nnc:
+            # Vendor TLVs (0x1400-0x3FFF) for clients that read TLVs, not text.
+            mcc, mnc = self.serving_nnc[:3].encode(), self.serving_nnc[3:].encode()
+            tlvs += [_TLV_STR.pack(profile["mcc_tag"], 4), mcc, b"\0",
+                     _TLV_STR.pack(profile["mnc_tag"], len(mnc) + 1), mnc, b"\0"]
+        text = self.receipt_text(kind == "extended").encode("ascii")
+        if len(text) > 254:  # SMPP 3.4 §5.2.21: longer text goes in message_payload
+            tlvs.append(_TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text)
+            text = b""
+        return text, b"".join(tlvs)
 
 
 class Outbox:

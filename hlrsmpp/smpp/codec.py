@@ -498,6 +498,8 @@ def decode_submit_sm(status: int, sequence: int, body: bytes, pos: int, end: int
             return pdu
     decode_body(Command.SUBMIT_SM, status, sequence, body, pos, end)  # raises the exact error
     raise AssertionError("the pattern refused what the decoder accepts")  # pragma: no cover
+
+
 #: command_id -> Command without the cost of an Enum call per PDU.
 COMMANDS: dict[int, Command] = {int(c): c for c in Command}
 
