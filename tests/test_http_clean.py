@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from contacts import FREE_COUNTS, FREE_CSV
 from http_client import ApiClient, basic, clients, error_code
 
 from hlrsmpp.server.http import clean as clean_http
@@ -24,18 +25,6 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 RULES = {"rules": [{"prefix": "4479110", "err": 0}, {"prefix": "4479111", "err": "absent"},
                    {"prefix": "4479112", "err": "unknown"}]}
 OK1, OK2, ABSENT, UNKNOWN = "447911000001", "447911000002", "447911100001", "447911200001"
-
-FREE_CSV = ('id;name;numbers;city\n'
-            '1;Alice;+44 7911 000001;"London; UK"\n'
-            '2;Bob;447911000001;Leeds\n'              # duplicate of Alice after normalisation
-            '3;"Carol ""C"" Smith";0033 6 12 34 56 78;Paris\n'
-            '4;Dan;12345;Nowhere\n'                   # not a possible number
-            '5;Eve;;Void\n'                           # no number
-            '6;Frank;+1 (202) 555-0143;Washington\n'
-            '7;Gina;not a number;Rome\n'
-            '8;Hugo;0033612345678;Lyon\n')            # duplicate of Carol
-FREE_COUNTS = {"total": 8, "empty": 1, "invalid_syntax": 2, "duplicates": 2, "looked_up": 0,
-               "no_receipt": 0, "dropped_hlr": 0, "kept": 3, "removed": 5}
 
 PREMIUM_CSV = ("id,numbers,email\n"
                f"1,{OK1},a@x\n"

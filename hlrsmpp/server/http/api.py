@@ -367,6 +367,13 @@ async def _admin(request: web.Request) -> web.Response | None:
     return who if isinstance(who, web.Response) else None
 
 
+async def admin_body(request: web.Request) -> dict | web.Response:
+    """The operator's JSON object, or the error to answer (not the operator, a bad body)."""
+    if (err := await _admin(request)) is not None:
+        return err
+    return await _body(request)
+
+
 async def admin_account(request: web.Request, with_body: bool = False):
     """The operator's request about one account: (account, JSON body or None), or the
     error to answer (not the operator, no such account, a bad body)."""
@@ -443,9 +450,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 async def create_account(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    body = await _body(request)
+    body = await admin_body(request)
     if isinstance(body, web.Response):
         return body
     sid = body.get("system_id")

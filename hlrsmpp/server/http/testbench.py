@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..faults import FaultError, FaultPlan
-from .api import _admin, _bad, _body, admin_account
+from .api import _admin, _bad, admin_account, admin_body
 from .common import SERVER, json_error, json_response
 
 TRACE_LIMIT_DEFAULT = 1000
@@ -63,9 +63,7 @@ async def get_faults(request: web.Request) -> web.Response:
 async def put_faults(request: web.Request) -> web.Response:
     """PUT /api/v1/faults  {"faults": [rule, ...]}"""
     server = request.app[SERVER]
-    if (err := await _admin(request)) is not None:
-        return err
-    body = await _body(request)
+    body = await admin_body(request)
     if isinstance(body, web.Response):
         return body
     extra = set(body) - {"faults"}
