@@ -26,8 +26,9 @@ class IdGenerator:
         self._ms = floor >> (NODE_BITS + SEQ_BITS)
         self._seq = MAX_SEQ
 
-    def next(self) -> int:
-        ms = int(time.time() * 1000) - EPOCH_MS
+    def next(self, now: float | None = None) -> int:
+        """The next id; ``now`` is the caller's time.time(), when it has one at hand."""
+        ms = int((time.time() if now is None else now) * 1000) - EPOCH_MS
         if ms > self._ms:
             self._ms, self._seq = ms, 0
         else:

@@ -57,12 +57,14 @@ class LookupEngine:
         if r.err in REFUNDED_ERRS and cost:
             self.book.refund(account, cost)
             cost = 0
-        lookup = Lookup(lookup_id or self.ids.next(), batch_id, account.system_id, channel, dest.msisdn, now,
-                        now + r.latency, cost, r.err, r.cc, r.nnc, r.ported, r.p_nnc, r.roaming,
-                        r.r_cc, r.r_nnc, r.map_error, pending)
-        self.journal.add_lookup(lookup.row())
+        # The history row (LOOKUP_COLUMNS order) first, and the Lookup made of it: one
+        # tuple per lookup, read from locals, not a second pass over the Lookup's slots.
+        row = (lookup_id or self.ids.next(now), batch_id, account.system_id, channel, dest.msisdn, now,
+               now + r.latency, cost, r.err, r.cc, r.nnc, int(r.ported), r.p_nnc, int(r.roaming),
+               r.r_cc, r.r_nnc, r.map_error, pending)
+        self.journal.add_lookup(row)
         metrics.STATS.lookups[channel, r.err] += 1
-        return lookup
+        return Lookup(*row)
 
     def submit_many(self, account, addrs: list[str], channel: str = "http",
                     batch_id: int | None = None, first_id: int | None = None,

@@ -110,8 +110,9 @@ class Lookup:
                 _SEED_TAILS.clear()
             tail = _SEED_TAILS[key] = self._seed_tail()
         mid = b"%d" % self.id
-        text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (
-            mid, receipt_date(self.submitted).encode(), receipt_date(self.done).encode(), tail[0])
+        submitted = receipt_date(self.submitted).encode()
+        done = submitted if self.done == self.submitted else receipt_date(self.done).encode()
+        text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (mid, submitted, done, tail[0])
         tlvs = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + tail[1]
         if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
             return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text
