@@ -18,7 +18,7 @@ from ..smpp.codec import Command, Tag, encode_receipt
 from .. import metrics
 
 _TLV_STR = Struct(">HH")
-_DELIVER_SM = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
+_DELIVER_SM_OK = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 _DATE_CACHE: dict[int, str] = {}
 _SEED_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
 _SEED = {"profile": "seed"}
@@ -68,11 +68,6 @@ class Lookup:
         self.pdu_cache: tuple[bytes, bytes] | None = None
         self.duplicate = False  # test bench: deliver once more after the ack
         self.withheld = False   # test bench: held until a new receiver binds
-
-    def row(self) -> tuple:
-        return (self.id, self.batch_id, self.system_id, self.channel, self.msisdn, self.submitted,
-                self.done, self.cost, self.err, self.cc, self.nnc, int(self.ported), self.p_nnc,
-                int(self.roaming), self.r_cc, self.r_nnc, self.map_error, self.pending)
 
     @classmethod
     def from_row(cls, r) -> "Lookup":
@@ -233,7 +228,7 @@ class Outbox:
             room -= 1
         if self.reverse:
             chunks.reverse()
-        receiver.write(b"".join(chunks), _DELIVER_SM, len(chunks))
+        receiver.write(b"".join(chunks), _DELIVER_SM_OK, len(chunks))
 
     def acknowledge(self, sequence: int, status: int) -> None:
         entry = self.inflight.pop(sequence, None)
