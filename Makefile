@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: run test bench bench-redis install clean deps
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q pip==26.3
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'

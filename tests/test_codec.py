@@ -48,7 +48,7 @@ import smpplib.smpp
 
 from hlrsmpp.smpp.codec import (
     BODIES, TLV_LENGTHS, Command, DecodeError, Pdu, SubmitSm, Tag, decode, decode_body, decode_submit_sm,
-    encode, encode_header_only, encode_receipt, encode_submit_sm_resp, encode_submit_sm_resps, encode_tlvs,
+    encode, encode_header_only, encode_receipt, encode_submit_sm_resp, encode_tlvs,
 )
 from hlrsmpp.smpp.status import Status
 
@@ -950,7 +950,3 @@ def test_lean_submit_sm_matches_the_decoder_on_garbage(body):
     _same_outcome(body)
 
 
-@given(st.lists(st.tuples(st.integers(1, 0x7FFFFFFF), st.integers(0, (1 << 63) - 1)), max_size=20))
-def test_encode_submit_sm_resps_is_each_resp_in_turn(accepted):
-    assert encode_submit_sm_resps(accepted) == b"".join(
-        encode_submit_sm_resp(seq, 0, str(lookup_id).encode()) for seq, lookup_id in accepted)

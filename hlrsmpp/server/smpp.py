@@ -177,7 +177,9 @@ class SmppProtocol:
         """Decide on the PDUs ``receive_data`` returned; ``violations`` is the session's
         count before it framed them."""
         session = self.session
-        held: list[tuple[int, Lookup]] | None = None
+        # The accepted lookups of this batch and their submit_sm sequences, in step.
+        sequences: list[int] = []
+        held: list[Lookup] = []
         acked = False
         if events:
             submit = Command.SUBMIT_SM
@@ -192,18 +194,16 @@ class SmppProtocol:
             for pdu in events:
                 cmd = pdu.command
                 if cmd == submit:
-                    if window is not None:
-                        if (len(held) if held else 0) >= window:
-                            out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
-                            metrics.STATS.refusals["smpp", "submit_window"] += 1
-                            continue
+                    if window is not None and len(held) >= window:
+                        out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
+                        metrics.STATS.refusals["smpp", "submit_window"] += 1
+                        continue
                     if faults is not None and self._submit_fault(pdu, faults):
                         continue
                     r = engine.submit(account, pdu.destination_addr, pdu.dest_addr_ton, pdu.dest_addr_npi)
                     if r.__class__ is Lookup:
-                        if held is None:
-                            held = []
-                        held.append((pdu.sequence, r))
+                        sequences.append(pdu.sequence)
+                        held.append(r)
                     else:
                         out += encode_submit_sm_resp(pdu.sequence, _status(r))
                 elif cmd == resp:
@@ -219,27 +219,26 @@ class SmppProtocol:
             self.write(session.data_to_send())
         if held:
             self.unanswered += len(held)
-            self.server.journal.after_commit(lambda ok: self._committed(held, ok))
+            self.server.journal.after_commit(lambda ok: self._committed(sequences, held, ok))
         if acked:
             self.outbox.pump()
         if session.state is State.CLOSED:
             self._close_after_flush()
 
-    def _committed(self, held: list[tuple[int, Lookup]], ok: bool) -> None:
+    def _committed(self, sequences: list[int], held: list[Lookup], ok: bool) -> None:
         """The lookups are durable: answer, then hand their receipts over."""
         server = self.server
         self.unanswered -= len(held)
         if not ok:
-            for _, lookup in held:
+            for lookup in held:
                 server.engine.abandon(self.account, lookup)
-            self.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq, _ in held))
+            self.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq in sequences))
             return
         if self.delayed:
-            held = self._hold_delayed(held)
-        self.write(encode_submit_sm_resps([(seq, lookup.id) for seq, lookup in held]),
-                   _SUBMIT_SM_RESP_OK, len(held))
+            sequences, held = self._hold_delayed(sequences, held)
+        self.write(encode_submit_sm_resps(sequences, held), _SUBMIT_SM_RESP_OK, len(held))
         # The receipts may go out now: their submit_sm_resp have been written.
-        server.deliver(self.account.system_id, [lookup for _, lookup in held])
+        server.deliver(self.account.system_id, held)
 
     # ------------------------------------------------------- test bench
     def _submit_fault(self, pdu: Pdu, faults) -> bool:
@@ -261,19 +260,20 @@ class SmppProtocol:
             return False
         return True
 
-    def _hold_delayed(self, held: list[tuple[int, Lookup]]) -> list[tuple[int, Lookup]]:
-        now_ready = []
-        for seq, lookup in held:
+    def _hold_delayed(self, sequences: list[int], held: list[Lookup]) -> tuple[list[int], list[Lookup]]:
+        ready_seqs, ready = [], []
+        for seq, lookup in zip(sequences, held):
             delay = self.delayed.pop(seq, None)
             if delay is None:
-                now_ready.append((seq, lookup))
+                ready_seqs.append(seq)
+                ready.append(lookup)
             else:
                 self.server.loop.call_later(delay, self._committed_late, seq, lookup)
-        return now_ready
+        return ready_seqs, ready
 
     def _committed_late(self, seq: int, lookup: Lookup) -> None:
         self.unanswered += 1
-        self._committed([(seq, lookup)], True)
+        self._committed([seq], [lookup], True)
 
     def _session_fault(self, received: int, faults) -> None:
         self.pdus_in += received

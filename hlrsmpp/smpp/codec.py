@@ -11,6 +11,7 @@ encoders that build one ``bytes`` object with no intermediate PDU.
 """
 from __future__ import annotations
 
+import os
 import re
 from enum import IntEnum
 from struct import Struct
@@ -589,13 +590,11 @@ def encode_submit_sm_resp(sequence: int, status: int, message_id: bytes = b"") -
     return _pack_header(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
 
 
-def encode_submit_sm_resps(accepted) -> bytes:
-    """ESME_ROK submit_sm_resp for each (sequence, lookup id) of a group commit, in one buffer."""
-    out = []
-    for sequence, lookup_id in accepted:
-        mid = b"%d\0" % lookup_id
-        out.append(_pack_header(16 + len(mid), _SUBMIT_SM_RESP, 0, sequence) + mid)
-    return b"".join(out)
+def encode_submit_sm_resps(sequences: list[int], lookups: list) -> bytes:
+    """ESME_ROK submit_sm_resp for each sequence and its lookup (message_id: the
+    lookup's ``id``) of a group commit, in one buffer."""
+    return b"".join([_pack_header(17 + len(mid := b"%d" % lookup.id), _SUBMIT_SM_RESP, 0, sequence) + mid + b"\0"
+                     for sequence, lookup in zip(sequences, lookups)])
 
 
 _DELIVER_SM = int(Command.DELIVER_SM)
@@ -613,3 +612,45 @@ def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: 
         bytes((data_coding, 0, len(text))), text, tlvs,
     ))
     return _pack_header(16 + len(body), _DELIVER_SM, 0, sequence) + body
+
+
+# ------------------------------------------------ the C versions, when built
+
+def _submit_sm_layout() -> tuple[tuple[int, int], ...]:
+    """submit_sm's fields for the C reader, as ``_compile_pattern`` reads them:
+    (size, kept) with size > 0 a C-Octet String's maximum, 0 one octet, -1 sm_length;
+    kept 0/1/2 for dest_addr_ton, dest_addr_npi, destination_addr, else -1."""
+    keep = {"dest_addr_ton": 0, "dest_addr_npi": 1, "destination_addr": 2}
+    layout = []
+    for field in BODIES[Command.SUBMIT_SM][0]:
+        name, kind = field[0], field[1]
+        if kind is SM:
+            layout.append((-1, -1))
+            break
+        layout.append((field[2] if kind is C else 0, keep.get(name, -1)))
+    return tuple(layout)
+
+
+def _load_speedups():
+    """hlrsmpp.smpp._speedups (setup.py builds it), or None: not built, or turned off
+    with HLRSMPP_PURE_PYTHON=1. The Python functions above stay the reference."""
+    if os.environ.get("HLRSMPP_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    _speedups.configure(_submit_sm_layout(), SubmitSm, Pdu, Command.SUBMIT_SM, Command.DELIVER_SM_RESP)
+    return _speedups
+
+
+speedups = _load_speedups()
+#: The Python encoders, kept as the reference the C ones are tested against.
+py_encode_submit_sm_resps, py_encode_receipt = encode_submit_sm_resps, encode_receipt
+#: ``scan_bound(buf, pos, max_pdu_size, can_tx, can_rx, events) -> pos``: the run of
+#: per-lookup PDUs a bound session reads (see _speedups.c); None without the C module.
+scan_bound = None
+if speedups is not None:
+    encode_submit_sm_resps = speedups.encode_submit_sm_resps
+    encode_receipt = speedups.encode_receipt
+    scan_bound = speedups.scan_bound

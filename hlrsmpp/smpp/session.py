@@ -13,7 +13,7 @@ from enum import Enum, IntFlag
 
 from .codec import (
     BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
-    decode_body, decode_submit_sm, encode, encode_header_only,
+    decode_body, decode_submit_sm, encode, encode_header_only, scan_bound,
 )
 from .status import Status
 
@@ -100,7 +100,14 @@ class SmscSession:
         pos = 0
         events: list[Pdu] = []
         unpack = HEADER.unpack_from
+        # Bound, the run of submit_sm / deliver_sm_resp is read in C when it is built;
+        # it stops before any other PDU, which the loop below then takes.
+        scan = scan_bound if self.state is State.BOUND and buf.__class__ is bytes else None
         while size - pos >= 16:
+            if scan is not None:
+                pos = scan(buf, pos, self.max_pdu_size, self.can_tx, self.can_rx, events)
+                if size - pos < 16:
+                    break
             length, command_id, status, sequence = unpack(buf, pos)
             if length < 16 or length > self.max_pdu_size:
                 self.violations += 1  # in any state: the stream can no longer be framed
