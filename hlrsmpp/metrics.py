@@ -166,9 +166,14 @@ class Stats:
         self.connections_rejected = 0
         self.tarpitted = 0
 
-    def observe_latency(self, seconds: float) -> None:
-        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
+    def observe_latencies(self, now: float, lookups) -> None:
+        """Submit-to-acknowledged latency of each lookup, at ``now``."""
+        counts, total = self.latency_counts, 0.0
+        for lookup in lookups:
+            seconds = now - lookup.submitted
+            counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            total += seconds
+        self.latency_sum += total
 
     def count_out(self, command_id: int, status: int = 0, n: int = 1) -> None:
         """``n`` PDUs sent outside the session's own buffer (not per PDU on the hot path)."""

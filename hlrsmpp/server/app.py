@@ -303,13 +303,13 @@ class Server:
     def _call_later(self, delay: float, fn, *args):
         return self.loop.call_later(delay, fn, *args)
 
-    def _on_ack(self, lookup: Lookup, pending: int) -> None:
-        """A receipt answered ESME_ROK (pending 0) or expired (EXPIRED)."""
-        self.journal.add_ack(lookup.id, pending)
+    def _on_ack(self, lookups: list[Lookup], pending: int) -> None:
+        """Receipts answered ESME_ROK (pending 0) or expired (EXPIRED), an outbox's batch."""
+        self.journal.add_acks([lookup.id for lookup in lookups], pending)
         if pending == EXPIRED:
-            metrics.STATS.receipts_expired[lookup.system_id] += 1
+            metrics.STATS.receipts_expired[lookups[0].system_id] += len(lookups)
         else:
-            metrics.STATS.observe_latency(time.time() - lookup.submitted)
+            metrics.STATS.observe_latencies(time.time(), lookups)
 
     def _low_credit(self, account) -> None:
         log.warning("low_credit", system_id=account.system_id, credit=account.credit / 1_000_000,

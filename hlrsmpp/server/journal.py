@@ -11,6 +11,7 @@ import asyncio
 import json
 import queue
 import threading
+from itertools import repeat
 from typing import Callable
 
 import structlog
@@ -46,8 +47,9 @@ class Journal:
         if not self._scheduled:
             self._schedule()
 
-    def add_ack(self, lookup_id: int, pending: int = 0) -> None:
-        self._acks.append((pending, lookup_id))
+    def add_acks(self, lookup_ids: list[int], pending: int = 0) -> None:
+        """Receipts done: ``pending`` is their lookups' new state (0 acknowledged, or EXPIRED)."""
+        self._acks += zip(repeat(pending), lookup_ids)
         if not self._scheduled:
             self._schedule()
 

@@ -180,7 +180,7 @@ class SmppProtocol:
         # The accepted lookups of this batch and their submit_sm sequences, in step.
         sequences: list[int] = []
         held: list[Lookup] = []
-        acked = False
+        answers: list[Pdu] = []  # deliver_sm_resp: settled together after the batch
         if events:
             submit = Command.SUBMIT_SM
             resp = Command.DELIVER_SM_RESP
@@ -207,8 +207,7 @@ class SmppProtocol:
                     else:
                         out += encode_submit_sm_resp(pdu.sequence, _status(r))
                 elif cmd == resp:
-                    self.outbox.acknowledge(pdu.sequence, pdu.status)
-                    acked = True
+                    answers.append(pdu)
                 else:
                     self._handle_other(pdu)
             if faults is not None:
@@ -220,7 +219,8 @@ class SmppProtocol:
         if held:
             self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(sequences, held, ok))
-        if acked:
+        if answers:
+            self.outbox.acknowledge_all(answers)
             self.outbox.pump()
         if session.state is State.CLOSED:
             self._close_after_flush()

@@ -13,6 +13,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <math.h>
+#include <time.h>
 
 #define MAX_FIELDS 32
 #define KEEP_TON 0
@@ -321,12 +323,77 @@ static PyObject *encode_receipt(PyObject *mod, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* YYMMDDhhmm (UTC) of the minute holding t, as receipts.receipt_date: t // 60 the way
+ * Python floors a float. 0 on success; -1 when t is not a time this code formats. */
+static int put_receipt_date(char *out, double t) {
+    if (!(t >= 0.0 && t < 253402300800.0))  /* NaN, before 1970 or after 9999: Python's to do */
+        return -1;
+    double mod = fmod(t, 60.0), div = (t - mod) / 60.0, minute = floor(div);
+    if (div - minute > 0.5)
+        minute += 1.0;
+    time_t at = (time_t)minute * 60;
+    struct tm tm;
+    if (gmtime_r(&at, &tm) == NULL || strftime(out, 11, "%y%m%d%H%M", &tm) != 10)
+        return -1;
+    return 0;
+}
+
+/* seed_receipt_parts(id, submitted, done, text_tail, tlv_tail) -> (text, tlvs) or None
+ * Lookup._seed_parts after its cache: "id:ID sub:001 dlvrd:001 submit date:D done
+ * date:D " + text_tail, and receipted_message_id (ID, NUL) + tlv_tail. None when a
+ * date is not one this code formats or the text is over 254 octets: Python's to do. */
+static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "seed_receipt_parts(id, submitted, done, bytes, bytes)");
+        return NULL;
+    }
+    unsigned long long id = PyLong_AsUnsignedLongLong(args[0]);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    double submitted = PyFloat_AsDouble(args[1]), done = PyFloat_AsDouble(args[2]);
+    if ((submitted == -1.0 || done == -1.0) && PyErr_Occurred())
+        return NULL;
+    char mid[24], sub[11], dn[11];
+    int digits = put_decimal(mid, id);
+    if (put_receipt_date(sub, submitted) < 0 || put_receipt_date(dn, done) < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t tail = PyBytes_GET_SIZE(args[3]), tlv_tail = PyBytes_GET_SIZE(args[4]);
+    static const char A[] = "id:", B[] = " sub:001 dlvrd:001 submit date:", D[] = " done date:";
+    Py_ssize_t tl = 3 + digits + (Py_ssize_t)sizeof B - 1 + 10 + (Py_ssize_t)sizeof D - 1 + 10 + 1 + tail;
+    if (tl > 254)
+        Py_RETURN_NONE;
+    PyObject *text = PyBytes_FromStringAndSize(NULL, tl);
+    PyObject *tlvs = PyBytes_FromStringAndSize(NULL, 4 + digits + tlv_tail);
+    if (text == NULL || tlvs == NULL) {
+        Py_XDECREF(text);
+        Py_XDECREF(tlvs);
+        return NULL;
+    }
+    char *o = PyBytes_AS_STRING(text);
+    memcpy(o, A, 3); o += 3;
+    memcpy(o, mid, digits); o += digits;
+    memcpy(o, B, sizeof B - 1); o += sizeof B - 1;
+    memcpy(o, sub, 10); o += 10;
+    memcpy(o, D, sizeof D - 1); o += sizeof D - 1;
+    memcpy(o, dn, 10); o += 10;
+    *o++ = ' ';
+    memcpy(o, PyBytes_AS_STRING(args[3]), tail);
+    unsigned char *x = (unsigned char *)PyBytes_AS_STRING(tlvs);
+    x[0] = 0x00; x[1] = 0x1E;  /* receipted_message_id */
+    x[2] = (unsigned char)((digits + 1) >> 8); x[3] = (unsigned char)(digits + 1);
+    memcpy(x + 4, mid, digits);
+    memcpy(x + 4 + digits, PyBytes_AS_STRING(args[4]), tlv_tail);  /* from the id's NUL on */
+    return Py_BuildValue("(NN)", text, tlvs);
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Take submit_sm's field layout and the PDU classes."},
     {"scan_bound", (PyCFunction)(void (*)(void))scan_bound, METH_FASTCALL, "Read the run of per-lookup PDUs."},
     {"encode_submit_sm_resps", (PyCFunction)(void (*)(void))encode_submit_sm_resps, METH_FASTCALL,
      "ESME_ROK submit_sm_resp for each (sequence, lookup)."},
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
+    {"seed_receipt_parts", (PyCFunction)(void (*)(void))seed_receipt_parts, METH_FASTCALL,
+     "The seed profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},
 };
 
