@@ -27,9 +27,15 @@ RUN mkdir hlrsmpp && touch hlrsmpp/__init__.py \
     && pip uninstall -y hlrsmpp \
     && rm -rf hlrsmpp build ./*.egg-info
 
-# The server itself, a regular install: the HLR tables are package data.
+# The server itself, a regular install: the HLR tables are package data. setup.py
+# compiles the per-lookup codec (hlrsmpp/smpp/_speedups.c); the compiler is removed in
+# the same layer, and the build fails if the C module did not come out of it.
+COPY setup.py ./
 COPY hlrsmpp ./hlrsmpp
-RUN pip install -c constraints.txt --no-deps . \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install -c constraints.txt --no-deps . \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+    && (cd / && python -c "import hlrsmpp.smpp._speedups") \
     && hlrsmpp --help > /dev/null
 
 # A system user owns the data; configuration stays read-only to it.

@@ -188,3 +188,57 @@ def test_the_bounds_of_submit_sm_are_the_python_codecs(body):
     pdu = struct.pack(">IIII", 16 + len(body), Command.SUBMIT_SM, 0, 7) + body
     stream = pdu + encode(Pdu(Command.ENQUIRE_LINK, 8))
     assert _read(stream, [], BindMode.TRX, C.scan_bound) == _read(stream, [], BindMode.TRX, None)
+
+
+# ------------------------------------------------------------ end to end
+
+NUMBERS = ["447700900123", "447911123456", "33612345678", "4915112345678", "12025550123",
+           "919876543210", "359888123456", "61412345678", "5511987654321", "12", "+447700900124",
+           "4477009001", "8613800138000", "27821234567", "0044", "447400123456"]
+
+
+def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
+    """What a real ESME gets for NUMBERS from a server with or without the C codec:
+    per number, the submit_sm_resp status and the receipt's fields but id and dates."""
+    from conftest import ServerProcess, free_port
+    from esme import RECEIPT_RE, SmpplibEsme
+    import yaml
+
+    home = tmp_path / ("pure" if pure else "c")
+    home.mkdir()
+    config = home / "hlrsmpp.yaml"
+    config.write_text(yaml.safe_dump({
+        "smpp": {"host": "127.0.0.1"}, "http": {"host": "127.0.0.1"}, "hlr": {"latency_ms": 0},
+        "storage": {"path": str(home / "data")}, "log": {"format": "json", "level": "warning"},
+        "accounts": [{"system_id": "demo", "password": "demo"}]}))
+    port = free_port()
+    proc = ServerProcess(config, port, free_port(), env={"HLRSMPP_PURE_PYTHON": "1" if pure else "0"}).start()
+    try:
+        esme = SmpplibEsme(port)
+        esme.bind("transceiver")
+        seqs = [esme.submit(n) for n in NUMBERS]
+        esme.pump(lambda: all(s in esme.resps for s in seqs))
+        ids = {esme.resps[s].message_id.decode(): n for s, n in zip(seqs, NUMBERS)
+               if esme.resps[s].status == 0}
+        esme.pump(lambda: len(esme.receipts) >= len(ids))
+        esme.close()
+    finally:
+        assert proc.terminate() == 0
+    out = {n: (esme.resps[s].status,) for s, n in zip(seqs, NUMBERS)}
+    for pdu in esme.receipts:
+        m = RECEIPT_RE.match(pdu.short_message.decode())
+        assert m, pdu.short_message
+        fields = m.groupdict()
+        number = ids[fields.pop("id")]
+        del fields["submit"], fields["done"]
+        out[number] += (pdu.destination_addr.decode(), tuple(sorted(fields.items())))
+    return out
+
+
+@needs_c
+@pytest.mark.timeout(120)
+def test_a_real_esme_gets_the_same_answers_with_and_without_c(tmp_path):
+    pure, fast = _answers(tmp_path, pure=True), _answers(tmp_path, pure=False)
+    assert pure == fast
+    assert sum(1 for a in fast.values() if a[0] == 0 and len(a) == 3) >= 10  # lookups, with receipts
+    assert any(a[0] != 0 for a in fast.values())                             # and refusals
