@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import urllib.request
 
 import pytest
 from hypothesis import given, strategies as st
@@ -211,8 +212,8 @@ def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
         "smpp": {"host": "127.0.0.1"}, "http": {"host": "127.0.0.1"}, "hlr": {"latency_ms": 0},
         "storage": {"path": str(home / "data")}, "log": {"format": "json", "level": "warning"},
         "accounts": [{"system_id": "demo", "password": "demo"}]}))
-    port = free_port()
-    proc = ServerProcess(config, port, free_port(), env={"HLRSMPP_PURE_PYTHON": "1" if pure else "0"}).start()
+    port, http_port = free_port(), free_port()
+    proc = ServerProcess(config, port, http_port, env={"HLRSMPP_PURE_PYTHON": "1" if pure else "0"}).start()
     try:
         esme = SmpplibEsme(port)
         esme.bind("transceiver")
@@ -222,6 +223,8 @@ def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
                if esme.resps[s].status == 0}
         esme.pump(lambda: len(esme.receipts) >= len(ids))
         esme.close()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
+        assert f'codec="{"python" if pure else "c"}"' in metrics  # the server runs the codec asked for
     finally:
         assert proc.terminate() == 0
     out = {n: (esme.resps[s].status,) for s, n in zip(seqs, NUMBERS)}
