@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test bench bench-redis install clean deps
+.PHONY: run test bench bench-redis install clean deps asan
 
 $(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,22 @@ bench: $(STAMP)
 # 1 process against 2 on Redis (serve --workers N), 100,000 lookups each, audited.
 bench-redis: $(STAMP) deps
 	$(BIN)/python -m hlrsmpp.redis.bench --workers 1,2 --count 100000
+
+# The C codec built with AddressSanitizer and UBSan, under the tests that feed it
+# untrusted bytes (hypothesis: valid, damaged and random streams). Needs gcc's runtimes.
+ASAN_DIR := build/asan
+asan: $(STAMP)
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR) && cp -r hlrsmpp tests pyproject.toml $(ASAN_DIR)/
+	gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	  -fPIC -shared -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  hlrsmpp/smpp/_speedups.c \
+	  -o $(ASAN_DIR)/hlrsmpp/smpp/_speedups$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	cd $(ASAN_DIR) && export PYTHONPATH=. ASAN_OPTIONS=detect_leaks=0,verify_asan_link_order=0 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec as c; \
+	       sys.exit(c.speedups is None or '$(ASAN_DIR)' not in c.speedups.__file__)" \
+	  && $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider tests/test_speedups.py tests/test_session.py \
+	  tests/test_codec.py tests/test_receipts.py -k "not real_esme"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
