@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -199,7 +200,7 @@ def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], items: list, 
     for n in _CHUNKS:
         while total - pos >= n:
             chunk = items[pos:pos + n]
-            db.execute(statements[n], [v for row in chunk for v in row] if flat else chunk)
+            db.execute(statements[n], list(chain.from_iterable(chunk)) if flat else chunk)
             pos += n
 
 
