@@ -98,7 +98,7 @@ def _store_rows(tmp_path) -> tuple[set[str], int, int]:
     db = sqlite3.connect(tmp_path / "data" / "hlrsmpp.sqlite3")
     ids = {str(r[0]) for r in db.execute("SELECT id FROM lookups")}
     cost = db.execute("SELECT COALESCE(SUM(cost), 0) FROM lookups").fetchone()[0]
-    pending = db.execute("SELECT COUNT(*) FROM lookups WHERE pending = 1").fetchone()[0]
+    pending = db.execute("SELECT COUNT(*) FROM receipt_queue").fetchone()[0]
     db.close()
     return ids, cost, pending
 
