@@ -37,21 +37,22 @@ bench: $(STAMP)
 bench-redis: $(STAMP) deps
 	$(BIN)/python -m hlrsmpp.redis.bench --workers 1,2 --count 100000
 
-# The C codec built with AddressSanitizer and UBSan, under the tests that feed it
-# untrusted bytes (hypothesis: valid, damaged and random streams). Needs gcc's runtimes.
+# The C modules built with AddressSanitizer and UBSan, under the tests that feed them
+# untrusted bytes and random commits (hypothesis). Needs gcc's runtimes and libsqlite3-dev.
 ASAN_DIR := build/asan
+ASAN_CC  := gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+            -fPIC -shared -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+EXT      := $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 asan: $(STAMP)
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR) && cp -r hlrsmpp tests pyproject.toml $(ASAN_DIR)/
-	gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
-	  -fPIC -shared -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	  hlrsmpp/smpp/_speedups.c \
-	  -o $(ASAN_DIR)/hlrsmpp/smpp/_speedups$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	$(ASAN_CC) hlrsmpp/smpp/_speedups.c -o $(ASAN_DIR)/hlrsmpp/smpp/_speedups$(EXT)
+	$(ASAN_CC) hlrsmpp/accounts/_sqlite_batch.c -lsqlite3 -o $(ASAN_DIR)/hlrsmpp/accounts/_sqlite_batch$(EXT)
 	cd $(ASAN_DIR) && export PYTHONPATH=. ASAN_OPTIONS=detect_leaks=0,verify_asan_link_order=0 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec as c; \
-	       sys.exit(c.speedups is None or '$(ASAN_DIR)' not in c.speedups.__file__)" \
+	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec as c, hlrsmpp.accounts.store as s; \
+	       sys.exit('$(ASAN_DIR)' not in c.speedups.__file__ or s._Batch is None)" \
 	  && $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider tests/test_speedups.py tests/test_session.py \
-	  tests/test_codec.py tests/test_receipts.py -k "not real_esme"
+	  tests/test_codec.py tests/test_receipts.py tests/test_store.py -k "not real_esme"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

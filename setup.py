@@ -1,12 +1,16 @@
-"""The one compiled part: hlrsmpp/smpp/_speedups.c, the per-lookup PDUs in C.
+"""The compiled parts: hlrsmpp/smpp/_speedups.c (the per-lookup PDUs) and
+hlrsmpp/accounts/_sqlite_batch.c (a group commit without the GIL; links libsqlite3).
 
-``optional=True``: where no C compiler or Python headers are found, the install
-still succeeds and the server runs on the Python codec (slower, same answers).
-Everything else is declared in pyproject.toml.
+``optional=True``: where no C compiler, Python headers or SQLite headers are found,
+the install still succeeds and the server runs the Python code instead (slower, same
+answers). Everything else is declared in pyproject.toml.
 """
 from setuptools import Extension, setup
 
+FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
 setup(ext_modules=[
-    Extension("hlrsmpp.smpp._speedups", ["hlrsmpp/smpp/_speedups.c"], optional=True,
-              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]),
+    Extension("hlrsmpp.smpp._speedups", ["hlrsmpp/smpp/_speedups.c"], optional=True, extra_compile_args=FLAGS),
+    Extension("hlrsmpp.accounts._sqlite_batch", ["hlrsmpp/accounts/_sqlite_batch.c"], optional=True,
+              libraries=["sqlite3"], extra_compile_args=FLAGS),
 ])

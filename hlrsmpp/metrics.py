@@ -15,7 +15,7 @@ client library's default registry.
 Families (``_total`` is added to counters by the exposition format):
 
 ========================================  =======  =================================
-hlrsmpp_build_info                        gauge    version, codec (c or python)
+hlrsmpp_build_info                        gauge    version, codec, commit (c or python)
 hlrsmpp_connections                       gauge    open SMPP TCP connections
 hlrsmpp_connections_rejected_total        counter  refused by max_connections(_per_ip)
 hlrsmpp_tarpitted_total                   counter  misbehaving peers answered smpp.tarpit late
@@ -51,6 +51,7 @@ from struct import Struct
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .accounts.store import _Batch
 from .smpp.codec import Command, speedups
 from .smpp.status import Status
 
@@ -66,8 +67,10 @@ try:
     VERSION = metadata.version("hlrsmpp")
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     VERSION = "unknown"
-#: Which codec reads and writes the per-lookup PDUs: "c" (built) or "python" (the fallback).
+#: What reads and writes the per-lookup PDUs, and what runs a group commit in SQLite:
+#: "c" (built) or "python" (the fallback).
 CODEC = "c" if speedups is not None else "python"
+COMMIT = "c" if _Batch is not None else "python"
 
 
 def _bounded(command_id: int, status: int) -> tuple[int, int]:
@@ -205,9 +208,9 @@ class ServerCollector:
 
     def collect(self):
         s, server = STATS, self.server
-        g = GaugeMetricFamily("hlrsmpp_build_info", "hlrsmpp version, and its per-lookup codec",
-                              labels=["version", "codec"])
-        g.add_metric([VERSION, CODEC], 1)
+        g = GaugeMetricFamily("hlrsmpp_build_info", "hlrsmpp version, its per-lookup codec and group commit",
+                              labels=["version", "codec", "commit"])
+        g.add_metric([VERSION, CODEC, COMMIT], 1)
         yield g
         g = GaugeMetricFamily("hlrsmpp_connections", "Open SMPP TCP connections")
         g.add_metric([], len(getattr(server, "protocols", ())))

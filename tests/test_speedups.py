@@ -224,7 +224,8 @@ def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
         esme.pump(lambda: len(esme.receipts) >= len(ids))
         esme.close()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
-        assert f'codec="{"python" if pure else "c"}"' in metrics  # the server runs the codec asked for
+        mode = "python" if pure else "c"  # the server runs the code asked for
+        assert f'codec="{mode}"' in metrics and f'commit="{mode}"' in metrics
     finally:
         assert proc.terminate() == 0
     out = {n: (esme.resps[s].status,) for s, n in zip(seqs, NUMBERS)}

@@ -60,3 +60,79 @@ def test_a_first_schema_database_upgrades_with_its_receipts_queued(tmp_path):
     store.commit([_row(6)], [(PENDING_NONE, 1)], [])
     assert _queued(store) == [5, 6]
     assert _pending(store, (1, 5, 6)) == {1: 0, 5: 1, 6: 1}
+
+
+# ------------------------------------------- the commit in C (_sqlite_batch.c)
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from hlrsmpp.accounts import store as store_module  # noqa: E402
+
+needs_batch = pytest.mark.skipif(store_module._Batch is None, reason="_sqlite_batch not built (HLRSMPP_PURE_PYTHON)")
+
+
+def _dump(store: Store) -> dict[str, list]:
+    """Every table, every value with its SQLite type."""
+    db = sqlite3.connect(store.file)
+    out = {}
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+        cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        exprs = ", ".join(f"{c}, typeof({c})" for c in cols)
+        out[table] = db.execute(f"SELECT {exprs} FROM {table} ORDER BY rowid").fetchall()
+    return out
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+ROWS = st.lists(st.tuples(st.integers(1, (1 << 63) - 1), st.one_of(st.none(), st.integers(-(1 << 63), (1 << 63) - 1)),
+                          TEXT, st.sampled_from(["smpp", "http"]), TEXT, st.floats(allow_nan=False), st.floats(0, 2e9),
+                          st.integers(0, 10**12), st.integers(0, 255), TEXT, TEXT, st.integers(0, 1), TEXT,
+                          st.integers(0, 1), TEXT, TEXT, st.one_of(st.none(), st.integers(0, 255)),
+                          st.sampled_from([PENDING_NONE, PENDING_RECEIPT])),
+                unique_by=lambda r: r[0], max_size=300)
+
+
+def test_the_c_commit_is_built_unless_turned_off():
+    # setup.py builds it on every install (make test does one); optional=True only so that
+    # a machine without a compiler or libsqlite3-dev still runs the server.
+    import os
+    assert (store_module._Batch is None) == (os.environ.get("HLRSMPP_PURE_PYTHON", "") not in ("", "0"))
+
+
+@needs_batch
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(ROWS, st.data())
+def test_the_c_commit_writes_what_the_sqlite3_module_writes(tmp_path_factory, rows, data):
+    acks = [(data.draw(st.sampled_from([PENDING_NONE, EXPIRED])), r[0]) for r in rows if data.draw(st.booleans())]
+    accounts = data.draw(st.lists(st.tuples(TEXT, TEXT), max_size=3, unique_by=lambda a: a[0]))
+    ledger = data.draw(st.lists(st.tuples(TEXT, st.floats(0, 2e9), TEXT, st.integers(-10**12, 10**12), TEXT),
+                                max_size=3))
+    stores = [Store(tmp_path_factory.mktemp("c")), Store(tmp_path_factory.mktemp("py"))]
+    stores[1]._batch = None  # the sqlite3 module's way
+    for s in stores:
+        s.commit(rows, [], accounts)
+        s.commit([], acks, [], ledger)
+    want, got = _dump(stores[1]), _dump(stores[0])
+    for table in ("accounts", "ledger"):  # written at time.time(): equal but for the clock
+        want[table] = [r[:4] for r in want[table]]
+        got[table] = [r[:4] for r in got[table]]
+    assert got == want
+
+
+@needs_batch
+def test_a_failing_c_commit_writes_nothing_and_the_next_one_works(tmp_path):
+    store = Store(tmp_path)
+    store.commit([_row(1)], [], [])
+    with pytest.raises(sqlite3.Error):  # id 1 again: the whole transaction goes
+        store.commit([_row(2), _row(1)], [(PENDING_NONE, 1)], [("a", "{}")])
+    assert _queued(store) == [1] and store.lookup(2) is None
+    with pytest.raises(TypeError):  # a value SQLite cannot hold: refused before anything runs
+        store.commit([_row(3)[:-1] + (object(),)], [], [])
+    with pytest.raises(OverflowError):
+        store.commit([(1 << 63,) + _row(4)[1:]], [], [])
+    store.commit([_row(2)], [(PENDING_NONE, 1)], [])
+    assert _queued(store) == [2]
+    store.close()
+    with pytest.raises(sqlite3.Error):
+        store._batch.transaction([])

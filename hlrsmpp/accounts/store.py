@@ -15,6 +15,7 @@ them run beside the writer).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,6 +24,14 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..ids import first_id_at
+
+if os.environ.get("HLRSMPP_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._sqlite_batch import Batch as _Batch
+    except ImportError:  # not built: the sqlite3 module runs the same statements
+        _Batch = None
+else:
+    _Batch = None
 
 #: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
 LOOKUP_COLUMNS = (
@@ -98,6 +107,10 @@ class Store:
         self._writer = self._connect()
         self._migrate(self._writer)
         self._local = threading.local()
+        # The group commit's own connection, in C when built (_sqlite_batch.c); else the
+        # statements go through self._writer. Either way the same statements, in order.
+        self._batch = _Batch(str(self.file), [f"PRAGMA synchronous={self.synchronous}",
+                                              "PRAGMA busy_timeout=5000"]) if _Batch else None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)
@@ -124,34 +137,35 @@ class Store:
                ledger: list[tuple] = ()) -> None:
         """One group commit: new lookups (their receipts queued), receipts done (``acks``:
         (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger."""
+        steps: list[tuple[str, list]] = []
+        if lookups:
+            _in_chunks(steps, _INSERT_LOOKUPS, lookups, flat=True)
+            queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
+            if queued:
+                _in_chunks(steps, _QUEUE_RECEIPTS, queued, flat=False)
+        if acks:
+            _in_chunks(steps, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks], flat=False)
+            steps += [(_EXPIRE, [state, lookup_id]) for state, lookup_id in acks if state != PENDING_NONE]
+        if accounts:
+            now = time.time()
+            steps += [(_SAVE_ACCOUNT, [sid, rec, now]) for sid, rec in accounts]
+        steps += [(_ADD_LEDGER, list(entry)) for entry in ledger]
+        if self._batch is not None:
+            self._batch.transaction(steps)  # in C, the GIL released throughout
+            return
         db = self._writer
         db.execute("BEGIN")
         try:
-            if lookups:
-                _in_chunks(db, _INSERT_LOOKUPS, lookups, flat=True)
-                queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
-                if queued:
-                    _in_chunks(db, _QUEUE_RECEIPTS, queued, flat=False)
-            if acks:
-                _in_chunks(db, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks], flat=False)
-                expired = [(state, lookup_id) for state, lookup_id in acks if state != PENDING_NONE]
-                if expired:
-                    db.executemany("UPDATE lookups SET pending=? WHERE id=?", expired)
-            if accounts:
-                now = time.time()
-                db.executemany(
-                    "INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
-                    "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated",
-                    [(sid, rec, now) for sid, rec in accounts])
-            if ledger:
-                db.executemany("INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)",
-                               ledger)
+            for sql, params in steps:
+                db.execute(sql, params)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
         self._writer.close()
 
     # -------------------------------------------------------------- reads
@@ -211,18 +225,23 @@ _INSERT_LOOKUPS = {n: f"INSERT INTO lookups ({', '.join(LOOKUP_COLUMNS)}) VALUES
 _QUEUE_RECEIPTS = {n: f"INSERT INTO receipt_queue (id) VALUES {', '.join(['(?)'] * n)}" for n in _CHUNKS}
 _DEQUEUE_RECEIPTS = {n: f"DELETE FROM receipt_queue WHERE id IN ({', '.join('?' * n)})" for n in _CHUNKS}
 _PENDING = LOOKUP_COLUMNS.index("pending")
+_EXPIRE = "UPDATE lookups SET pending=? WHERE id=?"
+_SAVE_ACCOUNT = ("INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
+                 "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated")
+_ADD_LEDGER = "INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)"
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
     "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS)
 
 
-def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], items: list, flat: bool) -> None:
+def _in_chunks(steps: list, statements: dict[int, str], items: list, flat: bool) -> None:
+    """``items`` as statements of the sizes in _CHUNKS, appended to ``steps``."""
     pos, total = 0, len(items)
     for n in _CHUNKS:
         while total - pos >= n:
             chunk = items[pos:pos + n]
-            db.execute(statements[n], list(chain.from_iterable(chunk)) if flat else chunk)
+            steps.append((statements[n], list(chain.from_iterable(chunk)) if flat else chunk))
             pos += n
 
 
