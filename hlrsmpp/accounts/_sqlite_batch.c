@@ -158,8 +158,9 @@ static int bind_value(sqlite3_stmt *stmt, int k, const Value *v) {
 }
 
 /* transaction(steps): steps is a list of (sql, params list); all run in one transaction,
- * rolled back (and sqlite3.OperationalError raised) if any fails. The params lists are
- * read before the GIL is released and must not change meanwhile: the caller's own. */
+ * rolled back (and sqlite3.OperationalError raised) if any fails. A params item that is a
+ * tuple stands for its values in turn (the rows of a multi-row INSERT, unflattened). The
+ * params are read before the GIL is released and must not change meanwhile. */
 static PyObject *batch_transaction(Batch *self, PyObject *steps) {
     if (self->db == NULL) {
         PyErr_SetString(OperationalError, "Batch: closed");
@@ -177,7 +178,11 @@ static PyObject *batch_transaction(Batch *self, PyObject *steps) {
             PyErr_SetString(PyExc_TypeError, "transaction(list of (sql, params list))");
             return NULL;
         }
-        n_values += PyList_GET_SIZE(PyTuple_GET_ITEM(step, 1));
+        PyObject *params = PyTuple_GET_ITEM(step, 1);
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(params); k++) {
+            PyObject *item = PyList_GET_ITEM(params, k);
+            n_values += PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 1;
+        }
     }
     sqlite3_stmt **stmts = PyMem_Malloc(sizeof(sqlite3_stmt *) * (size_t)(n_steps ? n_steps : 1));
     Py_ssize_t *counts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n_steps ? n_steps : 1));
@@ -193,15 +198,23 @@ static PyObject *batch_transaction(Batch *self, PyObject *steps) {
         PyObject *step = PyList_GET_ITEM(steps, i), *params = PyTuple_GET_ITEM(step, 1);
         if ((stmts[i] = prepared(self, PyTuple_GET_ITEM(step, 0))) == NULL)
             goto fail;
-        counts[i] = PyList_GET_SIZE(params);
+        Value *first = v;
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(params); k++) {
+            PyObject *item = PyList_GET_ITEM(params, k);
+            if (PyTuple_Check(item)) {  /* a row: its values in turn */
+                for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(item); j++)
+                    if (read_value(PyTuple_GET_ITEM(item, j), v++) < 0)
+                        goto fail;
+            } else if (read_value(item, v++) < 0) {
+                goto fail;
+            }
+        }
+        counts[i] = v - first;
         if (counts[i] != sqlite3_bind_parameter_count(stmts[i])) {
             PyErr_Format(PyExc_ValueError, "statement %zd takes %d parameters, %zd given",
                          i, sqlite3_bind_parameter_count(stmts[i]), counts[i]);
             goto fail;
         }
-        for (Py_ssize_t k = 0; k < counts[i]; k++)
-            if (read_value(PyList_GET_ITEM(params, k), v++) < 0)
-                goto fail;
     }
     int rc = SQLITE_OK;
     char failed[512] = "";

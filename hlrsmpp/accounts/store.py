@@ -19,7 +19,6 @@ import os
 import sqlite3
 import threading
 import time
-from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -139,17 +138,17 @@ class Store:
         (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger."""
         steps: list[tuple[str, list]] = []
         if lookups:
-            _in_chunks(steps, _INSERT_LOOKUPS, lookups, flat=True)
+            _in_chunks(steps, _INSERT_LOOKUPS, lookups)
             queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
             if queued:
-                _in_chunks(steps, _QUEUE_RECEIPTS, queued, flat=False)
+                _in_chunks(steps, _QUEUE_RECEIPTS, queued)
         if acks:
-            _in_chunks(steps, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks], flat=False)
-            steps += [(_EXPIRE, [state, lookup_id]) for state, lookup_id in acks if state != PENDING_NONE]
+            _in_chunks(steps, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks])
+            steps += [(_EXPIRE, [ack]) for ack in acks if ack[0] != PENDING_NONE]
         if accounts:
             now = time.time()
             steps += [(_SAVE_ACCOUNT, [sid, rec, now]) for sid, rec in accounts]
-        steps += [(_ADD_LEDGER, list(entry)) for entry in ledger]
+        steps += [(_ADD_LEDGER, [tuple(entry)]) for entry in ledger]
         if self._batch is not None:
             self._batch.transaction(steps)  # in C, the GIL released throughout
             return
@@ -157,7 +156,7 @@ class Store:
         db.execute("BEGIN")
         try:
             for sql, params in steps:
-                db.execute(sql, params)
+                db.execute(sql, [v for item in params for v in (item if item.__class__ is tuple else (item,))])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -235,13 +234,13 @@ _COLUMNS = ", ".join(
     "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS)
 
 
-def _in_chunks(steps: list, statements: dict[int, str], items: list, flat: bool) -> None:
-    """``items`` as statements of the sizes in _CHUNKS, appended to ``steps``."""
+def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:
+    """``items`` (values, or rows of values) as statements of the sizes in _CHUNKS,
+    appended to ``steps``."""
     pos, total = 0, len(items)
     for n in _CHUNKS:
         while total - pos >= n:
-            chunk = items[pos:pos + n]
-            steps.append((statements[n], list(chain.from_iterable(chunk)) if flat else chunk))
+            steps.append((statements[n], items[pos:pos + n]))
             pos += n
 
 
