@@ -110,6 +110,12 @@ def count_pdus(table: dict, data, pos: int = 0) -> int:
     return pos
 
 
+py_count_pdus = count_pdus  # the reference of the C loop below
+if speedups is not None:  # the same loop in C; _add (the keys, their bounds) stays here
+    def count_pdus(table: dict, data, pos: int = 0) -> int:  # noqa: F811
+        return speedups.count_pdus(table, data, pos, _add)
+
+
 def _add(table: dict, command_id: int, status: int, n: int) -> None:
     key = (command_id, status)
     c = table.get(key)

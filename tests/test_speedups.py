@@ -246,3 +246,22 @@ def test_a_real_esme_gets_the_same_answers_with_and_without_c(tmp_path):
     assert pure == fast
     assert sum(1 for a in fast.values() if a[0] == 0 and len(a) == 3) >= 10  # lookups, with receipts
     assert any(a[0] != 0 for a in fast.values())                             # and refusals
+
+
+@needs_c
+@SETTINGS
+@given(st.lists(st.one_of(_stream_pdu(), st.binary(max_size=40)), max_size=10), st.integers(0, 40), st.data())
+def test_pdus_are_counted_as_the_python_loop_counts_them(parts, pos, data):
+    from hlrsmpp import metrics
+    stream = b"".join(parts)
+    pos = min(pos, len(stream))
+    want: dict = {}
+    got: dict = {}
+    assert metrics.count_pdus(got, stream, pos) == metrics.py_count_pdus(want, stream, pos)
+    assert got == want
+    # Seeded tables (keys already there) and a memoryview, as PduCounter feeds it.
+    seeded = {(int(Command.SUBMIT_SM), 0): 5}
+    again = dict(seeded)
+    metrics.count_pdus(again, memoryview(stream), pos)
+    metrics.py_count_pdus(seeded, stream, pos)
+    assert again == seeded

@@ -386,12 +386,66 @@ static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssi
     return Py_BuildValue("(NN)", text, tlvs);
 }
 
+/* count_pdus(table, data, pos, add) -> pos: metrics.count_pdus's loop in C. Frames the
+ * headers from pos and calls add(table, command_id, status, n) once per run of PDUs with
+ * the same command and status; the counting itself (and its bounded keys) stays in Python. */
+static PyObject *count_pdus(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "count_pdus(table, data, pos, add)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *b = view.buf;
+    Py_ssize_t n = view.len;
+    long long last_c = -2, last_s = -2, run = 0;
+    PyObject *result = NULL;
+    if (pos < 0)
+        pos = 0;
+    while (pos <= n - 12) {
+        uint32_t length = be32(b + pos), command = be32(b + pos + 4), status = be32(b + pos + 8);
+        if (command == last_c && status == last_s) {
+            run++;
+        } else {
+            if (run) {
+                PyObject *r = PyObject_CallFunction(args[3], "OLLL", args[0], last_c, last_s, run);
+                if (r == NULL)
+                    goto done;
+                Py_DECREF(r);
+            }
+            last_c = command;
+            last_s = status;
+            run = 1;
+        }
+        if (length < 16) {  /* the session closes on it: nothing after it is a PDU */
+            pos = n;
+            break;
+        }
+        pos += length;
+    }
+    if (run) {
+        PyObject *r = PyObject_CallFunction(args[3], "OLLL", args[0], last_c, last_s, run);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    result = PyLong_FromSsize_t(pos);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Take submit_sm's field layout and the PDU classes."},
     {"scan_bound", (PyCFunction)(void (*)(void))scan_bound, METH_FASTCALL, "Read the run of per-lookup PDUs."},
     {"encode_submit_sm_resps", (PyCFunction)(void (*)(void))encode_submit_sm_resps, METH_FASTCALL,
      "ESME_ROK submit_sm_resp for each (sequence, lookup)."},
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
+    {"count_pdus", (PyCFunction)(void (*)(void))count_pdus, METH_FASTCALL, "Count the PDUs of a stream, per run."},
     {"seed_receipt_parts", (PyCFunction)(void (*)(void))seed_receipt_parts, METH_FASTCALL,
      "The seed profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},
