@@ -4,9 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test bench bench-redis install clean deps asan
+.PHONY: run test bench bench-redis install clean deps build-deps asan
 
-$(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c
+$(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c hlrsmpp/accounts/_sqlite_batch.c
+	@$(MAKE) --no-print-directory build-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q pip==26.3
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
@@ -16,6 +17,16 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/hlrsmpp serve --config conf/hlrsmpp.yaml
+
+# The C modules need gcc and SQLite's headers: installed when missing (as root); else the
+# install goes on and the server runs their Python reference (the tests then say so).
+build-deps:
+	@{ command -v gcc >/dev/null 2>&1 && [ -f /usr/include/sqlite3.h ]; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y gcc libsqlite3-dev; \
+	  else \
+	    echo "make: gcc or libsqlite3-dev is missing: the C modules will not be built (sudo apt-get install gcc libsqlite3-dev)" >&2; \
+	  fi; }
 
 # The shared-deployment tests start a real redis-server (never a fake, never the system
 # service): install the Debian package when it is missing (as root; otherwise say how).
