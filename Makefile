@@ -60,8 +60,9 @@ asan: $(STAMP)
 	$(ASAN_CC) hlrsmpp/accounts/_sqlite_batch.c -lsqlite3 -o $(ASAN_DIR)/hlrsmpp/accounts/_sqlite_batch$(EXT)
 	cd $(ASAN_DIR) && export PYTHONPATH=. ASAN_OPTIONS=detect_leaks=0,verify_asan_link_order=0 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec as c, hlrsmpp.accounts.store as s; \
-	       sys.exit('$(ASAN_DIR)' not in c.speedups.__file__ or s._Batch is None)" \
+	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec, hlrsmpp.accounts.store; \
+	       sys.exit(any('$(ASAN_DIR)' not in getattr(sys.modules.get(m), '__file__', '') \
+	                    for m in ('hlrsmpp.smpp._speedups', 'hlrsmpp.accounts._sqlite_batch')))" \
 	  && $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider tests/test_speedups.py tests/test_session.py \
 	  tests/test_codec.py tests/test_receipts.py tests/test_store.py -k "not real_esme"
 

@@ -51,7 +51,7 @@ from struct import Struct
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from .accounts.store import _Batch
+from .accounts.store import COMMIT_IN_C
 from .smpp.codec import Command, speedups
 from .smpp.status import Status
 
@@ -70,7 +70,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare 
 #: What reads and writes the per-lookup PDUs, and what runs a group commit in SQLite:
 #: "c" (built) or "python" (the fallback).
 CODEC = "c" if speedups is not None else "python"
-COMMIT = "c" if _Batch is not None else "python"
+COMMIT = "c" if COMMIT_IN_C else "python"
 
 
 def _bounded(command_id: int, status: int) -> tuple[int, int]:

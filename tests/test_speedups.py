@@ -6,13 +6,13 @@ a bound session reads any stream, cut anywhere, exactly as it does without C.
 """
 from __future__ import annotations
 
-import os
 import struct
 import urllib.request
 
 import pytest
 from hypothesis import given, strategies as st
 
+from hlrsmpp import native
 from hlrsmpp.smpp import codec, session as session_module
 from hlrsmpp.smpp.codec import Command, Pdu, encode, encode_submit_sm_resp
 from hlrsmpp.smpp.session import BindMode
@@ -27,7 +27,7 @@ needs_c = pytest.mark.skipif(C is None, reason="hlrsmpp.smpp._speedups is not bu
 def test_the_c_codec_is_built_unless_turned_off():
     # setup.py builds it on every install (make test does one); optional=True only so that
     # a machine without a compiler still runs the server. Here, a silent fallback is a bug.
-    if os.environ.get("HLRSMPP_PURE_PYTHON", "") not in ("", "0"):
+    if native.PURE_PYTHON:
         assert C is None and session_module.scan_bound is None
     else:
         assert C is not None and session_module.scan_bound is C.scan_bound

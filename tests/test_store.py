@@ -69,7 +69,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from hlrsmpp.accounts import store as store_module  # noqa: E402
 
-needs_batch = pytest.mark.skipif(store_module._Batch is None, reason="_sqlite_batch not built (HLRSMPP_PURE_PYTHON)")
+needs_batch = pytest.mark.skipif(not store_module.COMMIT_IN_C, reason="_sqlite_batch not built (HLRSMPP_PURE_PYTHON)")
 
 
 def _dump(store: Store) -> dict[str, list]:
@@ -95,8 +95,8 @@ ROWS = st.lists(st.tuples(st.integers(1, (1 << 63) - 1), st.one_of(st.none(), st
 def test_the_c_commit_is_built_unless_turned_off():
     # setup.py builds it on every install (make test does one); optional=True only so that
     # a machine without a compiler or libsqlite3-dev still runs the server.
-    import os
-    assert (store_module._Batch is None) == (os.environ.get("HLRSMPP_PURE_PYTHON", "") not in ("", "0"))
+    from hlrsmpp import native
+    assert store_module.COMMIT_IN_C != native.PURE_PYTHON
 
 
 @needs_batch

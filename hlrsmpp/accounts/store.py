@@ -15,7 +15,6 @@ them run beside the writer).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -23,14 +22,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..ids import first_id_at
+from ..native import load as load_native
 
-if os.environ.get("HLRSMPP_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from ._sqlite_batch import Batch as _Batch
-    except ImportError:  # not built: the sqlite3 module runs the same statements
-        _Batch = None
-else:
-    _Batch = None
+# The group commit in C (hlrsmpp.native); without it the sqlite3 module runs the same statements.
+_Batch = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Batch", None)
+#: Whether a group commit runs in C (for hlrsmpp_build_info and the start-up log).
+COMMIT_IN_C = _Batch is not None
 
 #: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
 LOOKUP_COLUMNS = (

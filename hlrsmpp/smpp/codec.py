@@ -11,11 +11,11 @@ encoders that build one ``bytes`` object with no intermediate PDU.
 """
 from __future__ import annotations
 
-import os
 import re
 from enum import IntEnum
 from struct import Struct
 
+from ..native import load as load_native
 from .status import Status
 
 HEADER = Struct(">IIII")
@@ -631,20 +631,10 @@ def _submit_sm_layout() -> tuple[tuple[int, int], ...]:
     return tuple(layout)
 
 
-def _load_speedups():
-    """hlrsmpp.smpp._speedups (setup.py builds it), or None: not built, or turned off
-    with HLRSMPP_PURE_PYTHON=1. The Python functions above stay the reference."""
-    if os.environ.get("HLRSMPP_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from . import _speedups
-    except ImportError:
-        return None
-    _speedups.configure(_submit_sm_layout(), SubmitSm, Pdu, Command.SUBMIT_SM, Command.DELIVER_SM_RESP)
-    return _speedups
-
-
-speedups = _load_speedups()
+#: hlrsmpp.smpp._speedups, or None (hlrsmpp.native): the Python functions above stay the reference.
+speedups = load_native("hlrsmpp.smpp._speedups")
+if speedups is not None:
+    speedups.configure(_submit_sm_layout(), SubmitSm, Pdu, Command.SUBMIT_SM, Command.DELIVER_SM_RESP)
 #: The Python encoders, kept as the reference the C ones are tested against.
 py_encode_submit_sm_resps, py_encode_receipt = encode_submit_sm_resps, encode_receipt
 #: ``scan_bound(buf, pos, max_pdu_size, can_tx, can_rx, events) -> pos``: the run of
