@@ -109,7 +109,8 @@ def test_the_c_commit_writes_what_the_sqlite3_module_writes(tmp_path_factory, ro
     ledger = data.draw(st.lists(st.tuples(TEXT, st.floats(0, 2e9), TEXT, st.integers(-10**12, 10**12), TEXT),
                                 max_size=3))
     stores = [Store(tmp_path_factory.mktemp("c")), Store(tmp_path_factory.mktemp("py"))]
-    stores[1]._batch = None  # the sqlite3 module's way
+    stores[1].committer.close()
+    stores[1].committer = None  # the sqlite3 module's way
     for s in stores:
         s.commit(rows, [], accounts)
         s.commit([], acks, [], ledger)
@@ -135,4 +136,4 @@ def test_a_failing_c_commit_writes_nothing_and_the_next_one_works(tmp_path):
     assert _queued(store) == [2]
     store.close()
     with pytest.raises(sqlite3.Error):
-        store._batch.transaction([])
+        store.committer.transaction([])

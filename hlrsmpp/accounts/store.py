@@ -25,9 +25,9 @@ from ..ids import first_id_at
 from ..native import load as load_native
 
 # The group commit in C (hlrsmpp.native); without it the sqlite3 module runs the same statements.
-_Batch = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Batch", None)
+_Committer = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Committer", None)
 #: Whether a group commit runs in C (for hlrsmpp_build_info and the start-up log).
-COMMIT_IN_C = _Batch is not None
+COMMIT_IN_C = _Committer is not None
 
 #: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
 LOOKUP_COLUMNS = (
@@ -103,10 +103,12 @@ class Store:
         self._writer = self._connect()
         self._migrate(self._writer)
         self._local = threading.local()
-        # The group commit's own connection, in C when built (_sqlite_batch.c); else the
-        # statements go through self._writer. Either way the same statements, in order.
-        self._batch = _Batch(str(self.file), [f"PRAGMA synchronous={self.synchronous}",
-                                              "PRAGMA busy_timeout=5000"]) if _Batch else None
+        # The group commit's own connection and thread, in C when built (_sqlite_batch.c:
+        # the journal submits to it); else the statements go through self._writer on the
+        # journal's Python thread. Either way the same statements, in order.
+        self.committer = _Committer(str(self.file), [f"PRAGMA synchronous={self.synchronous}",
+                                                     "PRAGMA busy_timeout=5000"],
+                                    _STATEMENTS) if _Committer else None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)
@@ -131,8 +133,27 @@ class Store:
     # ------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
                ledger: list[tuple] = ()) -> None:
-        """One group commit: new lookups (their receipts queued), receipts done (``acks``:
-        (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger."""
+        """One group commit, now, in this thread (see ``steps``)."""
+        steps = self.steps(lookups, acks, accounts, ledger)
+        if self.committer is not None:
+            self.committer.transaction(steps)  # in C, the GIL released throughout
+            return
+        db = self._writer
+        db.execute("BEGIN IMMEDIATE")  # the write lock first: a busy one is waited for
+        try:
+            for sql, params in steps:
+                db.execute(sql, [v for item in params for v in (item if item.__class__ is tuple else (item,))])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def steps(lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
+              ledger: list[tuple] = ()) -> list[tuple[str, list]]:
+        """The statements of one group commit, as (sql, params) steps: new lookups (their
+        receipts queued), receipts done (``acks``: (PENDING_NONE when acknowledged or
+        EXPIRED, lookup id)), account records, ledger."""
         steps: list[tuple[str, list]] = []
         if lookups:
             _in_chunks(steps, _INSERT_LOOKUPS, lookups)
@@ -146,22 +167,11 @@ class Store:
             now = time.time()
             steps += [(_SAVE_ACCOUNT, [sid, rec, now]) for sid, rec in accounts]
         steps += [(_ADD_LEDGER, [tuple(entry)]) for entry in ledger]
-        if self._batch is not None:
-            self._batch.transaction(steps)  # in C, the GIL released throughout
-            return
-        db = self._writer
-        db.execute("BEGIN")
-        try:
-            for sql, params in steps:
-                db.execute(sql, [v for item in params for v in (item if item.__class__ is tuple else (item,))])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        return steps
 
     def close(self) -> None:
-        if self._batch is not None:
-            self._batch.close()
+        if self.committer is not None:
+            self.committer.close()
         self._writer.close()
 
     # -------------------------------------------------------------- reads
@@ -225,6 +235,9 @@ _EXPIRE = "UPDATE lookups SET pending=? WHERE id=?"
 _SAVE_ACCOUNT = ("INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
                  "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated")
 _ADD_LEDGER = "INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)"
+#: Every statement a group commit runs (the C committer prepares them at start-up).
+_STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
+               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
