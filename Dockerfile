@@ -28,15 +28,16 @@ RUN mkdir hlrsmpp && touch hlrsmpp/__init__.py \
     && rm -rf hlrsmpp build ./*.egg-info
 
 # The server itself, a regular install: the HLR tables are package data. setup.py
-# compiles the per-lookup codec and the group commit (hlrsmpp/smpp/_speedups.c,
-# hlrsmpp/accounts/_sqlite_batch.c); the compiler and headers are removed in the same
-# layer, and the build fails if either C module did not come out of it.
+# compiles the per-lookup codec, the group commit and the number draws
+# (hlrsmpp/smpp/_speedups.c, hlrsmpp/accounts/_sqlite_batch.c, hlrsmpp/hlr/_draws.c); the
+# compiler and headers are removed in the same layer, and the build fails if any C
+# module did not come out of it.
 COPY setup.py ./
 COPY hlrsmpp ./hlrsmpp
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
     && pip install -c constraints.txt --no-deps . \
     && apt-get purge -y --auto-remove gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/* \
-    && (cd / && python -c "import hlrsmpp.smpp._speedups, hlrsmpp.accounts._sqlite_batch") \
+    && (cd / && python -c "import hlrsmpp.smpp._speedups, hlrsmpp.accounts._sqlite_batch, hlrsmpp.hlr._draws") \
     && hlrsmpp --help > /dev/null
 
 # A system user owns the data; configuration stays read-only to it.

@@ -1,5 +1,6 @@
-"""The compiled parts: hlrsmpp/smpp/_speedups.c (the per-lookup PDUs) and
-hlrsmpp/accounts/_sqlite_batch.c (a group commit without the GIL; links libsqlite3).
+"""The compiled parts: hlrsmpp/smpp/_speedups.c (the per-lookup PDUs),
+hlrsmpp/accounts/_sqlite_batch.c (the group commit on a thread without the GIL; links
+libsqlite3) and hlrsmpp/hlr/_draws.c (a number's seeded draws).
 
 ``optional=True``: where no C compiler, Python headers or SQLite headers are found,
 the install still succeeds and the server runs the Python code instead (slower, same
@@ -13,4 +14,5 @@ setup(ext_modules=[
     Extension("hlrsmpp.smpp._speedups", ["hlrsmpp/smpp/_speedups.c"], optional=True, extra_compile_args=FLAGS),
     Extension("hlrsmpp.accounts._sqlite_batch", ["hlrsmpp/accounts/_sqlite_batch.c"], optional=True,
               libraries=["sqlite3"], extra_compile_args=FLAGS),
+    Extension("hlrsmpp.hlr._draws", ["hlrsmpp/hlr/_draws.c"], optional=True, extra_compile_args=FLAGS),
 ])

@@ -15,7 +15,7 @@ client library's default registry.
 Families (``_total`` is added to counters by the exposition format):
 
 ========================================  =======  =================================
-hlrsmpp_build_info                        gauge    version, codec, commit (c or python)
+hlrsmpp_build_info                        gauge    version, codec, commit, draws (c or python)
 hlrsmpp_connections                       gauge    open SMPP TCP connections
 hlrsmpp_connections_rejected_total        counter  refused by max_connections(_per_ip)
 hlrsmpp_tarpitted_total                   counter  misbehaving peers answered smpp.tarpit late
@@ -52,6 +52,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .accounts.store import COMMIT_IN_C
+from .hlr.resolver import DRAWS_IN_C
 from .smpp.codec import Command, speedups
 from .smpp.status import Status
 
@@ -67,10 +68,11 @@ try:
     VERSION = metadata.version("hlrsmpp")
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     VERSION = "unknown"
-#: What reads and writes the per-lookup PDUs, and what runs a group commit in SQLite:
-#: "c" (built) or "python" (the fallback).
+#: What reads and writes the per-lookup PDUs, what runs a group commit in SQLite, and what
+#: computes a number's seeded draws: "c" (built) or "python" (the fallback).
 CODEC = "c" if speedups is not None else "python"
 COMMIT = "c" if COMMIT_IN_C else "python"
+DRAWS = "c" if DRAWS_IN_C else "python"
 
 
 def _bounded(command_id: int, status: int) -> tuple[int, int]:
@@ -214,9 +216,10 @@ class ServerCollector:
 
     def collect(self):
         s, server = STATS, self.server
-        g = GaugeMetricFamily("hlrsmpp_build_info", "hlrsmpp version, its per-lookup codec and group commit",
-                              labels=["version", "codec", "commit"])
-        g.add_metric([VERSION, CODEC, COMMIT], 1)
+        g = GaugeMetricFamily("hlrsmpp_build_info",
+                              "hlrsmpp version; its per-lookup codec, group commit and number draws",
+                              labels=["version", "codec", "commit", "draws"])
+        g.add_metric([VERSION, CODEC, COMMIT, DRAWS], 1)
         yield g
         g = GaugeMetricFamily("hlrsmpp_connections", "Open SMPP TCP connections")
         g.add_metric([], len(getattr(server, "protocols", ())))

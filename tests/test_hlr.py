@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from hypothesis import given, settings, strategies as st
+
 from hlrsmpp.hlr import ERR_NAMES, MAP_ERRORS, PERMANENT, Destination, HlrResult, Resolver
+from hlrsmpp.hlr import resolver as resolver_module
 from hlrsmpp.hlr.networks import DEFAULT_DIR, load_regions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,12 +135,42 @@ def test_deterministic_across_processes():
         print(hashlib.sha256("\\n".join(out).encode()).hexdigest())
     """)
     digests = set()
-    for hashseed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=hashseed, PYTHONPATH=str(ROOT))
+    # Each hash seed, and the draws in C (_draws.c) and in Python (hashlib).
+    for hashseed, pure in (("1", "0"), ("2", "0"), ("1", "1")):
+        env = dict(os.environ, PYTHONHASHSEED=hashseed, PYTHONPATH=str(ROOT), HLRSMPP_PURE_PYTHON=pure)
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
                              capture_output=True, text=True)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_draws not built (HLRSMPP_PURE_PYTHON)")
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.text(max_size=40)),
+       st.one_of(st.text(st.sampled_from("0123456789"), min_size=1, max_size=15),
+                 st.text(min_size=1, max_size=32)))
+def test_the_c_draws_are_hashlibs(seed, msisdn):
+    key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
+    h = hashlib.blake2b(msisdn.encode(), digest_size=16, key=key)
+    assert resolver_module._Draws(key).draw(msisdn) == struct.unpack("<IHHII", h.digest())
+
+
+def test_the_c_draws_refuse_what_they_cannot_hash():
+    if not resolver_module.DRAWS_IN_C:
+        pytest.skip("_draws not built (HLRSMPP_PURE_PYTHON)")
+    draws = resolver_module._Draws(b"k" * 32)
+    for bad in ("", "9" * 129):
+        with pytest.raises(ValueError):
+            draws.draw(bad)
+    for key in (b"", b"k" * 65):
+        with pytest.raises(ValueError):
+            resolver_module._Draws(key)
+    assert draws.draw("9" * 128) == draws.draw("9" * 128)
+
+
+def test_the_resolver_draws_in_c_unless_turned_off(default):
+    from hlrsmpp import native
+    assert resolver_module.DRAWS_IN_C != native.PURE_PYTHON
 
 
 # -- the mix ---------------------------------------------------------------------------

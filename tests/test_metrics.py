@@ -197,7 +197,8 @@ def test_every_family_moves_with_the_traffic(make_server):
     assert d("hlrsmpp_http_requests_total", route="/websmpp/hlr/lookup", code="200") == 1
     assert d("hlrsmpp_http_requests_total", route="/metrics", code="200") >= 1
     assert d("hlrsmpp_journal_commits_total") >= 1
-    assert after.v("hlrsmpp_build_info", version=metrics.VERSION, codec=metrics.CODEC, commit=metrics.COMMIT) == 1
+    assert after.v("hlrsmpp_build_info", version=metrics.VERSION, codec=metrics.CODEC, commit=metrics.COMMIT,
+                   draws=metrics.DRAWS) == 1
     assert "process_resident_memory_bytes" in after.families or "process_cpu_seconds" in after.families
 
     # Everything unbinds: the gauges go back to zero.

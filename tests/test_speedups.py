@@ -225,7 +225,7 @@ def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
         esme.close()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
         mode = "python" if pure else "c"  # the server runs the code asked for
-        assert f'codec="{mode}"' in metrics and f'commit="{mode}"' in metrics
+        assert all(f'{part}="{mode}"' in metrics for part in ("codec", "commit", "draws"))
     finally:
         assert proc.terminate() == 0
     out = {n: (esme.resps[s].status,) for s, n in zip(seqs, NUMBERS)}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ..native import load as load_native
 from .networks import DEFAULT_DIR, Region, load_holders, load_regions
 from .numbering import MOBILE_TYPES, Node, NumberingPlan, Range
 from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability,
@@ -61,6 +62,10 @@ _new_destination = tuple.__new__
 # bits 0-31 outcome, 32-47 ported, 48-63 roaming, 64-95 latency, 96-127 network picks.
 # One unpack to small ints instead of shifts and masks on a 128-bit int.
 _hash_fields = struct.Struct("<IHHII").unpack
+# The same draws in one C call (hlrsmpp.native, _draws.c); hashlib when not built.
+_Draws = getattr(load_native("hlrsmpp.hlr._draws"), "Draws", None)
+#: Whether a number's draws are computed in C (for hlrsmpp_build_info and the start-up log).
+DRAWS_IN_C = _Draws is not None
 
 
 @dataclass(slots=True)
@@ -150,6 +155,7 @@ class Resolver:
         self._e164 = self._plan.e164
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         self._h0 = hashlib.blake2b(digest_size=16, key=key)
+        self._draws = _Draws(key).draw if _Draws is not None else self._hashlib_draws
         self.mix = Mix(mix)
         self._latency = latency_of(latency_ms, "hlr.latency_ms: ")
         self._timeout = (latency_of(timeout_ms, "hlr.timeout_ms: ")
@@ -243,9 +249,7 @@ class Resolver:
         mix = prule.mix if prule is not None and prule.mix is not None else self.mix
 
         if ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
-            h = self._h0.copy()   # _draws(), inlined
-            h.update(msisdn.encode())
-            draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = _hash_fields(h.digest())
+            draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = self._draws(msisdn)
             err = mix.errs[bisect_right(mix.cuts, draw_err)]
             p_nnc = True if draw_ported < mix.ported else ""
             roam = True if draw_roaming < mix.roaming else ()
@@ -307,8 +311,9 @@ class Resolver:
         dest = self.parse(destination_addr, ton, npi)
         return None if dest is None else self.resolve(dest)
 
-    def _draws(self, msisdn: str) -> tuple[int, int, int, int, int]:
-        """The number's seeded hash as (outcome, ported, roaming, latency, pick) draws."""
+    def _hashlib_draws(self, msisdn: str) -> tuple[int, int, int, int, int]:
+        """The number's seeded hash as (outcome, ported, roaming, latency, pick) draws
+        (``self._draws``: in C when built, the same values)."""
         h = self._h0.copy()
         h.update(msisdn.encode())
         return _hash_fields(h.digest())

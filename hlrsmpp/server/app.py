@@ -97,7 +97,7 @@ class Server:
         self._ticker = self.loop.create_task(self._tick_loop())
         log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=replayed,
-                 codec=metrics.CODEC, commit=metrics.COMMIT)
+                 codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
 
     async def _start_http(self) -> None:
         try:
