@@ -105,6 +105,7 @@ class BenchConfig:
     pool: int = 8192                 # distinct numbers cycled through
     seed: int = 1
     workers: int = 1                 # generator processes (trx mode)
+    cpus: str | None = None          # pin the generator to these CPUs ("1", "0,2", "2-3")
     drain_timeout: float = 60.0      # after submitting: wait this long for resps and receipts
     connect_timeout: float = 10.0
     server_pid: int | None = None    # measure this process's CPU/RSS
@@ -895,12 +896,43 @@ class _ServerWatch:
         return self.result
 
 
+def parse_cpus(spec: str) -> set[int]:
+    """--cpus: "1", "0,2", "2-3"; each a CPU this process may run on."""
+    cpus: set[int] = set()
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"--cpus {spec!r}: CPU numbers and ranges, e.g. 1 or 0,2 or 2-3") from None
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not cpus <= allowed:
+        raise ValueError(f"--cpus {spec!r}: this process may run on CPUs {sorted(allowed)} only")
+    return cpus
+
+
 def run_load(cfg: BenchConfig) -> dict:
-    """Run one load (count, duration or rate) against cfg.host:cfg.port; return the summary."""
+    """Run one load (count, duration or rate) against cfg.host:cfg.port; return the summary.
+    With cfg.cpus, the generator (its processes too) runs on those CPUs only, and the server
+    on the rest as the kernel likes: on a small machine the generator then takes its core
+    instead of preempting the server's event loop (BENCHMARKS.md)."""
     if cfg.mode not in ("trx", "tx+rx"):
         raise ValueError(f"--mode must be trx or tx+rx, not {cfg.mode!r}")
     if cfg.sessions < 1 or cfg.window < 1:
         raise ValueError("--sessions and --window must be at least 1")
+    if cfg.cpus is None:
+        return _run_load(cfg)
+    cpus, before = parse_cpus(cfg.cpus), os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        out = _run_load(cfg)
+    finally:
+        os.sched_setaffinity(0, before)
+    out["generator_cpus"] = sorted(cpus)
+    return out
+
+
+def _run_load(cfg: BenchConfig) -> dict:
     count = None if cfg.duration else cfg.count
     watch = _ServerWatch(cfg.server_pid)
     if cfg.workers > 1:
@@ -1203,6 +1235,7 @@ def format_text(r: dict) -> str:
     lines = [
         f"hlrsmpp bench: mode {r['mode']}, {r['sessions']} sessions, {load}, {what}, "
         f"{r['workers']} generator process(es), {r['loop']}"
+        + (f", generator on CPU {','.join(map(str, r['generator_cpus']))}" if r.get("generator_cpus") else "")
         + (f", {r['hostile']} hostile connections meanwhile" if r.get("hostile") else ""),
         f"  lookups/s        {r['lookups_per_s']:,.0f}  (receipts {r['receipts']} in {r['elapsed_s']} s)",
         f"  submit_sm_resp   {r['submit_ok']} OK, {r['submit_ok_per_s'] or 0:,.0f}/s;  "
@@ -1280,6 +1313,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a("--pool", type=int, default=8192, help="distinct numbers cycled through")
     a("--workers-bench", dest="workers", type=int, default=1,
       help="generator processes (trx mode), to check one process is not the bottleneck")
+    a("--cpus", default=None,
+      help="run the generator on these CPUs only (e.g. 1, 0,2 or 2-3), so that on a small machine "
+           "it does not preempt the server's event loop on the others")
     a("--drain-timeout", type=float, default=60.0)
     a("--server-pid", type=int, default=None, help="measure this server process's CPU and RSS")
     a("--idle-sessions", type=int, default=0,
@@ -1305,7 +1341,7 @@ def cmd_bench(args) -> int:
         host=args.host, port=args.port, system_id=args.system_id, password=args.password,
         system_type=args.system_type, sessions=args.sessions, window=args.window, count=count,
         duration=args.duration, rate=args.rate, mode=args.mode, numbers=args.numbers, pool=args.pool,
-        workers=args.workers, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
+        workers=args.workers, cpus=args.cpus, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
         progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config,
         credit=args.credit, keep=args.keep, hostile=args.hostile)

@@ -61,6 +61,20 @@ def test_server_cpu_and_rss_of_a_pid(server):
     assert r["server"]["cpu_s"] >= 0 and r["server"]["rss_mib"] > 0
 
 
+def test_the_generator_runs_on_the_cpus_asked_for(server):
+    cpus = sorted(os.sched_getaffinity(0))
+    args = build_parser().parse_args(["bench", "--port", str(server.smpp_port), "--cpus", str(cpus[-1])])
+    assert args.cpus == str(cpus[-1])
+    r = run_load(BenchConfig(port=server.smpp_port, sessions=1, count=300, cpus=args.cpus))
+    _complete(r, 300)
+    assert r["generator_cpus"] == [cpus[-1]]
+    assert sorted(os.sched_getaffinity(0)) == cpus   # given back afterwards
+    assert bench.parse_cpus(f"{cpus[0]}-{cpus[-1]}") == set(cpus)
+    for bad in ("x", "", "1,,2", str(max(cpus) + 1)):
+        with pytest.raises(ValueError, match="--cpus"):
+            bench.parse_cpus(bad)
+
+
 def test_idle_sessions(make_server):
     server = make_server(accounts=[{"system_id": "demo", "password": "demo", "max_tx": 100}])
     r = bench.bench(BenchConfig(port=server.smpp_port, idle_sessions=30, idle_settle=0.1,
