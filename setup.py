@@ -1,6 +1,7 @@
 """The compiled parts: hlrsmpp/smpp/_speedups.c (the per-lookup PDUs),
 hlrsmpp/accounts/_sqlite_batch.c (the group commit on a thread without the GIL; links
-libsqlite3) and hlrsmpp/hlr/_draws.c (a number's seeded draws).
+libsqlite3) and hlrsmpp/hlr/_draws.c (a number's seeded draws, the destination's parse
+and the common case of its HLR answer).
 
 ``optional=True``: where no C compiler, Python headers or SQLite headers are found,
 the install still succeeds and the server runs the Python code instead (slower, same

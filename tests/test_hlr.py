@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -166,6 +167,52 @@ def test_the_c_draws_refuse_what_they_cannot_hash():
         with pytest.raises(ValueError):
             resolver_module._Draws(key)
     assert draws.draw("9" * 128) == draws.draw("9" * 128)
+
+
+RULES = [{"prefix": "4477009", "err": 11, "latency_ms": 500}, {"prefix": "447911", "status": "barred"},
+         {"msisdn": "447911100001", "err": 0, "ported_to": "23420"}, {"prefix": "91958901", "ported": True},
+         {"msisdn": "919589000002", "roaming": {"cc": "33", "nnc": "20801"}}]
+
+
+@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_draws not built (HLRSMPP_PURE_PYTHON)")
+@pytest.mark.parametrize("hlr", [
+    {},                                                                   # the defaults
+    {"seed": 7, "mix": {"absent": 20, "timeout": 10, "ported": 30, "roaming": 25}},
+    {"portability": "hlr/portability.txt", "subscribers": "hlr/subscribers.csv", "rules": RULES},
+    {"latency_ms": [10, 50], "timeout_ms": 3000, "mix": {"timeout": 30}},  # a range: Python draws it
+    {"latency_ms": 20, "timeout_ms": 3000, "mix": {"timeout": 30}, "sandbox": False},
+    {"warm": False},                                                     # tables built on first use
+])
+def test_the_c_parse_and_resolve_answer_as_the_python_ones(hlr):
+    """parse() and resolve()'s common case in C (_draws.c) against this module's Python,
+    on numbers of every kind: mobiles of 20 countries, unallocated and fixed ones, the
+    sandbox, the portability and subscriber files, rule prefixes, bad input."""
+    r = make(**hlr)
+    rng = random.Random(hash(str(hlr)) & 0xFFFF)
+    numbers = [f"{SANDBOX}{k:02d}" for k in range(45)] + ["359888000001", "359878000002", "447700900100",
+                                                          "447911100001", "919589010005", "919589000002"]
+    for cc in ("44", "33", "49", "1", "91", "7", "86", "234", "971", "90", "66", "41", "359", "65", "52"):
+        numbers += [cc + "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 15 - len(cc))))
+                    for _ in range(400)]
+    numbers += ["", "+", "44", "4479x0000000", "４４７９１１１２３４５６", "4479111234567890", "+447911123456"]
+    answered_in_c = 0
+    for n in numbers:
+        for ton, npi in ((1, 1), (0, 0), (0, 1), (1, 0), (5, 1)):
+            want = Resolver.parse(r, n, ton, npi)
+            got = r.parse(n, ton, npi)
+            assert got == want and type(got) is type(want), (n, ton, npi)
+        dest = r.parse(n)
+        if dest is None:
+            continue
+        fields = r.fast_fields(dest)
+        if fields is not None:
+            answered_in_c += 1
+            want = r.result_fields(dest)
+            assert fields == want and list(map(type, fields)) == list(map(type, want)), n
+            assert HlrResult(*fields) == r.resolve(dest)
+    # Most numbers take the C path, but with a latency range (drawn per number, in Python).
+    assert answered_in_c > 1000 if not isinstance(hlr.get("latency_ms"), list) else answered_in_c < 1000
+    assert r.parse("447911123456") == r.parse("447911123456", 1, 1)
 
 
 def test_the_resolver_draws_in_c_unless_turned_off(default):

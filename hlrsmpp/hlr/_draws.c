@@ -1,5 +1,6 @@
 /* A number's seeded draws in one call: the keyed BLAKE2b-128 (RFC 7693) of its digits,
- * as resolver.py's Resolver._draws computes with hashlib, unpacked as "<IHHII".
+ * as resolver.py's Resolver._draws computes with hashlib, unpacked as "<IHHII"; and, on
+ * the same object, Resolver.parse and the common case of Resolver.resolve (below).
  *
  * Why: every mobile number's outcome, ported and roaming bits come from this hash; with
  * hashlib it is copy(), update(), encode(), digest() and an unpack, ~0.5 us a lookup of
@@ -88,7 +89,18 @@ static void compress(uint64_t h[8], const uint8_t block[BLOCK], uint64_t t, int 
 typedef struct {
     PyObject_HEAD
     uint64_t keyed[8];  /* the state after the key's block */
+    /* Resolver's tables, from configure(): NULL until then. */
+    PyObject *e164, *countries, *node_type, *destination_type, *mobile_types, *errs, *cuts;
+    PyObject *prefix_lens, *prefixes, *ported_lens, *ported, *special, *latency_s, *timeout_s;
+    PyObject *map_error_of, *empty;
+    long mix_ported, mix_roaming;
 } Draws;
+
+#define TABLES(X) X(e164) X(countries) X(node_type) X(destination_type) X(mobile_types) X(errs) \
+    X(cuts) X(prefix_lens) X(prefixes) X(ported_lens) X(ported) X(special) X(latency_s) \
+    X(timeout_s) X(map_error_of)
+
+static PyObject *S_index, *S_depth, *S_map, *S_best;  /* attribute names, interned */
 
 static int draws_init(Draws *self, PyObject *args, PyObject *kw) {
     Py_buffer key;
@@ -104,6 +116,10 @@ static int draws_init(Draws *self, PyObject *args, PyObject *kw) {
     for (int i = 0; i < 8; i++)
         self->keyed[i] = IV[i];
     self->keyed[0] ^= 0x01010000ULL ^ ((uint64_t)key.len << 8) ^ DIGEST;
+    if (self->empty == NULL && (self->empty = PyUnicode_FromString("")) == NULL) {
+        PyBuffer_Release(&key);
+        return -1;
+    }
     compress(self->keyed, block, BLOCK, 0);
     PyBuffer_Release(&key);
     return 0;
@@ -138,8 +154,284 @@ static PyObject *draws_draw(Draws *self, PyObject *msisdn) {
     return out;
 }
 
+/* ------------------------------------------------------------ parse and resolve */
+
+static void draws_clear_tables(Draws *self) {
+#define CLEAR(name) Py_CLEAR(self->name);
+    TABLES(CLEAR)
+#undef CLEAR
+}
+
+static void draws_dealloc(Draws *self) {
+    draws_clear_tables(self);
+    Py_CLEAR(self->empty);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* configure(e164, countries, Node, Destination, MOBILE_TYPES, mix.errs, mix.cuts,
+ * mix.ported, mix.roaming, prefix_lens, prefixes, ported_lens, ported, special,
+ * latency_s, timeout_s, map_error_of): what parse() and resolve() read (resolver.py calls
+ * it at start-up and on every reload; the objects must not change afterwards). */
+static PyObject *draws_configure(Draws *self, PyObject *args) {
+    PyObject *t[17];
+    if (!PyArg_ParseTuple(args, "O!O!OOO!O!O!llO!O!O!O!O!OOO!", &PyDict_Type, &t[0], &PyDict_Type, &t[1],
+                          &t[2], &t[3], &PyFrozenSet_Type, &t[4], &PyList_Type, &t[5], &PyList_Type, &t[6],
+                          &self->mix_ported, &self->mix_roaming, &PyTuple_Type, &t[7], &PyDict_Type, &t[8],
+                          &PyTuple_Type, &t[9], &PyDict_Type, &t[10], &PyDict_Type, &t[11],
+                          &t[12], &t[13], &PyTuple_Type, &t[14]))
+        return NULL;
+    if (!PyType_Check(t[2]) || !PyType_Check(t[3]) || !PyType_IsSubtype((PyTypeObject *)t[3], &PyTuple_Type)
+        || PyList_GET_SIZE(t[5]) != PyList_GET_SIZE(t[6]) || PyList_GET_SIZE(t[5]) == 0) {
+        PyErr_SetString(PyExc_TypeError, "Draws.configure: unexpected tables");
+        return NULL;
+    }
+    PyObject *ordered[15] = {t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11],
+                             t[12], t[13], t[14]};
+    draws_clear_tables(self);
+    int i = 0;
+#define SET(name) self->name = Py_NewRef(ordered[i++]);
+    TABLES(SET)
+#undef SET
+    Py_RETURN_NONE;
+}
+
+/* Resolver.parse(destination_addr, ton, npi): the same answers (see resolver.py). */
+static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse(destination_addr: str, ton: int = 1, npi: int = 1)");
+        return NULL;
+    }
+    if (self->e164 == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Draws: not configured");
+        return NULL;
+    }
+    long ton = nargs > 1 ? PyLong_AsLong(args[1]) : 1, npi = nargs > 2 ? PyLong_AsLong(args[2]) : 1;
+    if ((ton == -1 || npi == -1) && PyErr_Occurred())
+        return NULL;
+    if (ton == 1 ? npi != 1 : (ton != 0 || (npi != 0 && npi != 1)))
+        Py_RETURN_NONE;
+    PyObject *addr = args[0];
+    Py_ssize_t n = PyUnicode_GET_LENGTH(addr), start = 0;
+    if (n && PyUnicode_READ_CHAR(addr, 0) == '+')
+        start = 1;
+    Py_ssize_t len = n - start;
+    if (len < 1 || len > 64 || !PyUnicode_IS_ASCII(addr))
+        Py_RETURN_NONE;
+    const char *digits = (const char *)PyUnicode_DATA(addr) + start;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (digits[i] < '0' || digits[i] > '9')
+            Py_RETURN_NONE;
+    PyObject *key = PyUnicode_FromStringAndSize(digits, len < 3 ? len : 3);
+    if (key == NULL)
+        return NULL;
+    PyObject *hit = PyDict_GetItemWithError(self->e164, key);  /* borrowed */
+    Py_DECREF(key);
+    if (hit == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 2) {
+        PyErr_SetString(PyExc_TypeError, "Draws.parse: e164 values are (cc, lengths)");
+        return NULL;
+    }
+    PyObject *length = PyLong_FromSsize_t(len);
+    if (length == NULL)
+        return NULL;
+    int ok = PySequence_Contains(PyTuple_GET_ITEM(hit, 1), length);
+    Py_DECREF(length);
+    if (ok <= 0)
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *msisdn = start ? PyUnicode_Substring(addr, start, n) : Py_NewRef(addr);
+    if (msisdn == NULL)
+        return NULL;
+    PyTypeObject *type = (PyTypeObject *)self->destination_type;
+    PyObject *dest = type->tp_alloc(type, 2);
+    if (dest == NULL) {
+        Py_DECREF(msisdn);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(dest, 0, msisdn);
+    PyTuple_SET_ITEM(dest, 1, Py_NewRef(PyTuple_GET_ITEM(hit, 0)));
+    return dest;
+}
+
+/* msisdn[:k] as Python slices it (k past the end: all of it); a new reference. */
+static PyObject *head(PyObject *msisdn, Py_ssize_t k) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(msisdn);
+    return PyUnicode_Substring(msisdn, 0, k < n ? (k < 0 ? 0 : k) : n);
+}
+
+/* 1 when dict holds msisdn[:k] for one of lens, 0 when not, -1 on error. */
+static int any_prefix(PyObject *msisdn, PyObject *lens, PyObject *dict) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(lens); i++) {
+        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(lens, i));
+        if (k == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *key = head(msisdn, k);
+        if (key == NULL)
+            return -1;
+        PyObject *hit = PyDict_GetItemWithError(dict, key);
+        Py_DECREF(key);
+        if (hit != NULL)
+            return 1;
+        if (PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static long long_attr(PyObject *o, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    long r = PyLong_AsLong(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The common case of Resolver.resolve(dest), as the tuple of HlrResult's fields: a
+ * number no rule, sandbox, subscriber or portability entry names, neither ported nor
+ * roaming by the mix, at a fixed latency. None otherwise: resolve() in Python decides
+ * those (the tests hold both to the same answers on every kind of number). */
+static PyObject *draws_resolve_fields(Draws *self, PyObject *dest) {
+    if (self->countries == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Draws: not configured");
+        return NULL;
+    }
+    if (!PyTuple_Check(dest) || PyTuple_GET_SIZE(dest) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(dest, 0))) {
+        PyErr_SetString(PyExc_TypeError, "resolve_fields(Destination)");
+        return NULL;
+    }
+    PyObject *msisdn = PyTuple_GET_ITEM(dest, 0), *cc = PyTuple_GET_ITEM(dest, 1);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(msisdn);
+    PyObject *country = PyDict_GetItemWithError(self->countries, cc);  /* borrowed */
+    if (country == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    PyObject *node = PyObject_GetAttr(country, S_index);  /* new */
+    if (node == NULL)
+        return NULL;
+    PyObject *leaf = NULL;  /* new reference once found */
+    while (node != NULL && Py_TYPE(node) == (PyTypeObject *)self->node_type) {
+        long depth = long_attr(node, S_depth);
+        PyObject *map = PyObject_GetAttr(node, S_map);
+        PyObject *key = map != NULL && !(depth == -1 && PyErr_Occurred()) ? head(msisdn, depth) : NULL;
+        PyObject *next = NULL;
+        if (key != NULL) {
+            next = PyDict_GetItemWithError(map, key);
+            if (next != NULL)
+                Py_INCREF(next);
+            else if (!PyErr_Occurred())
+                next = PyObject_GetAttr(node, S_best);
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(map);
+        Py_DECREF(node);
+        node = next;  /* NULL on error */
+    }
+    if (node == NULL)
+        return NULL;
+    if (node == Py_None) {  /* tables not built yet: resolve() builds them */
+        Py_DECREF(node);
+        Py_RETURN_NONE;
+    }
+    leaf = node;
+    if (!PyTuple_Check(leaf) || PyTuple_GET_SIZE(leaf) <= n) {
+        Py_DECREF(leaf);
+        Py_RETURN_NONE;
+    }
+    PyObject *rng = PyTuple_GET_ITEM(leaf, n);
+    if (!PyTuple_Check(rng) || PyTuple_GET_SIZE(rng) < 3) {
+        Py_DECREF(leaf);
+        Py_RETURN_NONE;
+    }
+    PyObject *ntype = PyTuple_GET_ITEM(rng, 1), *nnc = Py_NewRef(PyTuple_GET_ITEM(rng, 2));
+    Py_DECREF(leaf);
+    PyObject *out = Py_None;  /* None: the Python path */
+    int hit = any_prefix(msisdn, self->prefix_lens, self->prefixes);
+    if (hit)
+        goto done;
+    long err;
+    int mobile = PySet_Contains(self->mobile_types, ntype);
+    if (mobile < 0)
+        goto error;
+    if (mobile) {
+        const char *text = PyUnicode_AsUTF8(msisdn);
+        if (text == NULL || n < 1 || n > BLOCK)
+            goto error_or_none;
+        uint8_t block[BLOCK] = {0};
+        memcpy(block, text, (size_t)n);
+        uint64_t h[8];
+        memcpy(h, self->keyed, sizeof h);
+        compress(h, block, BLOCK + (uint64_t)n, 1);
+        unsigned long draw_err = h[0] & 0xffffffffu, draw_ported = (h[0] >> 32) & 0xffff, draw_roaming = h[0] >> 48;
+        if ((long)draw_ported < self->mix_ported || (long)draw_roaming < self->mix_roaming)
+            goto done;  /* ported or roaming: the Python path picks the networks */
+        Py_ssize_t lo = 0, hi = PyList_GET_SIZE(self->cuts);  /* bisect_right(cuts, draw_err) */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            long cut = PyLong_AsLong(PyList_GET_ITEM(self->cuts, mid));
+            if (cut == -1 && PyErr_Occurred())
+                goto error;
+            if ((long)draw_err < cut)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        if (lo >= PyList_GET_SIZE(self->errs))
+            goto done;
+        err = PyLong_AsLong(PyList_GET_ITEM(self->errs, lo));
+        if (err == -1 && PyErr_Occurred())
+            goto error;
+    } else {
+        int empty = PyObject_Not(ntype);
+        if (empty < 0)
+            goto error;
+        err = empty ? 12 : 18;
+    }
+    if ((hit = any_prefix(msisdn, self->ported_lens, self->ported)) != 0)
+        goto done;
+    PyObject *special = PyDict_GetItemWithError(self->special, msisdn);
+    if (special != NULL)
+        goto done;
+    if (PyErr_Occurred())
+        goto error;
+    PyObject *seconds = err == 14 ? self->timeout_s : self->latency_s;
+    if (seconds == Py_None || err < 0 || err >= PyTuple_GET_SIZE(self->map_error_of))
+        goto done;
+    PyObject *err_obj = PyLong_FromLong(err);
+    if (err_obj == NULL)
+        goto error;
+    out = PyTuple_New(11);
+    if (out == NULL) {
+        Py_DECREF(err_obj);
+        goto error;
+    }
+    PyObject *empty = self->empty;
+    PyObject *fields[11] = {msisdn, cc, nnc, err_obj, Py_False, empty, Py_False, empty, empty, seconds,
+                            PyTuple_GET_ITEM(self->map_error_of, err)};
+    for (int i = 0; i < 11; i++)
+        PyTuple_SET_ITEM(out, i, i == 3 ? err_obj : Py_NewRef(fields[i]));
+    Py_DECREF(nnc);
+    return out;
+done:
+    if (hit < 0)
+        goto error;
+    Py_DECREF(nnc);
+    return Py_NewRef(out);
+error_or_none:
+    if (!PyErr_Occurred()) {
+        Py_DECREF(nnc);
+        Py_RETURN_NONE;
+    }
+error:
+    Py_DECREF(nnc);
+    return NULL;
+}
+
 static PyMethodDef draws_methods[] = {
     {"draw", (PyCFunction)draws_draw, METH_O, "A number's (outcome, ported, roaming, latency, pick) draws."},
+    {"configure", (PyCFunction)draws_configure, METH_VARARGS, "Resolver's tables, for parse and resolve_fields."},
+    {"parse", (PyCFunction)(void (*)(void))draws_parse, METH_FASTCALL, "Resolver.parse, the same answers."},
+    {"resolve_fields", (PyCFunction)draws_resolve_fields, METH_O,
+     "The common case of Resolver.resolve as a tuple of HlrResult's fields; None: the Python path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -151,12 +443,16 @@ static PyTypeObject DrawsType = {
     .tp_doc = "Draws(key): a number's seeded draws, the keyed BLAKE2b-128 of its digits.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)draws_init,
+    .tp_dealloc = (destructor)draws_dealloc,
     .tp_methods = draws_methods,
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_draws", NULL, -1, NULL, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__draws(void) {
+    if ((S_index = PyUnicode_InternFromString("index")) == NULL || (S_depth = PyUnicode_InternFromString("depth")) == NULL
+        || (S_map = PyUnicode_InternFromString("map")) == NULL || (S_best = PyUnicode_InternFromString("best")) == NULL)
+        return NULL;
     if (PyType_Ready(&DrawsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -155,7 +155,9 @@ class Resolver:
         self._e164 = self._plan.e164
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         self._h0 = hashlib.blake2b(digest_size=16, key=key)
-        self._draws = _Draws(key).draw if _Draws is not None else self._hashlib_draws
+        # In C when built (_draws.c): the draws, parse, and resolve's common case.
+        self._c = _Draws(key) if _Draws is not None else None
+        self._draws = self._c.draw if self._c is not None else self._hashlib_draws
         self.mix = Mix(mix)
         self._latency = latency_of(latency_ms, "hlr.latency_ms: ")
         self._timeout = (latency_of(timeout_ms, "hlr.timeout_ms: ")
@@ -174,6 +176,12 @@ class Resolver:
         self._timeout_s = self._timeout[0] / 1000 if self._timeout[0] == self._timeout[1] else None
         self._rules_spec, self._subscribers, self._portability = rules, subscribers, portability
         self._t = self._load()
+        #: resolve(dest) as a tuple of HlrResult's fields (the engine's hot path): the C
+        #: common case, which answers None when this module's resolve() must decide.
+        self.fast_fields = self._c.resolve_fields if self._c is not None else self.result_fields
+        if self._c is not None:
+            self.parse = self._c.parse   # the same answers as the method below
+            self._configure_c()
 
     @classmethod
     def from_config(cls, hlr: dict | None, base_dir: Path) -> "Resolver":
@@ -199,6 +207,12 @@ class Resolver:
         special = {n: (self._sandbox.get(n), numbers.get(n)) for n in {*self._sandbox, *numbers}}
         return _Tables(prefixes, _lengths(prefixes), numbers, special, ported, _lengths(ported))
 
+    def _configure_c(self) -> None:
+        t, mix = self._t, self.mix
+        self._c.configure(self._e164, self._countries, Node, Destination, MOBILE_TYPES, mix.errs, mix.cuts,
+                          mix.ported, mix.roaming, t.prefix_lens, t.prefixes, t.ported_lens, t.ported,
+                          t.special, self._latency_s, self._timeout_s, _MAP_ERROR_OF)
+
     def healthy(self) -> bool:
         """The numbering tables are loaded and answer (for /healthz)."""
         return bool(self._countries) and self.parse("447400123456", 1, 1) is not None
@@ -207,6 +221,8 @@ class Resolver:
         """Re-read rule, subscriber and portability files (SIGHUP). On a bad file the
         error propagates and the previous tables stay in force."""
         self._t = self._load()
+        if self._c is not None:
+            self._configure_c()
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -306,6 +322,12 @@ class Resolver:
         _init(res, msisdn, cc, nnc, err, p_nnc != "", p_nnc, r_cc != "", r_cc, r_nnc, seconds,
               _MAP_ERROR_OF[err])
         return res
+
+    def result_fields(self, dest: Destination) -> tuple:
+        """resolve(dest) as a tuple, in HlrResult's field order."""
+        r = self.resolve(dest)
+        return (r.msisdn, r.cc, r.nnc, r.err, r.ported, r.p_nnc, r.roaming, r.r_cc, r.r_nnc, r.latency,
+                r.map_error)
 
     def lookup(self, destination_addr: str, ton: int = 1, npi: int = 1) -> HlrResult | None:
         dest = self.parse(destination_addr, ton, npi)

@@ -52,18 +52,21 @@ class LookupEngine:
     def _accept(self, account, dest, now: float, channel: str, batch_id: int | None,
                 lookup_id: int | None, pending: int) -> Lookup:
         """An admitted (charged) lookup: resolve, refund our own failures, record."""
-        r = self.resolver.resolve(dest)
+        resolver = self.resolver
+        fields = resolver.fast_fields(dest)   # in C for most numbers; None: resolve() decides
+        msisdn, cc, nnc, err, ported, p_nnc, roaming, r_cc, r_nnc, latency, map_error = \
+            fields if fields is not None else resolver.result_fields(dest)
         cost = account.price
-        if r.err in REFUNDED_ERRS and cost:
+        if err in REFUNDED_ERRS and cost:
             self.book.refund(account, cost)
             cost = 0
         # The history row (LOOKUP_COLUMNS order) first, and the Lookup made of it: one
         # tuple per lookup, read from locals, not a second pass over the Lookup's slots.
-        row = (lookup_id or self.ids.next(now), batch_id, account.system_id, channel, dest.msisdn, now,
-               now + r.latency, cost, r.err, r.cc, r.nnc, int(r.ported), r.p_nnc, int(r.roaming),
-               r.r_cc, r.r_nnc, r.map_error, pending)
+        row = (lookup_id or self.ids.next(now), batch_id, account.system_id, channel, msisdn, now,
+               now + latency, cost, err, cc, nnc, int(ported), p_nnc, int(roaming),
+               r_cc, r_nnc, map_error, pending)
         self.journal.add_lookup(row)
-        metrics.STATS.lookups[channel, r.err] += 1
+        metrics.STATS.lookups[channel, err] += 1
         return Lookup(*row)
 
     def submit_many(self, account, addrs: list[str], channel: str = "http",
