@@ -57,7 +57,7 @@ ASAN_CC  := gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefi
             -fPIC -shared -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 EXT      := $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 asan: $(STAMP)
-	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR) && cp -r hlrsmpp tests pyproject.toml $(ASAN_DIR)/
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR) && cp -r hlrsmpp tests conf pyproject.toml $(ASAN_DIR)/
 	$(ASAN_CC) hlrsmpp/smpp/_speedups.c -o $(ASAN_DIR)/hlrsmpp/smpp/_speedups$(EXT)
 	$(ASAN_CC) hlrsmpp/accounts/_sqlite_batch.c -lsqlite3 -o $(ASAN_DIR)/hlrsmpp/accounts/_sqlite_batch$(EXT)
 	$(ASAN_CC) hlrsmpp/hlr/_draws.c -o $(ASAN_DIR)/hlrsmpp/hlr/_draws$(EXT)

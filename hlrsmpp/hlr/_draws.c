@@ -20,7 +20,7 @@ static const uint64_t IV[8] = {
     0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
 };
 
-static const uint8_t SIGMA[12][16] = {
+static const uint8_t SIGMA[10][16] = {
     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
     {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
     {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
@@ -31,9 +31,7 @@ static const uint8_t SIGMA[12][16] = {
     {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
     {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
     {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-};
+};  /* rounds 10 and 11 use rows 0 and 1 again */
 
 #define BLOCK 128
 #define DIGEST 16
@@ -72,7 +70,7 @@ static void compress(uint64_t h[8], const uint8_t block[BLOCK], uint64_t t, int 
     if (last)
         v[14] = ~v[14];
     for (int r = 0; r < 12; r++) {
-        const uint8_t *s = SIGMA[r];
+        const uint8_t *s = SIGMA[r % 10];
         G(0, 4, 8, 12, m[s[0]], m[s[1]]);
         G(1, 5, 9, 13, m[s[2]], m[s[3]]);
         G(2, 6, 10, 14, m[s[4]], m[s[5]]);
@@ -125,22 +123,30 @@ static int draws_init(Draws *self, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-/* draw(msisdn) -> (outcome, ported, roaming, latency, pick): hash bits 0-31, 32-47,
- * 48-63, 64-95 and 96-127, little-endian, as struct "<IHHII" reads the digest. */
-static PyObject *draws_draw(Draws *self, PyObject *msisdn) {
+/* The draws of msisdn: the first 128 bits of its keyed hash in h[0], h[1]. -1 with
+ * ValueError for a number of no or more than 128 bytes; -1 on error. */
+static int hash_number(const Draws *self, PyObject *msisdn, uint64_t h[8]) {
     Py_ssize_t n;
     const char *text = PyUnicode_AsUTF8AndSize(msisdn, &n);
     if (text == NULL)
-        return NULL;
+        return -1;
     if (n < 1 || n > BLOCK) {
-        PyErr_SetString(PyExc_ValueError, "Draws.draw: a number of 1 to 128 bytes");
-        return NULL;
+        PyErr_SetString(PyExc_ValueError, "Draws: a number of 1 to 128 bytes");
+        return -1;
     }
     uint8_t block[BLOCK] = {0};
     memcpy(block, text, (size_t)n);
-    uint64_t h[8];
-    memcpy(h, self->keyed, sizeof h);
+    memcpy(h, self->keyed, sizeof self->keyed);
     compress(h, block, BLOCK + (uint64_t)n, 1);
+    return 0;
+}
+
+/* draw(msisdn) -> (outcome, ported, roaming, latency, pick): hash bits 0-31, 32-47,
+ * 48-63, 64-95 and 96-127, little-endian, as struct "<IHHII" reads the digest. */
+static PyObject *draws_draw(Draws *self, PyObject *msisdn) {
+    uint64_t h[8];
+    if (hash_number(self, msisdn, h) < 0)
+        return NULL;
     const unsigned long fields[5] = {h[0] & 0xffffffffu, (h[0] >> 32) & 0xffff, h[0] >> 48,
                                      h[1] & 0xffffffffu, h[1] >> 32};
     PyObject *out = PyTuple_New(5);
@@ -353,14 +359,9 @@ static PyObject *draws_resolve_fields(Draws *self, PyObject *dest) {
     if (mobile < 0)
         goto error;
     if (mobile) {
-        const char *text = PyUnicode_AsUTF8(msisdn);
-        if (text == NULL || n < 1 || n > BLOCK)
-            goto error_or_none;
-        uint8_t block[BLOCK] = {0};
-        memcpy(block, text, (size_t)n);
         uint64_t h[8];
-        memcpy(h, self->keyed, sizeof h);
-        compress(h, block, BLOCK + (uint64_t)n, 1);
+        if (hash_number(self, msisdn, h) < 0)
+            goto error;
         unsigned long draw_err = h[0] & 0xffffffffu, draw_ported = (h[0] >> 32) & 0xffff, draw_roaming = h[0] >> 48;
         if ((long)draw_ported < self->mix_ported || (long)draw_roaming < self->mix_roaming)
             goto done;  /* ported or roaming: the Python path picks the networks */
@@ -416,11 +417,6 @@ done:
         goto error;
     Py_DECREF(nnc);
     return Py_NewRef(out);
-error_or_none:
-    if (!PyErr_Occurred()) {
-        Py_DECREF(nnc);
-        Py_RETURN_NONE;
-    }
 error:
     Py_DECREF(nnc);
     return NULL;

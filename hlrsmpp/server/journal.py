@@ -99,6 +99,14 @@ class Journal:
             return
         if self._busy:
             return
+        batch = self._take()
+        if batch is not None:
+            self._busy = True
+            self._jobs.put(batch)
+
+    def _take(self) -> tuple | None:
+        """What was added since the last commit started, and the callbacks that wait for
+        it; None, the callbacks answered, when there is nothing to write."""
         self._scheduled = False
         lookups, self._lookups = self._lookups, []
         acks, self._acks = self._acks, []
@@ -109,24 +117,17 @@ class Journal:
         if not (lookups or acks or ledger or accounts):
             self._run(after, True)
             self._settle()
-            return
-        self._busy = True
-        self._jobs.put((lookups, acks, accounts, ledger, after))
+            return None
+        return lookups, acks, accounts, ledger, after
 
     def _submit(self) -> None:
         """Hand this turn's batch to the C committer (its values copied now)."""
         if not self._scheduled and not self._after:
             return  # flushed already this turn
-        self._scheduled = False
-        lookups, self._lookups = self._lookups, []
-        acks, self._acks = self._acks, []
-        ledger, self._ledger = self._ledger, []
-        after, self._after = self._after, []
-        accounts = [(a.system_id, json.dumps(a.to_record(), default=str)) for a in self.book.take_dirty()]
-        if not (lookups or acks or ledger or accounts):
-            self._run(after, True)
-            self._settle()
+        batch = self._take()
+        if batch is None:
             return
+        lookups, acks, accounts, ledger, after = batch
         try:
             job, refused = self._committer.submit(self.store.steps(lookups, acks, accounts, ledger)), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
