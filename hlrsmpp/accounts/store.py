@@ -9,8 +9,8 @@ deleted when the ESME acknowledges the receipt. The history row is not
 rewritten for that: an acknowledgement deletes one tiny row instead of updating
 a wide one and a partial index (−14 % of SQLite's cost per lookup,
 bench/sqlite_commit.py); reads give ``pending`` as the receipt's state now.
-Writes come from one writer thread; reads use their own connection (WAL lets
-them run beside the writer).
+Writes come from one thread (the C committer's, or the journal's Python writer);
+reads use their own connection (WAL lets them run beside the writer).
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ MIGRATIONS = [
 
 
 class Store:
-    """SQLite persistence. ``commit`` runs on the writer thread; the rest anywhere."""
+    """SQLite persistence. Group commits go to ``committer`` (C) or ``commit`` (the
+    journal's writer thread); the rest runs anywhere."""
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
         self.dir = Path(path)
