@@ -40,6 +40,8 @@ DEFAULTS: dict = {
         "webhook_backoff": 1.0,        # first retry delay, doubled each time ...
         "webhook_backoff_max": 300.0,  # ... up to this
         "webhook_timeout": 10.0,       # per callback POST
+        "webhook_secret": "",          # HMAC-SHA256 key: callbacks carry X-Hlrsmpp-Signature ("": unsigned)
+        "webhook_private": False,      # allow callbacks to loopback, private and link-local addresses
         "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
     },
     # Seed 001 prepaid services (/users/hlr_prepaid.php): see docs/http.md.

@@ -90,8 +90,9 @@ def test_refused_bind_is_reported(server):
 
 
 def test_spawn_measures_the_server_process():
-    r = bench.bench(BenchConfig(spawn=True, sessions=2, window=16, count=500))
-    _complete(r, 500)
+    # Enough lookups for the server's CPU to span clock ticks (/proc counts in 10 ms).
+    r = bench.bench(BenchConfig(spawn=True, sessions=2, window=16, count=20000))
+    _complete(r, 20000)
     assert r["spawned"] and r["server"]["cpu_s"] > 0 and r["server"]["rss_mib"] > 0
     assert r["server_receipt_window"] == 64
 

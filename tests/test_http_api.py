@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
 import json
 import time
@@ -163,9 +165,16 @@ async def test_async_lookup_and_timeout(make_server, api):
 
 async def test_webhook_retried_with_backoff(make_server, api):
     calls = []
+    secret = "whsec-test"
 
     async def hook(request):
-        calls.append((time.monotonic(), request.headers.get("X-Hlrsmpp-Attempt"), await request.json()))
+        body = await request.read()
+        # Signed: HMAC-SHA256 of "<timestamp>.<body>" under http.webhook_secret.
+        stamp = request.headers["X-Hlrsmpp-Timestamp"]
+        want = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert request.headers["X-Hlrsmpp-Signature"] == f"sha256={want}"
+        assert abs(int(stamp) - time.time()) < 60
+        calls.append((time.monotonic(), request.headers.get("X-Hlrsmpp-Attempt"), json.loads(body)))
         return web.Response(status=500 if len(calls) < 3 else 204)
 
     app = web.Application()
@@ -177,7 +186,8 @@ async def test_webhook_retried_with_backoff(make_server, api):
     port = runner.addresses[0][1]
     try:
         st = make_server(hlr={"latency_ms": 300},
-                         http={"webhook_backoff": 0.1, "webhook_attempts": 5})
+                         http={"webhook_backoff": 0.1, "webhook_attempts": 5, "webhook_private": True,
+                               "webhook_secret": secret})
         a = await api(st)
         status, body, _ = await a.lookup(basic("demo", "demo"), numbers=[uk(1), uk(2)],
                                          callback_url=f"http://127.0.0.1:{port}/hook")
@@ -198,7 +208,7 @@ async def test_webhook_retried_with_backoff(make_server, api):
 
 
 async def test_webhook_gives_up(make_server, api):
-    st = make_server(http={"webhook_backoff": 0.01, "webhook_attempts": 3})
+    st = make_server(http={"webhook_backoff": 0.01, "webhook_attempts": 3, "webhook_private": True})
     a = await api(st)
     status, _, _ = await a.lookup(basic("demo", "demo"), number=uk(1),
                                   callback_url="http://127.0.0.1:9/unreachable")
@@ -209,6 +219,43 @@ async def test_webhook_gives_up(make_server, api):
     while hooks.failed < 1 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert hooks.failed == 1 and hooks.delivered == 0
+
+
+async def test_callbacks_go_to_public_addresses_only(make_server, api):
+    """An account cannot make the server POST into its own network (SSRF): address
+    literals are refused at once, names that resolve to such addresses when resolved."""
+    calls = []
+
+    async def hook(request):
+        calls.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        st = make_server(http={"webhook_backoff": 0.01, "webhook_attempts": 2})
+        a = await api(st)
+        for url in (f"http://127.0.0.1:{port}/hook", "http://10.0.0.8/x", "http://[::1]/x",
+                    "http://169.254.169.254/latest/meta-data", "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x"):
+            status, body, _ = await a.lookup(basic("demo", "demo"), number=uk(1), callback_url=url)
+            assert status == 400 and "webhook_private" in body["error"]["message"], url
+        # A name: accepted, then refused at every attempt, and nothing reaches the hook.
+        status, _, _ = await a.lookup(basic("demo", "demo"), number=uk(1),
+                                      callback_url=f"http://localhost:{port}/hook")
+        assert status == 202
+        from hlrsmpp.server.http.api import WEBHOOKS
+        hooks = st.server.http_runner.app[WEBHOOKS]
+        deadline = time.monotonic() + 10
+        while hooks.failed < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert hooks.failed == 1 and hooks.delivered == 0 and calls == []
+    finally:
+        await runner.cleanup()
 
 
 async def test_lookups_are_private(make_server, api):

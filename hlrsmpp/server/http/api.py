@@ -11,15 +11,18 @@ import asyncio
 import base64
 import binascii
 import csv
+import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import re
+import socket
 import time
 from datetime import date, datetime, timezone
 
 import structlog
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, ThreadedResolver, web
 from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
@@ -162,7 +165,7 @@ async def create_lookups(request: web.Request) -> web.Response:
         return json_error(403, "forbidden", "an account may only look up for itself")
     callback = body.get("callback_url")
     if callback is not None:
-        callback = _callback_url(callback)
+        callback = _callback_url(callback, request.app[WEBHOOKS])
         if isinstance(callback, web.Response):
             return callback
     wait = body.get("wait", callback is None)
@@ -201,7 +204,7 @@ async def create_lookups(request: web.Request) -> web.Response:
     }, 200 if wait else 202)
 
 
-def _callback_url(value) -> str | web.Response:
+def _callback_url(value, hooks: "Webhooks") -> str | web.Response:
     if not isinstance(value, str) or len(value) > 2048:
         return _bad("callback_url: expected an http(s) URL")
     try:
@@ -210,6 +213,8 @@ def _callback_url(value) -> str | web.Response:
         return _bad("callback_url: expected an http(s) URL")
     if url.scheme not in ("http", "https") or not url.host or not url.is_absolute():
         return _bad("callback_url: expected an absolute http(s) URL")
+    if not hooks.reachable(url.host):
+        return _bad("callback_url: a loopback, private or link-local address (http.webhook_private)")
     return value
 
 
@@ -588,10 +593,35 @@ async def ledger(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ webhooks
 
+def _public(ip: str) -> bool:
+    """An address on the internet: not loopback, private, link-local, multicast,
+    reserved or unspecified (an IPv4-mapped IPv6 address is judged as its IPv4)."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
+class _PublicResolver(ThreadedResolver):
+    """Name resolution that keeps public addresses only: a callback URL cannot reach the
+    server's own network by a name, nor by a name that changes address after the check."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
+        hosts = [h for h in await super().resolve(host, port, family) if _public(h["host"])]
+        if not hosts:
+            raise OSError(f"{host} resolves to no public address (http.webhook_private)")
+        return hosts
+
+
 class Webhooks:
     """Asynchronous lookups' callbacks: one POST per batch once every result is final,
     retried with exponential backoff until a 2xx or the attempts run out. In memory: a
-    restart forgets pending callbacks (the results stay readable by id and batch)."""
+    restart forgets pending callbacks (the results stay readable by id and batch).
+
+    Unless ``http.webhook_private``, callbacks go to public addresses only (an account
+    must not make the server POST into its own network). With ``http.webhook_secret``
+    each POST carries ``X-Hlrsmpp-Timestamp`` and ``X-Hlrsmpp-Signature: sha256=`` the
+    HMAC-SHA256 of ``<timestamp>.<body>`` under that secret."""
 
     def __init__(self, cfg: dict):
         hc = cfg["http"]
@@ -599,10 +629,25 @@ class Webhooks:
         self.backoff = float(hc.get("webhook_backoff", 1.0))
         self.backoff_max = float(hc.get("webhook_backoff_max", 300.0))
         self.timeout = float(hc.get("webhook_timeout", 10.0))
+        secret, private = hc.get("webhook_secret", ""), hc.get("webhook_private", False)
+        if not isinstance(secret, str) or not isinstance(private, bool):
+            raise ValueError("http.webhook_secret must be a string and http.webhook_private true or false")
+        self.secret = secret.encode()
+        self.private = private
         self._session: ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self.delivered = 0
         self.failed = 0
+
+    def reachable(self, host: str) -> bool:
+        """False for an address literal callbacks may not reach; names are checked when
+        resolved, at each POST."""
+        if self.private:
+            return True
+        try:
+            return _public(host.strip("[]"))
+        except ValueError:   # a name
+            return True
 
     def send(self, url: str, batch_id: int, lookups: list[Lookup]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(url, batch_id, lookups))
@@ -615,15 +660,23 @@ class Webhooks:
         payload = json.dumps({"batch_id": str(batch_id), "account": lookups[0].system_id,
                               "complete": True, "lookups": [lookup_view(lk, at) for lk in lookups]})
         if self._session is None:
-            self._session = ClientSession(timeout=ClientTimeout(total=self.timeout),
+            connector = None if self.private else TCPConnector(resolver=_PublicResolver())
+            self._session = ClientSession(timeout=ClientTimeout(total=self.timeout), connector=connector,
                                           headers={"User-Agent": "hlrsmpp-webhook"})
+        body = payload.encode()
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
             status = None
+            headers = {"Content-Type": "application/json", "X-Hlrsmpp-Batch": str(batch_id),
+                       "X-Hlrsmpp-Attempt": str(attempt)}
+            if self.secret:
+                stamp = str(int(time.time()))
+                mac = hmac.new(self.secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+                headers |= {"X-Hlrsmpp-Timestamp": stamp, "X-Hlrsmpp-Signature": f"sha256={mac}"}
             try:
-                async with self._session.post(url, data=payload, headers={
-                        "Content-Type": "application/json", "X-Hlrsmpp-Batch": str(batch_id),
-                        "X-Hlrsmpp-Attempt": str(attempt)}) as resp:
+                if not self.reachable(URL(url).host or ""):
+                    raise OSError("a loopback, private or link-local address (http.webhook_private)")
+                async with self._session.post(url, data=body, headers=headers) as resp:
                     status = resp.status
                     await resp.read()
             except asyncio.CancelledError:
