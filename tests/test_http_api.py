@@ -3,6 +3,7 @@ history (filters, pages, CSV), accounts and credit (admin). Real client, real se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -163,6 +164,20 @@ async def test_async_lookup_and_timeout(make_server, api):
     assert batch["complete"] is True and all(lk["err"] is not None for lk in batch["lookups"])
 
 
+@contextlib.asynccontextmanager
+async def hook_server(hook):
+    """A callback receiver on a free loopback port: POST /hook goes to ``hook``."""
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
 async def test_webhook_retried_with_backoff(make_server, api):
     calls = []
     secret = "whsec-test"
@@ -177,14 +192,7 @@ async def test_webhook_retried_with_backoff(make_server, api):
         calls.append((time.monotonic(), request.headers.get("X-Hlrsmpp-Attempt"), json.loads(body)))
         return web.Response(status=500 if len(calls) < 3 else 204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with hook_server(hook) as port:
         st = make_server(hlr={"latency_ms": 300},
                          http={"webhook_backoff": 0.1, "webhook_attempts": 5, "webhook_private": True,
                                "webhook_secret": secret})
@@ -203,8 +211,6 @@ async def test_webhook_retried_with_backoff(make_server, api):
         assert all(lk["status"] in ("DELIVRD", "UNDELIV") for lk in payload["lookups"])
         await asyncio.sleep(0.5)
         assert len(calls) == 3  # delivered: no more attempts
-    finally:
-        await runner.cleanup()
 
 
 async def test_webhook_gives_up(make_server, api):
@@ -230,14 +236,7 @@ async def test_callbacks_go_to_public_addresses_only(make_server, api):
         calls.append(await request.read())
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with hook_server(hook) as port:
         st = make_server(http={"webhook_backoff": 0.01, "webhook_attempts": 2})
         a = await api(st)
         for url in (f"http://127.0.0.1:{port}/hook", "http://10.0.0.8/x", "http://[::1]/x",
@@ -254,8 +253,6 @@ async def test_callbacks_go_to_public_addresses_only(make_server, api):
         while hooks.failed < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert hooks.failed == 1 and hooks.delivered == 0 and calls == []
-    finally:
-        await runner.cleanup()
 
 
 async def test_lookups_are_private(make_server, api):
