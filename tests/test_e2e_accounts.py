@@ -78,6 +78,32 @@ def test_daily_limit_and_min_delay(make_server):
         esme.close()
 
 
+def test_a_restart_does_not_reopen_the_limits(make_server):
+    """The day's, week's and month's counts come back from the history (SQLite), so a
+    restart does not give an account its limits afresh."""
+    accounts = [{"system_id": "day", "password": "p", "limits": {"per_day": 3}},
+                {"system_id": "month", "password": "p", "limits": {"per_month": 2}},
+                {"system_id": "free", "password": "p"}]
+    srv = make_server(accounts)
+    for sid, n in (("day", 2), ("month", 2), ("free", 2)):
+        esme = SmpplibEsme(srv.smpp_port)
+        esme.bind(system_id=sid, password="p")
+        assert _statuses(esme, ["44791234567%d" % i for i in range(n)]) == [0] * n
+        esme.close()
+    srv.persist()
+    srv.stop()
+    srv = make_server(accounts)   # the same data directory
+    counters = srv.call(lambda: {sid: srv.server.book.counters(srv.server.book.get(sid))
+                                 for sid in ("day", "month")})
+    assert (counters["day"]["day"], counters["day"]["month"]) == (2, 2)
+    assert counters["month"]["month"] == 2
+    for sid, expect in (("day", [0, 0x58]), ("month", [0x58]), ("free", [0, 0])):
+        esme = SmpplibEsme(srv.smpp_port)
+        esme.bind(system_id=sid, password="p")
+        assert _statuses(esme, ["44791234568%d" % i for i in range(len(expect))]) == expect, sid
+        esme.close()
+
+
 def test_allowed_ips(make_server):
     srv = make_server([{"system_id": "in", "password": "p", "allowed_ips": ["127.0.0.0/8"]},
                        {"system_id": "out", "password": "p", "allowed_ips": ["10.1.2.0/24"]}])

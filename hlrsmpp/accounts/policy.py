@@ -151,7 +151,8 @@ class Account:
     outbind: dict | None = None  # {host, port, system_id?, password?}: we connect out to deliver
     trace: bool | str = False    # PDU trace: False, True (kept in memory), or a file path
 
-    # Runtime state, derived by AccountBook (never persisted: windows restart empty).
+    # Runtime state, derived by AccountBook (not persisted: the day/week/month counts are
+    # restored from the history at start-up, see restore_counts; the rest restarts empty).
     _expires_at: float = field(default=INF, init=False, repr=False, compare=False)
     _credit: int = field(default=0, init=False, repr=False, compare=False)
     _head: int = field(default=0, init=False, repr=False, compare=False)  # oldest non-empty package
@@ -369,6 +370,27 @@ class AccountBook:
             acc._week, acc.n_week = self._week_start, 0
         if acc._month != self._month_start:
             acc._month, acc.n_month = self._month_start, 0
+
+    def periods(self, now: float) -> tuple[float, float, float]:
+        """The starts of the current day, week and month (epoch seconds, in the book's
+        timezone): the windows of the per_day, per_week and per_month limits."""
+        if now >= self._day_end or now < self._day_start:
+            self._roll(now)
+        return self._day_start, self._week_start, self._month_start
+
+    def has_limits(self) -> bool:
+        """Whether an account has a day, week or month limit."""
+        return any(min(acc._cap_day, acc._cap_week, acc._cap_month) < INF for acc in self._accounts.values())
+
+    def restore_counts(self, counts: dict[str, tuple[int, int, int]], now: float) -> None:
+        """Each account's lookups of the current day, week and month, as the history holds
+        them: a restart does not give an account its limits afresh."""
+        day, week, month = self.periods(now)
+        for sid, (n_day, n_week, n_month) in counts.items():
+            acc = self._accounts.get(sid)
+            if acc is not None:
+                acc._day, acc._week, acc._month = day, week, month
+                acc.n_day, acc.n_week, acc.n_month = n_day, n_week, n_month
 
     def counters(self, acc: Account, now: float | None = None) -> dict:
         """For the admin API: this day/week/month's accepted lookups and the credit."""

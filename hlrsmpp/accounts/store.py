@@ -218,6 +218,15 @@ class Store:
         rows = self._reader().execute("SELECT system_id, COUNT(*), SUM(cost) FROM lookups GROUP BY system_id")
         return {sid: (n, cost or 0) for sid, n, cost in rows}
 
+    def period_counts(self, starts: tuple[float, float, float]) -> dict[str, tuple[int, int, int]]:
+        """Lookups per account since each of ``starts`` (day, week, month): ids begin with
+        their millisecond, so it is one range scan of the primary key, no index on time."""
+        day, week, month = (first_id_at(t) for t in starts)
+        rows = self._reader().execute(
+            "SELECT system_id, SUM(id >= ?), SUM(id >= ?), SUM(id >= ?) FROM lookups WHERE id >= ? "
+            "GROUP BY system_id", (day, week, month, min(week, month)))
+        return {sid: (d, w, m) for sid, d, w, m in rows}
+
     def max_id(self) -> int:
         return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
 

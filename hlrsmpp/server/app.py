@@ -70,6 +70,9 @@ class Server:
             self.cluster = self.store.cluster(self)
             self.registry = self.cluster.registry
         self._load_accounts()
+        if self.cluster is None and self.book.has_limits():  # (a shared store keeps its own)
+            now = time.time()
+            self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         self.journal = Journal(self.store, self.book, self.loop)
         node = self.cluster.node if self.cluster is not None else cfg.get("node_id", 0)
