@@ -394,9 +394,7 @@ class AccountBook:
 
     def counters(self, acc: Account, now: float | None = None) -> dict:
         """For the admin API: this day/week/month's accepted lookups and the credit."""
-        now = time.time() if now is None else now
-        if now >= self._day_end or now < self._day_start:
-            self._roll(now)
+        self.periods(time.time() if now is None else now)
         self._count_period(acc)
         return {"day": acc.n_day, "week": acc.n_week, "month": acc.n_month,
                 "credit": acc.credit, "tokens": acc._tokens if acc._tps else None}

@@ -179,10 +179,11 @@ static void draws_dealloc(Draws *self) {
  * latency_s, timeout_s, map_error_of): what parse() and resolve() read (resolver.py calls
  * it at start-up and on every reload; the objects must not change afterwards). */
 static PyObject *draws_configure(Draws *self, PyObject *args) {
-    PyObject *t[17];
+    PyObject *t[15];  /* in TABLES order */
+    long mix_ported, mix_roaming;
     if (!PyArg_ParseTuple(args, "O!O!OOO!O!O!llO!O!O!O!O!OOO!", &PyDict_Type, &t[0], &PyDict_Type, &t[1],
                           &t[2], &t[3], &PyFrozenSet_Type, &t[4], &PyList_Type, &t[5], &PyList_Type, &t[6],
-                          &self->mix_ported, &self->mix_roaming, &PyTuple_Type, &t[7], &PyDict_Type, &t[8],
+                          &mix_ported, &mix_roaming, &PyTuple_Type, &t[7], &PyDict_Type, &t[8],
                           &PyTuple_Type, &t[9], &PyDict_Type, &t[10], &PyDict_Type, &t[11],
                           &t[12], &t[13], &PyTuple_Type, &t[14]))
         return NULL;
@@ -191,11 +192,11 @@ static PyObject *draws_configure(Draws *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "Draws.configure: unexpected tables");
         return NULL;
     }
-    PyObject *ordered[15] = {t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11],
-                             t[12], t[13], t[14]};
     draws_clear_tables(self);
+    self->mix_ported = mix_ported;
+    self->mix_roaming = mix_roaming;
     int i = 0;
-#define SET(name) self->name = Py_NewRef(ordered[i++]);
+#define SET(name) self->name = Py_NewRef(t[i++]);
     TABLES(SET)
 #undef SET
     Py_RETURN_NONE;
@@ -314,7 +315,6 @@ static PyObject *draws_resolve_fields(Draws *self, PyObject *dest) {
     PyObject *node = PyObject_GetAttr(country, S_index);  /* new */
     if (node == NULL)
         return NULL;
-    PyObject *leaf = NULL;  /* new reference once found */
     while (node != NULL && Py_TYPE(node) == (PyTypeObject *)self->node_type) {
         long depth = long_attr(node, S_depth);
         PyObject *map = PyObject_GetAttr(node, S_map);
@@ -338,7 +338,7 @@ static PyObject *draws_resolve_fields(Draws *self, PyObject *dest) {
         Py_DECREF(node);
         Py_RETURN_NONE;
     }
-    leaf = node;
+    PyObject *leaf = node;
     if (!PyTuple_Check(leaf) || PyTuple_GET_SIZE(leaf) <= n) {
         Py_DECREF(leaf);
         Py_RETURN_NONE;

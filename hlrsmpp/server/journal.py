@@ -46,7 +46,6 @@ class Journal:
         if self._committer is not None:
             # Batches handed to the C committer, oldest first: (job id, callbacks, refused).
             self._inflight: deque[tuple[int, list, bool]] = deque()
-            self._last_job = 0
             loop.add_reader(self._committer.fileno(), self._completed)
             return
         # One writer thread fed by a SimpleQueue (C, no lock dance) and answering with
@@ -134,12 +133,12 @@ class Journal:
             self.failures += 1
             self.commits += 1
             log.error("commit_failed", error=repr(exc))
-            job, refused = self._last_job, True
             if not self._inflight:
                 self._run(after, False)
                 self._settle()
                 return
-        self._last_job = job
+            # Answered, in order, with the batch handed over before it.
+            job, refused = self._inflight[-1][0], True
         self._inflight.append((job, after, refused))
         self._busy = True
         self._idle.clear()
