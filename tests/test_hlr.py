@@ -17,6 +17,7 @@ import pytest
 
 from hypothesis import given, settings, strategies as st
 
+from hlrsmpp import config
 from hlrsmpp.hlr import ERR_NAMES, MAP_ERRORS, PERMANENT, Destination, HlrResult, Resolver
 from hlrsmpp.hlr import resolver as resolver_module
 from hlrsmpp.hlr.networks import DEFAULT_DIR, load_regions
@@ -510,3 +511,18 @@ def test_shipped_demo_files_load():
     assert r.lookup("447700900105").latency == 2.0
     bg = r.lookup("359888000001")
     assert (bg.nnc, bg.ported, bg.p_nnc) == ("28401", True, "28403")
+
+
+def test_demo_config_answers_as_slowly_as_real_hlrs():
+    """Real HLRs answer in 0.2 to 3 s and gateways rely on it (some store their id mapping
+    only after the submit_sm_resp): the shipped demo does the same, never at once."""
+    demo = config.load(ROOT / "conf" / "hlrsmpp.yaml", environ={})
+    resolver = Resolver.from_config(demo["hlr"], ROOT / "conf")
+    latencies = collections.Counter()
+    for msisdn in mobiles(400) + mobiles(400, "9198"):
+        dest = resolver.parse(msisdn)
+        if dest is not None:
+            res = resolver.resolve(dest)
+            assert 0.2 <= res.latency <= 3.0, (msisdn, res.err, res.latency)
+            latencies[round(res.latency)] += 1
+    assert latencies[1] > sum(latencies.values()) / 3, latencies   # most around 1 s
