@@ -25,7 +25,7 @@ DEFAULTS: dict = {
         "enquire_link_interval": 30.0,  # we probe an idle ESME this often
         "inactivity_timeout": 120.0,   # nothing received for this long: close
         "response_timeout": 10.0,      # deliver_sm not answered in time: retry
-        "window": 64,                  # outstanding deliver_sm per receiving session
+        "window": 64,                  # outstanding deliver_sm per receiving session, times 1 + the account's transmitters bound to the process (4 Tx + 1 Rx: 5 x 64)
         "outbind_interval": 30.0,      # at most one outbind attempt per account this often
         "submit_window": 0,            # accepted submit_sm not yet answered per session (0: no limit)
         "submit_window_status": "RTHROTTLED",  # or RMSGQFUL: what an ESME past its window gets

@@ -94,19 +94,17 @@ def test_spawn_measures_the_server_process():
     r = bench.bench(BenchConfig(spawn=True, sessions=2, window=16, count=20000))
     _complete(r, 20000)
     assert r["spawned"] and r["server"]["cpu_s"] > 0 and r["server"]["rss_mib"] > 0
-    assert r["server_receipt_window"] == 64
 
 
-def test_a_spawned_receiver_gets_the_window_of_its_transmitters():
-    """tx+rx: one Rx takes the receipts of every Tx, so it may have as many in flight."""
-    for mode, want in (("tx+rx", 3 * 40), ("trx", 64)):
+def test_a_spawned_server_keeps_the_default_receipt_window():
+    """tx+rx measures one receiver as users get it: the bench does not widen its window."""
+    for mode in ("tx+rx", "trx"):
         spawned = bench.SpawnedServer(BenchConfig(spawn=True, mode=mode, sessions=3, window=40))
         conf = json.loads(spawned.write_config().read_text())
         shutil.rmtree(spawned.dir)
-        assert conf["smpp"]["window"] == spawned.receipt_window() == want
+        assert "window" not in conf["smpp"]
     r = bench.bench(BenchConfig(spawn=True, mode="tx+rx", sessions=3, window=40, count=600))
     _complete(r, 600)
-    assert r["server_receipt_window"] == 120
 
 
 def test_default_numbers_are_valid_mobiles():

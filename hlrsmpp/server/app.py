@@ -134,6 +134,7 @@ class Server:
             box = self.outboxes[account.system_id] = Outbox(
                 account.system_id, self._on_ack, self._call_later, self.cfg["smpp"]["window"],
                 rc["data_coding"], rc["retry_min"], rc["retry_max"])
+        box.transmitters = self.registry.transmitters.setdefault(account.system_id, set())
         box.data_coding = account.data_coding if account.data_coding is not None else rc["data_coding"]
         box.profile = account.receipt if account.receipt["profile"] != "seed" else None
 

@@ -2,7 +2,8 @@
 
 An ``Outbox`` holds an account's receipts from the moment their lookup is
 durable until the ESME answers deliver_sm_resp ESME_ROK: ready ones in id
-order, the ones in flight on the receiving session (bounded by its window), and
+order, the ones in flight on the receiving session (bounded by its window, which grows
+with the transmitters feeding it), and
 the ones waiting for their HLR latency or a retry. It never drops one except
 past the TTL, and that is counted.
 """
@@ -178,7 +179,7 @@ class Lookup:
 class Outbox:
     """The receipts of one account, and the session they go to."""
 
-    __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "data_coding",
+    __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "transmitters", "data_coding",
                  "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile",
                  "acked", "retries", "timeouts")
 
@@ -190,6 +191,9 @@ class Outbox:
         self.size = 0          # every receipt not yet acknowledged (for ESME_RMSGQFUL)
         self.receiver = None   # the SmppProtocol bound Rx/TRx for this account
         self.window = window
+        # The account's bound transmitters (the registry's live set): each feeds the one
+        # receiver as much as a transceiver feeds itself, so each adds a window.
+        self.transmitters: set = set()
         self.data_coding = data_coding
         self.on_ack = on_ack
         self.retry_min = retry_min
@@ -219,7 +223,7 @@ class Outbox:
         receiver = self.receiver
         if receiver is None or not self.ready or receiver.paused:
             return
-        room = self.window - len(self.inflight)
+        room = self.window * (1 + len(self.transmitters)) - len(self.inflight)
         if room <= 0:
             return
         ready, inflight, session = self.ready, self.inflight, receiver.session
