@@ -44,7 +44,7 @@ DEFAULTS: dict = {
         "webhook_private": False,      # allow callbacks to loopback, private and link-local addresses
         "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
     },
-    # Seed 001 prepaid services (/users/hlr_prepaid.php): see docs/http.md.
+    # SMSPAY-style prepaid services (/users/hlr_prepaid.php): see docs/http.md.
     "prepaid": {"timeout": 5.0, "services": []},
     "storage": {"path": "./data", "synchronous": "NORMAL"},
     "receipts": {

@@ -1,4 +1,4 @@
-"""Message ids: decimal, unique across restarts and processes (SPEC §2).
+"""Message ids: decimal, unique across restarts and processes, at most 64 characters.
 
 A Snowflake-style 63-bit integer: milliseconds since 2020-01-01 (41 bits), the
 node number (10 bits: one per process of a deployment), a sequence (12 bits).

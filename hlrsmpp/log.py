@@ -37,7 +37,7 @@ MASK = "***"
 
 
 # Credentials inside values: user:password@ in URLs (a Redis URL, a webhook), and
-# secret-named query parameters (seed 002 puts the password in the query string).
+# secret-named query parameters (the AMS HLR API puts the password in the query string).
 _URL_USERINFO = re.compile(r"(//)[^/@\s]*:[^/@\s]*@")
 _SECRET_PARAM = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|apikey|access_token)=)"
                            r"[^&#\s'\"]*")

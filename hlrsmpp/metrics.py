@@ -7,7 +7,7 @@ time. Names are resolved then too: PDUs are counted by raw command id and
 command_status, err codes as integers.
 
 Labels are bounded: command names (unknown ids fold into ``unknown``), status
-names (unknown values fold into ``other``), err codes of the seed 002 table,
+names (unknown values fold into ``other``), err codes of the receipt table,
 bind modes and results, refusal reasons, HTTP route templates, and account ids
 (bounded by configuration). ``STATS`` is per process, like every Prometheus
 client library's default registry.

@@ -1,4 +1,4 @@
-"""Test-side ESMEs built on the real client libraries, and the SPEC §2 receipt form."""
+"""Test-side ESMEs built on the real client libraries, and the receipt form."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ import smpplib.client
 import smpplib.consts
 import smpplib.smpp
 
-#: SPEC §2, byte for byte in form (written here independently of the server's code).
+#: The receipt text, byte for byte in form (written here independently of the server's code).
 RECEIPT_RE = re.compile(
     r"^id:(?P<id>\d{1,64}) sub:001 dlvrd:001 submit date:(?P<submit>\d{10}) "
     r"done date:(?P<done>\d{10}) stat:(?P<stat>DELIVRD|UNDELIV) err:(?P<err>\d{3}) "

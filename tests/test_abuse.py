@@ -1,4 +1,4 @@
-"""A misbehaving client never hurts another client (issue 5): limits, timers,
+"""A misbehaving client never hurts another client: limits, timers,
 isolation of a stuck receiver, and a soak mixing hostile and normal clients."""
 from __future__ import annotations
 

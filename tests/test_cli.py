@@ -185,7 +185,7 @@ def test_id_spellings():
 # ------------------------------------------------------------------ another provider
 
 class OtherHlr:
-    """A different SMPP HLR provider, in the ways the seeds allow: hex message ids in
+    """A different SMPP HLR provider, in the ways real providers differ: hex message ids in
     submit_sm_resp and the same id in decimal in a receipt sent BEFORE the response,
     extra keys, data_coding 0, and some numbers (ending in 9) that never get a receipt."""
 

@@ -59,7 +59,7 @@ def test_quick_start_commands_are_make_targets():
     for target in ("run", "test", "bench"):
         assert f"make {target}" in readme, target
         assert re.search(rf"^{target}:", makefile, re.M), f"no `{target}` target in the Makefile"
-    # make run serves the demo config on the SPEC's ports.
+    # make run serves the demo config on the documented ports (2775, 8080).
     assert "conf/hlrsmpp.yaml" in re.search(r"^run:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
     demo = config.load(ROOT / "conf" / "hlrsmpp.yaml", environ={})
     assert (demo["smpp"]["port"], demo["http"]["port"]) == (2775, 8080)

@@ -1,4 +1,4 @@
-"""Account policy over SMPP, end to end: every status of SPEC §2/§4 with smpplib."""
+"""Account policy over SMPP, end to end: every bind and submit status of docs/smpp.md with smpplib."""
 from __future__ import annotations
 
 import datetime as dt

@@ -29,7 +29,7 @@ RECEIPTED_MESSAGE_ID, MESSAGE_STATE, NETWORK_ERROR_CODE = 0x001E, 0x0427, 0x0423
 
 
 def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str):
-    """Everything SPEC §2 says about a receipt, as aiosmpplib decoded it."""
+    """Everything docs/smpp.md says about a receipt, as aiosmpplib decoded it."""
     text = dlr.short_message  # already decoded by the library, per data_coding
     m = RECEIPT_RE.match(text)
     assert m, text
@@ -45,8 +45,8 @@ def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str):
     assert opt(dlr, MESSAGE_STATE) == (2 if m["stat"] == "DELIVRD" else 5)
     if m["stat"] == "UNDELIV":
         # network_error_code: type 3 (GSM) + the err, 2 bytes (aiosmpplib keeps it as text)
-        # (SPEC §2 says "the err"; the server sends the MAP error it folds into, see
-        # docs/numbers.md §5, so only the form is checked.)
+        # (the server sends the MAP error the err folds into, see docs/numbers.md, so only
+        # the form is checked.)
         raw = opt(dlr, NETWORK_ERROR_CODE)
         assert raw is not None
         assert len(raw) == 3 and raw[0] == "\x03" and int.from_bytes(raw[1:].encode("latin-1"), "big") > 0

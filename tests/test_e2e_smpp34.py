@@ -30,7 +30,7 @@ NUMBER = "447912345678"  # a UK mobile number: cc 44
 
 
 def check_receipt(ev: smpp34.DeliverSmEvent, message_id: str, number: str):
-    """Everything SPEC §2 says about a receipt, as smpp34 delivered it."""
+    """Everything docs/smpp.md says about a receipt, as smpp34 delivered it."""
     # The server's default data_coding: 3 (Latin-1), where 0x5F is '_' (GSM 03.38 reads '§').
     assert ev.data_coding == 3
     text = ev.short_message.decode("latin-1")
@@ -49,9 +49,8 @@ def check_receipt(ev: smpp34.DeliverSmEvent, message_id: str, number: str):
     assert state is not None and state.as_int() == (2 if m["stat"] == "DELIVRD" else 5)
     nec = tlv(ev, smpp34.TLV_NETWORK_ERROR_CODE)
     if m["stat"] == "UNDELIV":
-        # type 3 (GSM) and a 2-byte code. SPEC §2 says "the err"; the server sends the MAP
-        # error the err folds into (docs/numbers.md §5: 011 -> 6 absentSubscriberSM), so only
-        # the form is checked here (reported to the lead as a SPEC/server discrepancy).
+        # type 3 (GSM) and a 2-byte code: the MAP error the err folds into
+        # (docs/numbers.md: 011 -> 6 absentSubscriberSM), so only the form is checked here.
         assert nec is not None and len(nec.value) == 3 and nec.value[:1] == b"\x03"
         assert int.from_bytes(nec.value[1:], "big") > 0
     else:
@@ -282,7 +281,7 @@ async def test_unanswered_receipt_is_retried_with_the_same_id(make_server):
             answered = lambda: {seq_to_id[p.sequence] for p in tap.find(">", DELIVER_SM | RESP) if p.status == 0}
             await wait_until(lambda: answered() >= set(ids), timeout=20, what="every receipt answered once")
             assert unanswered == set(ids)
-            # Each lookup came at least twice (same id, same text), each in the SPEC §2 form.
+            # Each lookup came at least twice (same id, same text), each in the receipt form.
             texts: dict[str, set[bytes]] = {}
             for ev in esme.receipts:
                 mid = tlv(ev, smpp34.TLV_RECEIPTED_MESSAGE_ID).as_string()

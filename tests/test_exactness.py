@@ -1,4 +1,4 @@
-"""Credit and history stay exact (issue 4): 100,000 lookups from 4 concurrent
+"""Credit and history stay exact: 100,000 lookups from 4 concurrent
 sessions, and the same with a kill -9 of the server in the middle of the run.
 
 A real ``hlrsmpp serve`` process on SQLite; the load comes from ``hlrsmpp bench``'s

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # msisdn, cc, region, nnc, operator as named by mcc-mnc-p1 (brand or operator)
 REAL = [
-    ("919589123456", "91", "IN", "40493", "AirTel"),      # seed 002's example
+    ("919589123456", "91", "IN", "40493", "AirTel"),      # the AMS HLR API's example
     ("919810123456", "91", "IN", "40410", "AirTel"),
     ("919820123456", "91", "IN", "40422", "Vi India"),
     ("917012345678", "91", "IN", "405840", "Jio"),

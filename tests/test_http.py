@@ -1,4 +1,4 @@
-"""HTTP interface, seeds 002 and 001, /metrics and /healthz: a real aiohttp client against
+"""HTTP interface, the AMS HLR and SMSPAY prepaid APIs, /metrics and /healthz: a real aiohttp client against
 a real server (make_server). Nothing here depends on what a number resolves to."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ERR_NAMES = {11: "ABSENT_SUBSCRIBER", 12: "UNKNOWN_SUBSCRIBER", 13: "UNIDENTIFIE
              18: "INVALID_MSISDN", 19: "CALL_BARRED", 20: "ILLEGAL_SUBSCRIBER",
              21: "TELESERVICE_NOT_PROVISIONED", 22: "FACILITY_NOT_SUPPORTED",
              23: "SUBSCRIBER_BUSY_FOR_MT_SMS", 24: "UNEXPECTED_DATA_VALUE"}
-# Seed 002's table, verbatim (written here independently of the server's code).
+# The AMS HLR API's error table, verbatim (written here independently of the server's code).
 E001 = "ERROR - 001 --> Either Systemid or password is incorrect"
 E002 = "ERROR - 002 --> Required parameters are missing or Invalid parameters or invalid values of parameters"
 E003 = "ERROR - 003 --> The Account has been Expired"
@@ -125,9 +125,9 @@ def check_row(row: dict, batch_id: int, number: str) -> None:
     assert (row["isRoaming"] == "Yes") == bool(row["r_cc"] or row["r_nnc"])
 
 
-# ------------------------------------------------------------------ seed 002: lookup
+# ------------------------------------------------------------------ AMS HLR API: lookup
 
-async def test_seed002_single_lookup_and_report(make_server, http):
+async def test_websmpp_single_lookup_and_report(make_server, http):
     st = make_server([{"system_id": "acme", "password": "s3cret", "credit": 10}])
     h = await http(st)
     t0 = time.time()
@@ -141,13 +141,13 @@ async def test_seed002_single_lookup_and_report(make_server, http):
     assert rec is not None and rec["channel"] == "http" and rec["batch_id"] == batch_id
     assert rec["pending"] == 0  # no deliver_sm receipt for HTTP lookups
     assert abs(rec["submitted"] - t0) < 5
-    # Seed 002's sample: compact JSON, "id" a number, the rest strings.
+    # As the AMS HLR API's sample: compact JSON, "id" a number, the rest strings.
     _, text, headers = await h.get("/websmpp/hlr/report", {"batchid": str(batch_id)})
     assert headers["Content-Type"].startswith("application/json")
     assert text.startswith('{"id":%d,"batchid":"%d"' % (row["id"], batch_id))
 
 
-async def test_seed002_batch_of_100(make_server, http):
+async def test_websmpp_batch_of_100(make_server, http):
     st = make_server([{"system_id": "acme", "password": "s3cret", "credit": 100}])
     h = await http(st)
     numbers = [uk(i) for i in range(100)]
@@ -161,7 +161,7 @@ async def test_seed002_batch_of_100(make_server, http):
     consistent(st, "acme", 100, 100)
 
 
-async def test_seed002_post_form_and_case_insensitive_names(make_server, http):
+async def test_websmpp_post_form_and_case_insensitive_names(make_server, http):
     st = make_server()
     h = await http(st)
     _, text, _ = await h.post("/websmpp/hlr/lookup",
@@ -169,7 +169,8 @@ async def test_seed002_post_form_and_case_insensitive_names(make_server, http):
     bid = batch_id_of(text)
     _, rows = await h.report(bid)
     assert [r["destination"] for r in rows] == [uk(1), uk(2)]
-    # Query and form together; the seed writes "Password" and "Destination" too.
+    # Query and form together; the AMS HLR API's documentation writes "Password" and
+    # "Destination" too.
     _, text, _ = await h.post("/websmpp/hlr/lookup?username=demo", data={"Password": "demo",
                                                                          "Destination": uk(3)})
     batch_id_of(text)
@@ -183,7 +184,7 @@ async def test_seed002_post_form_and_case_insensitive_names(make_server, http):
     "", "username=demo&password=demo", "username=demo&destination=447400000001",
     "password=demo&destination=447400000001", "destination=447400000001",
 ])
-async def test_seed002_http01(make_server, http, query):
+async def test_websmpp_http01(make_server, http, query):
     st = make_server()
     h = await http(st)
     status, text, headers = await h.get("/websmpp/hlr/lookup?" + query)
@@ -191,7 +192,7 @@ async def test_seed002_http01(make_server, http, query):
     assert headers["Content-Type"].startswith("text/plain")
 
 
-async def test_seed002_http01_on_unreadable_body(make_server, http):
+async def test_websmpp_http01_on_unreadable_body(make_server, http):
     st = make_server()
     h = await http(st)
     status, text, _ = await h.post("/websmpp/hlr/lookup", data=b"\xff\xfe garbage",
@@ -199,7 +200,7 @@ async def test_seed002_http01_on_unreadable_body(make_server, http):
     assert (status, text) == (200, HTTP01)
 
 
-async def test_seed002_errors(make_server, http):
+async def test_websmpp_errors(make_server, http):
     yesterday = (date.today() - timedelta(days=2)).isoformat()
     st = make_server([
         {"system_id": "ok", "password": "pw", "credit": 10},
@@ -228,7 +229,7 @@ async def test_seed002_errors(make_server, http):
     assert await h.lookup(["abc", "+", "4474000000011234567"], "ok", "pw") == E005
     assert await h.lookup(uk(1), "india", "pw") == E006
     batch_id_of(await h.lookup(india(1), "india", "pw"))
-    # Limits: seed 002 has no throttling code; 007 is its "retry later".
+    # Limits: the AMS HLR API has no throttling code; 007 is its "retry later".
     batch_id_of(await h.lookup(uk(1), "daily", "pw"))
     assert await h.lookup(uk(2), "daily", "pw") == E007
     batch_id_of(await h.lookup(uk(1), "slow", "pw"))
@@ -240,7 +241,7 @@ async def test_seed002_errors(make_server, http):
     assert totals["india"][0] == 1
 
 
-async def test_seed002_batch_skips_invalid_and_uncovered(make_server, http):
+async def test_websmpp_batch_skips_invalid_and_uncovered(make_server, http):
     st = make_server([{"system_id": "india", "password": "pw", "coverage": [91], "credit": 1}])
     h = await http(st)
     bid = batch_id_of(await h.lookup(["12", india(1), uk(1), india(2)], "india", "pw"))
@@ -256,7 +257,7 @@ async def test_seed002_batch_skips_invalid_and_uncovered(make_server, http):
     assert await h.lookup(["12", uk(1)], "india", "pw") == E005
 
 
-async def test_seed002_ip_ban(make_server, http):
+async def test_websmpp_ip_ban(make_server, http):
     st = make_server(bans={"after": 3, "window": 60, "time": 300})
     h = await http(st)
     for _ in range(3):
@@ -265,7 +266,7 @@ async def test_seed002_ip_ban(make_server, http):
     assert await h.lookup(uk(1), "demo", "demo") == E001
 
 
-async def test_seed002_report_errors(make_server, http):
+async def test_websmpp_report_errors(make_server, http):
     st = make_server()
     h = await http(st)
     for q in ("", "?batchid=", "?batchid=abc", "?batchid=-1", "?batchid=99999999999999999999999"):
@@ -277,7 +278,7 @@ async def test_seed002_report_errors(make_server, http):
     assert body["error"]["code"] == "002" and "no batch 123456789" in body["error"]["message"]
 
 
-async def test_seed002_report_enroute_while_pending(make_server, http):
+async def test_websmpp_report_enroute_while_pending(make_server, http):
     st = make_server(hlr={"latency_ms": 1200})
     h = await http(st)
     t0 = time.monotonic()
@@ -294,7 +295,7 @@ async def test_seed002_report_enroute_while_pending(make_server, http):
         check_row(r, bid, n)
 
 
-async def test_seed002_same_engine_as_smpp(make_server, http):
+async def test_websmpp_same_engine_as_smpp(make_server, http):
     """A lookup counts the same on both channels: SMPP uses up the day's one lookup."""
     from esme import SmpplibEsme
 
@@ -316,7 +317,7 @@ async def test_seed002_same_engine_as_smpp(make_server, http):
     consistent(st, "daily", 5, 1)
 
 
-# ------------------------------------------------------------------ seed 001: prepaid
+# ------------------------------------------------------------------ SMSPAY prepaid API
 
 def service(**kw) -> dict:
     d = {"service_id": 100, "user_id": 7, "account": "shop"}
@@ -364,7 +365,7 @@ async def test_prepaid_invalid_input_and_ban(make_server, http):
     assert (await h.prepaid(bg(1), service_id="999"))[1] == "INVALID_INPUT"
     assert (await h.prepaid(bg(1), service_id="abc"))[1] == "INVALID_INPUT"
     assert (await h.prepaid(bg(1)))[1] == "BAN_IP_TEMP"
-    # The ban is the server's: the same address cannot log in over seed 002 either.
+    # The ban is the server's: the same address cannot log in over the AMS HLR API either.
     assert await h.lookup(uk(1), "shop", "pw") == E001
 
 

@@ -83,7 +83,7 @@ async def test_sync_lookup(make_server, api):
     assert status == 200 and one == body["lookups"][0]
     status, batch, _ = await a.call("GET", f"/batches/{body['batch_id']}", basic("acme", "pw"))
     assert status == 200 and batch["lookups"] == body["lookups"]
-    # The seed 002 report sees the same batch.
+    # The AMS HLR API's report sees the same batch.
     async with a.session.get(f"http://127.0.0.1:{st.http_port}/websmpp/hlr/report",
                              params={"batchid": body["batch_id"]}) as r:
         rows = await r.json(content_type=None)

@@ -1,4 +1,4 @@
-"""Contact-list cleaning over HTTP (issue 9): upload, poll, download. Free and premium jobs
+"""Contact-list cleaning over HTTP: upload, poll, download. Free and premium jobs
 (charged per contact looked up), who may see a job, the upload cap, bad input, bounds.
 Real server, real aiohttp client."""
 from __future__ import annotations

@@ -227,7 +227,7 @@ def test_bad_settings_are_refused():
 
 
 def test_credentials_inside_values_are_masked(restore_logging):
-    """A Redis URL, a webhook URL or a seed 002 query string in any value or message."""
+    """A Redis URL, a webhook URL or an AMS HLR API query string in any value or message."""
     pipe = io.StringIO()
     log_mod.configure("json", "info", pipe)
     t = structlog.get_logger("t")

@@ -136,7 +136,7 @@ def test_every_family_moves_with_the_traffic(make_server):
     trx.client._socket.sendall(struct.pack(">IIII", 16, 0x00000099, 0, 4242))
     trx.pump(lambda: any(p.command == "generic_nack" for p in got))
 
-    # An HTTP lookup (seed 002).
+    # An HTTP lookup (AMS HLR API).
     status, body = http_get(st, f"/websmpp/hlr/lookup?username=demo&password=demo&destination={uk(OK_PREFIX, 30)}")
     assert status == 200 and body.startswith("BatchId: "), body
 

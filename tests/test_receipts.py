@@ -1,4 +1,4 @@
-"""The receipt a lookup becomes: the seed profile's cached fast path builds exactly what
+"""The receipt a lookup becomes: the default profile's cached fast path builds exactly what
 the general builder does, for any lookup."""
 from __future__ import annotations
 

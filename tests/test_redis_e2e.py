@@ -1,4 +1,4 @@
-"""Several real ``hlrsmpp serve`` processes sharing one real redis-server (issue 8):
+"""Several real ``hlrsmpp serve`` processes sharing one real redis-server:
 the session rule across processes, receipts that follow the receiver, kill -9 of the
 receiver's process, credit that is never overdrawn, 100,000 lookups over two processes
 with exact credit and history, accounts and history seen from every process.

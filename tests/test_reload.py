@@ -1,4 +1,4 @@
-"""SIGHUP reloads the HLR rules and data files without dropping sessions (issue 3)."""
+"""SIGHUP reloads the HLR rules and data files without dropping sessions."""
 from __future__ import annotations
 
 import signal

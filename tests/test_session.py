@@ -249,7 +249,7 @@ def test_deliver_sm_resp_event_equals_the_decoded_pdu(status, message_id):
 
 @pytest.mark.parametrize("state", SESSION_MAKERS)
 def test_violations_count_framing_errors_in_any_state_and_errors_only_before_binding(state):
-    """What the application tarpits (issue 5): a bound ESME's error (an unknown command,
+    """What the application tarpits: a bound ESME's error (an unknown command,
     a cancel_sm it may not send) is ordinary; before binding, or a broken frame, it is not."""
     session = SESSION_MAKERS[state]()
     session.receive_data(frame(0x77, sequence=1) + encode(submit(2)) + encode(Pdu(Command.ENQUIRE_LINK, 3)))

@@ -24,20 +24,20 @@ from .refusal import Refusal
 log = logging.getLogger(__name__)
 
 MICRO = 1_000_000
-DEFAULT_PRICE = 100_000  # 0.1 credit per lookup (seed 000)
+DEFAULT_PRICE = 100_000  # 0.1 credit per lookup, the usual price of an HLR lookup
 INF = math.inf
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # SMPP 3.4 §4.1 C-Octet String sizes minus the NUL: longer values could never bind.
 MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
 
-# Keys an account may carry in the YAML (SPEC §6). Anything else is a typo and is refused.
+# Keys an account may carry in the YAML. Anything else is a typo and is refused.
 ACCOUNT_KEYS = frozenset({
     "system_id", "password", "system_type", "credit", "packages", "price", "expires",
     "coverage", "limits", "allowed_ips", "max_tx", "low_credit", "data_coding", "enabled",
     "receipt", "outbind", "trace"})
-#: Receipt profiles (issue 11): the seed text; the seed text plus imsi/msc/mccmnc keys;
-#: the seed text plus vendor TLVs carrying MCC and MNC.
+#: Receipt profiles: the standard text; the standard text plus imsi/msc/mccmnc keys;
+#: the standard text plus vendor TLVs carrying MCC and MNC.
 RECEIPT_PROFILES = frozenset({"seed", "extended", "tlv"})
 LIMIT_KEYS = frozenset({"per_day", "per_week", "per_month", "min_delay_ms", "tps", "burst"})
 PACKAGE_KEYS = frozenset({"credit", "bought", "label", "size"})
@@ -109,7 +109,7 @@ class Limits:
 
 @dataclass(slots=True)
 class Package:
-    """A prepaid credit package (seed 001): consumed oldest `bought` first."""
+    """A prepaid credit package: consumed oldest `bought` first."""
     credit: int  # micro-credits remaining
     bought: date | None = None  # None: opening balance, older than any dated package
     label: str = ""
@@ -183,7 +183,7 @@ class Account:
 
     @classmethod
     def from_config(cls, d: dict) -> Account:
-        """Build from a YAML account mapping (SPEC §6); ValueError names account and key."""
+        """Build from a YAML account mapping; ValueError names account and key."""
         if not isinstance(d, dict):
             raise ValueError(f"account: expected a mapping, got {d!r}")
         sid = d.get("system_id")
@@ -501,7 +501,7 @@ class AccountBook:
         return None
 
     def _charge(self, acc: Account, amount: int) -> None:
-        # Oldest package first (seed 001); one charge may empty a package and go on.
+        # Oldest package first, as a prepaid customer expects; one charge may empty a package and go on.
         acc._credit -= amount
         pk, i = acc.packages, acc._head
         while amount:
@@ -677,7 +677,7 @@ class AccountBook:
                      now: float) -> tuple[Refusal | None, Account | None]:
         """Check a bind (or an HTTP login); the account only when it may proceed.
 
-        system_type is compared exactly (SPEC §2: "must equal"). Unknown ids and wrong
+        system_type is compared exactly: `HLR` is not `hlr`. Unknown ids and wrong
         passwords count towards the IP ban; the other refusals are not guessing."""
         if refusal := self.check_ip(ip, now):
             return refusal, None
@@ -844,7 +844,7 @@ def _packages(d: dict, at: str) -> list[Package] | None:
     if "credit" in d:
         return [Package(_amount(d["credit"], f"{at}: credit"))]
     if "packages" not in d:
-        return None  # neither: unlimited credit (SPEC §6)
+        return None  # neither: unlimited credit
     ps = d["packages"]
     if not isinstance(ps, list):
         raise ValueError(f"{at}: packages: expected a list, got {ps!r}")

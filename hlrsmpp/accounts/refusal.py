@@ -1,7 +1,7 @@
 """Why a bind or a lookup is refused, and the one place that maps it to each API's answer.
 
-The policy (policy.py) only ever returns a Refusal; the SMPP, HTTP (seed 002) and prepaid
-(seed 001) front ends read their wire answer from here, so the three stay consistent.
+The policy (policy.py) only ever returns a Refusal; the SMPP, HTTP (AMS HLR API) and
+prepaid (SMSPAY) front ends read their wire answer from here, so the three stay consistent.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hlrsmpp.smpp.status import Status
 
 
 class HttpError(NamedTuple):
-    """An error of the seed 002 HTTP API: `ERROR - <code> --> <text>`."""
+    """An error of the AMS HLR HTTP API: `ERROR - <code> --> <text>`."""
     code: str
     name: str
     text: str
@@ -22,7 +22,7 @@ class HttpError(NamedTuple):
         return f"ERROR - {self.code} --> {self.text}"
 
 
-# Seed 002's table, verbatim.
+# The AMS HLR API's error table, verbatim.
 INVALID_LOGIN = HttpError("001", "INVALID_LOGIN", "Either Systemid or password is incorrect")
 INVALID_REQUEST = HttpError("002", "INVALID_REQUEST", "Required parameters are missing or Invalid parameters or invalid values of parameters")
 ACCOUNT_EXPIRED = HttpError("003", "ACCOUNT_EXPIRED", "The Account has been Expired")
@@ -50,17 +50,17 @@ class Refusal(enum.Enum):
 
     @property
     def smpp_status(self) -> Status:
-        """command_status of bind_resp / submit_sm_resp (SPEC §2)."""
+        """command_status of bind_resp / submit_sm_resp."""
         return _SMPP[self]
 
     @property
     def prepaid_answer(self) -> str:
-        """The one-line answer of /users/hlr_prepaid.php (seed 001)."""
+        """The one-line answer of /users/hlr_prepaid.php (SMSPAY prepaid API)."""
         return _PREPAID[self]
 
     @property
     def http_error(self) -> HttpError:
-        """The error of /websmpp/hlr/lookup (seed 002)."""
+        """The error of /websmpp/hlr/lookup (AMS HLR API)."""
         return _HTTP[self]
 
 
@@ -84,10 +84,10 @@ _SMPP = {
     R.IP_BANNED: Status.RBINDFAIL,
 }
 _PREPAID = {
-    # Seed 001 has one word for a terminated service; an expired one is the same to the client.
+    # The SMSPAY prepaid API has one word for a terminated service; an expired one is the same to the client.
     R.EXPIRED: "SERVICE_DISABLED",
     R.DISABLED: "SERVICE_DISABLED",
-    # Seed 001 has no coverage answer. INVALID_MSISDN would tell a list-cleaning client the
+    # The SMSPAY prepaid API has no coverage answer. INVALID_MSISDN would tell a list-cleaning client the
     # number is bad, which it is not; the request just does not match the service.
     R.NO_COVERAGE: "INVALID_INPUT",
     # The rate limit is the same promise as the minimum delay: "too soon, try later".
@@ -108,7 +108,7 @@ _HTTP = {
     R.EXPIRED: ACCOUNT_EXPIRED,
     R.DISABLED: INVALID_LOGIN,
     R.NO_COVERAGE: NO_COVERAGE,
-    # Seed 002 has no throttling code. 007 is the one its clients already treat as
+    # The AMS HLR API has no throttling code. 007 is the one its clients already treat as
     # "transient, retry later", which is exactly what a rate or period limit means.
     R.LIMIT_TPS: SYSTEM_ERROR,
     R.LIMIT_DELAY: SYSTEM_ERROR,

@@ -1,7 +1,7 @@
 """The embedded store: SQLite (WAL) under ``storage.path``.
 
-``lookups`` is at once the lookup history (seed 000), the batch report (seed
-002) and the query_sm source; ``receipt_queue`` holds the ids of the lookups
+``lookups`` is at once the lookup history, the batch report
+(/websmpp/hlr/report) and the query_sm source; ``receipt_queue`` holds the ids of the lookups
 whose receipt the ESME has not acknowledged yet (the durable receipt queue). A
 lookup's row and queue entry are written, with the account's new credit, in the
 same transaction before its submit_sm_resp leaves (group commit); the entry is

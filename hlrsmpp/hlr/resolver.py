@@ -26,7 +26,7 @@ from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability
 __all__ = ["Destination", "HlrResult", "Resolver", "ERR_NAMES", "MAP_ERRORS", "PERMANENT",
            "OUTCOMES"]
 
-# Seed err -> MAP error of SendRoutingInfoForSM (3GPP TS 29.002), whose only user errors
+# Receipt err -> MAP error of SendRoutingInfoForSM (3GPP TS 29.002), whose only user errors
 # are those below; errs a lookup provider reports from elsewhere fold into the nearest.
 MAP_ERRORS = {
     11: 6,    # ABSENT_SUBSCRIBER          absentSubscriberSM

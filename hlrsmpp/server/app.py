@@ -327,7 +327,7 @@ class Server:
             return False
         if self.per_ip[proto.peer_ip] >= sc["max_connections_per_ip"]:
             return False
-        # A banned IP may connect, to be told ESME_RBINDFAIL (SPEC §2) before its
+        # A banned IP may connect, to be told ESME_RBINDFAIL (the bind status of a ban) before its
         # credentials are even read; the session_init timer bounds what it holds.
         self.protocols.add(proto)
         self.per_ip[proto.peer_ip] += 1

@@ -11,7 +11,7 @@ from .. import metrics
 from .receipts import Lookup, Outbox
 from ..accounts.store import PENDING_NONE, PENDING_RECEIPT
 
-#: Failures on our side of the HLR query: the lookup is refunded (issue 4).
+#: Failures on our side of the HLR query: the lookup is refunded: the customer does not pay for our failure.
 REFUNDED_ERRS = frozenset({14, 15, 16, 17})
 
 

@@ -1,4 +1,4 @@
-"""The ESME test bench: protocol faults on demand, reproducibly (issue 11).
+"""The ESME test bench: protocol faults on demand, reproducibly.
 
 A fault rule says WHO (an account, a destination prefix, or everyone), HOW
 OFTEN (every time, or a seeded percentage: the same traffic gives the same

@@ -3,7 +3,7 @@ transaction on a writer thread, then the replies that depend on it go out.
 
 While one commit runs, the next batch fills; so throughput grows with load and
 a submit_sm_resp is never written before its lookup, charge and receipt are on
-disk (SPEC §2, issue 5).
+disk: an acknowledged lookup survives a crash.
 
 Two writers. With the C committer (SQLite, ``_sqlite_batch.c``) each turn's batch
 is handed over at once, values copied, and the committer's own thread, which needs

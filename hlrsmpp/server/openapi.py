@@ -82,7 +82,7 @@ SCHEMAS = {
                 "message": {"type": "string"},
                 "smpp_status": {"type": ["string", "null"], "description":
                                 "What SMPP answers for the same refusal, e.g. `ESME_RINSBAL`."},
-                "name": {"type": "string", "description": "Seed 002 error name (report only)."},
+                "name": {"type": "string", "description": "AMS HLR API error name (report only)."},
                 "rejected": {"type": "array", "items": _ref("Rejected")},
             }}},
     },
@@ -103,7 +103,7 @@ SCHEMAS = {
             "submitted": {"type": "string", "format": "date-time"},
             "done": {"type": "string", "format": "date-time"},
             "status": {"type": "string", "enum": ["ENROUTE", "DELIVRD", "UNDELIV"]},
-            "err": {"type": ["integer", "null"], "description": "0 reachable, else 11..24 (SPEC §2)"},
+            "err": {"type": ["integer", "null"], "description": "0 reachable, else 11..24 (docs/smpp.md)"},
             "error": {"type": ["string", "null"], "description": "e.g. ABSENT_SUBSCRIBER; empty when err is 0"},
             "cc": {"type": "string"}, "nnc": {"type": ["string", "null"]},
             "network": {"type": ["string", "null"], "description": "Current network: p_nnc if ported, else nnc"},
@@ -165,7 +165,7 @@ SCHEMAS = {
     },
     "AccountSettings": {
         "type": "object", "additionalProperties": False,
-        "description": "As in the YAML configuration (SPEC §6).",
+        "description": "As in the YAML configuration (docs/configuration.md).",
         "properties": {
             "system_id": {"type": "string", "minLength": 1, "maxLength": 15},
             "password": {"type": "string", "maxLength": 8},
@@ -269,7 +269,7 @@ SCHEMAS = {
     },
     "SeedReportRow": {
         "type": "object",
-        "description": "Seed 002: `id` a number, every other value a string.",
+        "description": "As the AMS HLR API: `id` a number, every other value a string.",
         "properties": {
             "id": {"type": "integer"}, "batchid": {"type": "string"},
             "destination": {"type": "string"},
@@ -295,8 +295,8 @@ _SEED_LOOKUP_PARAMS = [
 ]
 _SEED_LOOKUP_RESPONSES = {"200": {
     "description": "`BatchId: <id>`, or `ERROR - HTTP01 --> Invalid HTTP URL Format`, or "
-                   "`ERROR - <code> --> <description>` (001..007, seed 002). Always 200: "
-                   "seed 002 clients read the body.",
+                   "`ERROR - <code> --> <description>` (001..007, AMS HLR API). Always 200: "
+                   "its clients read the body.",
     "content": _TEXT}}
 
 
@@ -306,10 +306,10 @@ def _paths() -> dict:
     either = [{"accountBasic": []}, {"adminToken": []}]
     return {
         "/websmpp/hlr/lookup": {
-            "get": {"tags": ["seed 002"], "summary": "Look numbers up (seed 002)",
+            "get": {"tags": ["AMS HLR API"], "summary": "Look numbers up (AMS HLR API)",
                     "operationId": "seedLookupGet", "parameters": _SEED_LOOKUP_PARAMS,
                     "responses": _SEED_LOOKUP_RESPONSES},
-            "post": {"tags": ["seed 002"], "summary": "Look numbers up (seed 002), form fields",
+            "post": {"tags": ["AMS HLR API"], "summary": "Look numbers up (AMS HLR API), form fields",
                      "operationId": "seedLookupPost",
                      "requestBody": {"required": False, "content": {
                          "application/x-www-form-urlencoded": {"schema": {
@@ -319,7 +319,7 @@ def _paths() -> dict:
                      "responses": _SEED_LOOKUP_RESPONSES},
         },
         "/websmpp/hlr/report": {
-            "get": {"tags": ["seed 002"], "summary": "Results of a batch (seed 002)",
+            "get": {"tags": ["AMS HLR API"], "summary": "Results of a batch (AMS HLR API)",
                     "operationId": "seedReport",
                     "parameters": [_q("batchid", "The id after `BatchId: `.", required=True)],
                     "responses": {
@@ -331,7 +331,7 @@ def _paths() -> dict:
                     }},
         },
         "/users/hlr_prepaid.php": {
-            "get": {"tags": ["seed 001"], "summary": "Prepaid synchronous lookup (seed 001)",
+            "get": {"tags": ["SMSPAY prepaid API"], "summary": "Prepaid synchronous lookup (SMSPAY prepaid API)",
                     "operationId": "prepaidLookup",
                     "parameters": [_q("user_id", "Your user id (a number).", required=True, example="1"),
                                    _q("service_id", "The service's id (a number).", required=True, example="1"),
@@ -590,8 +590,8 @@ def _paths() -> dict:
 _DOC = {
     "openapi": "3.1.0",
     "info": {"title": "hlrsmpp HTTP interface", "version": VERSION,
-             "description": "HLR lookups over HTTP beside SMPP: seed 002's /websmpp API, seed "
-                            "001's prepaid service, and a JSON API for operators. A lookup costs "
+             "description": "HLR lookups over HTTP beside SMPP: the AMS HLR API (/websmpp), the "
+                            "SMSPAY prepaid service, and a JSON API for operators. A lookup costs "
                             "and counts the same on every channel. See docs/http.md."},
     "paths": _paths(),
     "components": {

@@ -1,4 +1,4 @@
-"""Lookups and their receipts: the text of SPEC §2, and each account's outbox.
+"""Lookups and their receipts: the receipt text (docs/smpp.md), and each account's outbox.
 
 An ``Outbox`` holds an account's receipts from the moment their lookup is
 durable until the ESME answers deliver_sm_resp ESME_ROK: ready ones in id
@@ -24,7 +24,7 @@ _DELIVER_SM_OK = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU
 _DATE_CACHE: dict[int, str] = {}
 _SEED_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
 _SEED = {"profile": "seed"}
-# The seed receipt around its cached tail, in C when built (the Python below is the reference).
+# The default-profile receipt around its cached tail, in C when built (the Python below is the reference).
 _seed_receipt_parts = speedups.seed_receipt_parts if speedups is not None else None
 
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
@@ -98,7 +98,7 @@ class Lookup:
                 f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} {extra}text:dlr")
 
     def _seed_parts(self) -> tuple[bytes, bytes]:
-        """``receipt_parts`` of the seed profile, the one nearly every account gets: all
+        """``receipt_parts`` of the default profile, the one nearly every account gets: all
         after the dates (text) and after the id (TLVs) depends on the HLR result only,
         so it is built once per distinct result."""
         key = (self.err, self.cc, self.nnc, self.ported, self.p_nnc, self.roaming, self.r_cc,
@@ -161,7 +161,7 @@ class Lookup:
                 _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
                 b"\x02" if self.err == 0 else b"\x05"]
         if self.err:
-            # network_error_code: type 3 (GSM), then the MAP error (seed err when none).
+            # network_error_code: type 3 (GSM), then the MAP error (the receipt's err when none).
             code = self.map_error if self.map_error is not None else self.err
             tlvs.append(_TLV_STR.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
         if kind == "tlv" and self.serving_nnc:

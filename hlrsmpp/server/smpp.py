@@ -1,6 +1,6 @@
 """The asyncio adapter of the SMPP listener: one ``SmppProtocol`` per TCP
 connection around a sans-IO ``SmscSession``, and the ``SessionRegistry`` that
-holds the session rule (seed 002): per account one receiving session (Rx or
+holds the session rule: per account one receiving session (Rx or
 TRx) and up to ``max_tx`` transmitters.
 
 Work is batched per ``data_received``: every PDU that arrived is decided, the
@@ -482,7 +482,7 @@ class SmppProtocol:
         """Answer a misbehaving peer ``smpp.tarpit`` seconds late and read nothing from
         it meanwhile. Such clients reconnect as soon as they are answered or cut off:
         held, each costs one connection per interval instead of thousands a second,
-        and the server's core stays with the ESMEs that behave (issue 5)."""
+        and the server's core stays with the ESMEs that behave."""
         delay = self.server.cfg["smpp"]["tarpit"]
         if not delay or self.tarpitted or self.closed:
             return

@@ -1,4 +1,4 @@
-"""PDU trace (issue 11): every PDU of a session in both directions, decoded and
+"""PDU trace: every PDU of a session in both directions, decoded and
 in hex, to a file or to a ring kept in memory (read over the admin API).
 
 Off by default and free when off: a session without a tracer pays one ``is

@@ -447,7 +447,7 @@ static PyMethodDef methods[] = {
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
     {"count_pdus", (PyCFunction)(void (*)(void))count_pdus, METH_FASTCALL, "Count the PDUs of a stream, per run."},
     {"seed_receipt_parts", (PyCFunction)(void (*)(void))seed_receipt_parts, METH_FASTCALL,
-     "The seed profile's receipt text and TLVs around a cached tail."},
+     "The default profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -606,7 +606,7 @@ _DELIVER_MID = bytes((0x04, 0, 0)) + b"\0\0" + bytes((0, 0))
 
 def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: int,
                    tlvs: bytes) -> bytes:
-    """deliver_sm carrying an HLR receipt, per SPEC §2 (source HLR 0/0, dest 0/0)."""
+    """deliver_sm carrying an HLR receipt, (source_addr HLR 0/0, destination_addr the number 0/0)."""
     body = b"".join((
         _DELIVER_HEAD, b"\0\0", destination, b"\0", _DELIVER_MID,
         bytes((data_coding, 0, len(text))), text, tlvs,

@@ -18,13 +18,13 @@ class Status(IntEnum):
     RBINDFAIL = 0x0D
     RINVPASWD = 0x0E
     RINVSYSID = 0x0F
-    RINSBAL = 0x10  # vendor-specific (seed 002): insufficient balance
+    RINSBAL = 0x10  # vendor-specific, as the AMS HLR API uses it: insufficient balance
     RCANCELFAIL = 0x11
-    RCOVERR = 0x12  # vendor-specific (seed 002): no coverage
+    RCOVERR = 0x12  # vendor-specific, as the AMS HLR API uses it: no coverage
     RREPLACEFAIL = 0x13
     RMSGQFUL = 0x14
     RINVSERTYP = 0x15
-    RACCEXPIRY = 0x16  # vendor-specific (seed 002): account expired
+    RACCEXPIRY = 0x16  # vendor-specific, as the AMS HLR API uses it: account expired
     RINVNUMDESTS = 0x33
     RINVDLNAME = 0x34
     RINVDESTFLAG = 0x40

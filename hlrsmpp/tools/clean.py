@@ -1,4 +1,4 @@
-"""``hlrsmpp clean``: contact-list cleaning (seed 000), and ``CleanJob``, the job runner
+"""``hlrsmpp clean``: contact-list cleaning (as the OVH-style manager does it), and ``CleanJob``, the job runner
 the HTTP API reuses (upload, poll ``progress()``, download the output and the report).
 
 Input: a CSV with a ``numbers`` column (every other column kept; the delimiter is

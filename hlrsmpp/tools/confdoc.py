@@ -37,8 +37,8 @@ NUMBERS_DOC = ROOT / "docs" / "numbers.md"
 #: Sections: what each is for.
 SECTIONS = {
     "smpp": "The SMPP listener, its timers and limits (docs/smpp.md).",
-    "http": "The HTTP listener: seed APIs, the JSON API, `/metrics`, `/healthz` (docs/http.md).",
-    "prepaid": "Seed 001 prepaid services, `/users/hlr_prepaid.php` (docs/http.md).",
+    "http": "The HTTP listener: the AMS HLR and SMSPAY prepaid APIs, the JSON API, `/metrics`, `/healthz` (docs/http.md).",
+    "prepaid": "SMSPAY-style prepaid services, `/users/hlr_prepaid.php` (docs/http.md).",
     "storage": "Where state lives: SQLite in a directory by default, or Redis "
                "(docs/operations.md, docs/scaling.md).",
     "receipts": "The deliver_sm receipts: queueing, retries, expiry, encoding (docs/smpp.md).",
@@ -62,7 +62,7 @@ KEYS = {
     "http.port": "HTTP port (0: any free port)",
     "http.enabled": "serve HTTP at all (false: SMPP only, no /metrics)",
     "prepaid.timeout": "seconds a prepaid request waits for its HLR answer",
-    "prepaid.services": "seed 001 services: `{service_id, user_id, account, format}` each (docs/http.md)",
+    "prepaid.services": "SMSPAY-style services: `{service_id, user_id, account, format}` each (docs/http.md)",
     "storage.path": "directory of the SQLite store (`hlrsmpp.sqlite3`); relative to the working "
                     "directory",
     "storage.synchronous": "SQLite `PRAGMA synchronous` (NORMAL: durable across a process crash; "
@@ -102,7 +102,7 @@ ACCOUNT_DOCS = {
     "low_credit": (None, "log a `low_credit` warning when credit falls below this (0: never)"),
     "data_coding": ("receipts.data_coding", "data_coding of this account's receipts"),
     "enabled": (None, "false: binds refused, live sessions unbound"),
-    "receipt": ("seed", "receipt profile: `seed` (SPEC text), `extended` (adds imsi, msc, "
+    "receipt": ("seed", "receipt profile: `seed` (the standard text, docs/smpp.md), `extended` (adds imsi, msc, "
                         "mccmnc) or `tlv` (adds vendor TLVs `mcc_tag`/`mnc_tag`, default "
                         "0x1401/0x1402); a name or `{profile, mcc_tag, mnc_tag}`"),
     "outbind": ("(none)", "`{host, port, system_id?, password?}`: connect out to the ESME "
@@ -340,7 +340,7 @@ def generate() -> str:
             undocumented.append(f"accounts[].limits.{key}")
             text = "**undocumented**"
         lines.append(f"| `{key}` | {default} | {cell(text)} |")
-    lines += ["", "### `packages`", "", "A list of prepaid packages (seed 001); credit is consumed "
+    lines += ["", "### `packages`", "", "A list of prepaid packages; credit is consumed "
               "from the oldest.", "", "| key | default | |", "|---|---|---|"]
     for key in sorted(policy.PACKAGE_KEYS, key=lambda k: list(PACKAGE_DOCS).index(k) if k in PACKAGE_DOCS else 99):
         default, text = PACKAGE_DOCS.get(key, ("", None))

@@ -3,7 +3,7 @@
 It binds to any SMPP HLR server (ours or another provider's), submits numbers
 (windowed: many submit_sm in flight), answers every deliver_sm and matches the
 receipts to the submissions by message id. Receipt texts are parsed tolerantly:
-the seed-002 keys are read where present, any other key is kept.
+the AMS HLR API's keys are read where present, any other key is kept.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from hlrsmpp.hlr.numbering import MOBILE_TYPES, NumberingPlan
 # Blocks whose range holder is documented more precisely than "the carrier's first MNC":
 # India and a few others run one MNC per licence area, which phonenumbers does not name.
 OVERRIDES = {
-    "919589": ("40493", "seed 002: 919589... answered nnc 40493 (Airtel Madhya Pradesh)"),
+    "919589": ("40493", "the AMS HLR API's example: 919589... answered nnc 40493 (Airtel Madhya Pradesh)"),
 }
 # Regions where phonenumbers has (next to) no carrier data, all numbers being portable:
 # their main networks, the first one being the fallback range holder.

@@ -1,4 +1,4 @@
-"""The HTTP interface (SPEC §3), on cfg["http"]: seed 002's lookup and report, seed 001's
+"""The HTTP interface, on cfg["http"]: the AMS HLR API's lookup and report, the SMSPAY
 prepaid service, the JSON API under /api/v1/ with its OpenAPI document, /metrics and
 /healthz. Everything shares the SMPP server's engine, accounts, credit, limits and history.
 """
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ... import metrics
 from ..openapi import document
-from . import api, clean, prepaid, seed002, testbench
+from . import api, clean, prepaid, websmpp, testbench
 from .common import SERVER, json_error, json_response
 
 log = structlog.get_logger("hlrsmpp.http")
@@ -124,11 +124,11 @@ def build_app(server) -> web.Application:
     app[api.WEBHOOKS] = api.Webhooks(server.cfg)
     clean.setup(app, server)
     r = app.router
-    # Seed 002 (lookups have side effects: no implicit HEAD).
-    r.add_route("GET", "/websmpp/hlr/lookup", seed002.lookup)
-    r.add_route("POST", "/websmpp/hlr/lookup", seed002.lookup)
-    r.add_get("/websmpp/hlr/report", seed002.report)
-    # Seed 001
+    # The AMS HLR API (lookups have side effects: no implicit HEAD).
+    r.add_route("GET", "/websmpp/hlr/lookup", websmpp.lookup)
+    r.add_route("POST", "/websmpp/hlr/lookup", websmpp.lookup)
+    r.add_get("/websmpp/hlr/report", websmpp.report)
+    # The SMSPAY prepaid API
     r.add_route("GET", "/users/hlr_prepaid.php", prepaid.handle)
     # JSON API
     r.add_get("/api/v1/openapi.json", openapi_json)

@@ -1,4 +1,4 @@
-"""Contact-list cleaning over HTTP (issue 9, docs/http.md): upload, poll, download.
+"""Contact-list cleaning over HTTP (docs/http.md): upload, poll, download.
 
 ``POST /api/v1/clean`` takes the file (the raw body, or the multipart field ``file``),
 streams it to ``<storage.path>/clean/<job>/input`` under ``http.clean_max_bytes``, checks

@@ -14,10 +14,10 @@ from ...hlr import ERR_NAMES
 from ...smpp.status import Status
 from ..receipts import Lookup
 
-#: Outcomes saying the subscriber does not exist (seed 000's "active" is false).
+#: Outcomes saying the subscriber does not exist (the history's "active" is false).
 NOT_ACTIVE = frozenset({12, 13, 18})
 
-#: Most numbers in one lookup request (seed 002: "upto 100 numbers").
+#: Most numbers in one lookup request (the AMS HLR API allows up to 100).
 MAX_BATCH = 100
 #: asyncio timers may fire up to the clock resolution early: wait a hair longer.
 TIMER_SLACK = 0.005
@@ -31,7 +31,7 @@ def now() -> float:
 
 
 def seed_time(t: float, tz: ZoneInfo) -> str:
-    """Seed 002's `time`: YYYY-MM-DD hh:mm:ss."""
+    """The report's `time` (AMS HLR API): YYYY-MM-DD hh:mm:ss."""
     return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -40,7 +40,7 @@ def iso(t: float) -> str:
 
 
 def seed_report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
-    """One object of /websmpp/hlr/report (seed 002): `id` a number, every other value a
+    """One object of /websmpp/hlr/report (AMS HLR API): `id` a number, every other value a
     string. While the lookup is pending (ENROUTE) its result fields are blank."""
     done = at >= lk.done
     err = lk.err if done else 0

@@ -1,6 +1,6 @@
-"""Seed 001's prepaid HLR service, kept exactly: GET /users/hlr_prepaid.php.
+"""The SMSPAY prepaid API's HLR service, kept exactly: GET /users/hlr_prepaid.php.
 
-A *service* (config ``prepaid.services``, docs/http.md) is what a seed 001 client names
+A *service* (config ``prepaid.services``, docs/http.md) is what an SMSPAY prepaid client names
 with ``user_id`` + ``service_id``. It draws on an account's credit (and obeys that
 account's limits, coverage, expiry: a lookup costs and counts the same on every channel),
 and has its own day/week/month/min-delay limits, source IP allowlist, enabled flag and
@@ -24,10 +24,10 @@ from .common import SERVER, TEXT, durable, template_fields, wait_done
 
 log = structlog.get_logger("hlrsmpp.http")
 
-# Seed 001's answers other than a result.
+# The prepaid API's answers other than a result.
 BAN_IP_TEMP, INVALID_IP, INVALID_INPUT = "BAN_IP_TEMP", "INVALID_IP", "INVALID_INPUT"
 SERVICE_DISABLED, INVALID_MSISDN = "SERVICE_DISABLED", "INVALID_MSISDN"
-# Not in seed 001 (which has no answer for it): the store refused the commit.
+# Not in the SMSPAY prepaid API (which has no answer for it): the store refused the commit.
 SYSTEM_ERROR = "SYSTEM_ERROR"
 
 SERVICE_KEYS = frozenset({"service_id", "user_id", "account", "format", "enabled", "allowed_ips",
@@ -38,7 +38,7 @@ TEMPLATE_FIELDS = frozenset({"id", "msisdn", "number", "cc", "nnc", "p_nnc", "r_
 
 #: Named formats. A mapping format answers map[field] or default.
 PRESETS: dict[str, object] = {
-    # Seed 001's Bulgarian answer: the network a number is ported to (MCC 284).
+    # The SMSPAY prepaid API's Bulgarian answer: the network a number is ported to (MCC 284).
     "bg_port": {"field": "p_nnc", "map": {"28401": "BG_MTEL_PORT", "28403": "BG_VIVA_PORT",
                                           "28405": "BG_GLOB_PORT"}, "default": "BG_NONE"},
     "network": "{network}",
@@ -132,7 +132,7 @@ class Service:
 
 
 def _id(v, where: str) -> str:
-    # Seed 001: numbers. YAML gives ints; quoted digits are fine too.
+    # The prepaid API's ids are numbers. YAML gives ints; quoted digits are fine too.
     s = str(v).strip() if isinstance(v, (int, str)) and not isinstance(v, bool) else ""
     if not (s.isdigit() and s.isascii()):
         raise ValueError(f"{where}: expected a number, got {v!r}")
@@ -260,7 +260,7 @@ async def handle(request: web.Request) -> web.Response:
                        200 if r == Status.RINVDSTADR else 503)
     if not await durable(server, [r], account):
         return _answer(SYSTEM_ERROR, 503)
-    # Synchronous (seed 001: "1 to 3 seconds"): answer once the HLR result is final.
+    # Synchronous (the SMSPAY prepaid API answers in "1 to 3 seconds"): answer once the HLR result is final.
     await wait_done([r], services.timeout)
     return _answer(svc.format.render(r))
 

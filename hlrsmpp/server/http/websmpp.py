@@ -1,4 +1,4 @@
-"""Seed 002's HTTP API, kept exactly: /websmpp/hlr/lookup and /websmpp/hlr/report.
+"""The AMS HLR API over HTTP, kept exactly: /websmpp/hlr/lookup and /websmpp/hlr/report.
 
 Batch semantics (docs/http.md): a request of 1..100 numbers is ONE request to the account
 (``AccountBook.admit_many``): its limits and credit must hold every valid, covered number,
@@ -28,13 +28,13 @@ HTTP01 = "ERROR - HTTP01 --> Invalid HTTP URL Format"
 
 
 def _line(text: str) -> web.Response:
-    # Seed 002's clients read the body, whatever the status: every documented answer is a
+    # AMS HLR API clients read the body, whatever the status: every documented answer is a
     # 200 (a Java HttpURLConnection would throw away the body of a 4xx).
     return web.Response(text=text, content_type=TEXT)
 
 
 async def _params(request: web.Request) -> MultiDict | None:
-    """Query string and (POST) form fields, names case-insensitive (the seed writes both
+    """Query string and (POST) form fields, names case-insensitive (the AMS HLR API's documentation writes both
     `password` and `Password`). None when the body cannot be read as a form."""
     out: MultiDict = MultiDict()
     for k, v in request.query.items():
