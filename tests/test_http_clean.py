@@ -401,3 +401,39 @@ async def test_finished_jobs_survive_a_restart(make_server, api):
     assert status == 200 and body["status"] == "failed" and "interrupted" in body["error"]
     status, body, _ = await b.call("GET", f"/clean/{job['job']}", OTHER)
     assert status == 404
+
+
+async def test_per_account_disk_quota(make_server, api):
+    """One account cannot fill the disk with cleaning jobs: past http.clean_quota_bytes
+    (each upload counted twice: the file and its cleaned copy) an upload is refused with
+    413 over_quota before anything is written, and what is already there stays."""
+    st = make_server(ACCOUNTS, admin={"token": TOKEN}, http={"clean_quota_bytes": 3000})
+    a = await api(st)
+    line = b"447911000001\n"                      # 13 bytes
+    first = await a.run(SHOP, line * 60, ctype="text/plain")   # 780 bytes, ~1560 with its copy
+    assert first["status"] == "done"
+    before = sorted(p.relative_to(clean_dir(st)) for p in clean_dir(st).rglob("*"))
+    status, body, _ = await a.upload(SHOP, line * 60, ctype="text/plain")
+    assert error_code(status, body, 413) == "over_quota", body
+    assert "clean_quota_bytes" in body["error"]["message"] and body["error"]["quota"] == 3000
+
+    async def chunked():                          # no Content-Length: stopped where it would not fit
+        for _ in range(60):
+            yield line
+
+    status, body, _ = await a.upload(SHOP, chunked(), ctype="text/plain")
+    assert error_code(status, body, 413) == "over_quota", body
+    # Nothing written by the refused uploads, nothing lost of the first job.
+    assert sorted(p.relative_to(clean_dir(st)) for p in clean_dir(st).rglob("*")) == before
+    status, text, _ = await a.download(SHOP, first["job"], "original")
+    assert (status, text) == (200, (line * 60).decode())
+    assert st.call(lambda: jobs(st).busy) == 0
+    # Another account has its own quota.
+    assert (await a.run(OTHER, line * 60, ctype="text/plain"))["status"] == "done"
+    # Deleting a finished job makes room (only its owner or the operator may).
+    status, _, _ = await a.call("DELETE", f"/clean/{first['job']}", OTHER)
+    assert status == 404
+    status, _, _ = await a.call("DELETE", f"/clean/{first['job']}", SHOP)
+    assert status == 204
+    assert (await a.call("GET", f"/clean/{first['job']}", SHOP))[0] == 404
+    assert (await a.run(SHOP, line * 60, ctype="text/plain"))["status"] == "done"

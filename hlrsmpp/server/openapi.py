@@ -77,7 +77,7 @@ SCHEMAS = {
                          "or `bad_request`, `unauthorized`, `forbidden`, `not_found`, "
                          "`admin_disabled`, `invalid_account`, `invalid_amount`, `exists`, "
                          "`unlimited_credit`, `system_error`, `invalid_faults`, `invalid_trace`, "
-                         "`invalid_file`, `too_large`, `too_many_jobs`, `unsupported_media_type`, "
+                         "`invalid_file`, `too_large`, `over_quota`, `too_many_jobs`, `unsupported_media_type`, "
                          "`job_running`, `job_failed`, `gone`."},
                 "message": {"type": "string"},
                 "smpp_status": {"type": ["string", "null"], "description":
@@ -541,7 +541,8 @@ def _paths() -> dict:
                          "400": _err("Bad parameter, empty or malformed upload."), **_AUTH_ERRORS,
                          "402": _err("Premium: the account has no credit left."),
                          "404": _err("The operator named no existing account."),
-                         "413": _err("Over `http.clean_max_bytes`."),
+                         "413": _err("Over `http.clean_max_bytes` (`too_large`), or the account's "
+                                     "jobs would be over `http.clean_quota_bytes` (`over_quota`)."),
                          "415": _err("Not text/csv, text/plain or multipart/form-data."),
                          "422": _err("Neither a CSV with the numbers column nor one number a line "
                                      "(`invalid_file`)."),
@@ -555,6 +556,14 @@ def _paths() -> dict:
                     "parameters": [_p("id", "The job id.")],
                     "responses": {"200": _json(_ref("CleanJob"), "The job."), **_AUTH_ERRORS,
                                   "404": _err("No such job (of this account).")}},
+            "delete": {"tags": ["cleaning"], "summary": "Delete a finished cleaning job and its files",
+                       "operationId": "deleteCleanJob", "security": either,
+                       "parameters": [_p("id", "The job id.")],
+                       "responses": {"204": {"description": "Deleted: its files no longer count "
+                                                            "towards the account's quota."},
+                                     **_AUTH_ERRORS,
+                                     "404": _err("No such job (of this account)."),
+                                     "409": _err("The job is still running (`job_running`).")}},
         },
         "/api/v1/clean/{id}/download": {
             "get": {"tags": ["cleaning"], "summary": "A cleaning job's files",

@@ -5,9 +5,12 @@ prepaid service, the JSON API under /api/v1/ with its OpenAPI document, /metrics
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ... import metrics
 from ..openapi import document
@@ -49,6 +52,10 @@ async def _observe(request: web.Request, handler):
     except asyncio.CancelledError:
         code = 499  # the client went away
         raise
+    except ConnectionError as e:   # the client went away mid-body: its problem, not ours
+        code = 499
+        log.debug("http_client_gone", route=route, method=request.method, error=str(e)[:200])
+        return json_error(400, "bad_request", "the connection was lost before the request was read")
     except Exception:
         log.exception("http_handler_failed", route=route, method=request.method)
         code = 500
@@ -111,6 +118,24 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
 
+class _ProtocolLog(logging.LoggerAdapter):
+    """aiohttp's connection-level logger. A request the client got wrong (a malformed or
+    over-long request line or header, a connection gone mid-request) is answered 400 or
+    dropped by aiohttp, and is the client's problem: a debug line without a traceback.
+    Anything else stays an error with its traceback."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            log.debug("http_request_malformed", detail=(msg % args)[:200],
+                      error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+_PROTOCOL_LOG = _ProtocolLog(logging.getLogger("aiohttp.server"), {})
+
+
 REGISTRY = web.AppKey("metrics_registry", object)
 OPENAPI = web.AppKey("openapi", dict)
 
@@ -152,6 +177,7 @@ def build_app(server) -> web.Application:
     # Contact-list cleaning: upload, poll, download
     r.add_post("/api/v1/clean", clean.create_job)
     r.add_get("/api/v1/clean/{id}", clean.get_job)
+    r.add_delete("/api/v1/clean/{id}", clean.delete_job)
     r.add_get("/api/v1/clean/{id}/download", clean.download)
     # Operations
     r.add_get("/metrics", metrics_handler)
@@ -168,7 +194,8 @@ async def start_http(server) -> tuple[web.AppRunner, int]:
     """Serve on cfg["http"]["host"/"port"] (port 0: a free one); return (runner, port)."""
     hc = server.cfg["http"]
     app = build_app(server)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           logger=_PROTOCOL_LOG)
     await runner.setup()
     site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024,
                        reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port

@@ -28,7 +28,7 @@ from yarl import URL
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
 from ..receipts import Lookup
 from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
-                     lookup_view, read, refusal_detail, refusal_error, wait_done)
+                     lookup_view, read, refusal_detail, refusal_error, trace_file, wait_done)
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -109,8 +109,11 @@ async def authenticate(request: web.Request, admin_only: bool = False) -> Princi
 async def _body(request: web.Request) -> dict | web.Response:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
         return json_error(400, "bad_request", "the body must be a JSON object")
+    except LookupError:   # Content-Type: ...; charset=<a name Python does not know>
+        return json_error(400, "bad_request", "the body's charset is not a known text encoding "
+                                              "(send UTF-8)")
     if not isinstance(body, dict):
         return json_error(400, "bad_request", "the body must be a JSON object")
     return body
@@ -424,6 +427,17 @@ def _encodable(v) -> bool:
     return True
 
 
+def _api_trace(server, body: dict) -> web.Response | None:
+    """A trace file given over the API is a NAME under the traces directory (never a path
+    of the caller's choosing): ``body["trace"]`` becomes that file, or the error."""
+    if isinstance(body.get("trace"), str):
+        path = trace_file(server, body["trace"])
+        if isinstance(path, web.Response):
+            return path
+        body["trace"] = str(path)
+    return None
+
+
 def _validate_account(server, record: dict, new: bool = False) -> str | None:
     """Why ``record`` would not make a usable account, or None. Builds it on a scratch
     book, so a bad value never reaches the live one half applied."""
@@ -461,6 +475,8 @@ async def create_account(request: web.Request) -> web.Response:
     sid = body.get("system_id")
     if isinstance(sid, str) and server.book.get(sid) is not None:
         return json_error(409, "exists", f"account {sid!r} already exists")
+    if (err := _api_trace(server, body)) is not None:
+        return err
     if (why := _validate_account(server, body, new=True)) is not None:
         return json_error(422, "invalid_account", why)
     try:
@@ -500,6 +516,8 @@ async def update_account(request: web.Request) -> web.Response:
     enabled = body.pop("enabled", None)
     if enabled is not None and not isinstance(enabled, bool):
         return json_error(422, "invalid_account", "enabled: expected true or false")
+    if (err := _api_trace(server, body)) is not None:
+        return err
     try:
         if body:
             record = acc.to_record()

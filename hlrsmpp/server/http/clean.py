@@ -37,7 +37,7 @@ from ...tools import ToolError
 from ...tools.clean import STYLES, CleanJob, EngineChecker, detect_layout
 from ...accounts import Refusal
 from .api import Principal, _bad, _not_found, authenticate
-from .common import SERVER, iso, json_error, json_response, refusal_error
+from .common import SERVER, api_file, iso, json_error, json_response, refusal_error
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -104,9 +104,11 @@ class Entry:
 class CleanJobs:
     """The jobs of this process, in creation order."""
 
-    def __init__(self, root: Path, max_bytes: int):
+    def __init__(self, root: Path, max_bytes: int, quota: int = 0):
         self.root = root
         self.max_bytes = max_bytes
+        self.quota = quota                 # bytes per account on disk (0: no quota)
+        self.uploading: dict[str, int] = {}  # account -> bytes its uploads under way may take
         self.max_running = MAX_RUNNING
         self.keep_finished = KEEP_FINISHED
         self.jobs: dict[str, Entry] = {}
@@ -126,13 +128,40 @@ class CleanJobs:
 
     # ------------------------------------------------------------ jobs
     def get(self, job_id: str) -> Entry | None:
-        if not JOB_ID_RE.fullmatch(job_id):
+        directory = api_file(self.root, job_id, JOB_ID_RE)
+        if directory is None:
             return None
         entry = self.jobs.get(job_id)
-        return entry if entry is not None else self._from_disk(self.root / job_id)
+        return entry if entry is not None else self._from_disk(directory)
 
     def add(self, entry: Entry) -> None:
         self.jobs[entry.id] = entry
+
+    def remove(self, entry: Entry) -> None:
+        """Delete a finished job and its files."""
+        self.jobs.pop(entry.id, None)
+        try:
+            self.finished.remove(entry.id)
+        except ValueError:
+            pass
+        shutil.rmtree(entry.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ per-account quota
+    def used(self, owner: str) -> int:
+        """Bytes ``owner``'s jobs hold on disk, counting a running job's cleaned copy as
+        the size of its upload (it is being written), plus its uploads under way."""
+        total = self.uploading.get(owner, 0)
+        for e in self.jobs.values():
+            if e.owner == owner:
+                total += max(_disk_bytes(e.dir), 2 * e.size if e.status == "running" else 0)
+        return total
+
+    def room(self, owner: str | None) -> int | None:
+        """Bytes a new upload of ``owner`` may have: the file and its cleaned copy must fit
+        in its quota. None: no quota (none configured, or the operator's own job)."""
+        if not self.quota or owner is None:
+            return None
+        return max(0, (self.quota - self.used(owner)) // 2)
 
     def done(self, entry: Entry) -> None:
         """``entry`` finished: keep it, and only the last ``keep_finished``."""
@@ -204,6 +233,13 @@ class CleanJobs:
         return entry
 
 
+def _disk_bytes(directory: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    except OSError:
+        return 0
+
+
 def _alive(pid) -> bool:
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
@@ -222,7 +258,9 @@ JOBS = web.AppKey("clean_jobs", CleanJobs)
 def setup(app: web.Application, server) -> None:
     """Register the job registry on ``app`` (and stop its jobs with the app)."""
     root = Path(server.cfg["storage"]["path"]) / CLEAN_DIR
-    app[JOBS] = CleanJobs(root, int(server.cfg["http"].get("clean_max_bytes", 200 * 1024 * 1024)))
+    hc = server.cfg["http"]
+    app[JOBS] = CleanJobs(root, int(hc.get("clean_max_bytes", 200 * 1024 * 1024)),
+                          int(hc.get("clean_quota_bytes", 0) or 0))
 
     async def stop_jobs(app: web.Application) -> None:
         await app[JOBS].close()
@@ -343,13 +381,17 @@ class _TooBig(Exception):
     pass
 
 
+class _OverQuota(Exception):
+    pass
+
+
 class _DiskError(Exception):
     pass
 
 
-async def _save(stream, path: Path, limit: int) -> int:
+async def _save(stream, path: Path, limit: int, room: int | None = None) -> int:
     """Copy ``stream`` (a StreamReader or a multipart BodyPartReader) to ``path``;
-    raise _TooBig past ``limit`` bytes."""
+    raise _TooBig past ``limit`` bytes, _OverQuota past ``room``."""
     n = 0
     try:
         f = open(path, "wb")
@@ -364,6 +406,8 @@ async def _save(stream, path: Path, limit: int) -> int:
             n += len(chunk)
             if n > limit:
                 raise _TooBig()
+            if room is not None and n > room:
+                raise _OverQuota()
             try:
                 f.write(chunk)
             except OSError as e:
@@ -371,8 +415,10 @@ async def _save(stream, path: Path, limit: int) -> int:
     return n
 
 
-async def _receive(request: web.Request, entry: Entry, limit: int) -> web.Response | None:
-    """Stream the upload to ``entry.input``; the error to answer, or None."""
+async def _receive(request: web.Request, entry: Entry, limit: int,
+                   room: int | None = None) -> web.Response | None:
+    """Stream the upload to ``entry.input`` (at most ``limit`` bytes, and ``room``: the
+    account's quota); the error to answer, or None."""
     ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
     multipart = ctype.startswith("multipart/")
     if not multipart and ctype not in RAW_TYPES:
@@ -397,16 +443,18 @@ async def _receive(request: web.Request, entry: Entry, limit: int) -> web.Respon
             if (unquote(part.filename or "").lower().endswith(".csv")
                     or part_type in ("text/csv", "application/csv")):
                 entry.kind = "csv"
-            entry.size = await _save(part, entry.input, limit)
+            entry.size = await _save(part, entry.input, limit, room)
             if not part.at_eof():   # the body ended before the part's closing boundary
                 return _bad("malformed upload: the multipart body is cut short")
         else:
             entry.filename = _upload_name(request.query.get("filename"), ctype)
             if ctype in ("text/csv", "application/csv"):
                 entry.kind = "csv"
-            entry.size = await _save(request.content, entry.input, limit)
+            entry.size = await _save(request.content, entry.input, limit, room)
     except _TooBig:
         return _too_big(limit)
+    except _OverQuota:
+        return _over_quota(request.app[JOBS], entry.owner)
     except _DiskError as e:
         return json_error(503, "system_error", f"cannot store the upload: {e}")
     except Exception as e:   # a malformed multipart body, a truncated upload: the client's
@@ -420,6 +468,15 @@ async def _receive(request: web.Request, entry: Entry, limit: int) -> web.Respon
 def _too_big(limit: int) -> web.Response:
     return json_error(413, "too_large", f"the file is over the upload limit of {limit} bytes "
                                         "(http.clean_max_bytes)", limit=limit)
+
+
+def _over_quota(jobs: CleanJobs, owner: str, need: int | None = None) -> web.Response:
+    used = jobs.used(owner)
+    need_text = f"; this upload needs about {need} more (the file and its cleaned copy)" if need else ""
+    return json_error(413, "over_quota",
+                      f"account {owner!r} has {used} of its {jobs.quota} bytes of cleaning jobs on "
+                      f"the server (http.clean_quota_bytes){need_text}: download and delete finished "
+                      "jobs (DELETE /api/v1/clean/{job}) first", quota=jobs.quota, used=used)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -449,12 +506,31 @@ async def create_job(request: web.Request) -> web.Response:
     started = False
     job_id = secrets.token_hex(16)
     entry = Entry(job_id, jobs.root / job_id, owner, opts["premium"], "upload", time.time())
+    # The account's quota, checked before anything is written: a declared size that
+    # cannot fit is refused at once, a streamed one stops where it would not fit.
+    room = jobs.room(owner)
+    if room is not None:
+        declared = request.content_length
+        if room == 0 or (declared is not None and declared > room + (
+                64 * 1024 if request.content_type.lower().startswith("multipart/") else 0)):
+            jobs.release()
+            return _over_quota(jobs, owner, 2 * declared if declared is not None else None)
+        jobs.uploading[owner] = jobs.uploading.get(owner, 0) + 2 * room
     try:
         try:
             entry.dir.mkdir(parents=True)
         except OSError as e:
             return json_error(503, "system_error", f"cannot store the upload: {e.strerror or e}")
-        if (err := await _receive(request, entry, jobs.max_bytes)) is not None:
+        try:
+            err = await _receive(request, entry, jobs.max_bytes, room)
+        finally:
+            if room is not None:   # from now on the job's files count, not the reservation
+                left = jobs.uploading.get(owner, 0) - 2 * room
+                if left > 0:
+                    jobs.uploading[owner] = left
+                else:
+                    jobs.uploading.pop(owner, None)
+        if err is not None:
             return err
         fmt = opts["fmt"]
         if fmt == "auto" and entry.kind == "csv":
@@ -572,6 +648,19 @@ async def download(request: web.Request) -> web.StreamResponse:
         return json_error(409, "job_failed", entry.public(entry.error or "the job failed"),
                           job=_view(entry))
     return _file(entry.output, f"cleaned-{entry.filename}", entry)
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    """DELETE /api/v1/clean/{id}: a finished job and its files (room in the quota)."""
+    entry = await _entry(request)
+    if isinstance(entry, web.Response):
+        return entry
+    if entry.status == "running":
+        return json_error(409, "job_running", "the job is still running: delete it once it has finished",
+                          job=_view(entry))
+    request.app[JOBS].remove(entry)
+    log.info("clean_job_deleted", job=entry.id, account=entry.owner)
+    return web.Response(status=204)
 
 
 def _stem(name: str) -> str:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -147,6 +149,49 @@ async def wait_done(lookups: list[Lookup], timeout: float) -> None:
 async def read(fn, *args):
     """A store read on a worker thread (each has its own SQLite reader connection)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+# ------------------------------------------------------------------ files named over the API
+
+#: A file name that comes over the API: no separator, no "..", not hidden, at most 64
+#: characters.
+FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TRACE_DIR = "traces"
+
+
+def api_file(directory: Path, name, pattern: re.Pattern = FILE_NAME_RE) -> Path | None:
+    """``directory/name`` when ``name`` is a bare file name (``pattern``, no ".."), else
+    None. The one check of every name that comes over the API and names something on
+    disk (trace files, cleaning jobs): the network never chooses a path on the server."""
+    if not isinstance(name, str) or not pattern.fullmatch(name) or ".." in name:
+        return None
+    path = directory / name
+    return path if path.parent == directory else None
+
+
+def trace_dir(server) -> Path:
+    return Path(server.cfg["storage"]["path"]) / TRACE_DIR
+
+
+def trace_file(server, value: str) -> Path | web.Response:
+    """An account's trace file from the API, ``<storage.path>/traces/NAME`` ready to
+    append to, or the error to answer. ``value`` is the NAME, or the path the API shows
+    for it (a record read, changed and written back)."""
+    directory = trace_dir(server)
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).parent == directory:
+        value = Path(value).name
+    path = api_file(directory, value)
+    if path is None:
+        return json_error(422, "invalid_trace",
+                          "trace: true, false, or a file NAME of 1..64 of A-Z a-z 0-9 . _ - "
+                          f"(no path, no '..'), written under the server's {TRACE_DIR}/ directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):   # what a session bound later will open: fail now, not then
+            pass
+    except OSError as e:
+        return json_error(503, "system_error", f"cannot open trace file {path.name!r}: {e.strerror or e}")
+    return path
 
 
 # ------------------------------------------------------------------ JSON errors

@@ -14,20 +14,15 @@ Fault rules live in this process until they are replaced or it restarts (the YAM
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 from aiohttp import web
 
 from ..faults import FaultError, FaultPlan
 from .api import _admin, _bad, admin_account, admin_body
-from .common import SERVER, json_error, json_response
+from .common import SERVER, json_error, json_response, trace_file
 
 TRACE_LIMIT_DEFAULT = 1000
 TRACE_LIMIT_MAX = 10000
-#: A trace file name: no separators, no "..", not hidden, at most 64 characters.
-TRACE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-TRACE_DIR = "traces"
 #: Everything a rule can go wrong with: Fault.from_config converts values with int()/float().
 _RULE_ERRORS = (FaultError, ValueError, TypeError, OverflowError)
 
@@ -85,10 +80,6 @@ async def put_faults(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ PDU trace
 
-def trace_dir(server) -> Path:
-    return Path(server.cfg["storage"]["path"]) / TRACE_DIR
-
-
 def _trace_setting(value) -> bool | str:
     return value if isinstance(value, (bool, str)) else bool(value)
 
@@ -115,22 +106,6 @@ async def get_trace(request: web.Request) -> web.Response:
                           "lines": server.trace_lines(acc.system_id, limit)})
 
 
-def _trace_file(server, name: str) -> Path | web.Response:
-    """``<storage.path>/traces/NAME``, ready to append to, or the error to answer."""
-    if not TRACE_NAME_RE.fullmatch(name) or ".." in name:
-        return json_error(422, "invalid_trace",
-                          "trace: true, false, or a file NAME of 1..64 of A-Z a-z 0-9 . _ - "
-                          f"(no path, no '..'), written under the server's {TRACE_DIR}/ directory")
-    path = trace_dir(server) / name
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a"):   # what a session bound later will open: fail now, not then
-            pass
-    except OSError as e:
-        return json_error(503, "system_error", f"cannot open trace file {name!r}: {e.strerror or e}")
-    return path
-
-
 async def put_trace(request: web.Request) -> web.Response:
     """PUT /api/v1/accounts/{system_id}/trace  {"trace": true | false | "NAME"}"""
     server = request.app[SERVER]
@@ -145,7 +120,7 @@ async def put_trace(request: web.Request) -> web.Response:
     if not isinstance(trace, (bool, str)):
         return _bad('trace: expected true (in memory), false (off) or a file NAME')
     if isinstance(trace, str):
-        path = _trace_file(server, trace)
+        path = trace_file(server, trace)
         if isinstance(path, web.Response):
             return path
         trace = str(path)

@@ -1,0 +1,140 @@
+"""The HTTP server on the open internet: what an attacker on the network can and cannot
+make it do. Paths from the API stay under their directory; malformed input is a 400 and
+a debug line, never a 500 or a traceback. Real servers, real sockets."""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ServerProcess, free_port
+from http_client import ApiClient, basic, clients, error_code
+
+TOKEN = "T0k-sec"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def api():
+    async with clients(ApiClient) as factory:
+        yield factory
+
+
+def raw_http(port: int, data: bytes, timeout: float = 5.0, close_after: float | None = None) -> bytes:
+    """Send ``data`` on a fresh connection; the answer (until the server closes or
+    ``timeout``), or nothing when the client hangs up after ``close_after`` seconds."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if close_after is not None:
+            time.sleep(close_after)
+            return b""
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "the HTTP listener did not start"
+            time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ files named over the API
+
+async def test_trace_file_from_the_api_is_a_bare_name(make_server, api, tmp_path):
+    """PATCH and POST of an account cannot make the server append PDU traces outside
+    <storage.path>/traces/: every file name from the API is checked in one place."""
+    st = make_server(admin={"token": TOKEN})
+    a = await api(st)
+    data = Path(st.cfg["storage"]["path"])
+    outside = tmp_path / "owned"
+    for bad in ("../../owned", "../owned", str(outside), "/etc/passwd", ".hidden", "a/b", "..", ""):
+        status, body, _ = await a.call("PATCH", "/accounts/demo", ADMIN, json={"trace": bad})
+        assert error_code(status, body, 422) == "invalid_trace", (bad, body)
+        status, body, _ = await a.call("POST", "/accounts", ADMIN,
+                                       json={"system_id": "new1", "password": "pw", "trace": bad})
+        assert error_code(status, body, 422) == "invalid_trace", (bad, body)
+    assert not outside.exists() and not (data.parent / "owned").exists()
+    assert st.server.book.get("demo").trace is False and st.server.book.get("new1") is None
+    # A bare name lands under traces/; the path the API then shows is accepted back.
+    status, body, _ = await a.call("PATCH", "/accounts/demo", ADMIN, json={"trace": "demo.log"})
+    assert status == 200, body
+    shown = body["trace"]
+    assert Path(shown) == data / "traces" / "demo.log" and Path(shown).exists()
+    status, body, _ = await a.call("PATCH", "/accounts/demo", ADMIN, json={"trace": shown})
+    assert status == 200 and body["trace"] == shown
+    status, body, _ = await a.call("POST", "/accounts", ADMIN,
+                                   json={"system_id": "new2", "password": "pw", "trace": "new2.log"})
+    assert status == 201 and Path(body["trace"]) == data / "traces" / "new2.log"
+    # Cleaning job ids go through the same check.
+    status, body, _ = await a.call("GET", "/clean/..%2F..%2Fdata", ADMIN)
+    assert status == 404
+
+
+# ------------------------------------------------------------------ malformed input
+
+async def test_deep_json_and_unknown_charset_are_400(make_server, api):
+    st = make_server(admin={"token": TOKEN})
+    a = await api(st)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path, headers in (("/lookups", basic("demo", "demo")), ("/accounts/demo", ADMIN)):
+        method = "POST" if path == "/lookups" else "PATCH"
+        status, body, _ = await a.call(method, path, dict(headers, **{"Content-Type": "application/json"}),
+                                       data=deep)
+        assert error_code(status, body, 400) == "bad_request", body
+        status, body, _ = await a.call(method, path, dict(headers, **{
+            "Content-Type": "application/json; charset=no-such-charset"}), data=b'{"number": "1"}')
+        assert error_code(status, body, 400) == "bad_request", body
+        assert "charset" in body["error"]["message"]
+
+
+CONFIG = f"""
+storage: {{path: ./data}}
+admin: {{token: "{TOKEN}"}}
+log: {{level: info, format: json}}
+accounts:
+  - {{system_id: demo, password: demo}}
+"""
+
+
+def test_client_faults_are_a_debug_line_not_an_error(tmp_path):
+    """A client that hangs up mid-body or sends an over-long URL is not the server's
+    failure: nothing at error level, no traceback (at info level: nothing at all)."""
+    cfg = tmp_path / "hlrsmpp.yaml"
+    cfg.write_text(CONFIG)
+    proc = ServerProcess(cfg, free_port(), free_port()).start()
+    try:
+        port = proc.http_port
+        wait_http(port)
+        auth = b"Authorization: Basic " + base64.b64encode(b"demo:demo") + b"\r\n"
+        raw_http(port, b"POST /api/v1/lookups HTTP/1.1\r\nHost: x\r\n" + auth +
+                 b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"numbers\"",
+                 close_after=0.3)
+        answer = raw_http(port, b"GET /websmpp/hlr/report?batchid=" + b"1" * 20_000 +
+                          b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
+        answer = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        assert b" 400 " in answer.split(b"\r\n", 1)[0]
+        time.sleep(0.5)
+        # The server still serves, and said nothing about it above debug level.
+        assert b" 200 " in raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        proc.terminate()
+    out = proc.output()
+    assert "Traceback" not in out, out
+    for line in out.splitlines():
+        if line.startswith("{"):
+            assert json.loads(line).get("level") not in ("error", "critical"), line
