@@ -406,15 +406,41 @@ def test_accept_bind_v34_sends_sc_interface_version(mode):
     assert session.can_receive == bool(mode & BindMode.RX)
 
 
-@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX])
-def test_accept_bind_v33_sends_no_tlv(mode):
+@pytest.mark.parametrize("version", [0x35, 0x50, 0xFF])
+@pytest.mark.parametrize("mode", list(BindMode))
+def test_bind_above_v34_binds_as_v34(mode, version):
+    """SMPP 5.0 clients (0x50) and anything newer get a 3.4 session and learn it from
+    sc_interface_version."""
     session = SmscSession(system_id="hlrsmpp")
-    [event] = session.receive_data(encode(bind_pdu(mode, 3, version=0x33)))
+    [event] = session.receive_data(encode(bind_pdu(mode, 9, version=version)))
+    assert session.bind_version(event) == 0x34
+    session.accept_bind(event)
+    assert sent(session) == [Pdu(BINDS[mode].response, 9, 0, {"system_id": "hlrsmpp"},
+                                 {Tag.SC_INTERFACE_VERSION: b"\x34"})]
+    assert session.interface_version == 0x34 and session.state is State.BOUND
+
+
+@pytest.mark.parametrize("version", [0x33, 0x10, 0x00])
+@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX])
+def test_accept_bind_v33_and_below_sends_no_tlv(mode, version):
+    session = SmscSession(system_id="hlrsmpp")
+    [event] = session.receive_data(encode(bind_pdu(mode, 3, version=version)))
+    assert session.bind_version(event) == 0x33
     session.accept_bind(event)
     data = session.data_to_send()
     assert frames(data) == [Pdu(BINDS[mode].response, 3, 0, {"system_id": "hlrsmpp"})]
     assert data == encode(Pdu(BINDS[mode].response, 3, 0, {"system_id": "hlrsmpp"}))
     assert session.interface_version == 0x33 and session.state is State.BOUND
+
+
+@pytest.mark.parametrize("version", [0x33, 0x00])
+def test_transceiver_bind_in_v33_cannot_be_served(version):
+    session = SmscSession(system_id="hlrsmpp")
+    [event] = session.receive_data(encode(bind_pdu(BindMode.TRX, 4, version=version)))
+    assert session.bind_version(event) is None
+    with pytest.raises(ValueError):
+        session.accept_bind(event)
+    assert session.data_to_send() == b"" and session.state is State.OPEN
 
 
 @pytest.mark.parametrize("status", [Status.RINVSYSID, Status.RINVPASWD, Status.RINVSYSTYP,

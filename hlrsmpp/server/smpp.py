@@ -317,10 +317,9 @@ class SmppProtocol:
         server = self.server
         mode = BindMode.of(pdu.command)
         params = pdu.params
-        version = params["interface_version"]
         status: Status = Status.ROK
         reason = "ok"
-        if version > 0x34 or version < 0x33 or (version == 0x33 and mode is BindMode.TRX):
+        if self.session.bind_version(pdu) is None:
             status, reason = Status.RBINDFAIL, "interface_version"
         else:
             refusal, account = server.book.authenticate(

@@ -206,16 +206,28 @@ class SmscSession:
         return None  # pragma: no cover - every command is classified above
 
     # ----------------------------------------------------------- binding
+    @staticmethod
+    def bind_version(bind: Pdu) -> int | None:
+        """The SMPP version a bind is served in, from its interface_version: 0x34 from 0x34
+        up (SMPP 5.0 clients announce 0x50 and speak 3.4 to a 3.4 SMSC), 0x33 below; None
+        when it cannot be served (3.3 has no bind_transceiver): refuse it ESME_RBINDFAIL."""
+        if bind.params.get("interface_version", 0x34) >= 0x34:
+            return 0x34
+        return None if bind.command == Command.BIND_TRANSCEIVER else 0x33
+
     def accept_bind(self, bind: Pdu) -> None:
+        version = self.bind_version(bind)
+        if version is None:
+            raise ValueError("accept_bind: a bind_transceiver announcing SMPP 3.3 or older")
         mode = BindMode.of(bind.command)
         self._bind_pending = False
         self.state = State.BOUND
         self.mode = mode
         self.can_tx = bool(mode & BindMode.TX)
         self.can_rx = bool(mode & BindMode.RX)
-        self.interface_version = bind.params.get("interface_version", 0x34)
+        self.interface_version = version
         # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version.
-        tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if self.interface_version >= 0x34 else {}
+        tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if version == 0x34 else {}
         self.outgoing += encode(Pdu(Command(bind.command).response, bind.sequence, 0,
                                     {"system_id": self.system_id}, tlvs))
 
