@@ -1117,8 +1117,8 @@ class _NullSmsc:
                 mid = b"%d" % _NullSmsc.next_id
                 out.append(pack(17 + len(mid), _SUBMIT_SM_RESP, 0, seq) + mid + b"\0")
                 self.seq += 1
-                body = _NULL_RECEIPT_HEAD + _TLV.pack(_RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0" + \
-                    _NULL_RECEIPT_STATE
+                body = _NULL_RECEIPT_HEAD + _NULL_RECEIPT_STATE + \
+                    _TLV.pack(_RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
                 out.append(pack(16 + len(body), _DELIVER_SM, 0, self.seq) + body)
             elif cmd in (_DELIVER_SM_RESP, _ENQUIRE_LINK_RESP):
                 pass

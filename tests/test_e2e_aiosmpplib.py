@@ -22,7 +22,8 @@ import pytest
 from aiosmpplib import NPI, TON, SmppCommandStatus
 
 from esme import RECEIPT_RE
-from esme_async import AioEsme, WireTap, opt, wait_until, BIND_TRANSCEIVER, RESP, UNBIND
+from esme_async import (AioEsme, WireTap, opt, wait_until, BIND_RECEIVER, BIND_TRANSCEIVER, DELIVER_SM, RESP,
+                        UNBIND)
 
 NUMBER = "447912345678"  # a UK mobile number: cc 44
 RECEIPTED_MESSAGE_ID, MESSAGE_STATE, NETWORK_ERROR_CODE = 0x001E, 0x0427, 0x0423
@@ -294,6 +295,84 @@ async def test_submit_statuses(server):
         assert m and m["id"] == ok.message_id and m["cc"] == "44"
     finally:
         await esme.close()
+
+
+def bind_resp_tlvs(raw: bytes) -> list[tuple[int, bytes]]:
+    """The TLVs of a bind_resp on the wire, in order (after system_id)."""
+    return wire_tlvs(raw, raw.index(b"\0", 16) + 1)
+
+
+def wire_tlvs(raw: bytes, pos: int) -> list[tuple[int, bytes]]:
+    out = []
+    while pos < len(raw):
+        tag, length = struct.unpack_from(">HH", raw, pos)
+        out.append((tag, raw[pos + 4:pos + 4 + length]))
+        pos += 4 + length
+    assert pos == len(raw), "TLVs overrun the PDU"
+    return out
+
+
+def deliver_sm_tlv_start(raw: bytes) -> int:
+    """Where the TLVs of a deliver_sm on the wire begin: past its mandatory fields."""
+    pos = 16
+    pos = raw.index(b"\0", pos) + 3                 # service_type; source TON, NPI
+    pos = raw.index(b"\0", pos) + 3                 # source_addr; dest TON, NPI
+    pos = raw.index(b"\0", pos) + 4                 # destination_addr; esm_class, protocol_id, priority
+    pos = raw.index(b"\0", pos) + 1                 # schedule_delivery_time
+    pos = raw.index(b"\0", pos) + 5                 # validity_period; four octets to sm_length
+    return pos + 1 + raw[pos]                       # sm_length, short_message
+
+
+@pytest.mark.parametrize("version,mode,sc_interface_version", [
+    (0x50, "transceiver", b"\x34"),   # SMPP 5.0 clients: served as 3.4, and told so
+    (0x34, "transceiver", b"\x34"),
+    (0x33, "receiver", None),          # 3.3 knows no TLVs
+])
+async def test_bind_interface_version(server, version, mode, sc_interface_version):
+    """interface_version from 0x34 up binds as 3.4 (sc_interface_version 0x34 in the
+    bind_resp); 0x33 binds as 3.3, with no TLV. Each one then gets its receipt."""
+    async with WireTap(server.smpp_port) as tap:
+        esme = AioEsme(tap.port, mode=mode)
+        esme.esme.interface_version = version
+        await esme.start()
+        tx = None
+        try:
+            [bind] = tap.find(">", BIND_TRANSCEIVER if mode == "transceiver" else BIND_RECEIVER)
+            assert bind.raw[16:].split(b"\0", 3)[3][0] == version  # what the library announced
+            [resp] = tap.find("<", bind.command_id | RESP)
+            assert resp.status == 0
+            assert bind_resp_tlvs(resp.raw) == ([(0x0210, sc_interface_version)] if sc_interface_version else [])
+            tx = esme if mode == "transceiver" else await AioEsme(server.smpp_port, mode="transmitter").start()
+            await tx.submit(NUMBER)
+            await wait_until(lambda: tx.resps and esme.receipts, what="submit_sm_resp and receipt")
+            assert tx.resps[0].command_status == SmppCommandStatus.ESME_ROK
+            check_receipt(esme.receipts[0], tx.resps[0].message_id, NUMBER)
+        finally:
+            await asyncio.gather(*(e.close() for e in {esme, tx} if e is not None))
+
+
+@pytest.mark.parametrize("number,tags", [
+    ("447700900000", [MESSAGE_STATE, RECEIPTED_MESSAGE_ID]),                      # reachable
+    ("447700900011", [MESSAGE_STATE, NETWORK_ERROR_CODE, RECEIPTED_MESSAGE_ID]),  # absent
+])
+async def test_receipted_message_id_is_the_last_tlv(server, number, tags):
+    """Some ESMEs take the id from the first 0x001E tag of a deliver_sm to the end of the
+    PDU: the receipt's receipted_message_id comes after every other TLV, on the wire."""
+    async with WireTap(server.smpp_port) as tap:
+        esme = await AioEsme(tap.port).start()
+        try:
+            await esme.submit(number)
+            await wait_until(lambda: esme.resps and esme.receipts, what="submit_sm_resp and receipt")
+            message_id = esme.resps[0].message_id
+            [dlr] = tap.find("<", DELIVER_SM)
+            start = deliver_sm_tlv_start(dlr.raw)
+            assert [tag for tag, _ in wire_tlvs(dlr.raw, start)] == tags
+            # The naive reading: from the first 0x001E tag to the end of the PDU.
+            naive = dlr.raw[dlr.raw.index(b"\x00\x1e", start) + 4:]
+            assert naive == message_id.encode() + b"\0"
+            check_receipt(esme.receipts[0], message_id, number)
+        finally:
+            await esme.close()
 
 
 async def test_interface_version_33(server):

@@ -116,16 +116,16 @@ class Lookup:
         submitted = receipt_date(self.submitted).encode()
         done = submitted if self.done == self.submitted else receipt_date(self.done).encode()
         text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (mid, submitted, done, tail[0])
-        tlvs = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + tail[1]
+        receipted = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
         if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
-            return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text
-        return text, tlvs
+            return b"", tail[1] + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text + receipted
+        return text, tail[1] + receipted
 
     def _seed_tail(self) -> tuple[bytes, bytes]:
         text = self.receipt_text()
         tlvs = self._build_parts(_SEED)[1]
-        # The text after "done date:YYMMDDhhmm "; the TLVs from the NUL that ends the id.
-        return text[text.index(" stat:") + 1:].encode("ascii"), b"\0" + tlvs[4 + _TLV_STR.unpack_from(tlvs)[1]:]
+        # The text after "done date:YYMMDDhhmm "; the TLVs before receipted_message_id (last).
+        return text[text.index(" stat:") + 1:].encode("ascii"), tlvs[:-(5 + len(str(self.id)))]
 
     @property
     def serving_nnc(self) -> str:
@@ -157,9 +157,7 @@ class Lookup:
         """(short_message, TLVs) of the receipt in any profile (seed, extended, tlv)."""
         kind = profile["profile"]
         mid = str(self.id).encode()
-        tlvs = [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0",
-                _TLV_STR.pack(Tag.MESSAGE_STATE, 1),
-                b"\x02" if self.err == 0 else b"\x05"]
+        tlvs = [_TLV_STR.pack(Tag.MESSAGE_STATE, 1), b"\x02" if self.err == 0 else b"\x05"]
         if self.err:
             # network_error_code: type 3 (GSM), then the MAP error (the receipt's err when none).
             code = self.map_error if self.map_error is not None else self.err
@@ -173,6 +171,9 @@ class Lookup:
         if len(text) > 254:  # SMPP 3.4 §5.2.21: longer text goes in message_payload
             tlvs.append(_TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text)
             text = b""
+        # receipted_message_id last: some ESMEs take the id from the first 0x001E tag to the
+        # end of the PDU.
+        tlvs += [_TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0"]
         return text, b"".join(tlvs)
 
 

@@ -340,7 +340,7 @@ static int put_receipt_date(char *out, double t) {
 
 /* seed_receipt_parts(id, submitted, done, text_tail, tlv_tail) -> (text, tlvs) or None
  * Lookup._seed_parts after its cache: "id:ID sub:001 dlvrd:001 submit date:D done
- * date:D " + text_tail, and receipted_message_id (ID, NUL) + tlv_tail. None when a
+ * date:D " + text_tail, and tlv_tail + receipted_message_id (ID, NUL). None when a
  * date is not one this code formats or the text is over 254 octets: Python's to do. */
 static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
@@ -363,7 +363,7 @@ static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssi
     if (tl > 254)
         Py_RETURN_NONE;
     PyObject *text = PyBytes_FromStringAndSize(NULL, tl);
-    PyObject *tlvs = PyBytes_FromStringAndSize(NULL, 4 + digits + tlv_tail);
+    PyObject *tlvs = PyBytes_FromStringAndSize(NULL, tlv_tail + 4 + digits + 1);
     if (text == NULL || tlvs == NULL) {
         Py_XDECREF(text);
         Py_XDECREF(tlvs);
@@ -379,10 +379,12 @@ static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssi
     *o++ = ' ';
     memcpy(o, PyBytes_AS_STRING(args[3]), tail);
     unsigned char *x = (unsigned char *)PyBytes_AS_STRING(tlvs);
-    x[0] = 0x00; x[1] = 0x1E;  /* receipted_message_id */
+    memcpy(x, PyBytes_AS_STRING(args[4]), tlv_tail);
+    x += tlv_tail;
+    x[0] = 0x00; x[1] = 0x1E;  /* receipted_message_id, last */
     x[2] = (unsigned char)((digits + 1) >> 8); x[3] = (unsigned char)(digits + 1);
     memcpy(x + 4, mid, digits);
-    memcpy(x + 4 + digits, PyBytes_AS_STRING(args[4]), tlv_tail);  /* from the id's NUL on */
+    x[4 + digits] = 0;
     return Py_BuildValue("(NN)", text, tlvs);
 }
 
