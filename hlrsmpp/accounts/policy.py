@@ -269,7 +269,10 @@ class AccountBook:
         self._accounts: dict[str, Account] = {}
         self._dirty: dict[str, Account] = {}
         self._failures: dict[str, tuple[float, int]] = {}  # ip -> (first failure, count)
-        self._banned: dict[str, float] = {}  # ip -> banned until
+        self._banned: dict[str, float] = {}  # ip (IPv6: its /64) -> banned until
+        # Called with (ip key, until) when an IP is banned: the server makes it durable,
+        # so a restart does not lift it.
+        self.on_ban: Callable[[str, float], None] | None = None
         self._day_start = self._day_end = self._week_start = self._month_start = 0.0
         self._roll(time.time())
         for a in accounts:
@@ -658,12 +661,20 @@ class AccountBook:
         count += 1
         if count >= self.ban_after:
             self._failures.pop(key, None)
-            self._banned[key] = now + self.ban_time
+            self._banned[key] = until = now + self.ban_time
+            if self.on_ban is not None:
+                self.on_ban(key, until)
             return True
         self._failures[key] = (first, count)
         if len(self._failures) > 10_000:  # many sources, each below the threshold: forget stale ones
             self._failures = {k: v for k, v in self._failures.items() if now - v[0] <= self.ban_window}
         return False
+
+    def restore_bans(self, bans: Iterable[tuple[str, float]], now: float) -> None:
+        """Bans still running, as the store kept them (ip key, until)."""
+        for key, until in bans:
+            if until > now:
+                self._banned[key] = max(until, self._banned.get(key, until))
 
     def guessing(self, ip: str, now: float) -> bool:
         """`ip` is banned, or failed to log in more than once within the ban window."""
@@ -677,21 +688,24 @@ class AccountBook:
                      now: float) -> tuple[Refusal | None, Account | None]:
         """Check a bind (or an HTTP login); the account only when it may proceed.
 
-        system_type is compared exactly: `HLR` is not `hlr`. Unknown ids and wrong
-        passwords count towards the IP ban; the other refusals are not guessing."""
+        In this order, so that no answer tells a password guesser more than it must: IP
+        ban, system_id, the account's IP allowlist (from outside it, every password gets
+        the same answer), password, system_type (compared exactly: `HLR` is not `hlr`),
+        disabled, expiry. Unknown ids and wrong passwords count towards the IP ban; the
+        other refusals are not guessing."""
         if refusal := self.check_ip(ip, now):
             return refusal, None
         acc = self._accounts.get(system_id)
         if acc is None:
             self.record_failure(ip, now)
             return Refusal.BAD_SYSTEM_ID, None
+        if acc.allowed_ips and not _ip_allowed(ip, acc.allowed_ips):
+            return Refusal.IP_NOT_ALLOWED, None
         if not hmac.compare_digest(password.encode(), acc.password.encode()):
             self.record_failure(ip, now)
             return Refusal.BAD_PASSWORD, None
         if system_type != acc.system_type:
             return Refusal.BAD_SYSTEM_TYPE, None
-        if acc.allowed_ips and not _ip_allowed(ip, acc.allowed_ips):
-            return Refusal.IP_NOT_ALLOWED, None
         if not acc.enabled:
             return Refusal.DISABLED, None
         if now >= acc._expires_at:
@@ -714,8 +728,14 @@ def _ip_addr(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _ip_key(ip: str) -> str:
+    """Who a ban and a failure count apply to: an IPv4 address, or an IPv6 /64 (one
+    subscriber's prefix: changing the address inside it must not reset the count)."""
     a = _ip_addr(ip)
-    return ip if a is None else str(a)
+    if a is None:
+        return ip
+    if a.version == 6:
+        return str(ipaddress.IPv6Network((int(a) >> 64 << 64, 64)))
+    return str(a)
 
 
 def _ip_allowed(ip: str, nets: tuple[IpNetwork, ...]) -> bool:

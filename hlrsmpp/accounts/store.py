@@ -87,6 +87,10 @@ MIGRATIONS = [
     INSERT INTO receipt_queue (id) SELECT id FROM lookups WHERE pending = 1;
     DROP INDEX lookups_pending;
     """,
+    # 3: temporary IP bans survive a restart
+    """
+    CREATE TABLE bans (ip TEXT PRIMARY KEY, until REAL NOT NULL);
+    """,
 ]
 
 
@@ -133,9 +137,9 @@ class Store:
 
     # ------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = ()) -> None:
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> None:
         """One group commit, now, in this thread (see ``steps``)."""
-        steps = self.steps(lookups, acks, accounts, ledger)
+        steps = self.steps(lookups, acks, accounts, ledger, bans)
         if self.committer is not None:
             self.committer.transaction(steps)  # in C, the GIL released throughout
             return
@@ -151,10 +155,11 @@ class Store:
 
     @staticmethod
     def steps(lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-              ledger: list[tuple] = ()) -> list[tuple[str, list]]:
+              ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
         receipts queued), receipts done (``acks``: (PENDING_NONE when acknowledged or
-        EXPIRED, lookup id)), account records, ledger."""
+        EXPIRED, lookup id)), account records, ledger, IP bans ((ip key, until); the
+        ended ones are dropped then)."""
         steps: list[tuple[str, list]] = []
         if lookups:
             _in_chunks(steps, _INSERT_LOOKUPS, lookups)
@@ -168,6 +173,9 @@ class Store:
             now = time.time()
             steps += [(_SAVE_ACCOUNT, [sid, rec, now]) for sid, rec in accounts]
         steps += [(_ADD_LEDGER, [tuple(entry)]) for entry in ledger]
+        if bans:
+            steps.append((_END_BANS, [time.time()]))
+            steps += [(_SAVE_BAN, [tuple(ban)]) for ban in bans]
         return steps
 
     def close(self) -> None:
@@ -230,6 +238,10 @@ class Store:
     def max_id(self) -> int:
         return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
 
+    def bans(self, now: float) -> list[tuple[str, float]]:
+        """The IP bans still running at ``now``: (ip key, until)."""
+        return self._reader().execute("SELECT ip, until FROM bans WHERE until > ?", (now,)).fetchall()
+
 
 # Multi-row statements in a few fixed sizes (each prepared once, then cached): one
 # sqlite3_step per chunk instead of one per row. executemany steps, and gives up and
@@ -245,9 +257,12 @@ _EXPIRE = "UPDATE lookups SET pending=? WHERE id=?"
 _SAVE_ACCOUNT = ("INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
                  "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated")
 _ADD_LEDGER = "INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)"
+_SAVE_BAN = ("INSERT INTO bans (ip, until) VALUES (?, ?) "
+             "ON CONFLICT(ip) DO UPDATE SET until=max(until, excluded.until)")
+_END_BANS = "DELETE FROM bans WHERE until <= ?"
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER]
+               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "

@@ -486,12 +486,17 @@ class RedisStore:
 
     # ---------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = ()) -> None:
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> None:
         """One group commit (see the module docstring). Runs on the journal's writer thread."""
         self.cseq += 1
         cseq = self.cseq
         if self.fenced:
             raise Fenced(f"node {self.node}: lease lost")
+        if bans:  # before the script: a failure here fails the whole commit, nothing half done
+            pipe = self._w.pipeline(transaction=False)
+            pipe.zadd(self.P + "bans", dict(bans), gt=True)
+            pipe.zremrangebyscore(self.P + "bans", "-inf", time.time())
+            pipe.execute()
         keys_of = self.periods.keys
         buckets: dict[int, list[str]] = {}
         aggs: dict[tuple, list] = {}   # (sid, dkey, wkey, mkey) -> [count, cost, pids, receipts]
@@ -687,6 +692,11 @@ class RedisStore:
         for i in range(0, len(ids), 1000):
             rows += self._rows([int(m) for m in ids[i:i + 1000]])
         return rows
+
+    def bans(self, now: float) -> list[tuple[str, float]]:
+        """The IP bans still running at ``now``: (ip key, until)."""
+        return [(k.decode(), float(v)) for k, v in
+                self._r.zrangebyscore(self.P + "bans", f"({now!r}", "+inf", withscores=True)]
 
     def ledger(self, system_id: str) -> list[LedgerRow]:
         return [LedgerRow(json.loads(e)) for e in self._r.lrange(f"{self.P}ledger:{system_id}", 0, -1)]

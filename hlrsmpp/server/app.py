@@ -75,6 +75,9 @@ class Server:
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         self.journal = Journal(self.store, self.book, self.loop)
+        now = time.time()
+        self.book.restore_bans(self.store.bans(now), now)
+        self.book.on_ban = self.journal.add_ban
         node = self.cluster.node if self.cluster is not None else cfg.get("node_id", 0)
         self.ids = IdGenerator(node, floor=self.store.max_id())
         rc = cfg["receipts"]

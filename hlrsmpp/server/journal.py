@@ -34,6 +34,7 @@ class Journal:
         self._lookups: list[tuple] = []
         self._acks: list[tuple] = []
         self._ledger: list[tuple] = []
+        self._bans: list[tuple[str, float]] = []
         self._after: list[Callable[[bool], None]] = []
         self._scheduled = False
         self._busy = False
@@ -69,6 +70,12 @@ class Journal:
 
     def add_ledger(self, system_id: str, at: float, kind: str, amount: int, note: str = "") -> None:
         self._ledger.append((system_id, at, kind, amount, note))
+        if not self._scheduled:
+            self._schedule()
+
+    def add_ban(self, ip_key: str, until: float) -> None:
+        """An IP ban, kept until it ends (a restart does not lift it)."""
+        self._bans.append((ip_key, until))
         if not self._scheduled:
             self._schedule()
 
@@ -110,14 +117,15 @@ class Journal:
         lookups, self._lookups = self._lookups, []
         acks, self._acks = self._acks, []
         ledger, self._ledger = self._ledger, []
+        bans, self._bans = self._bans, []
         after, self._after = self._after, []
         # Snapshot credit now, on the loop: it matches exactly the lookups above.
         accounts = [(a.system_id, json.dumps(a.to_record(), default=str)) for a in self.book.take_dirty()]
-        if not (lookups or acks or ledger or accounts):
+        if not (lookups or acks or ledger or accounts or bans):
             self._run(after, True)
             self._settle()
             return None
-        return lookups, acks, accounts, ledger, after
+        return lookups, acks, accounts, ledger, bans, after
 
     def _submit(self) -> None:
         """Hand this turn's batch to the C committer (its values copied now)."""
@@ -126,9 +134,9 @@ class Journal:
         batch = self._take()
         if batch is None:
             return
-        lookups, acks, accounts, ledger, after = batch
+        lookups, acks, accounts, ledger, bans, after = batch
         try:
-            job, refused = self._committer.submit(self.store.steps(lookups, acks, accounts, ledger)), False
+            job, refused = self._committer.submit(self.store.steps(lookups, acks, accounts, ledger, bans)), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
             self.failures += 1
             self.commits += 1
@@ -162,9 +170,9 @@ class Journal:
         """The writer thread: one group commit at a time, its outcome back to the loop."""
         commit, done = self.store.commit, self._done
         while (job := self._jobs.get()) is not None:
-            lookups, acks, accounts, ledger, after = job
+            lookups, acks, accounts, ledger, bans, after = job
             try:
-                commit(lookups, acks, accounts, ledger)
+                commit(lookups, acks, accounts, ledger, bans)
                 err = None
             except Exception as exc:  # the store refused: every reply of the batch says so
                 err = exc

@@ -73,7 +73,7 @@ SCHEMAS = {
             "properties": {
                 "code": {"type": "string", "description":
                          "Stable machine code: the refusal (`no_credit`, `limit_day`, "
-                         "`no_coverage`, `expired`, `bad_password`, `invalid_destination`, ...) "
+                         "`no_coverage`, `expired`, `invalid_login`, `invalid_destination`, ...) "
                          "or `bad_request`, `unauthorized`, `forbidden`, `not_found`, "
                          "`admin_disabled`, `invalid_account`, `invalid_amount`, `exists`, "
                          "`unlimited_credit`, `system_error`, `invalid_faults`, `invalid_trace`, "

@@ -71,7 +71,7 @@ KEYS = {
     "accounts_timezone": "time zone of the per_day/per_week/per_month calendars and of `expires`",
     "bans.after": "failed binds from one IP ...",
     "bans.window": "... within this many seconds ...",
-    "bans.time": "... ban that IP for this many seconds (binds get ESME_RBINDFAIL)",
+    "bans.time": "... ban that IP (IPv6: its /64) for this many seconds (binds get ESME_RBINDFAIL); kept across restarts",
     "admin.token": "bearer token of the admin API (`HLRSMPP_ADMIN_TOKEN`); unset: admin API off",
     "log.format": "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)",
     "log.level": "`debug`, `info`, `warning` or `error`",

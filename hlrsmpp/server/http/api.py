@@ -102,7 +102,10 @@ async def authenticate(request: web.Request, admin_only: bool = False) -> Princi
     refusal, account = server.book.authenticate(user, password, known.system_type if known else "",
                                                 ip, now)
     if refusal is not None:
-        return refusal_error(refusal)
+        resp = refusal_error(refusal)
+        if resp.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="hlrsmpp"'
+        return resp
     return Principal(False, account)
 
 

@@ -246,7 +246,13 @@ def refusal_error(r: Refusal | Status, **extra) -> web.Response:
     return json_error(status, code, text, smpp, **extra)
 
 
-def refusal_parts(r: Refusal | Status) -> tuple[int, str, str, Status]:
+#: Any bad credential gets one answer: which part was wrong is a guesser's clue.
+_BAD_LOGIN = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD})
+
+
+def refusal_parts(r: Refusal | Status) -> tuple[int, str, str, Status | None]:
+    if r in _BAD_LOGIN:
+        return 401, "invalid_login", _REFUSAL_TEXT[r], None
     if isinstance(r, Refusal):
         return _REFUSAL_HTTP[r], r.value, _REFUSAL_TEXT[r], r.smpp_status
     if r == Status.RINVDSTADR:
