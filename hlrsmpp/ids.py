@@ -4,12 +4,19 @@ A Snowflake-style 63-bit integer: milliseconds since 2020-01-01 (41 bits), the
 node number (10 bits: one per process of a deployment), a sequence (12 bits).
 It never goes backwards, not even if the clock does or the store already holds
 larger ids, so an id is never reused. At most 19 decimal digits.
+
+Message ids are time-ordered on purpose (a time range of the history is an id range),
+so they are guessable: nothing is ever read by a message id alone. Batch ids are: the
+report of the AMS HLR API is read by its batch id without credentials, so a batch id is
+``random_id()``, 63 random bits.
 """
 from __future__ import annotations
 
+import secrets
 import time
 
 EPOCH_MS = 1577836800000  # 2020-01-01T00:00:00Z
+MAX_ID = (1 << 63) - 1
 NODE_BITS, SEQ_BITS = 10, 12
 MAX_NODE = (1 << NODE_BITS) - 1
 MAX_SEQ = (1 << SEQ_BITS) - 1
@@ -55,3 +62,8 @@ def first_id_at(t: float) -> int:
     """The smallest id issued at or after epoch time ``t``: time ranges of the
     history are id ranges, with no index on time."""
     return max(int(t * 1000) - EPOCH_MS, 0) << (NODE_BITS + SEQ_BITS)
+
+
+def random_id() -> int:
+    """An unguessable id, 1 .. 2**63-1 (decimal like every id): a secret by itself."""
+    return secrets.randbelow(MAX_ID) + 1

@@ -138,3 +138,98 @@ def test_client_faults_are_a_debug_line_not_an_error(tmp_path):
     for line in out.splitlines():
         if line.startswith("{"):
             assert json.loads(line).get("level") not in ("error", "critical"), line
+
+
+# ------------------------------------------------------------------ reports belong to their account
+
+class Ams(ApiClient):
+    """The AMS HLR API's two calls."""
+
+    async def lookup(self, user: str, password: str, *numbers: str) -> int:
+        async with self.session.get(f"http://127.0.0.1:{self.st.http_port}/websmpp/hlr/lookup",
+                                    params={"username": user, "password": password,
+                                            "destination": ",".join(numbers)}) as r:
+            text = await r.text()
+        assert text.startswith("BatchId: "), text
+        return int(text.split()[1])
+
+    async def report(self, batch_id, **creds) -> tuple[int, object]:
+        async with self.session.get(f"http://127.0.0.1:{self.st.http_port}/websmpp/hlr/report",
+                                    params={"batchid": str(batch_id), **creds}) as r:
+            return r.status, await r.json()
+
+
+@pytest.fixture
+async def ams():
+    async with clients(Ams) as factory:
+        yield factory
+
+
+TWO = [{"system_id": "a", "password": "pwa"}, {"system_id": "b", "password": "pwb"}]
+
+
+async def test_batch_ids_cannot_be_scanned(make_server, ams):
+    """Batch ids are 63 random bits: another account's batch made a moment later is
+    nowhere near, and scanning the ids around one's own finds nothing else."""
+    st = make_server(TWO, bans={"after": 0})        # no ban: the scan itself is what is tested
+    c = await ams(st)
+    mine = await c.lookup("a", "pwa", "447400000001")
+    theirs = [await c.lookup("b", "pwb", "447400000002", "447400000003") for _ in range(3)]
+    mine2 = await c.lookup("a", "pwa", "447400000004")
+    ids = [mine, *theirs, mine2]
+    assert len(set(ids)) == len(ids) and all(0 < i < 1 << 63 for i in ids)
+    # Consecutive batches are far apart (time-ordered ids would be a few thousand apart).
+    assert min(abs(x - y) for x in ids for y in ids if x != y) > 1 << 32
+    found = []
+    for centre in (mine, mine2):
+        for bid in range(centre - 300, centre + 301):
+            status, body = await c.report(bid)
+            if status == 200:
+                found.append(bid)
+            else:
+                assert status == 404 and body["error"]["name"] == "INVALID_REQUEST"
+    assert found == [mine, mine2]
+    # The id alone reads the report (what the AMS HLR API's clients send).
+    status, body = await c.report(theirs[0])
+    assert status == 200 and [r["destination"] for r in body] == ["447400000002", "447400000003"]
+
+
+async def test_report_credentials_when_given_are_checked(make_server, ams):
+    st = make_server(TWO)
+    c = await ams(st)
+    mine = await c.lookup("a", "pwa", "447400000001")
+    status, body = await c.report(mine, username="a", password="pwa")
+    assert status == 200 and body["batchid"] == str(mine)
+    status, body = await c.report(mine, username="a", password="wrong")
+    assert status == 401 and (body["error"]["code"], body["error"]["name"]) == ("001", "INVALID_LOGIN")
+    status, body = await c.report(mine, username="b", password="pwb")   # someone else's batch
+    assert status == 404 and body["error"]["name"] == "INVALID_REQUEST"
+
+
+async def test_scanning_batch_ids_is_banned_like_password_guessing(make_server, ams, api, tmp_path):
+    """bans.after unknown batch ids from one address ban it (bans.time), as wrong
+    passwords do."""
+    st = make_server(TWO, bans={"after": 4, "time": 60})
+    c = await ams(st)
+    mine = await c.lookup("a", "pwa", "447400000001")
+    for k in range(1, 4):
+        assert (await c.report(mine + k))[0] == 404
+    assert (await c.report(mine))[0] == 200         # a good id does not reset the count
+    assert (await c.report(mine + 4))[0] == 404     # the 4th unknown id: banned
+    status, body = await c.report(mine)             # even its own batch, now
+    assert status == 403 and body["error"]["name"] == "INVALID_LOGIN"
+    # The JSON API's batch ids are as random, and an account finds only its own batches
+    # (without valid credentials nothing is read at all; a successful login forgives
+    # earlier failures, as for passwords).
+    st2 = make_server(TWO, bans={"after": 0}, storage={"path": str(tmp_path / "d2")})
+    j = await api(st2)
+    bids = []
+    for who in (basic("a", "pwa"), basic("b", "pwb"), basic("a", "pwa")):
+        status, created, _ = await j.call("POST", "/lookups", who, json={"number": "447400000001"})
+        assert status == 200
+        bids.append(int(created["batch_id"]))
+    assert min(abs(x - y) for x in bids for y in bids if x != y) > 1 << 32
+    assert (await j.call("GET", f"/batches/{bids[1]}", basic("a", "pwa")))[0] == 404
+    for bid in range(bids[0] - 100, bids[0] + 101):
+        status, _, _ = await j.call("GET", f"/batches/{bid}", basic("a", "pwa"))
+        assert status == (200 if bid == bids[0] else 404)

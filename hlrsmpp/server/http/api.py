@@ -26,13 +26,14 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, ThreadedResolver
 from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
+from ...ids import MAX_ID
 from ..receipts import Lookup
 from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
-                     lookup_view, read, refusal_detail, refusal_error, trace_file, wait_done)
+                     lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
+                     unknown_batch, wait_done)
 
 log = structlog.get_logger("hlrsmpp.http")
 
-MAX_ID = (1 << 63) - 1
 HISTORY_PAGE_MAX = 1000
 CSV_CHUNK = 1000
 
@@ -184,9 +185,9 @@ async def create_lookups(request: web.Request) -> web.Response:
         return _bad("timeout: expected seconds between 0 and 3600")
     timeout = min(float(timeout), limit)
 
-    batch_id = server.ids.reserve(len(numbers) + 1)
+    batch_id = await new_batch_id(server)
     results = server.engine.submit_many(account, [n.strip() for n in numbers], "http", batch_id,
-                                        batch_id + 1)
+                                        server.ids.reserve(len(numbers)))
     accepted = [r for r in results if r.__class__ is Lookup]
     rejected = [{"index": k, "number": numbers[k], "error": refusal_detail(r)}
                 for k, r in enumerate(results) if r.__class__ is not Lookup]
@@ -251,6 +252,7 @@ async def get_batch(request: web.Request) -> web.Response:
     rows = await read(server.store.batch, bid) if bid is not None else []
     rows = [r for r in rows if _owned(who, r)]
     if not rows:
+        unknown_batch(server, request)
         return _not_found(f"no batch {request.match_info['id']}")
     at = time.time()
     views = [lookup_view(Lookup.from_row(r), at) for r in rows]

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ...accounts import Refusal, from_micro
 from ...hlr import ERR_NAMES
+from ...ids import random_id
 from ...smpp.status import Status
 from ..receipts import Lookup
 
@@ -149,6 +150,21 @@ async def wait_done(lookups: list[Lookup], timeout: float) -> None:
 async def read(fn, *args):
     """A store read on a worker thread (each has its own SQLite reader connection)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def new_batch_id(server) -> int:
+    """A batch id: random (the report is read by the id alone: it is its secret), and not
+    one the store already holds."""
+    while True:
+        batch_id = random_id()
+        if not await read(server.store.batch, batch_id):
+            return batch_id
+
+
+def unknown_batch(server, request: web.Request) -> None:
+    """A batch id that names no batch of the caller's: scanning for other accounts'
+    batches counts towards the source address's ban, like a wrong password."""
+    server.book.record_failure(request.remote or "", time.time())
 
 
 # ------------------------------------------------------------------ files named over the API

@@ -19,8 +19,8 @@ from ...accounts import Refusal
 from ...accounts import refusal as rf
 from ...smpp.status import Status
 from ..receipts import Lookup
-from .common import (MAX_BATCH, SERVER, TEXT, durable, json_error, json_response, read,
-                     seed_report_row)
+from .common import (MAX_BATCH, SERVER, TEXT, durable, json_error, json_response, new_batch_id,
+                     read, seed_report_row, unknown_batch)
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -79,9 +79,10 @@ async def lookup(request: web.Request) -> web.Response:
                                          request.remote or "", time.time())
     if refusal is not None:
         return _line(refusal.http_error.line)
-    # The batch id and the lookup ids: consecutive, unique, decimal.
-    batch_id = server.ids.reserve(len(numbers) + 1)
-    results = server.engine.submit_many(account, numbers, "http", batch_id, batch_id + 1)
+    # The batch id: random, the report's secret. The lookup ids: consecutive message ids.
+    batch_id = await new_batch_id(server)
+    results = server.engine.submit_many(account, numbers, "http", batch_id,
+                                        server.ids.reserve(len(numbers)))
     accepted = [r for r in results if r.__class__ is Lookup]
     if not accepted:
         return _line(_error_of(results[0]))
@@ -91,16 +92,40 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    """GET /websmpp/hlr/report?batchid=B: JSON, one object for a one-number batch, else an
-    array. Errors are JSON too: {"error": {"code", "name", "message"}}."""
+    """GET /websmpp/hlr/report?batchid=B[&username=U&password=P]: JSON, one object for a
+    one-number batch, else an array. Errors are JSON too: {"error": {"code", "name",
+    "message"}}.
+
+    The batch id alone reads the report (the AMS HLR API's clients send nothing else): it
+    is 63 random bits. Credentials, when given, are checked, and then only the account's
+    own batches are found. An unknown batch id counts towards the source's ban like a
+    wrong password, so ids cannot be scanned for."""
     server = request.app[SERVER]
-    raw = [v for k, v in request.query.items() if k.lower() == "batchid"]
+    ip, now = request.remote or "", time.time()
+    if server.book.check_ip(ip, now) is not None:
+        return _report_error(403, rf.INVALID_LOGIN, "this source address is temporarily banned "
+                                                    "after failed logins or unknown batch ids")
+    query: dict[str, list[str]] = {}
+    for k, v in request.query.items():
+        query.setdefault(k.lower(), []).append(v)
+    raw = query.get("batchid", [])
     if len(raw) != 1 or not raw[0].strip().isdigit() or not raw[0].strip().isascii():
         return _report_error(400, rf.INVALID_REQUEST, "batchid: expected one decimal batch id")
+    account = None
+    if "username" in query or "password" in query:
+        username, password = (query.get(k, [""])[-1] for k in ("username", "password"))
+        known = server.book.get(username)
+        refusal, account = server.book.authenticate(username, password,
+                                                    known.system_type if known else "", ip, now)
+        if refusal is not None:
+            return _report_error(401, refusal.http_error, "login refused")
     text = raw[0].strip()
     batch_id = int(text)
     rows = await read(server.store.batch, batch_id) if batch_id < 1 << 63 else []
+    if account is not None:
+        rows = [r for r in rows if r["system_id"] == account.system_id]
     if not rows:
+        unknown_batch(server, request)
         return _report_error(404, rf.INVALID_REQUEST, f"no batch {text}")
     tz = ZoneInfo(server.cfg["receipts"].get("timezone", "UTC"))
     at = time.time()
