@@ -7,6 +7,7 @@ Environment variables (for containers and secrets):
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 
@@ -76,8 +77,32 @@ _ENV = {
 }
 
 
+#: Keys a section accepts beyond those in DEFAULTS (unset by default).
+_OPTIONAL_KEYS = {"storage": {"redis"}}
+#: Sections whose keys their own module checks, with their own message (hlr: the Resolver).
+_CHECKED_ELSEWHERE = {"hlr"}
+
+
 class ConfigError(ValueError):
     """A configuration a user wrote wrong: one clear line, never a traceback."""
+
+
+def _check_keys(raw: dict) -> None:
+    """A key a section does not know is a typo: refuse it by name, with the nearest
+    known key, rather than run with its default."""
+    for section, value in raw.items():
+        default = DEFAULTS[section]
+        if not isinstance(default, dict) or section in _CHECKED_ELSEWHERE:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a mapping of keys, got {value!r}")
+        known = set(default) | _OPTIONAL_KEYS.get(section, set())
+        for key in value:
+            if key not in known:
+                near = difflib.get_close_matches(str(key), sorted(known), 1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(f"{section}.{key}: unknown key{hint}; known keys: "
+                                  f"{', '.join(sorted(known))}")
 
 
 def _merge(base: dict, over: dict, where: str = "") -> dict:
@@ -109,6 +134,9 @@ def load(path: str | Path | None = None, overrides: dict | None = None,
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    # An empty section (every key commented out) is YAML's None: the defaults.
+    raw = {k: v for k, v in raw.items() if not (v is None and isinstance(DEFAULTS[k], dict))}
+    _check_keys(raw)
     cfg = _merge(DEFAULTS, raw)
     env = os.environ if environ is None else environ
     for var, (section, key, kind) in _ENV.items():

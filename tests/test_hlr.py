@@ -102,6 +102,23 @@ def test_parse_rejects(default, addr, ton, npi):
     assert default.lookup(addr, ton, npi) is None
 
 
+def test_parse_takes_keywords_in_both_builds(default):
+    """The public signature is parse(destination_addr, ton=1, npi=1), in C as in Python."""
+    builds = {"default": default.parse, "python": Resolver.parse.__get__(default)}
+    for name, parse in builds.items():
+        want = Destination("919589123456", "91")
+        assert parse("+919589123456", ton=1, npi=1) == want, name
+        assert parse(destination_addr="919589123456") == want, name
+        assert parse("919589123456", npi=0, ton=0) == want, name
+        assert parse("919589123456", 0, npi=1) == want, name
+        assert parse("919589123456", npi=0) is None, name      # TON 1 needs NPI 1
+        for args, kw in [((), {}), (("919589123456",), {"msisdn": "1"}),
+                         (("919589123456",), {"destination_addr": "1"}),
+                         (("919589123456", 1, 1, 1), {}), (("919589123456", 1), {"ton": 1})]:
+            with pytest.raises(TypeError):
+                parse(*args, **kw)
+
+
 def test_unallocated_and_non_mobile(default):
     # possible but unallocated (Ofcom drama range, ACMA fiction range): unknown subscriber
     for n in ("447700900123", "61491570156"):

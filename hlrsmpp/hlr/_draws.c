@@ -202,22 +202,40 @@ static PyObject *draws_configure(Draws *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Resolver.parse(destination_addr, ton, npi): the same answers (see resolver.py). */
-static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 3 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "parse(destination_addr: str, ton: int = 1, npi: int = 1)");
-        return NULL;
+/* Resolver.parse(destination_addr, ton, npi): the same answers (see resolver.py).
+ * Keywords are accepted as in Python; the engine passes positionals, which cost nothing more. */
+static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    static const char *const names[3] = {"destination_addr", "ton", "npi"};
+    PyObject *given[3] = {NULL, NULL, NULL};  /* NULL: not given (ton and npi default to 1) */
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 3)
+        goto usage;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        given[i] = args[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (name == NULL)
+            return NULL;
+        int j = 0;
+        while (j < 3 && strcmp(name, names[j]) != 0)
+            j++;
+        if (j == 3 || given[j] != NULL)
+            goto usage;
+        given[j] = args[nargs + k];
     }
+    if (given[0] == NULL || !PyUnicode_Check(given[0]))
+        goto usage;
     if (self->e164 == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Draws: not configured");
         return NULL;
     }
-    long ton = nargs > 1 ? PyLong_AsLong(args[1]) : 1, npi = nargs > 2 ? PyLong_AsLong(args[2]) : 1;
+    long ton = given[1] != NULL ? PyLong_AsLong(given[1]) : 1;
+    long npi = given[2] != NULL ? PyLong_AsLong(given[2]) : 1;
     if ((ton == -1 || npi == -1) && PyErr_Occurred())
         return NULL;
     if (ton == 1 ? npi != 1 : (ton != 0 || (npi != 0 && npi != 1)))
         Py_RETURN_NONE;
-    PyObject *addr = args[0];
+    PyObject *addr = given[0];
     Py_ssize_t n = PyUnicode_GET_LENGTH(addr), start = 0;
     if (n && PyUnicode_READ_CHAR(addr, 0) == '+')
         start = 1;
@@ -258,6 +276,9 @@ static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t narg
     PyTuple_SET_ITEM(dest, 0, msisdn);
     PyTuple_SET_ITEM(dest, 1, Py_NewRef(PyTuple_GET_ITEM(hit, 0)));
     return dest;
+usage:
+    PyErr_SetString(PyExc_TypeError, "parse(destination_addr: str, ton: int = 1, npi: int = 1)");
+    return NULL;
 }
 
 /* msisdn[:k] as Python slices it (k past the end: all of it); a new reference. */
@@ -425,7 +446,8 @@ error:
 static PyMethodDef draws_methods[] = {
     {"draw", (PyCFunction)draws_draw, METH_O, "A number's (outcome, ported, roaming, latency, pick) draws."},
     {"configure", (PyCFunction)draws_configure, METH_VARARGS, "Resolver's tables, for parse and resolve_fields."},
-    {"parse", (PyCFunction)(void (*)(void))draws_parse, METH_FASTCALL, "Resolver.parse, the same answers."},
+    {"parse", (PyCFunction)(void (*)(void))draws_parse, METH_FASTCALL | METH_KEYWORDS,
+     "Resolver.parse, the same answers."},
     {"resolve_fields", (PyCFunction)draws_resolve_fields, METH_O,
      "The common case of Resolver.resolve as a tuple of HlrResult's fields; None: the Python path."},
     {NULL, NULL, 0, NULL},
