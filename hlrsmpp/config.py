@@ -43,6 +43,7 @@ DEFAULTS: dict = {
         "webhook_timeout": 10.0,       # per callback POST
         "webhook_secret": "",          # HMAC-SHA256 key: callbacks carry X-Hlrsmpp-Signature ("": unsigned)
         "webhook_private": False,      # allow callbacks to loopback, private and link-local addresses
+        "webhook_allow": [],           # networks callbacks may reach although not public (e.g. [10.1.2.0/24]: an internal receiver)
         "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
         "clean_quota_bytes": 1024 * 1024 * 1024,  # per account: its cleaning jobs' files on disk, uploads and cleaned copies (bytes; 0: no quota)
     },

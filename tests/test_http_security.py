@@ -3,6 +3,7 @@ make it do. Paths from the API stay under their directory; malformed input is a 
 a debug line, never a 500 or a traceback. Real servers, real sockets."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from conftest import ServerProcess, free_port
 from http_client import ApiClient, basic, clients, error_code
@@ -233,3 +235,97 @@ async def test_scanning_batch_ids_is_banned_like_password_guessing(make_server, 
     for bid in range(bids[0] - 100, bids[0] + 101):
         status, _, _ = await j.call("GET", f"/batches/{bid}", basic("a", "pwa"))
         assert status == (200 if bid == bids[0] else 404)
+
+
+# ------------------------------------------------------------------ callbacks (SSRF)
+
+async def _receiver(host: str, handler) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    return runner, runner.addresses[0][1]
+
+
+async def _settled(st, want: int = 1, timeout: float = 15.0):
+    from hlrsmpp.server.http.api import WEBHOOKS
+    hooks = st.server.http_runner.app[WEBHOOKS]
+    deadline = time.monotonic() + timeout
+    while hooks.failed + hooks.delivered < want and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return hooks
+
+
+async def test_callback_redirect_to_a_private_address_is_not_followed(make_server, api):
+    """A callback receiver that answers 307 to a private address cannot make the server
+    POST there: redirects are not followed (the attempt fails, and is retried to the
+    checked address only)."""
+    private_calls, redirect_calls = [], []
+
+    async def private(request):
+        private_calls.append(await request.read())
+        return web.Response(status=204)
+
+    async def redirect(request):
+        redirect_calls.append(request.headers.get("X-Hlrsmpp-Attempt"))
+        raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{private_port}/hook")
+
+    private_runner, private_port = await _receiver("127.0.0.1", private)
+    redirect_runner, redirect_port = await _receiver("127.0.0.2", redirect)
+    try:
+        # Not webhook_private: only 127.0.0.2 (a receiver of the operator's) is allowed.
+        st = make_server(http={"webhook_private": False, "webhook_allow": ["127.0.0.2/32"],
+                               "webhook_backoff": 0.05, "webhook_attempts": 2})
+        a = await api(st)
+        status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
+            "number": "447400000001", "callback_url": f"http://127.0.0.1:{private_port}/hook"})
+        assert error_code(status, body, 400) == "bad_request"
+        status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
+            "number": "447400000001", "callback_url": f"http://127.0.0.2:{redirect_port}/hook"})
+        assert status == 202, body
+        hooks = await _settled(st)
+        assert redirect_calls == ["1", "2"] and private_calls == []
+        assert hooks.failed == 1 and hooks.delivered == 0
+    finally:
+        await redirect_runner.cleanup()
+        await private_runner.cleanup()
+
+
+async def test_callback_goes_to_the_checked_address_with_its_name(make_server, api):
+    """A name is resolved once per attempt through the checking resolver, and the POST
+    goes to that address with the name kept in Host."""
+    seen = []
+
+    async def hook(request):
+        seen.append((request.host, await request.read()))
+        return web.Response(status=204)
+
+    runner, port = await _receiver("127.0.0.1", hook)
+    try:
+        st = make_server(http={"webhook_allow": ["127.0.0.1/32"], "webhook_backoff": 0.05,
+                               "webhook_attempts": 2})
+        a = await api(st)
+        status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
+            "number": "447400000001", "callback_url": f"http://localhost:{port}/hook"})
+        assert status == 202, body
+        hooks = await _settled(st)
+        assert hooks.delivered == 1 and seen and seen[0][0] == f"localhost:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0x7f000001", "0177.0.0.1", "127.0.0.1.",
+                                  "0x7f.0.0.1", "017700000001", "8.8.8.010"])
+async def test_non_canonical_ipv4_callbacks_are_refused(make_server, api, host):
+    """Hosts that name an IPv4 address in another form than a.b.c.d: resolvers disagree on
+    them, so they are refused when the URL is given, whatever webhook_private says."""
+    st = make_server(http={"webhook_private": True, "webhook_attempts": 1})
+    a = await api(st)
+    status, body, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
+        "number": "447400000001", "callback_url": f"http://{host}:8080/hook"})
+    assert error_code(status, body, 400) == "bad_request"
+    assert "a.b.c.d" in body["error"]["message"]
+    status, _, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
+        "number": "447400000001", "callback_url": "http://127.0.0.1:9/hook", "wait": False})
+    assert status == 202

@@ -22,7 +22,7 @@ import time
 from datetime import date, datetime, timezone
 
 import structlog
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, ThreadedResolver, web
+from aiohttp import ClientSession, ClientTimeout, ThreadedResolver, web
 from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
@@ -220,8 +220,8 @@ def _callback_url(value, hooks: "Webhooks") -> str | web.Response:
         return _bad("callback_url: expected an http(s) URL")
     if url.scheme not in ("http", "https") or not url.host or not url.is_absolute():
         return _bad("callback_url: expected an absolute http(s) URL")
-    if not hooks.reachable(url.host):
-        return _bad("callback_url: a loopback, private or link-local address (http.webhook_private)")
+    if (why := hooks.check_url(url.host)) is not None:
+        return _bad(why)
     return value
 
 
@@ -619,21 +619,32 @@ async def ledger(request: web.Request) -> web.Response:
 def _public(ip: str) -> bool:
     """An address on the internet: not loopback, private, link-local, multicast,
     reserved or unspecified (an IPv4-mapped IPv6 address is judged as its IPv4)."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    addr = _addr(ip)
     return addr.is_global and not addr.is_multicast
 
 
-class _PublicResolver(ThreadedResolver):
-    """Name resolution that keeps public addresses only: a callback URL cannot reach the
-    server's own network by a name, nor by a name that changes address after the check."""
+def _addr(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
-        hosts = [h for h in await super().resolve(host, port, family) if _public(h["host"])]
-        if not hosts:
-            raise OSError(f"{host} resolves to no public address (http.webhook_private)")
-        return hosts
+
+#: The last label of a host that URL parsers (and getaddrinfo) read as an IPv4 number.
+_NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0[xX][0-9a-fA-F]*)")
+
+
+def _non_canonical_ipv4(host: str) -> bool:
+    """``2130706433``, ``127.1``, ``0x7f000001``, ``0177.0.0.1``, ``127.0.0.1.``: hosts
+    that name an IPv4 address without being its dotted-quad form. Resolvers disagree on
+    them (octal or decimal?), so a check of one reading proves nothing about the other."""
+    label = (host[:-1] if host.endswith(".") else host).rsplit(".", 1)[-1]
+    if not _NUMERIC_LABEL.fullmatch(label):
+        return False
+    try:
+        return str(ipaddress.IPv4Address(host)) != host
+    except ValueError:
+        return True
 
 
 class Webhooks:
@@ -642,9 +653,14 @@ class Webhooks:
     restart forgets pending callbacks (the results stay readable by id and batch).
 
     Unless ``http.webhook_private``, callbacks go to public addresses only (an account
-    must not make the server POST into its own network). With ``http.webhook_secret``
-    each POST carries ``X-Hlrsmpp-Timestamp`` and ``X-Hlrsmpp-Signature: sha256=`` the
-    HMAC-SHA256 of ``<timestamp>.<body>`` under that secret."""
+    must not make the server POST into its own network), or to the networks of
+    ``http.webhook_allow``. A name is resolved once per attempt, the address checked, and
+    the POST goes to THAT address (Host and TLS SNI keep the name): a second DNS answer
+    cannot swap in another one. Redirects are not followed (a 3xx is a failed attempt):
+    a receiver cannot bounce the POST to an address that was never checked. With
+    ``http.webhook_secret`` each POST carries ``X-Hlrsmpp-Timestamp`` and
+    ``X-Hlrsmpp-Signature: sha256=`` the HMAC-SHA256 of ``<timestamp>.<body>`` under
+    that secret."""
 
     def __init__(self, cfg: dict):
         hc = cfg["http"]
@@ -655,22 +671,58 @@ class Webhooks:
         secret, private = hc.get("webhook_secret", ""), hc.get("webhook_private", False)
         if not isinstance(secret, str) or not isinstance(private, bool):
             raise ValueError("http.webhook_secret must be a string and http.webhook_private true or false")
+        allow = hc.get("webhook_allow") or []
+        try:
+            self.allow = tuple(ipaddress.ip_network(str(n), strict=False) for n in allow)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"http.webhook_allow: a list of networks (e.g. 10.1.2.0/24): {e}") from None
         self.secret = secret.encode()
         self.private = private
+        self._resolver: ThreadedResolver | None = None
         self._session: ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self.delivered = 0
         self.failed = 0
 
-    def reachable(self, host: str) -> bool:
-        """False for an address literal callbacks may not reach; names are checked when
-        resolved, at each POST."""
+    def allowed_ip(self, ip: str) -> bool:
+        """Whether a callback may go to address ``ip``."""
         if self.private:
             return True
+        addr = _addr(ip)
+        return (addr.is_global and not addr.is_multicast) or any(addr in n for n in self.allow)
+
+    def check_url(self, host: str) -> str | None:
+        """Why a callback URL's host is refused when the URL is given, or None. Names are
+        checked when resolved, at each POST."""
+        if _non_canonical_ipv4(host):
+            return "callback_url: an IPv4 address must be written as four decimal numbers (a.b.c.d)"
         try:
-            return _public(host.strip("[]"))
+            ok = self.allowed_ip(host.strip("[]"))
         except ValueError:   # a name
-            return True
+            return None
+        return None if ok else (
+            "callback_url: a loopback, private or link-local address (http.webhook_private, "
+            "http.webhook_allow)")
+
+    async def _target(self, url: URL) -> tuple[URL, dict, str | None]:
+        """Where one attempt connects: the URL with the address that was checked in place
+        of its name, the Host header and the TLS server name that keep the name."""
+        host = url.host or ""
+        if (why := self.check_url(host)) is not None:
+            raise OSError(why)
+        try:
+            _addr(host)
+            return url, {}, None   # an address literal, checked above
+        except ValueError:
+            pass
+        if self._resolver is None:
+            self._resolver = ThreadedResolver()
+        hosts = await self._resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+        usable = [h["host"] for h in hosts if self.allowed_ip(h["host"])]
+        if not usable:
+            raise OSError(f"{host} resolves to no public address (http.webhook_private)")
+        return (url.with_host(usable[0]), {"Host": url.host_port_subcomponent},
+                host if url.scheme == "https" else None)
 
     def send(self, url: str, batch_id: int, lookups: list[Lookup]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(url, batch_id, lookups))
@@ -683,8 +735,8 @@ class Webhooks:
         payload = json.dumps({"batch_id": str(batch_id), "account": lookups[0].system_id,
                               "complete": True, "lookups": [lookup_view(lk, at) for lk in lookups]})
         if self._session is None:
-            connector = None if self.private else TCPConnector(resolver=_PublicResolver())
-            self._session = ClientSession(timeout=ClientTimeout(total=self.timeout), connector=connector,
+            # Always an address in the URL (resolved above): the connector resolves nothing.
+            self._session = ClientSession(timeout=ClientTimeout(total=self.timeout),
                                           headers={"User-Agent": "hlrsmpp-webhook"})
         body = payload.encode()
         delay = self.backoff
@@ -697,11 +749,14 @@ class Webhooks:
                 mac = hmac.new(self.secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
                 headers |= {"X-Hlrsmpp-Timestamp": stamp, "X-Hlrsmpp-Signature": f"sha256={mac}"}
             try:
-                if not self.reachable(URL(url).host or ""):
-                    raise OSError("a loopback, private or link-local address (http.webhook_private)")
-                async with self._session.post(url, data=body, headers=headers) as resp:
+                target, host_header, server_name = await self._target(URL(url))
+                async with self._session.post(target, data=body, headers=headers | host_header,
+                                              server_hostname=server_name,
+                                              allow_redirects=False) as resp:
                     status = resp.status
                     await resp.read()
+                if 300 <= status < 400:
+                    status = f"{status}: redirects are not followed"
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # connection refused, DNS, timeout, bad URL: retry
