@@ -23,7 +23,8 @@ DEFAULTS: dict = {
         "max_connections_per_ip": 500,
         "session_init_timeout": 10.0,  # seconds to bind after connecting
         "tarpit": 1.0,                 # seconds a misbehaving peer (framing error, error before binding, repeated failed binds) waits for its answer, unread (0: at once)
-        "enquire_link_interval": 30.0,  # we probe an idle ESME this often
+        "enquire_link_interval": 10.0,  # we probe an idle ESME this often
+        "enquire_link_unanswered": 3,  # probes in a row with nothing received: close (0: never); a frozen ESME frees its slot within interval x (1 + this)
         "inactivity_timeout": 120.0,   # nothing received for this long: close
         "response_timeout": 10.0,      # deliver_sm not answered in time: retry
         "window": 64,                  # outstanding deliver_sm per receiving session, times 1 + the account's transmitters bound to the process (4 Tx + 1 Rx: 5 x 64)

@@ -171,7 +171,8 @@ def test_what_waits_behind_a_tarpitted_answer_is_answered_after_it_in_order(make
 
 
 def test_stuck_receiver_does_not_slow_another_account(make_server):
-    srv = make_server([A, B], smpp={"window": 8})
+    # (A frozen receiver is closed after 2 x response_timeout: not within this test.)
+    srv = make_server([A, B], smpp={"window": 8, "response_timeout": 60.0})
     # a's receiver binds and then never reads nor answers a deliver_sm.
     stuck = _connect(srv.smpp_port)
     stuck.sendall(encode(Pdu(Command.BIND_RECEIVER, 1, 0, {"system_id": "a", "password": "p",

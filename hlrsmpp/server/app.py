@@ -367,8 +367,14 @@ class Server:
                     proto.tick(now, sc)
             deadline = now - sc["response_timeout"]
             before = time.time() - ttl
-            for box in self.outboxes.values():
+            for box in list(self.outboxes.values()):  # a dropped receiver may reset its outbox
                 if box.inflight:
+                    receiver = box.receiver
+                    # A frozen receiver gives its slot back (and its receipts go again).
+                    if (receiver is not None and receiver.last_rx < deadline
+                            and box.oldest_sent() < deadline
+                            and receiver.receipts_unanswered(now, sc["response_timeout"])):
+                        continue
                     box.timed_out(deadline)
                 if box.ready:
                     expired = box.expire(before)

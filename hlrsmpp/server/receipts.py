@@ -290,6 +290,10 @@ class Outbox:
         delay = min(self.retry_min * (2 ** (lookup.attempts - 1)), self.retry_max)
         self._call_later(delay, self._due, lookup)
 
+    def oldest_sent(self) -> float:
+        """When the longest-waiting deliver_sm in flight was sent (they are kept in send order)."""
+        return next(iter(self.inflight.values()))[1]
+
     def timed_out(self, deadline: float) -> None:
         """Retry every deliver_sm sent before ``deadline`` and still unanswered."""
         late = [seq for seq, (_, sent) in self.inflight.items() if sent < deadline]

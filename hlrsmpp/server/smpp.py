@@ -68,7 +68,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted")
+                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted", "probes_unanswered")
 
     def __init__(self, server):
         self.server = server
@@ -88,6 +88,7 @@ class SmppProtocol:
         self.tracer = None    # a PduTrace while this session is traced
         self.corked: list[bytes] | None = None  # written this turn, sent at its end
         self.tarpitted = False  # a misbehaving peer: its answers wait, it is not read
+        self.probes_unanswered = 0  # our enquire_link in a row with nothing received since
         self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
@@ -472,9 +473,35 @@ class SmppProtocol:
             return
         interval = timers["enquire_link_interval"]
         if session.state is State.BOUND and idle > interval and now - self.last_probe > interval:
-            session.enquire_link()
-            self.write(session.data_to_send())
-            self.last_probe = now
+            # Nothing at all since the last probe: it went unanswered. A frozen ESME (its
+            # process stopped, its TCP connection up) would hold its slot until the
+            # inactivity timeout; closed, its account can bind again.
+            if self.last_rx < self.last_probe:
+                self.probes_unanswered += 1
+                if self.probes_unanswered >= timers["enquire_link_unanswered"] > 0:
+                    self.drop("enquire_link_unanswered")
+                    return
+            else:
+                self.probes_unanswered = 0
+            self.probe(now)
+
+    def probe(self, now: float) -> None:
+        self.session.enquire_link()
+        self.write(self.session.data_to_send())
+        self.last_probe = now
+
+    def receipts_unanswered(self, now: float, timeout: float) -> bool:
+        """A deliver_sm went unanswered for ``timeout`` and nothing else came meanwhile:
+        probe at once rather than after the idle interval; when the probe goes
+        unanswered for ``timeout`` too, the receiver is frozen: close it (True).
+        A live ESME that lost one answer answers the probe and keeps its session."""
+        if self.last_rx >= self.last_probe:
+            self.probe(now)
+            return False
+        if now - self.last_probe > timeout:
+            self.drop("deliver_sm_unanswered")
+            return True
+        return False
 
     # ----------------------------------------------------------- tarpit
     def tarpit(self) -> None:
@@ -506,6 +533,12 @@ class SmppProtocol:
     def unbind(self) -> None:
         self.session.unbind()
         self.write(self.session.data_to_send())
+
+    def drop(self, reason: str) -> None:
+        """Close a session that stopped answering; its slot is free at once."""
+        self.session.close_reason = reason
+        self.server.release(self)
+        self.abort()
 
     def abort(self) -> None:
         if not self.closed:
