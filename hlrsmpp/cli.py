@@ -34,7 +34,13 @@ def cmd_serve(args) -> int:
     if args.workers != 1:
         from .redis.workers import supervise  # N processes share state in Redis
         return supervise(cfg, args)
-    return _run(serve(cfg)) or 0
+    try:
+        return _run(serve(cfg)) or 0
+    except config_mod.ConfigError as err:
+        # Logging is set up: the reason is one log line (JSON for a container), no traceback.
+        import structlog
+        structlog.get_logger("hlrsmpp").error("start_failed", error=str(err))
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from conftest import free_port
 from esme import SmpplibEsme
@@ -252,3 +254,23 @@ def test_lookup_against_another_provider():
     assert first["message_id"] == "A1" and first["id"] == "161" and first["stat"] == "DELIVRD"
     assert first["err"] == 0 and first["extra"] == {"mccmnc": "20801", "imsi": "208011234567890"}
     assert second["message_id"] == "A2" and second["stat"] == "NO_RECEIPT"
+
+
+# ------------------------------------------------------------------ serve
+
+@pytest.mark.parametrize("busy", ["smpp", "http"])
+def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path, busy):
+    conf = tmp_path / "hlrsmpp.yaml"
+    conf.write_text(f"smpp: {{host: 127.0.0.1}}\nhttp: {{host: 127.0.0.1}}\nstorage: {{path: {tmp_path / 'data'}}}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"smpp": port if busy == "smpp" else 0, "http": port if busy == "http" else 0}
+        p = hlrsmpp("serve", "--config", conf, "--smpp-port", ports["smpp"], "--http-port", ports["http"],
+                    cwd=tmp_path, env={"HLRSMPP_LOG_FORMAT": "json"}, timeout=60)
+    assert p.returncode == 2, p.stderr
+    failed = [json.loads(line) for line in p.stderr.splitlines() if '"start_failed"' in line]
+    assert [e["error"] for e in failed] == [f"{busy}: cannot listen on 127.0.0.1:{port}: address "
+                                            f"already in use (set {busy}.port or --{busy}-port)"]
+    assert "Traceback" not in p.stderr

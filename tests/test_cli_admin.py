@@ -111,4 +111,4 @@ def test_history_table_csv_and_filters(admin, tmp_path):
     assert "3 lookup(s) written" in p.stderr
     p = cli(admin, "history", "--account", "acme", "--csv", "-")
     assert [r["cost"] for r in csv.DictReader(io.StringIO(p.stdout))] == ["0.1"]
-    assert_friendly(cli(admin, "history", "--since", "yesterday"), "since", code=1)
+    assert_friendly(cli(admin, "history", "--since", "yesterday"), "since", "HTTP 400", code=2)

@@ -203,7 +203,8 @@ def test_uncaught_exceptions_are_logged_too(restore_logging):
 
 
 def test_a_server_that_cannot_start_says_why_in_json(tmp_path):
-    """The HTTP port is taken: the process exits non-zero, its output still JSON lines."""
+    """The HTTP port is taken: the process exits 2, its output still JSON lines, the
+    reason one of them, without a traceback."""
     cfg = tmp_path / "hlrsmpp.yaml"
     cfg.write_text("storage: {path: ./data}\naccounts: [{system_id: a, password: b}]\n")
     with socket.socket() as busy:
@@ -213,10 +214,11 @@ def test_a_server_that_cannot_start_says_why_in_json(tmp_path):
         r = subprocess.run([sys.executable, "-m", "hlrsmpp", "serve", "--config", str(cfg),
                             "--smpp-port", str(free_port()), "--http-port", str(port)],
                            cwd=tmp_path, capture_output=True, timeout=60)
-    assert r.returncode != 0
+    assert r.returncode == 2
     events = [json.loads(line) for line in r.stderr.decode().splitlines() if line.strip()]
-    crash = [e for e in events if e["event"] == "unhandled_exception"]
-    assert crash and "address" in crash[0]["error"].lower(), r.stderr.decode()[-2000:]
+    failed = [e for e in events if e["event"] == "start_failed"]
+    assert failed and "address already in use" in failed[0]["error"], r.stderr.decode()[-2000:]
+    assert "Traceback" not in r.stderr.decode()
 
 
 def test_bad_settings_are_refused():

@@ -4,6 +4,7 @@ outboxes and listeners together; runs the timers; shuts down cleanly.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from .. import metrics
+from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.store import EXPIRED, Store
 from ..hlr import Resolver
@@ -93,13 +95,23 @@ class Server:
         if self.cluster is not None:
             await self.cluster.start()  # leases, receipt streams, heartbeat
         sc = cfg["smpp"]
-        self.smpp_server = await self.loop.create_server(
-            lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024,
-            reuse_port=sc.get("reuse_port") or None)  # serve --workers: one port, N processes
-        self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
         self.http_port = None
-        if cfg["http"].get("enabled", True):
-            await self._start_http()
+        section = "smpp"
+        try:
+            self.smpp_server = await self.loop.create_server(
+                lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024,
+                reuse_port=sc.get("reuse_port") or None)  # serve --workers: one port, N processes
+            self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
+            section = "http"
+            if cfg["http"].get("enabled", True):
+                await self._start_http()
+        except OSError as err:
+            # A port in use or an address not ours: the operator's to fix, in one line.
+            await self.stop(grace=0)
+            host, port = cfg[section]["host"], cfg[section]["port"]
+            reason = os.strerror(err.errno) if err.errno else str(err)   # uvloop: no strerror
+            raise ConfigError(f"{section}: cannot listen on {host}:{port}: {reason.lower()} "
+                              f"(set {section}.port or --{section}-port)") from None
         self._ticker = self.loop.create_task(self._tick_loop())
         log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=replayed,

@@ -47,7 +47,8 @@ class AdminApi:
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as err:
-            raise ToolError(self._error_line(err), 1) from None
+            # 400: an option the API refuses (a bad --since...): the command could not run.
+            raise ToolError(self._error_line(err), 2 if err.code == 400 else 1) from None
         except urllib.error.URLError as err:
             reason = err.reason
             reason = getattr(reason, "strerror", None) or str(reason)

@@ -199,7 +199,11 @@ async def start_http(server) -> tuple[web.AppRunner, int]:
     await runner.setup()
     site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024,
                        reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
     port = runner.addresses[0][1] if runner.addresses else hc["port"]
     log.info("http_started", host=hc["host"], port=port, prepaid_services=len(app[prepaid.SERVICES]))
     return runner, port
