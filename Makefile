@@ -29,15 +29,27 @@ build-deps:
 	    echo "make: gcc or libsqlite3-dev is missing: the C modules will not be built (sudo apt-get install gcc libsqlite3-dev)" >&2; \
 	  fi; }
 
-# The shared-deployment tests start a real redis-server (never a fake, never the system
-# service): install the Debian package when it is missing (as root; otherwise say how).
-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+# Programs the tests start, never fakes: redis-server (shared deployments) and Kannel's
+# bearerbox and smsbox (the interop matrix; its upstream version pinned), installed with
+# apt-get when missing (as root; otherwise say how); the npm smpp client from its lockfile.
+KANNEL_DEB  := kannel=1.4.5*
+NODE_CLIENT := tests/interop/node
+
+deps: $(NODE_CLIENT)/node_modules/.package-lock.json
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	{ command -v bearerbox || [ -x /usr/sbin/bearerbox ]; } >/dev/null 2>&1 || missing="$$missing $(KANNEL_DEB)"; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	  else \
-	    echo "make: redis-server is missing: run as root, or: sudo apt-get install redis-server" >&2; exit 1; \
+	    echo "make: missing for the tests:$$missing: run as root, or: sudo apt-get install$$missing" >&2; exit 1; \
 	  fi; }
+
+# npm ci installs exactly the lockfile (node_modules is not in git); --prefer-offline
+# takes the npm cache when it has the packages.
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --prefer-offline
 
 test: $(STAMP) deps
 	$(BIN)/pytest

@@ -148,6 +148,46 @@ class WireTap:
         return [p for p in self.pdus if p.direction == direction and p.command_id == command_id]
 
 
+def wire_tlvs(raw: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """The TLVs of a PDU on the wire from ``pos`` to its end, in order."""
+    out = []
+    while pos < len(raw):
+        tag, length = struct.unpack_from(">HH", raw, pos)
+        out.append((tag, raw[pos + 4:pos + 4 + length]))
+        pos += 4 + length
+    assert pos == len(raw), "TLVs overrun the PDU"
+    return out
+
+
+def bind_resp_tlvs(raw: bytes) -> list[tuple[int, bytes]]:
+    """The TLVs of a bind_resp on the wire, in order (after system_id)."""
+    return wire_tlvs(raw, raw.index(b"\0", 16) + 1)
+
+
+def deliver_sm_tlv_start(raw: bytes) -> int:
+    """Where the TLVs of a deliver_sm on the wire begin: past its mandatory fields."""
+    return _deliver_sm_fields(raw)[2]
+
+
+def deliver_sm_fields(raw: bytes) -> tuple[str, bytes, dict[int, bytes]]:
+    """(destination_addr, short_message, TLVs) of a deliver_sm on the wire, read from the
+    bytes here, independently of any client library."""
+    destination, short_message, pos = _deliver_sm_fields(raw)
+    return destination, short_message, dict(wire_tlvs(raw, pos))
+
+
+def _deliver_sm_fields(raw: bytes) -> tuple[str, bytes, int]:
+    pos = 16
+    pos = raw.index(b"\0", pos) + 3                 # service_type; source TON, NPI
+    pos = raw.index(b"\0", pos) + 3                 # source_addr; dest TON, NPI
+    end = raw.index(b"\0", pos)
+    destination = raw[pos:end].decode("ascii")
+    pos = end + 4                                   # destination_addr; esm_class, protocol_id, priority
+    pos = raw.index(b"\0", pos) + 1                 # schedule_delivery_time
+    pos = raw.index(b"\0", pos) + 5                 # validity_period; four octets to sm_length
+    return destination, raw[pos + 1:pos + 1 + raw[pos]], pos + 1 + raw[pos]
+
+
 # ---------------------------------------------------------------- aiosmpplib
 class RecordingHook(aiosmpplib.AbstractHook):
     """Keeps every message aiosmpplib sends and receives (raw PDU when it cannot parse one)."""

@@ -22,8 +22,8 @@ import pytest
 from aiosmpplib import NPI, TON, SmppCommandStatus
 
 from esme import RECEIPT_RE
-from esme_async import (AioEsme, WireTap, opt, wait_until, BIND_RECEIVER, BIND_TRANSCEIVER, DELIVER_SM, RESP,
-                        UNBIND)
+from esme_async import (AioEsme, WireTap, bind_resp_tlvs, deliver_sm_tlv_start, opt, wait_until, wire_tlvs,
+                        BIND_RECEIVER, BIND_TRANSCEIVER, DELIVER_SM, RESP, UNBIND)
 
 NUMBER = "447912345678"  # a UK mobile number: cc 44
 RECEIPTED_MESSAGE_ID, MESSAGE_STATE, NETWORK_ERROR_CODE = 0x001E, 0x0427, 0x0423
@@ -295,32 +295,6 @@ async def test_submit_statuses(server):
         assert m and m["id"] == ok.message_id and m["cc"] == "44"
     finally:
         await esme.close()
-
-
-def bind_resp_tlvs(raw: bytes) -> list[tuple[int, bytes]]:
-    """The TLVs of a bind_resp on the wire, in order (after system_id)."""
-    return wire_tlvs(raw, raw.index(b"\0", 16) + 1)
-
-
-def wire_tlvs(raw: bytes, pos: int) -> list[tuple[int, bytes]]:
-    out = []
-    while pos < len(raw):
-        tag, length = struct.unpack_from(">HH", raw, pos)
-        out.append((tag, raw[pos + 4:pos + 4 + length]))
-        pos += 4 + length
-    assert pos == len(raw), "TLVs overrun the PDU"
-    return out
-
-
-def deliver_sm_tlv_start(raw: bytes) -> int:
-    """Where the TLVs of a deliver_sm on the wire begin: past its mandatory fields."""
-    pos = 16
-    pos = raw.index(b"\0", pos) + 3                 # service_type; source TON, NPI
-    pos = raw.index(b"\0", pos) + 3                 # source_addr; dest TON, NPI
-    pos = raw.index(b"\0", pos) + 4                 # destination_addr; esm_class, protocol_id, priority
-    pos = raw.index(b"\0", pos) + 1                 # schedule_delivery_time
-    pos = raw.index(b"\0", pos) + 5                 # validity_period; four octets to sm_length
-    return pos + 1 + raw[pos]                       # sm_length, short_message
 
 
 @pytest.mark.parametrize("version,mode,sc_interface_version", [
