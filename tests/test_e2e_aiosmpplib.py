@@ -301,7 +301,7 @@ async def test_submit_statuses(server):
     (0x50, "transceiver", b"\x34"),   # SMPP 5.0 clients: served as 3.4, and told so
     (0x34, "transceiver", b"\x34"),
     (0x33, "receiver", None),          # 3.3 knows no TLVs
-])
+], ids=["0x50", "0x34", "0x33"])
 async def test_bind_interface_version(server, version, mode, sc_interface_version):
     """interface_version from 0x34 up binds as 3.4 (sc_interface_version 0x34 in the
     bind_resp); 0x33 binds as 3.3, with no TLV. Each one then gets its receipt."""
@@ -328,7 +328,7 @@ async def test_bind_interface_version(server, version, mode, sc_interface_versio
 @pytest.mark.parametrize("number,tags", [
     ("447700900000", [MESSAGE_STATE, RECEIPTED_MESSAGE_ID]),                      # reachable
     ("447700900011", [MESSAGE_STATE, NETWORK_ERROR_CODE, RECEIPTED_MESSAGE_ID]),  # absent
-])
+], ids=["delivered", "undelivered"])
 async def test_receipted_message_id_is_the_last_tlv(server, number, tags):
     """Some ESMEs take the id from the first 0x001E tag of a deliver_sm to the end of the
     PDU: the receipt's receipted_message_id comes after every other TLV, on the wire."""
