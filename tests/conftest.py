@@ -170,3 +170,44 @@ class ServerProcess:
             return self.proc.wait(30)
         finally:
             self._log.close()
+
+
+class SmallDisk:
+    """A filesystem of its own (a small tmpfs) mounted where the server keeps its data,
+    that a test fills to the last byte: writes then really fail (ENOSPC), as on a full
+    disk. As root, permissions do not stop a write; a full filesystem does."""
+
+    def __init__(self, path: Path, size: str = "16m"):
+        self.path = path
+        self.filler = path / "filler"
+        path.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+        if got.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs for a full-disk test (needs root and mount): "
+                        f"{got.stderr.strip()}")
+
+    def fill(self) -> None:
+        """Take every free byte."""
+        with open(self.filler, "ab", buffering=0) as f:
+            for chunk in (1 << 20, 1 << 12, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * chunk)
+                except OSError:
+                    pass
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """The data directory of servers made by ``make_server`` (tmp_path/data) on a
+    SmallDisk. Request it before ``make_server``, so it is unmounted after they stop."""
+    disk = SmallDisk(tmp_path / "data")
+    yield disk
+    disk.unmount()

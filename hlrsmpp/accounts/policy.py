@@ -557,12 +557,25 @@ class AccountBook:
 
     def top_up(self, acc: Account, credit: int, bought: date | None = None, label: str = "") -> Package:
         """Add a prepaid package of `credit` micro-credits, bought today unless told."""
+        return self.add_package(acc, self.new_package(acc, credit, bought, label))
+
+    def new_package(self, acc: Account, credit: int, bought: date | None = None, label: str = "") -> Package:
+        """The package a top-up of `acc` would add (not added: see add_package)."""
         if credit <= 0:
             raise ValueError("top_up: credit must be positive")
         if acc.packages is None:
             raise ValueError(f"account {acc.system_id!r} has unlimited credit; replace it with packages first")
-        p = Package(credit, bought or self._today(), label)
-        bisect.insort_right(acc.packages, p, key=Package.age_key.fget)
+        return Package(credit, bought or self._today(), label)
+
+    @staticmethod
+    def with_package(acc: Account, p: Package) -> list[Package]:
+        """`acc`'s packages as they are once `p` is added: oldest first, `p` after its equals."""
+        packages = list(acc.packages)
+        bisect.insort_right(packages, p, key=Package.age_key.fget)
+        return packages
+
+    def add_package(self, acc: Account, p: Package) -> Package:
+        acc.packages[:] = self.with_package(acc, p)
         self._rehead(acc)
         self._rearm_alert(acc)
         self._dirty[acc.system_id] = acc

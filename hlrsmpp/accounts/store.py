@@ -91,6 +91,16 @@ MIGRATIONS = [
     """
     CREATE TABLE bans (ip TEXT PRIMARY KEY, until REAL NOT NULL);
     """,
+    # 4: a top-up's Idempotency-Key (with a digest of its request and its answer) kept in
+    # its ledger entry, so a retry is answered, not applied twice; a row the health check
+    # rewrites to see that the store still commits
+    """
+    ALTER TABLE ledger ADD COLUMN idem_key TEXT;
+    ALTER TABLE ledger ADD COLUMN idem_request TEXT;
+    ALTER TABLE ledger ADD COLUMN idem_answer TEXT;
+    CREATE UNIQUE INDEX ledger_idem ON ledger (system_id, idem_key) WHERE idem_key IS NOT NULL;
+    CREATE TABLE health (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+    """,
 ]
 
 
@@ -137,9 +147,9 @@ class Store:
 
     # ------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> None:
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False) -> None:
         """One group commit, now, in this thread (see ``steps``)."""
-        steps = self.steps(lookups, acks, accounts, ledger, bans)
+        steps = self.steps(lookups, acks, accounts, ledger, bans, probe)
         if self.committer is not None:
             self.committer.transaction(steps)  # in C, the GIL released throughout
             return
@@ -155,11 +165,14 @@ class Store:
 
     @staticmethod
     def steps(lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-              ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> list[tuple[str, list]]:
+              ledger: list[tuple] = (), bans: list[tuple[str, float]] = (),
+              probe: bool = False) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
         receipts queued), receipts done (``acks``: (PENDING_NONE when acknowledged or
-        EXPIRED, lookup id)), account records, ledger, IP bans ((ip key, until); the
-        ended ones are dropped then)."""
+        EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,
+        amount, note, then optionally idempotency key, request digest, answer), IP bans
+        ((ip key, until); the ended ones are dropped then), and the health row when
+        ``probe``."""
         steps: list[tuple[str, list]] = []
         if lookups:
             _in_chunks(steps, _INSERT_LOOKUPS, lookups)
@@ -172,10 +185,12 @@ class Store:
         if accounts:
             now = time.time()
             steps += [(_SAVE_ACCOUNT, [sid, rec, now]) for sid, rec in accounts]
-        steps += [(_ADD_LEDGER, [tuple(entry)]) for entry in ledger]
+        steps += [(_ADD_LEDGER, [tuple(entry) + (None,) * (8 - len(entry))]) for entry in ledger]
         if bans:
             steps.append((_END_BANS, [time.time()]))
             steps += [(_SAVE_BAN, [tuple(ban)]) for ban in bans]
+        if probe:
+            steps.append((_PROBE, [time.time()]))
         return steps
 
     def close(self) -> None:
@@ -221,6 +236,19 @@ class Store:
             "SELECT at, kind, amount, note FROM ledger WHERE system_id = ? ORDER BY id",
             (system_id,)).fetchall()
 
+    def idempotent(self, system_id: str, key: str) -> tuple[str, str] | None:
+        """The (request digest, answer) of the account's ledger entry made with this
+        Idempotency-Key, if any."""
+        return self._reader().execute(
+            "SELECT idem_request, idem_answer FROM ledger WHERE system_id = ? AND idem_key = ?",
+            (system_id, key)).fetchone()
+
+    def ledger_totals(self) -> dict[str, int]:
+        """Per account: the sum of its ledger (credit ever added), for audits: an
+        account's credit is this less the cost of its lookups."""
+        rows = self._reader().execute("SELECT system_id, SUM(amount) FROM ledger GROUP BY system_id")
+        return {sid: total for sid, total in rows}
+
     def totals(self) -> dict[str, tuple[int, int]]:
         """Per account: (lookups, total cost) — for audits and tests."""
         rows = self._reader().execute("SELECT system_id, COUNT(*), SUM(cost) FROM lookups GROUP BY system_id")
@@ -256,13 +284,15 @@ _PENDING = LOOKUP_COLUMNS.index("pending")
 _EXPIRE = "UPDATE lookups SET pending=? WHERE id=?"
 _SAVE_ACCOUNT = ("INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
                  "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated")
-_ADD_LEDGER = "INSERT INTO ledger (system_id, at, kind, amount, note) VALUES (?,?,?,?,?)"
+_ADD_LEDGER = ("INSERT INTO ledger (system_id, at, kind, amount, note, idem_key, idem_request, idem_answer) "
+               "VALUES (?,?,?,?,?,?,?,?)")
+_PROBE = "INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at=excluded.at"
 _SAVE_BAN = ("INSERT INTO bans (ip, until) VALUES (?, ?) "
              "ON CONFLICT(ip) DO UPDATE SET until=max(until, excluded.until)")
 _END_BANS = "DELETE FROM bans WHERE until <= ?"
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS]
+               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS, _PROBE]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "

@@ -269,8 +269,10 @@ return 1
 #:   nacks, (second, sid, pending code, "id id ...")*                receipts answered/expired
 #:   ndone, (sid, entry id)*                                         stream entries all answered
 #:   naccounts, (sid, settings JSON, limited)*
-#:   nledger, (sid, JSON, kind, amount, bought, note)*
-#: -> per aggregate {day, week, month, receipts queued}
+#:   nledger, (sid, JSON, kind, amount, bought, note, idempotency key or '', its JSON)*
+#: -> per aggregate {day, week, month, receipts queued}, then the "sid\31key" of ledger
+#:    entries left out because their idempotency key was already used
+
 COMMIT = r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('GET', P .. 'node:' .. n) ~= token then
@@ -375,28 +377,35 @@ for _ = 1, nacc do
   i = i + 3
 end
 local nled = tonumber(ARGV[i]); i = i + 1
+local dup = {}
 for _ = 1, nled do
-  local sid, entry, kind, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  redis.call('RPUSH', P .. 'ledger:' .. sid, entry)
-  local key = P .. 'acct:' .. sid
-  local raw = redis.call('HGET', key, 'pk')
-  if kind == 'top_up' and raw then
-    -- The credit is in this process's hands (AccountBook.top_up): a lease that grew. The
-    -- package joins the free list empty, to be refilled when the lease comes back.
-    local pk = cjson.decode(raw)
-    local new = {c = '0', s = amount, b = ARGV[i + 4], l = ARGV[i + 5]}
-    local at = #pk + 1
-    for j = 1, #pk do
-      if (pk[j].b or '') > new.b then at = j; break end
+  local sid, entry, kind, amount, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 6]
+  if idem ~= '' and redis.call('HSETNX', P .. 'idem:' .. sid, idem, ARGV[i + 7]) == 0 then
+    -- A retry of a top-up another commit already made: nothing is added twice.
+    dup[#dup + 1] = sid .. '\31' .. idem
+  else
+    redis.call('RPUSH', P .. 'ledger:' .. sid, entry)
+    local key = P .. 'acct:' .. sid
+    local raw = redis.call('HGET', key, 'pk')
+    if kind == 'top_up' and raw then
+      -- The credit is in this process's hands (AccountBook.top_up): a lease that grew. The
+      -- package joins the free list empty, to be refilled when the lease comes back.
+      local pk = cjson.decode(raw)
+      local new = {c = '0', s = amount, b = ARGV[i + 4], l = ARGV[i + 5]}
+      local at = #pk + 1
+      for j = 1, #pk do
+        if (pk[j].b or '') > new.b then at = j; break end
+      end
+      table.insert(pk, at, new)
+      redis.call('HSET', key, 'pk', cjson.encode(pk))
+      redis.call('HINCRBY', P .. 'lease:' .. sid, n .. ':g', amount)
+      redis.call('SADD', P .. 'leases:' .. n, sid)
     end
-    table.insert(pk, at, new)
-    redis.call('HSET', key, 'pk', cjson.encode(pk))
-    redis.call('HINCRBY', P .. 'lease:' .. sid, n .. ':g', amount)
-    redis.call('SADD', P .. 'leases:' .. n, sid)
   end
-  i = i + 6
+  i = i + 8
 end
 redis.call('SET', P .. 'commit:' .. n, token .. ':' .. cseq)
+if #dup > 0 then out[#out + 1] = dup end
 return out
 """
 

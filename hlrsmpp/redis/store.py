@@ -179,6 +179,8 @@ class RedisStore:
         #: (system_id, period key) -> lookups this process committed in it
         self.mine: dict[tuple[str, str], int] = {}
         self._settings: dict[str, str] = {}   # system_id -> settings JSON as last written/read
+        #: (system_id, Idempotency-Key) of ledger entries a commit left out: that key was taken
+        self.duplicates: set[tuple[str, str]] = set()
         #: set by the cluster: is this account's credit limited here (charges count)?
         self.limited: Callable[[str], bool] = lambda sid: True
         #: set by the cluster: called on the writer thread after each successful commit
@@ -486,8 +488,9 @@ class RedisStore:
 
     # ---------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = ()) -> None:
-        """One group commit (see the module docstring). Runs on the journal's writer thread."""
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False) -> None:
+        """One group commit (see the module docstring). Runs on the journal's writer thread.
+        (Every commit writes, the commit mark at least: ``probe`` needs nothing more.)"""
         self.cseq += 1
         cseq = self.cseq
         if self.fenced:
@@ -568,9 +571,11 @@ class RedisStore:
         for change in changed:
             args += change
         args.append(len(ledger))
-        for sid, at, kind, amount, note in ledger:
+        for sid, at, kind, amount, note, *idem in ledger:
+            key, request, answer = (idem + [None] * 3)[:3]
             args += [sid, json.dumps([at, kind, amount, note]), kind, amount,
-                     self.periods.today(at).isoformat(), note or ""]
+                     self.periods.today(at).isoformat(), note or "", key or "",
+                     json.dumps([request, answer]) if key else ""]
         try:
             out = self._commit(args=args)
         except redis.ResponseError as err:
@@ -583,6 +588,8 @@ class RedisStore:
             out = None  # it was applied; only the counters that came back are lost
         for sid, canon, _ in changed:
             self._settings[sid] = canon
+        if out is not None and len(out) > len(aggs):  # entries whose key another process used first
+            self.duplicates.update(tuple(d.decode().split("\x1f", 1)) for d in out[len(aggs)])
         mine = self.mine
         results = []
         for i, ((sid, dk, wk, mk), (count, cost, _, _)) in enumerate(aggs.items()):
@@ -697,6 +704,17 @@ class RedisStore:
         """The IP bans still running at ``now``: (ip key, until)."""
         return [(k.decode(), float(v)) for k, v in
                 self._r.zrangebyscore(self.P + "bans", f"({now!r}", "+inf", withscores=True)]
+
+    def idempotent(self, system_id: str, key: str) -> tuple[str, str] | None:
+        """The (request digest, answer) of the account's ledger entry made with this
+        Idempotency-Key, if any."""
+        raw = self._r.hget(f"{self.P}idem:{system_id}", key)
+        return tuple(json.loads(raw)) if raw is not None else None
+
+    def ledger_totals(self) -> dict[str, int]:
+        """Per account: the sum of its ledger (credit ever added), for audits."""
+        sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
+        return {sid: sum(int(e[2]) for e in self.ledger(sid)) for sid in sids}
 
     def ledger(self, system_id: str) -> list[LedgerRow]:
         return [LedgerRow(json.loads(e)) for e in self._r.lrange(f"{self.P}ledger:{system_id}", 0, -1)]

@@ -4,6 +4,7 @@ outboxes and listeners together; runs the timers; shuts down cleanly.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -39,6 +40,19 @@ def open_store(storage: dict):
     return Store(storage["path"], storage.get("synchronous", "NORMAL"))
 
 
+class StoreRefused(RuntimeError):
+    """An operator's change the store could not make durable: it was not applied."""
+
+
+class IdempotencyConflict(ValueError):
+    """An Idempotency-Key used again with a different request."""
+
+
+def _record(account: Account) -> tuple[str, str]:
+    """An account's durable record, as a commit writes it."""
+    return account.system_id, json.dumps(account.to_record(), default=str)
+
+
 class Server:
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -55,6 +69,7 @@ class Server:
         self._stopping = False
         self.stopped = asyncio.Event()
         self.cluster = None    # a shared deployment (Redis): this process's membership
+        self._admin = asyncio.Lock()  # one operator change at a time: checked, then made
         self.exit_code = 0
 
     # ------------------------------------------------------------ start-up
@@ -71,7 +86,7 @@ class Server:
             # session registry; the file's accounts seeded) before the accounts are loaded.
             self.cluster = self.store.cluster(self)
             self.registry = self.cluster.registry
-        self._load_accounts()
+        fresh = self._load_accounts()
         if self.cluster is None and self.book.has_limits():  # (a shared store keeps its own)
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
@@ -92,6 +107,14 @@ class Server:
         self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
+        if self.cluster is None and (opening := [a for a in fresh if a.credit]):
+            # Credit the store has not seen yet enters the ledger once, with the record:
+            # from then on an account's credit is always its ledger less its lookups.
+            now = time.time()
+            for account in opening:
+                self.book.mark_dirty(account)
+                self.journal.add_ledger(account.system_id, now, "top_up", account.credit, "config")
+            await self.persist()
         if self.cluster is not None:
             await self.cluster.start()  # leases, receipt streams, heartbeat
         sc = cfg["smpp"]
@@ -124,9 +147,11 @@ class Server:
             return
         self.http_runner, self.http_port = await start_http(self)
 
-    def _load_accounts(self) -> None:
+    def _load_accounts(self) -> list[Account]:
         """Config accounts, overlaid by the durable state (credit spent, top-ups,
-        accounts created at run time) from the store."""
+        accounts created at run time) from the store; those of the config the store
+        does not know yet."""
+        fresh = []
         stored = self.store.account_records()
         for d in self.cfg["accounts"]:
             account = Account.from_config(d)
@@ -134,9 +159,12 @@ class Server:
             if rec is not None:
                 # Settings come from the file; credit as spent and topped up, from the store.
                 account.packages = Account.from_record(rec).packages
+            else:
+                fresh.append(account)
             self.add_account(account)
         for rec in stored.values():
             self.add_account(Account.from_record(rec))
+        return fresh
 
     def add_account(self, account: Account) -> None:
         self.book.add(account)
@@ -154,53 +182,104 @@ class Server:
         box.profile = account.receipt if account.receipt["profile"] != "seed" else None
 
     # ------------------------------------------------- operator actions
-    # Each change is durable when the returned coroutine completes (one commit).
+    # Each change takes effect only once it is durable (Journal.change): a change the store
+    # refuses raises StoreRefused and changes nothing, in memory or on disk.
     async def create_account(self, d: dict) -> Account:
-        if self.book.get(str(d.get("system_id"))) is not None:
-            raise ValueError(f"account {d.get('system_id')!r} already exists")
-        account = Account.from_config(d)
-        self.add_account(account)
-        self.book.mark_dirty(account)
-        if account.credit:
-            self.journal.add_ledger(account.system_id, time.time(), "top_up", account.credit, "created")
-        log.info("account_created", system_id=account.system_id)
-        await self.persist()
+        async with self._admin:
+            if self.book.get(str(d.get("system_id"))) is not None:
+                raise ValueError(f"account {d.get('system_id')!r} already exists")
+            account = Account.from_config(d)
+            sid, now = account.system_id, time.time()
+            opening = [(sid, now, "top_up", account.credit, "created")] if account.credit else []
+            await self._change(lambda: ([_record(account)], opening), lambda: self.add_account(account))
+        log.info("account_created", system_id=sid)
         return account
 
     async def update_account(self, system_id: str, changes: dict) -> Account:
         """Change settings (not credit: that is top_up) of a live account."""
-        account = self._account(system_id)
-        record = account.to_record()
-        record.update(changes)
-        record["system_id"] = account.system_id
-        new = Account.from_config(record)
-        self._ensure_outbox(self.book.replace(new))
+        async with self._admin:
+            account = self._account(system_id)
+            record = account.to_record()
+            record.update(changes)
+            record["system_id"] = account.system_id
+            new = Account.from_config(record)
+
+            def write():
+                new.packages = account.packages  # the credit as it is at the commit
+                return [_record(new)], []
+
+            await self._change(write, lambda: self._ensure_outbox(self.book.replace(new)))
         # The names of what changed (a password change too), never the values.
         log.info("account_updated", system_id=system_id, keys=sorted(changes))
-        await self.persist()
         return self.book.get(system_id)
 
-    async def top_up(self, system_id: str, credit, bought=None, note: str = ""):
+    async def top_up(self, system_id: str, credit, bought=None, note: str = "",
+                     idempotency: tuple[str, str] | None = None) -> tuple[dict, bool]:
+        """Add a package; (the package as recorded, whether this is the answer of an
+        earlier top-up made with the same Idempotency-Key). ``idempotency`` is (key,
+        digest of the request): the key is kept with the ledger entry, so a retry (after
+        a timeout, a 503, a lost answer) is answered, never credited twice; the same key
+        with another request raises IdempotencyConflict."""
         from ..accounts import to_micro
-        account = self._account(system_id)
-        amount = to_micro(credit)
-        if amount <= 0:
-            raise ValueError("a top-up must be a positive amount of credit")
-        package = self.book.top_up(account, amount, bought, note)
-        self.journal.add_ledger(system_id, time.time(), "top_up", amount, note)
+        async with self._admin:
+            account = self._account(system_id)
+            amount = to_micro(credit)
+            if amount <= 0:
+                raise ValueError("a top-up must be a positive amount of credit")
+            key, digest = idempotency or (None, None)
+            if key is not None and (earlier := await self._idempotent(system_id, key, digest)):
+                return earlier, True
+            package = self.book.new_package(account, amount, bought, note)
+            answer = json.dumps(package.to_record())
+            entry = (system_id, time.time(), "top_up", amount, note, key, digest, answer)
+
+            def write():
+                record = account.to_record()
+                record["packages"] = [p.to_record() for p in self.book.with_package(account, package)]
+                return [(system_id, json.dumps(record, default=str))], [entry]
+
+            def apply():
+                if (system_id, key) not in getattr(self.store, "duplicates", ()):
+                    self.book.add_package(account, package)
+
+            await self._change(write, apply)
+            if key is not None and (system_id, key) in getattr(self.store, "duplicates", ()):
+                self.store.duplicates.discard((system_id, key))  # another process took the key first
+                return await self._idempotent(system_id, key, digest), True
         log.info("credit_topped_up", system_id=system_id, credit=amount / 1_000_000)
-        await self.persist()
-        return package
+        return package.to_record(), False
+
+    async def _idempotent(self, system_id: str, key: str, digest: str) -> dict | None:
+        earlier = await self.loop.run_in_executor(None, self.store.idempotent, system_id, key)
+        if earlier is None:
+            return None
+        if earlier[0] != digest:
+            raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another top-up")
+        return json.loads(earlier[1])
 
     async def set_enabled(self, system_id: str, enabled: bool) -> Account:
-        account = self.book.disable(system_id, enabled)
-        if not enabled:
-            for proto in list(self.protocols):
-                if proto.account is not None and proto.account.system_id == system_id:
-                    proto.unbind()
+        async with self._admin:
+            account = self._account(system_id)
+
+            def write():
+                record = account.to_record()
+                record["enabled"] = enabled
+                return [(system_id, json.dumps(record, default=str))], []
+
+            def apply():
+                self.book.disable(system_id, enabled)
+                if not enabled:
+                    for proto in list(self.protocols):
+                        if proto.account is not None and proto.account.system_id == system_id:
+                            proto.unbind()
+
+            await self._change(write, apply)
         log.info("account_enabled" if enabled else "account_disabled", system_id=system_id)
-        await self.persist()
         return account
+
+    async def _change(self, write, apply) -> None:
+        if not await self.journal.change(write, apply):
+            raise StoreRefused("the store refused the commit; nothing was changed")
 
     def _account(self, system_id: str) -> Account:
         account = self.book.get(system_id)

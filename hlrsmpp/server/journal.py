@@ -35,9 +35,15 @@ class Journal:
         self._acks: list[tuple] = []
         self._ledger: list[tuple] = []
         self._bans: list[tuple[str, float]] = []
+        self._probe = False
         self._after: list[Callable[[bool], None]] = []
         self._scheduled = False
         self._busy = False
+        # An operator's change is in the one batch in flight: nothing else is handed over
+        # until its outcome is known (and, if committed, applied).
+        self._held = False
+        self._quiet: list[asyncio.Future] = []  # changes waiting for no batch in flight
+        self._changing = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
         self.commits = 0
@@ -69,7 +75,7 @@ class Journal:
             self._schedule()
 
     def add_ledger(self, system_id: str, at: float, kind: str, amount: int, note: str = "") -> None:
-        self._ledger.append((system_id, at, kind, amount, note))
+        self._ledger.append((system_id, at, kind, amount, note, None, None, None))
         if not self._scheduled:
             self._schedule()
 
@@ -78,6 +84,66 @@ class Journal:
         self._bans.append((ip_key, until))
         if not self._scheduled:
             self._schedule()
+
+    async def probe(self) -> bool:
+        """Whether the store commits now: a tiny write (with whatever else waits)."""
+        done = self.loop.create_future()
+        self._probe = True
+        self.after_commit(lambda ok: done.done() or done.set_result(ok))
+        return await done
+
+    async def change(self, write: Callable[[], tuple[list[tuple[str, str]], list[tuple]]],
+                     apply: Callable[[], None]) -> bool:
+        """An operator's change (settings, credit, an account), durable BEFORE it takes
+        effect. ``write()`` gives the account records (system_id, JSON) and ledger
+        entries as they will be once the change is applied; they are committed, with
+        whatever else waits, as the only batch in flight, and ``apply()`` runs only if
+        that commit succeeded, before any later batch is snapshotted. So a refused change
+        changes nothing (in memory or in the store), and no later commit can carry it.
+        Returns whether it was committed."""
+        async with self._changing:
+            self._held = True
+            try:
+                while self._busy:
+                    quiet = self.loop.create_future()
+                    self._quiet.append(quiet)
+                    await quiet
+            except BaseException:
+                self._release()
+                raise
+            done = self.loop.create_future()
+
+            def committed(ok: bool) -> None:
+                try:
+                    if ok:
+                        apply()
+                finally:
+                    self._release()
+                    done.set_result(ok)
+
+            if self._committer is not None:
+                self._submit((write, committed))
+            else:
+                batch = self._take((write, committed))
+                self._busy = True
+                self._idle.clear()
+                self._jobs.put(batch)
+            return await asyncio.shield(done)
+
+    def _release(self) -> None:
+        self._held = False
+        self.loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self._scheduled or self._after:
+            self._flush()
+
+    def _not_busy(self) -> None:
+        self._busy = False
+        quiet, self._quiet = self._quiet, []
+        for fut in quiet:
+            if not fut.done():
+                fut.set_result(None)
 
     def after_commit(self, callback: Callable[[bool], None]) -> None:
         """Run ``callback(ok)`` once what was added since the last commit started is
@@ -100,6 +166,8 @@ class Journal:
 
     # -------------------------------------------------------------- commit
     def _flush(self) -> None:
+        if self._held:
+            return  # handed over once the operator's change is settled (_resume)
         if self._committer is not None:
             self._submit()
             return
@@ -110,33 +178,50 @@ class Journal:
             self._busy = True
             self._jobs.put(batch)
 
-    def _take(self) -> tuple | None:
+    def _take(self, change: tuple | None = None) -> tuple | None:
         """What was added since the last commit started, and the callbacks that wait for
-        it; None, the callbacks answered, when there is nothing to write."""
+        it (with an operator's ``change``: (write, callback), see ``change``); None, the
+        callbacks answered, when there is nothing to write."""
         self._scheduled = False
         lookups, self._lookups = self._lookups, []
         acks, self._acks = self._acks, []
         ledger, self._ledger = self._ledger, []
         bans, self._bans = self._bans, []
+        probe, self._probe = self._probe, False
         after, self._after = self._after, []
         # Snapshot credit now, on the loop: it matches exactly the lookups above.
         accounts = [(a.system_id, json.dumps(a.to_record(), default=str)) for a in self.book.take_dirty()]
-        if not (lookups or acks or ledger or accounts or bans):
+        if change is not None:
+            write, callback = change
+            try:
+                records, entries = write()
+            except Exception:
+                log.exception("change_failed")
+                records, entries = None, ()
+            if records is None:  # nothing valid to write: the change is refused
+                self.loop.call_soon(callback, False)
+            else:
+                changed = {sid for sid, _ in records}
+                accounts = [a for a in accounts if a[0] not in changed] + list(records)
+                ledger = ledger + list(entries)
+                after.insert(0, callback)  # applied before anything else hears of the commit
+        if not (lookups or acks or ledger or accounts or bans or probe):
             self._run(after, True)
             self._settle()
             return None
-        return lookups, acks, accounts, ledger, bans, after
+        return lookups, acks, accounts, ledger, bans, probe, after
 
-    def _submit(self) -> None:
+    def _submit(self, change: tuple | None = None) -> None:
         """Hand this turn's batch to the C committer (its values copied now)."""
-        if not self._scheduled and not self._after:
+        if change is None and not self._scheduled and not self._after:
             return  # flushed already this turn
-        batch = self._take()
+        batch = self._take(change)
         if batch is None:
             return
-        lookups, acks, accounts, ledger, bans, after = batch
+        lookups, acks, accounts, ledger, bans, probe, after = batch
         try:
-            job, refused = self._committer.submit(self.store.steps(lookups, acks, accounts, ledger, bans)), False
+            job, refused = self._committer.submit(
+                self.store.steps(lookups, acks, accounts, ledger, bans, probe)), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
             self.failures += 1
             self.commits += 1
@@ -163,16 +248,16 @@ class Journal:
                 _, after, refused = inflight.popleft()
                 self._run(after, err is None and not refused)
         if not inflight:
-            self._busy = False
+            self._not_busy()
             self._settle()
 
     def _write(self) -> None:
         """The writer thread: one group commit at a time, its outcome back to the loop."""
         commit, done = self.store.commit, self._done
         while (job := self._jobs.get()) is not None:
-            lookups, acks, accounts, ledger, bans, after = job
+            lookups, acks, accounts, ledger, bans, probe, after = job
             try:
-                commit(lookups, acks, accounts, ledger, bans)
+                commit(lookups, acks, accounts, ledger, bans, probe)
                 err = None
             except Exception as exc:  # the store refused: every reply of the batch says so
                 err = exc
@@ -182,7 +267,7 @@ class Journal:
                 return
 
     def _done(self, err: Exception | None, after: list) -> None:
-        self._busy = False
+        self._not_busy()
         if err is not None:
             self.failures += 1
             log.error("commit_failed", error=repr(err))

@@ -5,6 +5,8 @@ prepaid service, the JSON API under /api/v1/ with its OpenAPI document, /metrics
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 import logging
 import sys
 
@@ -73,8 +75,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 only while the SMPP listener serves, the store answers and the HLR tables are
-    loaded; else 503 with what is down."""
+    """200 only while the SMPP listener serves, the store commits (a real write, now) and
+    its data directory takes a file, and the HLR tables are loaded; else 503 with what is
+    down."""
     server = request.app[SERVER]
     checks = {"smpp": _smpp_up(server), "storage": await _storage_up(server), "hlr": _hlr_up(server)}
     ok = all(checks.values())
@@ -87,13 +90,42 @@ def _smpp_up(server) -> bool:
     return s is not None and s.is_serving() and not getattr(server, "_stopping", False)
 
 
+#: How long the store's probe commit may take before the store counts as down.
+STORAGE_PROBE_TIMEOUT = 2.0
+
+
 async def _storage_up(server) -> bool:
+    """A lookup is only answered once durable: the store is up when a commit succeeds
+    (a disk full or read-only, a Redis out of memory fail it) and the data directory
+    (cleaning jobs, traces) takes a small file, written through to the disk."""
+    loop = asyncio.get_running_loop()
     try:
-        loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.run_in_executor(None, server.store.max_id), 2.0)
-        return True
+        committed = await asyncio.wait_for(asyncio.shield(server.journal.probe()), STORAGE_PROBE_TIMEOUT)
+        return committed and await asyncio.wait_for(
+            loop.run_in_executor(None, _writable, Path(server.cfg["storage"]["path"])), STORAGE_PROBE_TIMEOUT)
     except Exception:
         return False
+
+
+def _writable(directory: Path) -> bool:
+    if not directory.is_dir():
+        return True  # not made yet (a deployment on Redis makes it on first use)
+    probe = directory / f".healthz-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"hlrsmpp healthz\n" * 256)  # a few KB: a full disk refuses them
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 # Numbers every numbering plan knows (UK, US, India, Bulgaria mobiles): if none parses,

@@ -27,6 +27,7 @@ from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
 from ...ids import MAX_ID
+from ..app import IdempotencyConflict
 from ..receipts import Lookup
 from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
                      lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
@@ -415,6 +416,7 @@ _ACCOUNT_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
 
 
 SYSTEM_ID_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _encodable(v) -> bool:
@@ -572,13 +574,23 @@ async def top_up(request: web.Request) -> web.Response:
     if acc.packages is None:
         return json_error(409, "unlimited_credit",
                           f"account {acc.system_id!r} has unlimited credit: nothing to top up")
+    idempotency = None
+    if (key := request.headers.get("Idempotency-Key")) is not None:
+        if not IDEMPOTENCY_KEY_RE.fullmatch(key):
+            return _bad("Idempotency-Key: 1 to 255 visible ASCII characters")
+        # The request as understood (an amount written "50" or 50.0 is the same top-up).
+        what = json.dumps([from_micro(amount), bought.isoformat() if bought else None, note])
+        idempotency = key, hashlib.sha256(what.encode()).hexdigest()
     try:
-        package = await server.top_up(acc.system_id, credit, bought, note)
+        package, replayed = await server.top_up(acc.system_id, credit, bought, note, idempotency)
+    except IdempotencyConflict as e:
+        return json_error(422, "idempotency_key_reused", str(e))
     except _ACCOUNT_ERRORS as e:
         return json_error(422, "invalid_amount", f"credit: {e}")
     except RuntimeError as e:
         return json_error(503, "system_error", str(e))
-    return json_response({"account": account_view(server, acc), "package": package.to_record()})
+    return json_response({"account": account_view(server, acc), "package": package},
+                         headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
