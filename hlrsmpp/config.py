@@ -33,10 +33,16 @@ DEFAULTS: dict = {
         "submit_window_status": "RTHROTTLED",  # or RMSGQFUL: what an ESME past its window gets
         "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it
         "reuse_port": False,           # SO_REUSEPORT: several processes on one port (serve --workers)
+        "fd_reserve": 256,             # file descriptors kept for SMPP: new HTTP connections are refused when fewer are free, new SMPP connections when fewer than half (RLIMIT_NOFILE is raised to its hard limit at start)
     },
     "http": {
         "host": "0.0.0.0", "port": 8080, "enabled": True,
         "reuse_port": False,           # SO_REUSEPORT (serve --workers)
+        "max_connections": 2000,       # open HTTP connections at most; more are closed at once (metric hlrsmpp_connections_rejected_total{listener="http"})
+        "max_connections_per_ip": 200,  # open HTTP connections from one IP at most
+        "header_timeout": 10.0,        # seconds a request's line and headers may take to arrive, from its first byte (or the connection)
+        "body_timeout": 30.0,          # seconds a request body may go without a byte arriving
+        "idle_timeout": 30.0,          # seconds a connection may wait, idle, for its next request (keep-alive)
         "sync_timeout": 30.0,          # longest wait of a synchronous POST /api/v1/lookups
         "webhook_attempts": 6,         # callback POSTs per batch before giving up
         "webhook_backoff": 1.0,        # first retry delay, doubled each time ...

@@ -17,7 +17,8 @@ Families (``_total`` is added to counters by the exposition format):
 ========================================  =======  =================================
 hlrsmpp_build_info                        gauge    version, codec, commit, draws (c or python)
 hlrsmpp_connections                       gauge    open SMPP TCP connections
-hlrsmpp_connections_rejected_total        counter  refused by max_connections(_per_ip)
+hlrsmpp_connections_rejected_total        counter  listener, reason (caps, descriptors)
+hlrsmpp_http_timeouts_total               counter  phase (header, body): slow requests closed
 hlrsmpp_tarpitted_total                   counter  misbehaving peers answered smpp.tarpit late
 hlrsmpp_sessions                          gauge    bound sessions by mode (tx, rx, trx)
 hlrsmpp_binds_total                       counter  mode, result (ok or the refusal)
@@ -164,7 +165,7 @@ class Stats:
     def reset(self) -> None:
         """Zero everything (tests). Tables are cleared in place: connections hold them."""
         for name in ("pdus_in", "pdus_out", "binds", "lookups", "refusals", "http",
-                     "receipts_expired", "faults"):
+                     "receipts_expired", "faults", "connections_rejected", "http_timeouts"):
             table = self.__dict__.get(name)
             if table is None:
                 self.__dict__[name] = {} if name.startswith("pdus") else Counter()
@@ -172,11 +173,11 @@ class Stats:
                 table.clear()
         # pdus_in/pdus_out: (command_id, status) -> n, see count_pdus.
         # binds (mode, result), lookups (channel, err), refusals (channel, reason),
-        # http (route, code), receipts_expired account, faults action -> n.
+        # http (route, code), receipts_expired account, faults action,
+        # connections_rejected (listener, reason), http_timeouts phase -> n.
         self.unexpected_resp = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
-        self.connections_rejected = 0
         self.tarpitted = 0
 
     def observe_latencies(self, now: float, lookups) -> None:
@@ -225,8 +226,16 @@ class ServerCollector:
         g.add_metric([], len(getattr(server, "protocols", ())))
         yield g
         c = CounterMetricFamily("hlrsmpp_connections_rejected",
-                                "SMPP connections refused by max_connections or max_connections_per_ip")
-        c.add_metric([], s.connections_rejected)
+                                "Connections refused, by listener (smpp, http) and reason "
+                                "(max_connections, max_connections_per_ip, descriptors, stopping)",
+                                labels=["listener", "reason"])
+        for (listener, reason), n in sorted(s.connections_rejected.items()):
+            c.add_metric([listener, reason], n)
+        yield c
+        c = CounterMetricFamily("hlrsmpp_http_timeouts", "HTTP connections closed for a request "
+                                "too slow to arrive, by phase (header, body)", labels=["phase"])
+        for phase, n in sorted(s.http_timeouts.items()):
+            c.add_metric([phase], n)
         yield c
         c = CounterMetricFamily("hlrsmpp_tarpitted", "Misbehaving SMPP peers (framing errors, errors "
                                 "before binding, repeated failed binds) answered smpp.tarpit seconds late")

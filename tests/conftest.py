@@ -128,11 +128,13 @@ def _no_orphan_servers():
 class ServerProcess:
     """``hlrsmpp serve`` as a real process (for kill -9 and signal tests)."""
 
-    def __init__(self, config_file: Path, smpp_port: int, http_port: int, env=None):
+    def __init__(self, config_file: Path, smpp_port: int, http_port: int, env=None,
+                 nofile: int | None = None):
         self.config_file = config_file
         self.smpp_port = smpp_port
         self.http_port = http_port
         self.env = dict(os.environ, **(env or {}))
+        self.nofile = nofile   # RLIMIT_NOFILE (soft and hard) of the server process
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "ServerProcess":
@@ -142,7 +144,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hlrsmpp", "serve", "--config", str(self.config_file),
              "--smpp-port", str(self.smpp_port), "--http-port", str(self.http_port)],
-            cwd=self.config_file.parent, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=self.config_file.parent, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=self._limit if self.nofile else None)
         _SPAWNED.append(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -154,6 +157,10 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")
+
+    def _limit(self) -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

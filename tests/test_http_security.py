@@ -329,3 +329,153 @@ async def test_non_canonical_ipv4_callbacks_are_refused(make_server, api, host):
     status, _, _ = await a.call("POST", "/lookups", basic("demo", "demo"), json={
         "number": "447400000001", "callback_url": "http://127.0.0.1:9/hook", "wait": False})
     assert status == 202
+
+
+# ------------------------------------------------------------------ connections, timeouts, descriptors
+
+def _closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (sending ``trickle`` a byte
+    every 0.2 s meanwhile, like a slow client)."""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    pos = 0
+    while time.monotonic() < deadline:
+        if pos < len(trickle):
+            try:
+                sock.sendall(trickle[pos:pos + 1])
+            except OSError:
+                return True
+            pos += 1
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def _is_closed(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (without waiting)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_slow_and_idle_http_connections_are_closed(make_server):
+    """A client that trickles its headers, stalls in its body, or says nothing at all no
+    longer holds a connection (and a descriptor) for minutes."""
+    st = make_server(http={"header_timeout": 1.0, "body_timeout": 1.0, "idle_timeout": 1.5})
+    port = st.http_port
+    slow_header = socket.create_connection(("127.0.0.1", port))
+    stalled_body = socket.create_connection(("127.0.0.1", port))
+    stalled_body.sendall(b"POST /api/v1/lookups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"num")
+    idle = socket.create_connection(("127.0.0.1", port))
+    kept_alive = socket.create_connection(("127.0.0.1", port))
+    kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    kept_alive.settimeout(5)
+    assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+    try:
+        # Each well before aiohttp's own keep-alive default (about an hour) would close it.
+        assert _closed_within(slow_header, 8, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100)
+        assert _closed_within(stalled_body, 8)
+        assert _closed_within(idle, 8)
+        assert _closed_within(kept_alive, 8)
+    finally:
+        for s in (slow_header, stalled_body, idle, kept_alive):
+            s.close()
+    from hlrsmpp import metrics
+    assert metrics.STATS.http_timeouts["header"] >= 1 and metrics.STATS.http_timeouts["body"] >= 1
+    # A request that is merely slow to be answered is not cut (a synchronous lookup waits).
+    answer = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_http_connections_per_ip_are_capped(make_server):
+    st = make_server(http={"max_connections_per_ip": 3})
+    port = st.http_port
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", port))
+        assert _closed_within(extra, 3)          # the 4th is closed at once
+        extra.close()
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")   # the 3 still serve
+        held[0].settimeout(5)
+        assert held[0].recv(65536).startswith(b"HTTP/1.1 200")
+        held.pop(0).close()
+        time.sleep(0.2)
+        again = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert again.startswith(b"HTTP/1.1 200")  # a slot was freed
+    finally:
+        for s in held:
+            s.close()
+    from hlrsmpp import metrics
+    assert metrics.STATS.connections_rejected["http", "max_connections_per_ip"] >= 1
+
+
+FD_CONFIG = """
+storage: {path: ./data}
+log: {level: info, format: json}
+smpp: {fd_reserve: 60}
+http: {max_connections_per_ip: 10000, header_timeout: 120, idle_timeout: 120}
+accounts:
+  - {system_id: demo, password: demo}
+  - {system_id: late, password: late}
+"""
+
+
+def test_descriptors_are_kept_for_smpp_when_http_floods(tmp_path):
+    """With the process's descriptors nearly used up by HTTP connections, HTTP is refused
+    (and that is logged once, and counted) while a bound SMPP session still works and a
+    new bind still succeeds."""
+    from esme import SmpplibEsme
+    cfg = tmp_path / "hlrsmpp.yaml"
+    cfg.write_text(FD_CONFIG)
+    proc = ServerProcess(cfg, free_port(), free_port(), nofile=200).start()
+    flood: list[socket.socket] = []
+    try:
+        wait_http(proc.http_port)
+        bound = SmpplibEsme(proc.smpp_port)
+        bound.bind("transceiver")
+        for _ in range(220):                     # more than the process has descriptors
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", proc.http_port), timeout=2))
+            except OSError:
+                break
+        time.sleep(1.0)
+        # The bound session still looks up and gets its receipt...
+        seq = bound.submit("447400123456")
+        bound.pump(lambda: seq in bound.resps and bound.receipts)
+        assert bound.resps[seq].status == 0
+        # ... and a new ESME still binds...
+        late = SmpplibEsme(proc.smpp_port)
+        late.bind("transmitter", system_id="late", password="late")
+        late.close()
+        # ... while HTTP was admitted up to the reserve only, and is refused now.
+        alive = [s for s in flood if not _is_closed(s)]
+        assert 60 < len(alive) < 200 - 30, len(alive)
+        assert _closed_within(socket.create_connection(("127.0.0.1", proc.http_port)), 3)
+        bound.close()
+        for s in flood:
+            s.close()
+        flood.clear()
+        time.sleep(1.5)
+        metrics_text = raw_http(proc.http_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b'hlrsmpp_connections_rejected_total{listener="http",reason="descriptors"}' in metrics_text
+    finally:
+        for s in flood:
+            s.close()
+        proc.terminate()
+    refused = [json.loads(line) for line in proc.output().splitlines()
+               if line.startswith("{") and "connections_refused" in line]
+    assert len(refused) == 1 and refused[0]["reason"] == "descriptors", refused   # once per burst
+    assert "Traceback" not in proc.output()

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import structlog
@@ -21,6 +20,7 @@ from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
 from .faults import FaultPlan
+from .gate import ConnectionGate, Descriptors
 from .trace import FileSink, MemorySink, PduTrace
 from ..smpp.codec import Command, Pdu, encode
 from ..smpp.session import BindMode
@@ -58,7 +58,14 @@ class Server:
         self.cfg = cfg
         self.loop: asyncio.AbstractEventLoop | None = None
         self.protocols: set[SmppProtocol] = set()
-        self.per_ip: Counter = Counter()
+        # Connection caps and the descriptor reserve, the same rules on both listeners.
+        self.descriptors = Descriptors()
+        sc, hc = cfg["smpp"], cfg["http"]
+        reserve = int(sc.get("fd_reserve", 0))
+        self.smpp_gate = ConnectionGate("smpp", sc["max_connections"], sc["max_connections_per_ip"],
+                                        self.descriptors, reserve // 2)
+        self.http_gate = ConnectionGate("http", hc["max_connections"], hc["max_connections_per_ip"],
+                                        self.descriptors, reserve)
         self.registry = SessionRegistry()
         self.outboxes: dict[str, Outbox] = {}
         self.trace_sinks: dict = {}
@@ -416,23 +423,17 @@ class Server:
 
     # --------------------------------------------------------- connections
     def admit_connection(self, proto: SmppProtocol) -> bool:
-        sc = self.cfg["smpp"]
-        if self._stopping or len(self.protocols) >= sc["max_connections"]:
+        # A banned IP may connect, to be told ESME_RBINDFAIL (the bind status of a ban)
+        # before its credentials are even read; the session_init timer bounds what it holds.
+        if not self.smpp_gate.admit(proto.peer_ip):
             return False
-        if self.per_ip[proto.peer_ip] >= sc["max_connections_per_ip"]:
-            return False
-        # A banned IP may connect, to be told ESME_RBINDFAIL (the bind status of a ban) before its
-        # credentials are even read; the session_init timer bounds what it holds.
         self.protocols.add(proto)
-        self.per_ip[proto.peer_ip] += 1
         return True
 
     def forget(self, proto: SmppProtocol) -> None:
         if proto in self.protocols:
             self.protocols.discard(proto)
-            self.per_ip[proto.peer_ip] -= 1
-            if self.per_ip[proto.peer_ip] <= 0:
-                del self.per_ip[proto.peer_ip]
+            self.smpp_gate.release(proto.peer_ip)
         self.release(proto)
 
     def release(self, proto: SmppProtocol) -> None:
@@ -520,6 +521,7 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
+        self.smpp_gate.closed = self.http_gate.closed = True
         log.info("server_stopping", sessions=len(self.protocols))
         if self.smpp_server is not None:
             self.smpp_server.close()

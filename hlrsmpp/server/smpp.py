@@ -98,9 +98,7 @@ class SmppProtocol:
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
         self.last_rx = self.connected_at = self.last_probe = time.monotonic()
-        if not self.server.admit_connection(self):
-            metrics.STATS.connections_rejected += 1
-            log.debug("connection_refused", peer=self.peer_ip)
+        if not self.server.admit_connection(self):   # counted and logged by the gate
             self.closed = True
             transport.abort()
             return

@@ -56,7 +56,7 @@ KEYS = {
     "smpp.host": "address the SMPP listener binds (0.0.0.0: every interface)",
     "smpp.port": "SMPP port (0: any free port, logged at start-up)",
     "smpp.max_connections": "open SMPP connections at most; more are closed at once (metric "
-                            "`hlrsmpp_connections_rejected_total`)",
+                            "`hlrsmpp_connections_rejected_total{listener=\"smpp\"}`)",
     "smpp.max_connections_per_ip": "open SMPP connections from one IP at most",
     "http.host": "address the HTTP listener binds",
     "http.port": "HTTP port (0: any free port)",
@@ -108,7 +108,8 @@ ACCOUNT_DOCS = {
     "outbind": ("(none)", "`{host, port, system_id?, password?}`: connect out to the ESME "
                           "(SMPP outbind) to deliver receipts when it has no receiver bound"),
     "trace": (None, "PDU trace of the account's sessions: true (kept in memory, read over "
-                    "the admin API) or a file path"),
+                    "the admin API) or a file path (over the API: a file NAME under "
+                    "`<storage.path>/traces/`)"),
 }
 LIMIT_DOCS = {
     "per_day": ("(none)", "accepted lookups per calendar day"),

@@ -18,6 +18,7 @@ from ... import metrics
 from ..openapi import document
 from . import api, clean, prepaid, websmpp, testbench
 from .common import SERVER, json_error, json_response
+from .guard import GuardedSite
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -226,11 +227,14 @@ async def start_http(server) -> tuple[web.AppRunner, int]:
     """Serve on cfg["http"]["host"/"port"] (port 0: a free one); return (runner, port)."""
     hc = server.cfg["http"]
     app = build_app(server)
+    # keepalive_timeout: aiohttp closes a connection idle that long, from its start and
+    # after each answer; GuardedSite adds the header and body timeouts and the caps.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                           logger=_PROTOCOL_LOG)
+                           logger=_PROTOCOL_LOG, keepalive_timeout=float(hc["idle_timeout"]))
     await runner.setup()
-    site = web.TCPSite(runner, hc["host"], hc["port"], reuse_address=True, backlog=1024,
-                       reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port
+    site = GuardedSite(runner, server.http_gate, hc["host"], hc["port"],
+                       float(hc["header_timeout"]), float(hc["body_timeout"]), reuse_address=True,
+                       backlog=1024, reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port
     try:
         await site.start()
     except OSError:
