@@ -6,7 +6,10 @@
 # Configuration: mount your file over /etc/hlrsmpp/hlrsmpp.yaml (the demo config is
 # there by default, beside the HLR tables in /etc/hlrsmpp/hlr), and override ports and
 # secrets with HLRSMPP_* variables (docs/configuration.md). Data (the SQLite store) lives
-# in the /var/lib/hlrsmpp volume. See docs/operations.md.
+# in the /var/lib/hlrsmpp volume, with the generated admin token (admin_token) when
+# HLRSMPP_ADMIN_TOKEN is not given. The demo config listens on 127.0.0.1; in the image both
+# listeners take every interface (HLRSMPP_*_HOST), and -p decides what is published.
+# See docs/operations.md.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,6 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HLRSMPP_STORAGE_PATH=/var/lib/hlrsmpp \
+    HLRSMPP_SMPP_HOST=0.0.0.0 \
+    HLRSMPP_HTTP_HOST=0.0.0.0 \
     HLRSMPP_LOG_FORMAT=json
 
 WORKDIR /opt/hlrsmpp

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import sys
 
 from . import config as config_mod
@@ -43,14 +44,39 @@ def cmd_serve(args) -> int:
         return 2
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """--help shows every option's default, unless its text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default in (None, False, argparse.SUPPRESS) or text == argparse.SUPPRESS
+                or "default" in text or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _format_action(self, action):
+        if not action.help and action.option_strings and action.default not in (None, False):
+            action = copy.copy(action)   # an option without text still shows its default
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser (subparsers make their parsers of this class)."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _ShowDefaults)
+        super().__init__(*args, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hlrsmpp", description="SMPP 3.4 HLR lookup server")
+    p = _Parser(prog="hlrsmpp", description="SMPP 3.4 HLR lookup server")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the SMPP and HTTP server")
     s.add_argument("--config", "-c", help="YAML config file (default: built-in defaults)")
-    s.add_argument("--smpp-port", type=int)
-    s.add_argument("--http-port", type=int)
-    s.add_argument("--data", help="storage directory (SQLite)")
+    s.add_argument("--smpp-port", type=int, help="SMPP port (default: the config's smpp.port, 2775)")
+    s.add_argument("--http-port", type=int, help="HTTP port (default: the config's http.port, 8080)")
+    s.add_argument("--data", help="storage directory (default: the config's storage.path, ./data)")
     s.add_argument("--workers", type=int, default=1,
                    help="N server processes on the same ports (SO_REUSEPORT); needs storage.redis")
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers child

@@ -36,6 +36,8 @@ def make_config(tmp_path: Path, accounts=None, **sections) -> dict:
         "storage": {"path": str(tmp_path / "data")},
         "accounts": accounts if accounts is not None else [{"system_id": "demo", "password": "demo"}],
         "log": {"format": "json", "level": "warning"},
+        # Tests give the admin token they use; none generated (the admin API is off without).
+        "admin": {"token_file": ""},
     }
     for key, value in sections.items():
         if isinstance(value, dict):

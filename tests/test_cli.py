@@ -44,6 +44,12 @@ def assert_friendly(proc: subprocess.CompletedProcess, *words: str, code: int | 
 
 # ------------------------------------------------------------------ lookup
 
+def json_lines(text: str) -> list[dict]:
+    lines = text.splitlines()
+    assert lines and all(line.startswith("{") and line.endswith("}") for line in lines), text
+    return [json.loads(line) for line in lines]
+
+
 def test_lookup_table(server):
     p = hlrsmpp("lookup", REACHABLE, "+" + ABSENT, PORTED_ROAMING, "--port", server.smpp_port)
     assert p.returncode == 0, p.stderr
@@ -65,7 +71,7 @@ def test_lookup_table(server):
 def test_lookup_json_matches_history(server):
     p = hlrsmpp("lookup", REACHABLE, UNKNOWN, PORTED_ROAMING, "--json", "--port", server.smpp_port)
     assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    out = json_lines(p.stdout)   # one object a line, for pipes (jq, grep)
     assert [r["number"] for r in out] == [REACHABLE, UNKNOWN, PORTED_ROAMING]
     for r in out:
         assert r["status"] == "ESME_ROK" and r["message_id"] == r["id"]
@@ -86,10 +92,20 @@ def test_lookup_refused_number_named(server):
     assert lines[2].split()[0] == REACHABLE and "DELIVRD" in lines[2]
 
 
+def test_lookup_of_a_national_number_says_to_give_the_country_code(server):
+    p = hlrsmpp("lookup", "0612345678", "0033612345678", "--port", server.smpp_port)
+    assert p.returncode == 1
+    assert [line.split()[1] for line in p.stdout.splitlines()[1:]] == ["ESME_RINVDSTADR"] * 2
+    assert p.stderr.splitlines() == [
+        "hint: 0612345678: not an international number: give the country code instead of the "
+        "leading 0, e.g. 33612345678 for France",
+        "hint: 0033612345678: drop the international prefix 00: 33612345678"]
+
+
 def test_lookup_numbers_from_stdin(server):
     p = hlrsmpp("lookup", "-", "--json", "--port", server.smpp_port, input=f"{REACHABLE}\n\n{ABSENT}\n")
     assert p.returncode == 0, p.stderr
-    assert [r["err"] for r in json.loads(p.stdout)] == [0, 11]
+    assert [r["err"] for r in json_lines(p.stdout)] == [0, 11]
 
 
 def test_lookup_other_account_and_credit(make_server):
@@ -140,23 +156,23 @@ def test_lookup_leaves_other_receipts_queued(server):
     assert p.returncode == 0, p.stderr
     server.persist()
     assert server.server.store.lookup(theirs)["pending"] == 1            # still owed
-    ours = int(json.loads(p.stdout)[0]["id"])
+    ours = int(json_lines(p.stdout)[0]["id"])
     assert server.server.store.lookup(ours)["pending"] == 0              # acknowledged
 
 
 # ------------------------------------------------------------------ receipts, tolerantly
 
-SEED = ("id:6002 sub:001 dlvrd:001 submit date:1507140141 done date:1507140142 stat:DELIVRD "
-        "err:000 cc:91 nnc:40493 isPorted:false p_nnc: isRoaming:false r_cc: r_nnc: text:dlr")
+AMS_SAMPLE = ("id:6002 sub:001 dlvrd:001 submit date:1507140141 done date:1507140142 stat:DELIVRD "
+              "err:000 cc:91 nnc:40493 isPorted:false p_nnc: isRoaming:false r_cc: r_nnc: text:dlr")
 
 
-def test_parse_seed_receipt():
-    f = parse_receipt_text(SEED)
+def test_parse_the_ams_hlr_sample_receipt():
+    f = parse_receipt_text(AMS_SAMPLE)
     assert f == {"id": "6002", "sub": "001", "dlvrd": "001", "submit date": "1507140141",
                  "done date": "1507140142", "stat": "DELIVRD", "err": "000", "cc": "91",
                  "nnc": "40493", "isPorted": "false", "p_nnc": "", "isRoaming": "false", "r_cc": "",
                  "r_nnc": "", "text": "dlr"}
-    d = Receipt("919589123456", SEED, f).as_dict()
+    d = Receipt("919589123456", AMS_SAMPLE, f).as_dict()
     assert (d["id"], d["stat"], d["err"], d["cc"], d["nnc"], d["ported"], d["roaming"]) == (
         "6002", "DELIVRD", 0, "91", "40493", False, False)
 
@@ -250,7 +266,7 @@ def test_lookup_against_another_provider():
     finally:
         other.stop()
     assert p.returncode == 1, p.stderr   # one number got no receipt
-    first, second = json.loads(p.stdout)
+    first, second = json_lines(p.stdout)
     assert first["message_id"] == "A1" and first["id"] == "161" and first["stat"] == "DELIVRD"
     assert first["err"] == 0 and first["extra"] == {"mccmnc": "20801", "imsi": "208011234567890"}
     assert second["message_id"] == "A2" and second["stat"] == "NO_RECEIPT"

@@ -95,9 +95,12 @@ def test_history_table_csv_and_filters(admin, tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0].split()[:5] == ["ID", "SUBMITTED", "ACCOUNT", "NUMBER", "STATUS"]
     assert len(lines) == 4
+    assert [line.split()[2] for line in lines[1:]] == ["acme", "demo", "demo"]   # newest first
+    assert len(cli(admin, "history", "--limit", "1").stdout.splitlines()) == 2
     p = cli(admin, "history", "--account", "demo", "--json")
     items = json.loads(p.stdout)
-    assert [(i["number"], i["err"]) for i in items] == [(REACHABLE, 0), (UNKNOWN, 12)]
+    assert [(i["number"], i["err"]) for i in items] == [(UNKNOWN, 12), (REACHABLE, 0)]   # newest first
+    assert int(items[0]["id"]) > int(items[1]["id"])
     assert any("012 UNKNOWN_SUBSCRIBER" in line for line in cli(admin, "history", "--account", "demo")
                .stdout.splitlines())
     p = cli(admin, "history", "--since", "2000-01-01", "--until", "2000-01-02", "--json")

@@ -108,6 +108,8 @@ def test_config_and_environment_in_the_image_load():
     cfg = config_mod.load(ROOT / "conf" / "hlrsmpp.yaml", environ=ours)
     volumes = [v for args in values("VOLUME") for v in (json.loads(args) if args.startswith("[") else args.split())]
     assert cfg["storage"]["path"] in volumes
+    # The demo config keeps to loopback; a container must listen on its own interface.
+    assert cfg["smpp"]["host"] == cfg["http"]["host"] == "0.0.0.0"
     assert cfg["log"]["format"] == "json"
     assert cfg["accounts"], "the demo config has accounts"
 

@@ -79,6 +79,14 @@ def test_lookups_by_id_batch_and_history(store):
     assert [r["id"] for r in store.history("a", limit=5, after_id=a[9][0])] == [r[0] for r in a[10:15]]
     assert [r["id"] for r in store.history(None, since=mid)] == [r[0] for r in b]
     assert [r["id"] for r in store.history(None, until=mid)] == [r[0] for r in a]
+    # Newest first, paged below the cursor, within since/until.
+    newest = sorted((r[0] for r in a + b), reverse=True)
+    assert [r["id"] for r in store.history(newest_first=True)] == newest
+    assert [r["id"] for r in store.history("a", newest_first=True)] == [r[0] for r in reversed(a)]
+    assert [r["id"] for r in store.history(None, limit=5, after_id=newest[9], newest_first=True)] == newest[10:15]
+    assert [r["id"] for r in store.history(None, since=mid, newest_first=True)] == [r[0] for r in reversed(b)]
+    assert [r["id"] for r in store.history(None, until=mid, limit=3, newest_first=True)] == [
+        r[0] for r in reversed(a)][:3]
     assert store.totals() == {"a": (40, 40 * 100_000), "b": (30, 30 * 100_000)}
     assert store.max_id() == max(r[0] for r in a + b)
 

@@ -218,18 +218,25 @@ class Store:
             (batch_id,)).fetchall()
 
     def history(self, system_id: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int = 1000, after_id: int = 0) -> list[sqlite3.Row]:
-        where, args = ["id > ?"], [max(after_id, first_id_at(since) - 1 if since else 0)]
+                until: float | None = None, limit: int = 1000, after_id: int = 0,
+                newest_first: bool = False) -> list[sqlite3.Row]:
+        """A page of lookups in id (time) order; the next page starts after the last id
+        of this one (``after_id``: below it when ``newest_first``)."""
+        lo = first_id_at(since) - 1 if since else 0
+        where, args = ["id > ?"], [lo if newest_first else max(after_id, lo)]
         if system_id is not None:
             where.append("system_id = ?")
             args.append(system_id)
-        if until is not None:
+        below = [first_id_at(until)] if until is not None else []
+        if newest_first and after_id:
+            below.append(after_id)
+        if below:
             where.append("id < ?")
-            args.append(first_id_at(until))
+            args.append(min(below))
         args.append(limit)
         return self._reader().execute(
             f"SELECT {_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
-            "ORDER BY id LIMIT ?", args).fetchall()
+            f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
 
     def ledger(self, system_id: str) -> list[sqlite3.Row]:
         return self._reader().execute(

@@ -683,17 +683,28 @@ class RedisStore:
         return self._rows(ids)
 
     def history(self, system_id: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int = 1000, after_id: int = 0) -> list[Row]:
-        lo = "(" + pad(max(after_id, first_id_at(since) - 1 if since else 0))
-        hi = "(" + pad(first_id_at(until)) if until is not None else "+"
+                until: float | None = None, limit: int = 1000, after_id: int = 0,
+                newest_first: bool = False) -> list[Row]:
+        low = first_id_at(since) - 1 if since else 0
+        lo = "(" + pad(low if newest_first else max(after_id, low))
+        below = [first_id_at(until)] if until is not None else []
+        if newest_first and after_id:
+            below.append(after_id)
+        hi = "(" + pad(min(below)) if below else "+"
+
+        def page(key: str, pipe):
+            if newest_first:
+                return pipe.zrevrangebylex(key, hi, lo, 0, limit)
+            return pipe.zrangebylex(key, lo, hi, 0, limit)
+
         if system_id is not None:
-            ids = self._r.zrangebylex(f"{self.P}hist:{system_id}", lo, hi, 0, limit)
+            ids = page(f"{self.P}hist:{system_id}", self._r)
         else:
             sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
             pipe = self._r.pipeline(transaction=False)
             for sid in sids:
-                pipe.zrangebylex(f"{self.P}hist:{sid}", lo, hi, 0, limit)
-            ids = list(heapq.merge(*pipe.execute()))[:limit]
+                page(f"{self.P}hist:{sid}", pipe)
+            ids = list(heapq.merge(*pipe.execute(), reverse=newest_first))[:limit]
         rows = []
         # Expired records (past history_ttl, index not trimmed yet) are skipped.
         for i in range(0, len(ids), 1000):

@@ -7,12 +7,13 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import structlog
 
-from .. import metrics
+from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.store import EXPIRED, Store
@@ -84,6 +85,7 @@ class Server:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
         self.store = open_store(cfg["storage"])
+        self._admin_token()
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
@@ -146,6 +148,27 @@ class Server:
         log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=replayed,
                  codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
+
+    def _admin_token(self) -> None:
+        """No admin.token configured: the one in the data directory, created at the first
+        start and printed once where someone watches (a terminal, as Jupyter does)."""
+        path = admin_token.token_path(self.cfg)
+        if path is None:
+            return
+        try:
+            token, created = admin_token.ensure(path)
+        except OSError as err:
+            raise ConfigError(f"admin.token_file: cannot use {path}: "
+                              f"{err.strerror or err} (or set admin.token)") from None
+        self.cfg["admin"]["token"] = token
+        if not created:
+            return
+        log.warning("admin_token_created", file=str(path))
+        if sys.stderr.isatty():
+            print(f"\n    No admin.token configured: created one in {path} (mode 0600).\n"
+                  f"    The admin API takes:  Authorization: Bearer {token}\n"
+                  f"    hlrsmpp accounts and hlrsmpp history read it from that file when run\n"
+                  f"    from this directory.\n", file=sys.stderr, flush=True)
 
     async def _start_http(self) -> None:
         try:

@@ -393,6 +393,8 @@ def _paths() -> dict:
                         _q("limit", "Page size 1..1000 (json, default 100); csv: at most this many rows (default all).",
                            {"type": "integer", "minimum": 1}),
                         _q("after", "Cursor: the `next` of the previous page.", {"type": "string"}),
+                        _q("order", "asc (default): oldest first; desc: newest first.",
+                           {"type": "string", "enum": ["asc", "desc"]}),
                         _q("format", "json (default) or csv.", {"type": "string", "enum": ["json", "csv"]}),
                     ],
                     "responses": {

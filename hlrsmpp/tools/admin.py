@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .. import admin_token
 from . import ToolError, atomic_file, command
 from .lookup_client import format_table
 
@@ -30,9 +31,12 @@ class AdminApi:
         if "://" not in self.url:
             self.url = "http://" + self.url
         self.token = token or os.environ.get("HLRSMPP_ADMIN_TOKEN")
+        if not self.token and (found := admin_token.local_token()) is not None:
+            self.token = found[0]   # the one a server started here generated
         if not self.token:
             raise ToolError("no admin token: give --token or set HLRSMPP_ADMIN_TOKEN "
-                            "(the server's admin.token)")
+                            f"(the server's admin.token), or run from the directory holding "
+                            f"data/{admin_token.TOKEN_FILE}")
         self.timeout = timeout
 
     def open(self, method: str, path: str, query: dict | None = None, body: dict | None = None):
@@ -212,9 +216,9 @@ def history(args) -> int:
     items: list[dict] = []
     after = "0"
     want = args.limit or 100
-    while len(items) < want:
+    while len(items) < want:   # the table: the newest first
         page = api.call("GET", "/api/v1/history",
-                        dict(query, after=after, limit=min(1000, want - len(items))))
+                        dict(query, after=after, limit=min(1000, want - len(items)), order="desc"))
         items.extend(page["items"])
         if not page.get("next"):
             break

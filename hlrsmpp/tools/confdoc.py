@@ -72,7 +72,13 @@ KEYS = {
     "bans.after": "failed binds from one IP ...",
     "bans.window": "... within this many seconds ...",
     "bans.time": "... ban that IP (IPv6: its /64) for this many seconds (binds get ESME_RBINDFAIL); kept across restarts",
-    "admin.token": "bearer token of the admin API (`HLRSMPP_ADMIN_TOKEN`); unset: admin API off",
+    "admin.token": "bearer token of the admin API (`HLRSMPP_ADMIN_TOKEN`); unset: the one in "
+                   "`admin.token_file`",
+    "admin.token_file": "without `admin.token`: the file in `storage.path` holding the token, "
+                        "created at the first start (random, mode 0600, printed once on a "
+                        "terminal) and read by `hlrsmpp accounts`/`history` run from the same "
+                        "directory; empty, or with `storage.redis`: none, and the admin API is "
+                        "off without `admin.token`",
     "log.format": "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)",
     "log.level": "`debug`, `info`, `warning` or `error`",
     "accounts": "the accounts (section below); more can be created at run time over the admin API",

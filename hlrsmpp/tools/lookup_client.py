@@ -260,6 +260,18 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 HEADER = ["NUMBER", "ID", "STAT", "ERR", "CC", "NNC", "PORTED", "ROAMING"]
 
 
+def address_hint(number: str) -> str:
+    """Why a server finds a number impossible (ESME_RINVDSTADR), and what to give instead."""
+    digits = number.strip().lstrip("+")
+    if digits.startswith("00"):
+        return f"{number}: drop the international prefix 00: {digits[2:]}"
+    if digits.startswith("0"):
+        return (f"{number}: not an international number: give the country code instead of "
+                f"the leading 0, e.g. 33{digits[1:]} for France")
+    return (f"{number}: not a possible international number: the country code, then the "
+            "national number, digits only (e.g. 447700900123)")
+
+
 async def run_lookup(args) -> int:
     numbers = [n.strip() for n in args.numbers if n.strip()]
     if numbers == ["-"]:
@@ -275,9 +287,13 @@ async def run_lookup(args) -> int:
     finally:
         await client.close()
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2))
+        for r in results:   # JSON Lines: one object a line, in the order given
+            print(json.dumps(r.as_dict()))
     else:
         print(format_table([result_row(r) for r in results], HEADER))
+    for r in results:
+        if r.status == Status.RINVDSTADR:
+            print(f"hint: {address_hint(r.number)}", file=sys.stderr)
     return 0 if all(r.receipt is not None for r in results) else 1
 
 
@@ -301,5 +317,6 @@ def add_parser(sub) -> None:
     p.add_argument("--ack-foreign", action="store_true",
                    help="acknowledge receipts of lookups this command did not submit "
                         "(default: answer ESME_RX_T_APPN so the server redelivers them)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object a line (JSON Lines) instead of a table")
     p.set_defaults(func=command("lookup", run_lookup))

@@ -296,7 +296,7 @@ def _filename(account: str | None) -> str:
 
 
 async def history(request: web.Request) -> web.StreamResponse:
-    """GET /api/v1/history?account=&since=&until=&limit=&after=&format=json|csv"""
+    """GET /api/v1/history?account=&since=&until=&limit=&after=&order=asc|desc&format=json|csv"""
     server = request.app[SERVER]
     who = await authenticate(request)
     if isinstance(who, web.Response):
@@ -319,6 +319,10 @@ async def history(request: web.Request) -> web.StreamResponse:
     fmt = (q.get("format") or "json").lower()
     if fmt not in ("json", "csv"):
         return _bad("format: expected json or csv")
+    order = (q.get("order") or "asc").lower()
+    if order not in ("asc", "desc"):
+        return _bad("order: expected asc (oldest first) or desc (newest first)")
+    desc = order == "desc"
     limit_text = q.get("limit")
     if limit_text is not None:
         if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= (
@@ -329,7 +333,7 @@ async def history(request: web.Request) -> web.StreamResponse:
         limit = 100 if fmt == "json" else None
     store = server.store
     if fmt == "json":
-        rows = await read(store.history, account, since, until, limit, after)
+        rows = await read(store.history, account, since, until, limit, after, desc)
         at = time.time()
         items = [lookup_view(Lookup.from_row(r), at) for r in rows]
         nxt = items[-1]["id"] if len(items) == limit else None
@@ -345,7 +349,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     left = limit
     while True:
         n = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
-        rows = await read(store.history, account, since, until, n, after)
+        rows = await read(store.history, account, since, until, n, after, desc)
         at = time.time()
         for r in rows:
             v = lookup_view(Lookup.from_row(r), at)
