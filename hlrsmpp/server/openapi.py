@@ -321,13 +321,21 @@ def _paths() -> dict:
         "/websmpp/hlr/report": {
             "get": {"tags": ["AMS HLR API"], "summary": "Results of a batch (AMS HLR API)",
                     "operationId": "seedReport",
-                    "parameters": [_q("batchid", "The id after `BatchId: `.", required=True)],
+                    "description": "The batch id alone reads the report (it is 63 random bits); "
+                                   "with username and password they are checked and only that "
+                                   "account's batches are found. Unknown batch ids count towards "
+                                   "the source address's ban, like wrong passwords.",
+                    "parameters": [_q("batchid", "The id after `BatchId: `.", required=True),
+                                   _q("username", "Optional: the account (then checked with password)."),
+                                   _q("password", "Optional: the account's password.")],
                     "responses": {
                         "200": _json({"oneOf": [_ref("SeedReportRow"),
                                                 {"type": "array", "items": _ref("SeedReportRow")}]},
                                      "One object for a one-number batch, else an array."),
                         "400": _err("batchid missing or not a decimal id."),
-                        "404": _err("No such batch."),
+                        "401": _err("username/password given and wrong (001 INVALID_LOGIN)."),
+                        "403": _err("The source address is banned for a while (001 INVALID_LOGIN)."),
+                        "404": _err("No such batch (of this account, when credentials are given)."),
                     }},
         },
         "/users/hlr_prepaid.php": {
