@@ -131,12 +131,12 @@ class ServerProcess:
     """``hlrsmpp serve`` as a real process (for kill -9 and signal tests)."""
 
     def __init__(self, config_file: Path, smpp_port: int, http_port: int, env=None,
-                 nofile: int | None = None):
+                 nofile: int | tuple[int, int] | None = None):
         self.config_file = config_file
         self.smpp_port = smpp_port
         self.http_port = http_port
         self.env = dict(os.environ, **(env or {}))
-        self.nofile = nofile   # RLIMIT_NOFILE (soft and hard) of the server process
+        self.nofile = nofile   # RLIMIT_NOFILE of the server process: n or (soft, hard)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "ServerProcess":
@@ -162,7 +162,8 @@ class ServerProcess:
 
     def _limit(self) -> None:
         import resource
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        soft, hard = self.nofile if isinstance(self.nofile, tuple) else (self.nofile, self.nofile)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

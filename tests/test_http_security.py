@@ -436,11 +436,12 @@ accounts:
 def test_descriptors_are_kept_for_smpp_when_http_floods(tmp_path):
     """With the process's descriptors nearly used up by HTTP connections, HTTP is refused
     (and that is logged once, and counted) while a bound SMPP session still works and a
-    new bind still succeeds."""
+    new bind still succeeds. The soft RLIMIT_NOFILE is raised to the hard one first."""
     from esme import SmpplibEsme
     cfg = tmp_path / "hlrsmpp.yaml"
     cfg.write_text(FD_CONFIG)
-    proc = ServerProcess(cfg, free_port(), free_port(), nofile=200).start()
+    # The soft limit is raised to the hard one at start: 200 descriptors, not 120.
+    proc = ServerProcess(cfg, free_port(), free_port(), nofile=(120, 200)).start()
     flood: list[socket.socket] = []
     try:
         wait_http(proc.http_port)

@@ -40,15 +40,15 @@ class Descriptors:
 
     def __init__(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY:
-            hard = max(soft, 1 << 20)
-        if soft != resource.RLIM_INFINITY and soft < hard:
+        # An unlimited hard limit: as far as Linux goes by default (fs.nr_open).
+        target = max(soft, 1 << 20) if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < target:
             try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-                soft = hard
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
             except (ValueError, OSError) as e:   # a hard limit above the kernel's nr_open
                 log.warning("nofile_not_raised", soft=soft, hard=hard, error=str(e))
-        self.limit = soft if soft != resource.RLIM_INFINITY else hard
+        self.limit = soft if soft != resource.RLIM_INFINITY else target
         self.countable = os.path.isdir(_FD_DIR)
         self._used = 0
         self._at = float("-inf")
