@@ -128,9 +128,10 @@ SCHEMAS = {
                         "description": "Seconds; capped by http.sync_timeout."},
             "callback_url": {"type": "string", "format": "uri", "description":
                              "POSTed the batch (as in the response, complete) once every "
-                             "result is final; retried with backoff until a 2xx. Public "
-                             "addresses only (http.webhook_private); signed with "
-                             "X-Hlrsmpp-Signature when http.webhook_secret is set."},
+                             "result is final; retried with backoff until a 2xx (redirects "
+                             "are not followed). Public addresses only (http.webhook_private, "
+                             "http.webhook_allow); an IPv4 address only as a.b.c.d; signed "
+                             "with X-Hlrsmpp-Signature when http.webhook_secret is set."},
         },
     },
     "Batch": {
