@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test bench bench-redis install clean deps build-deps asan
+.PHONY: run test test-fast bench bench-redis install clean deps build-deps asan
 
 $(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c hlrsmpp/accounts/_sqlite_batch.c \
           hlrsmpp/hlr/_draws.c
@@ -51,8 +51,20 @@ deps: $(NODE_CLIENT)/node_modules/.package-lock.json
 $(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
 	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --prefer-offline
 
+# Every test (markers in tests/conftest.py), then the end-to-end tests of the SMPP codec, the
+# group commit and the resolver again on their Python reference (HLRSMPP_PURE_PYTHON=1: the
+# server processes the tests start inherit it).
+PURE_TESTS := tests/test_e2e_smpplib.py tests/test_e2e_accounts.py tests/test_faults.py tests/test_hlr.py \
+              tests/test_store.py tests/test_speedups.py::test_the_c_codec_is_built_unless_turned_off
 test: $(STAMP) deps
 	$(BIN)/pytest
+	HLRSMPP_PURE_PYTHON=1 $(BIN)/pytest -m "not slow" $(PURE_TESTS)
+
+# The inner loop, under a minute: the unit tests and a few quick end-to-end ones.
+FAST_E2E := tests/test_e2e_smpplib.py tests/test_http_api.py
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "unit and not slow"
+	$(BIN)/pytest -m "not slow" $(FAST_E2E)
 
 bench: $(STAMP)
 	$(BIN)/hlrsmpp bench --spawn --sessions 4 --window 64 --count 200000

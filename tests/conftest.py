@@ -95,6 +95,29 @@ class ServerThread:
         self.loop.close()
 
 
+# ------------------------------------------------------------------ test tiers
+# Every test is `unit` or `e2e`, and `slow` when it takes seconds (pyproject.toml registers
+# the markers; `make test-fast` leaves the slow ones out, `make test` runs everything):
+#   unit  this process's code: no server of ours, no child process
+#   e2e   a real server (a thread or a process) or redis-server, and real clients
+#   slow  a fresh-venv install, load and kill -9 runs, HTTP fuzzing, big files, several processes
+# A test is e2e when it uses one of SERVER_FIXTURES (directly or through another fixture)
+# or its module is in E2E_MODULES (servers started by hand); else unit. Marks on a test
+# or its module win.
+SERVER_FIXTURES = {"server", "make_server", "served", "redis_server", "procs"}
+E2E_MODULES = {"test_docs", "test_durability", "test_exactness",
+               "test_redis_e2e", "test_reload"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("unit") or item.get_closest_marker("e2e"):
+            continue
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        e2e = module in E2E_MODULES or SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
+
+
 @pytest.fixture
 def make_server(tmp_path):
     started: list[ServerThread] = []
@@ -149,13 +172,18 @@ class ServerProcess:
             cwd=self.config_file.parent, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=self._limit if self.nofile else None)
         _SPAWNED.append(self.proc)
+        # Started once both ports answer: SMPP listens first, and the loop is busy starting
+        # HTTP for a few tenths of a second more, which a short client timeout would feel.
         deadline = time.monotonic() + timeout
+        ports = [self.smpp_port, self.http_port]
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", self.smpp_port), 0.2).close()
-                return self
+                socket.create_connection(("127.0.0.1", ports[0]), 0.2).close()
+                ports.pop(0)
+                if not ports:
+                    return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")

@@ -207,6 +207,8 @@ def _run_hostile(port: int, n: int, stop_flag: threading.Event) -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_soak_hostile_and_normal_clients(tmp_path):
     """200 hostile connections (garbage, truncated PDUs, huge lengths, one byte a
     second, failing binds) against a real server process while a normal ESME

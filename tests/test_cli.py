@@ -138,6 +138,7 @@ def test_lookup_receiver_already_bound(server):
         esme.close()
 
 
+@pytest.mark.e2e
 def test_lookup_unreachable_server():
     p = hlrsmpp("lookup", REACHABLE, "--port", free_port(), "--connect-timeout", "3")
     assert_friendly(p, "cannot connect to SMPP server 127.0.0.1:", code=2)
@@ -258,6 +259,7 @@ class OtherHlr:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+@pytest.mark.e2e
 def test_lookup_against_another_provider():
     other = OtherHlr()
     try:

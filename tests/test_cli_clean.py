@@ -115,6 +115,7 @@ def test_latin1_file(tmp_path):
     assert src.read_bytes() == "nom,numbers\nJos\xe9,447911000001\n".encode("latin-1")
 
 
+@pytest.mark.slow
 def test_friendly_file_errors(tmp_path):
     assert_friendly(hlrsmpp("clean", tmp_path / "missing.csv"), "missing.csv: no such file", code=2)
     assert_friendly(hlrsmpp("clean", tmp_path), "is a directory", code=2)
@@ -221,6 +222,7 @@ def test_premium_insufficient_credit_leaves_file(make_server, tmp_path):
     assert len(srv.server.store.history("poor")) == 2   # what was charged is in the history
 
 
+@pytest.mark.slow
 def test_premium_friendly_errors(shop, tmp_path):
     src = tmp_path / "numbers.txt"
     src.write_text(f"{OK1}\n")
@@ -280,6 +282,7 @@ def million_line_file(path: Path) -> dict:
     return {"total": 1_000_000, "duplicates": 100_000, "invalid_syntax": 50_000, "kept": 850_000}
 
 
+@pytest.mark.slow
 def test_million_lines_exact_counts(tmp_path):
     src = tmp_path / "big.csv"
     want = million_line_file(src)

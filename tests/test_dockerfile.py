@@ -130,6 +130,8 @@ def test_healthcheck_targets_healthz_with_python_only():
     assert "--timeout=" in opts and "--interval=" in opts
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_healthcheck_probes_a_running_server(tmp_path):
     """Run the HEALTHCHECK command itself: 0 against a live server, non-zero once it is gone."""
     argv = exec_form(values("HEALTHCHECK")[0].partition("CMD ")[2])
@@ -182,6 +184,8 @@ def _context(dest: Path) -> Path:
 
 @pytest.mark.skipif(os.environ.get("HLRSMPP_SKIP_INSTALL_TEST") == "1", reason="HLRSMPP_SKIP_INSTALL_TEST=1")
 @pytest.mark.timeout(600)
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_install_steps_in_a_fresh_venv(tmp_path):
     """The Dockerfile's RUN pip steps, in order, in a new virtualenv standing in for the
     image's Python, from a copy of the build context; then the CMD's program starts."""

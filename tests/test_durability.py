@@ -19,6 +19,8 @@ import yaml
 from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
 
+pytestmark = pytest.mark.slow  # kill -9 and SIGTERM under load, restarts
+
 PER_TX = 5000
 TXS = 4
 CREDIT = Decimal("100000")

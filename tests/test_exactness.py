@@ -19,6 +19,8 @@ import yaml
 from conftest import ServerProcess, free_port
 from hlrsmpp.bench import BenchConfig, bench
 
+pytestmark = pytest.mark.slow  # 100,000 lookups, kill -9 and restart
+
 COUNT = 100_000
 CREDIT = Decimal(50_000)
 PRICE = 100_000  # micro-credits: 0.1

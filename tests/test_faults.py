@@ -85,8 +85,8 @@ def test_close_after_n_pdus(make_server):
 
 
 def test_unbind_after_n_pdus(make_server):
-    srv = make_server([A], faults=[{"action": "unbind", "after": 2}])
-    esme = _bound(srv, timeout=2)
+    srv = make_server([A], faults=[{"action": "unbind", "after": 3}])
+    esme = _bound(srv, timeout=2)  # the bind is PDU 1
     got = []
     orig = esme.client.read_pdu
 
@@ -96,8 +96,10 @@ def test_unbind_after_n_pdus(make_server):
         return pdu
 
     esme.client.read_pdu = read_pdu
-    esme.submit("447912345678")
+    esme.submit("447912345678")  # PDU 2; smpplib answers the receipt: deliver_sm_resp is PDU 3
     esme.pump(lambda: "unbind" in got)
+    # Not on PDU 2 (the unbind would come before the submit_sm_resp), not later (none at all).
+    assert got == ["submit_sm_resp", "deliver_sm", "unbind"]
 
 
 def test_duplicate_receipt_same_id(make_server):

@@ -134,6 +134,7 @@ def test_unallocated_and_non_mobile(default):
 
 # -- determinism -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_same_config_same_answer(default):
     nums = mobiles(2000)
     first = [default.lookup(n) for n in nums]

@@ -202,6 +202,7 @@ def test_uncaught_exceptions_are_logged_too(restore_logging):
     assert thread["event"] == "thread_exception" and thread["thread_name"] == "commit-thread"
 
 
+@pytest.mark.e2e
 def test_a_server_that_cannot_start_says_why_in_json(tmp_path):
     """The HTTP port is taken: the process exits 2, its output still JSON lines, the
     reason one of them, without a traceback."""

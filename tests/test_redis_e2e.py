@@ -27,6 +27,8 @@ from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow  # several server processes on one redis-server
+
 P = "hlrsmpp:"
 M = 1_000_000
 ADMIN = "s3cr3t-admin"

@@ -42,7 +42,7 @@ def _deliver(store, sid: str) -> None:
                 store.entries[r[0]] = (sid, eid, 1)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
 def store(request, tmp_path):
     if request.param == "sqlite":
         s = Store(tmp_path / "data")

@@ -118,6 +118,7 @@ def _stream_pdu():
     )
 
 
+@pytest.mark.slow
 @needs_c
 @SETTINGS
 @given(st.lists(_stream_pdu(), max_size=12), st.sampled_from(list(BindMode)), st.data())
@@ -127,6 +128,7 @@ def test_a_bound_session_reads_any_stream_as_without_c(parts, mode, data):
     assert _read(stream, cuts, mode, C.scan_bound) == _read(stream, cuts, mode, None)
 
 
+@pytest.mark.slow
 @needs_c
 @SETTINGS
 @given(st.lists(pdus((Command.SUBMIT_SM,)), min_size=1, max_size=20), st.data())
@@ -241,6 +243,8 @@ def _answers(tmp_path, pure: bool) -> dict[str, tuple]:
 
 @needs_c
 @pytest.mark.timeout(120)
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_real_esme_gets_the_same_answers_with_and_without_c(tmp_path):
     pure, fast = _answers(tmp_path, pure=True), _answers(tmp_path, pure=False)
     assert pure == fast
@@ -248,6 +252,7 @@ def test_a_real_esme_gets_the_same_answers_with_and_without_c(tmp_path):
     assert any(a[0] != 0 for a in fast.values())                             # and refusals
 
 
+@pytest.mark.slow
 @needs_c
 @SETTINGS
 @given(st.lists(st.one_of(_stream_pdu(), st.binary(max_size=40)), max_size=10), st.integers(0, 40), st.data())

@@ -99,6 +99,7 @@ def test_the_c_commit_is_built_unless_turned_off():
     assert store_module.COMMIT_IN_C != native.PURE_PYTHON
 
 
+@pytest.mark.slow
 @needs_batch
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                   HealthCheck.function_scoped_fixture])
