@@ -477,3 +477,16 @@ def test_from_config_errors_name_the_account_and_key(config, message):
 def test_book_refuses_duplicate_ids():
     with pytest.raises(ValueError, match="already exists"):
         book(acct(), acct())
+
+
+def test_receipt_profiles_and_the_standard_profiles_former_name():
+    assert Account.from_config({"system_id": "a", "password": "p"}).receipt == {"profile": "standard"}
+    ext = Account.from_config({"system_id": "a", "password": "p", "receipt": "extended"})
+    assert ext.receipt["profile"] == "extended" and Account.from_record(ext.to_record()).receipt == ext.receipt
+    # "seed", its name in files and stores written before: still the standard profile.
+    old = Account.from_config({"system_id": "a", "password": "p", "receipt": "seed"})
+    assert old.receipt["profile"] == "standard"
+    stored = dict(old.to_record(), receipt={"profile": "seed"})   # as an older store holds it
+    assert Account.from_record(stored).receipt["profile"] == "standard"
+    with pytest.raises(ValueError, match="standard, tlv"):
+        Account.from_config({"system_id": "a", "password": "p", "receipt": "fancy"})

@@ -81,12 +81,12 @@ def _one_receipt(srv, account):
 
 def test_receipt_profiles(make_server):
     srv = make_server([
-        {"system_id": "seed", "password": "p"},
+        {"system_id": "std", "password": "p"},
         {"system_id": "ext", "password": "p", "receipt": "extended"},
         {"system_id": "tlv", "password": "p", "receipt": {"profile": "tlv", "mcc_tag": 0x1501, "mnc_tag": 0x1502}},
     ])
-    _, seed = _one_receipt(srv, "seed")
-    assert RECEIPT_RE.match(seed.short_message.decode())
+    _, std = _one_receipt(srv, "std")
+    assert RECEIPT_RE.match(std.short_message.decode())
     _, ext = _one_receipt(srv, "ext")
     text = ext.short_message.decode()
     m = re.search(r" imsi:(\d*) msc:(\d*) mccmnc:(\d{5,6}) text:dlr$", text)

@@ -33,19 +33,19 @@ def _copy(lookup: Lookup) -> Lookup:
 
 @settings(max_examples=500, deadline=None)
 @given(lookups(), st.data())
-def test_seed_fast_path_equals_the_general_builder(lookup, data):
+def test_standard_fast_path_equals_the_general_builder(lookup, data):
     general = _copy(lookup)
-    assert general.receipt_parts({"profile": "seed"}) == lookup.receipt_parts(None)
+    assert general.receipt_parts({"profile": "standard"}) == lookup.receipt_parts(None)
     # Twice: the second one comes from the cache of HLR results.
     again = _copy(general)
     again.id = data.draw(st.integers(0, (1 << 63) - 1))
     reference = _copy(again)
-    assert again.receipt_parts(None) == reference.receipt_parts({"profile": "seed"})
+    assert again.receipt_parts(None) == reference.receipt_parts({"profile": "standard"})
     text = lookup.receipt_parts(None)[0].decode()
     assert parse_receipt_text(text)["id"] == str(lookup.id)
     # The C builder (when built) and the Python one make the same bytes.
-    saved, receipts._seed_receipt_parts = receipts._seed_receipt_parts, None
+    saved, receipts._standard_receipt_parts = receipts._standard_receipt_parts, None
     try:
         assert _copy(general).receipt_parts(None) == lookup.receipt_parts(None)
     finally:
-        receipts._seed_receipt_parts = saved
+        receipts._standard_receipt_parts = saved

@@ -38,7 +38,7 @@ ACCOUNT_KEYS = frozenset({
     "receipt", "outbind", "trace"})
 #: Receipt profiles: the standard text; the standard text plus imsi/msc/mccmnc keys;
 #: the standard text plus vendor TLVs carrying MCC and MNC.
-RECEIPT_PROFILES = frozenset({"seed", "extended", "tlv"})
+RECEIPT_PROFILES = frozenset({"standard", "extended", "tlv"})
 LIMIT_KEYS = frozenset({"per_day", "per_week", "per_month", "min_delay_ms", "tps", "burst"})
 PACKAGE_KEYS = frozenset({"credit", "bought", "label", "size"})
 
@@ -147,7 +147,7 @@ class Account:
     data_coding: int | None = None  # receipt data_coding; None: the server's default
     enabled: bool = True
     packages: list[Package] | None = None  # None: unlimited credit
-    receipt: dict = field(default_factory=lambda: {"profile": "seed"})  # profile, mcc_tag, mnc_tag
+    receipt: dict = field(default_factory=lambda: {"profile": "standard"})  # profile, mcc_tag, mnc_tag
     outbind: dict | None = None  # {host, port, system_id?, password?}: we connect out to deliver
     trace: bool | str = False    # PDU trace: False, True (kept in memory), or a file path
 
@@ -237,7 +237,7 @@ class Account:
         if self.data_coding is not None:
             r["data_coding"] = self.data_coding
         r["enabled"] = self.enabled
-        if self.receipt != {"profile": "seed"}:
+        if self.receipt != {"profile": "standard"}:
             r["receipt"] = dict(self.receipt)
         if self.outbind is not None:
             r["outbind"] = dict(self.outbind)
@@ -774,15 +774,17 @@ def _int(v, where: str, minimum: int | None = None, maximum: int | None = None,
 
 
 def _receipt(v, where: str) -> dict:
-    """``seed`` | ``extended`` | ``tlv``, or {profile, mcc_tag, mnc_tag} (vendor TLV tags)."""
+    """``standard`` | ``extended`` | ``tlv``, or {profile, mcc_tag, mnc_tag} (vendor TLV tags)."""
     if v is None:
-        return {"profile": "seed"}
+        return {"profile": "standard"}
     if isinstance(v, str):
         v = {"profile": v}
     if not isinstance(v, dict):
         raise ValueError(f"{where}: expected a profile name or a mapping")
     _no_unknown(v, frozenset({"profile", "mcc_tag", "mnc_tag"}), where)
-    out = {"profile": v.get("profile", "seed")}
+    out = {"profile": v.get("profile", "standard")}
+    if out["profile"] == "seed":   # the standard profile's former name, in older files and stores
+        out["profile"] = "standard"
     if out["profile"] not in RECEIPT_PROFILES:
         raise ValueError(f"{where}: profile must be one of {', '.join(sorted(RECEIPT_PROFILES))}")
     for key, default in (("mcc_tag", 0x1401), ("mnc_tag", 0x1402)):

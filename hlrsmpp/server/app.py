@@ -209,7 +209,7 @@ class Server:
                 rc["data_coding"], rc["retry_min"], rc["retry_max"])
         box.transmitters = self.registry.transmitters.setdefault(account.system_id, set())
         box.data_coding = account.data_coding if account.data_coding is not None else rc["data_coding"]
-        box.profile = account.receipt if account.receipt["profile"] != "seed" else None
+        box.profile = account.receipt if account.receipt["profile"] != "standard" else None
 
     # ------------------------------------------------- operator actions
     # Each change takes effect only once it is durable (Journal.change): a change the store

@@ -268,7 +268,7 @@ SCHEMAS = {
                            "smpp": {"type": "boolean"}, "storage": {"type": "boolean"},
                            "hlr": {"type": "boolean"}}}},
     },
-    "SeedReportRow": {
+    "WebsmppReportRow": {
         "type": "object",
         "description": "As the AMS HLR API: `id` a number, every other value a string.",
         "properties": {
@@ -288,13 +288,13 @@ SCHEMAS = {
 for _k in sorted(ACCOUNT_KEYS - set(SCHEMAS["AccountSettings"]["properties"])):
     SCHEMAS["AccountSettings"]["properties"][_k] = {"description": "See docs/accounts."}
 
-_SEED_LOOKUP_PARAMS = [
+_WEBSMPP_LOOKUP_PARAMS = [
     _q("username", "The account's system_id.", required=True, example="demo"),
     _q("password", "The account's password.", required=True, example="demo"),
     _q("destination", "One number, or up to 100 comma-separated.", required=True,
        example="447400123456,919589123456"),
 ]
-_SEED_LOOKUP_RESPONSES = {"200": {
+_WEBSMPP_LOOKUP_RESPONSES = {"200": {
     "description": "`BatchId: <id>`, or `ERROR - HTTP01 --> Invalid HTTP URL Format`, or "
                    "`ERROR - <code> --> <description>` (001..007, AMS HLR API). Always 200: "
                    "its clients read the body.",
@@ -308,20 +308,20 @@ def _paths() -> dict:
     return {
         "/websmpp/hlr/lookup": {
             "get": {"tags": ["AMS HLR API"], "summary": "Look numbers up (AMS HLR API)",
-                    "operationId": "seedLookupGet", "parameters": _SEED_LOOKUP_PARAMS,
-                    "responses": _SEED_LOOKUP_RESPONSES},
+                    "operationId": "websmppLookupGet", "parameters": _WEBSMPP_LOOKUP_PARAMS,
+                    "responses": _WEBSMPP_LOOKUP_RESPONSES},
             "post": {"tags": ["AMS HLR API"], "summary": "Look numbers up (AMS HLR API), form fields",
-                     "operationId": "seedLookupPost",
+                     "operationId": "websmppLookupPost",
                      "requestBody": {"required": False, "content": {
                          "application/x-www-form-urlencoded": {"schema": {
                              "type": "object", "properties": {
                                  "username": {"type": "string"}, "password": {"type": "string"},
                                  "destination": {"type": "string"}}}}}},
-                     "responses": _SEED_LOOKUP_RESPONSES},
+                     "responses": _WEBSMPP_LOOKUP_RESPONSES},
         },
         "/websmpp/hlr/report": {
             "get": {"tags": ["AMS HLR API"], "summary": "Results of a batch (AMS HLR API)",
-                    "operationId": "seedReport",
+                    "operationId": "websmppReport",
                     "description": "The batch id alone reads the report (it is 63 random bits); "
                                    "with username and password they are checked and only that "
                                    "account's batches are found. Unknown batch ids count towards "
@@ -330,8 +330,8 @@ def _paths() -> dict:
                                    _q("username", "Optional: the account (then checked with password)."),
                                    _q("password", "Optional: the account's password.")],
                     "responses": {
-                        "200": _json({"oneOf": [_ref("SeedReportRow"),
-                                                {"type": "array", "items": _ref("SeedReportRow")}]},
+                        "200": _json({"oneOf": [_ref("WebsmppReportRow"),
+                                                {"type": "array", "items": _ref("WebsmppReportRow")}]},
                                      "One object for a one-number batch, else an array."),
                         "400": _err("batchid missing or not a decimal id."),
                         "401": _err("username/password given and wrong (001 INVALID_LOGIN)."),

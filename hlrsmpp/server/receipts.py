@@ -22,10 +22,10 @@ from .. import metrics
 _TLV_STR = Struct(">HH")
 _DELIVER_SM_OK = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 _DATE_CACHE: dict[int, str] = {}
-_SEED_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
-_SEED = {"profile": "seed"}
+_STANDARD_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
+_STANDARD = {"profile": "standard"}
 # The default-profile receipt around its cached tail, in C when built (the Python below is the reference).
-_seed_receipt_parts = speedups.seed_receipt_parts if speedups is not None else None
+_standard_receipt_parts = speedups.standard_receipt_parts if speedups is not None else None
 
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
 
@@ -97,19 +97,19 @@ class Lookup:
                 f"p_nnc:{self.p_nnc} isRoaming:{'true' if self.roaming else 'false'} "
                 f"r_cc:{self.r_cc} r_nnc:{self.r_nnc} {extra}text:dlr")
 
-    def _seed_parts(self) -> tuple[bytes, bytes]:
+    def _standard_parts(self) -> tuple[bytes, bytes]:
         """``receipt_parts`` of the default profile, the one nearly every account gets: all
         after the dates (text) and after the id (TLVs) depends on the HLR result only,
         so it is built once per distinct result."""
         key = (self.err, self.cc, self.nnc, self.ported, self.p_nnc, self.roaming, self.r_cc,
                self.r_nnc, self.map_error)
-        tail = _SEED_TAILS.get(key)
+        tail = _STANDARD_TAILS.get(key)
         if tail is None:
-            if len(_SEED_TAILS) > 65536:
-                _SEED_TAILS.clear()
-            tail = _SEED_TAILS[key] = self._seed_tail()
-        if _seed_receipt_parts is not None:
-            parts = _seed_receipt_parts(self.id, self.submitted, self.done, tail[0], tail[1])
+            if len(_STANDARD_TAILS) > 65536:
+                _STANDARD_TAILS.clear()
+            tail = _STANDARD_TAILS[key] = self._standard_tail()
+        if _standard_receipt_parts is not None:
+            parts = _standard_receipt_parts(self.id, self.submitted, self.done, tail[0], tail[1])
             if parts is not None:
                 return parts
         mid = b"%d" % self.id
@@ -121,9 +121,9 @@ class Lookup:
             return b"", tail[1] + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text + receipted
         return text, tail[1] + receipted
 
-    def _seed_tail(self) -> tuple[bytes, bytes]:
+    def _standard_tail(self) -> tuple[bytes, bytes]:
         text = self.receipt_text()
-        tlvs = self._build_parts(_SEED)[1]
+        tlvs = self._build_parts(_STANDARD)[1]
         # The text after "done date:YYMMDDhhmm "; the TLVs before receipted_message_id (last).
         return text[text.index(" stat:") + 1:].encode("ascii"), tlvs[:-(5 + len(str(self.id)))]
 
@@ -150,11 +150,11 @@ class Lookup:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
-            parts = self.pdu_cache = self._seed_parts() if profile is None else self._build_parts(profile)
+            parts = self.pdu_cache = self._standard_parts() if profile is None else self._build_parts(profile)
         return parts
 
     def _build_parts(self, profile: dict) -> tuple[bytes, bytes]:
-        """(short_message, TLVs) of the receipt in any profile (seed, extended, tlv)."""
+        """(short_message, TLVs) of the receipt in any profile (standard, extended, tlv)."""
         kind = profile["profile"]
         mid = str(self.id).encode()
         tlvs = [_TLV_STR.pack(Tag.MESSAGE_STATE, 1), b"\x02" if self.err == 0 else b"\x05"]
@@ -202,7 +202,7 @@ class Outbox:
         self._call_later = call_later
         self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
         self.reverse = False              # test bench: each window out of order
-        self.profile: dict | None = None  # the account's receipt profile (None: seed)
+        self.profile: dict | None = None  # the account's receipt profile (None: standard)
         # Metrics, read at scrape time: answered ESME_ROK, sent again after an error
         # status, sent again after no answer within smpp.response_timeout.
         self.acked = self.retries = self.timeouts = 0

@@ -338,13 +338,13 @@ static int put_receipt_date(char *out, double t) {
     return 0;
 }
 
-/* seed_receipt_parts(id, submitted, done, text_tail, tlv_tail) -> (text, tlvs) or None
- * Lookup._seed_parts after its cache: "id:ID sub:001 dlvrd:001 submit date:D done
+/* standard_receipt_parts(id, submitted, done, text_tail, tlv_tail) -> (text, tlvs) or None
+ * Lookup._standard_parts after its cache: "id:ID sub:001 dlvrd:001 submit date:D done
  * date:D " + text_tail, and tlv_tail + receipted_message_id (ID, NUL). None when a
  * date is not one this code formats or the text is over 254 octets: Python's to do. */
-static PyObject *seed_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "seed_receipt_parts(id, submitted, done, bytes, bytes)");
+        PyErr_SetString(PyExc_TypeError, "standard_receipt_parts(id, submitted, done, bytes, bytes)");
         return NULL;
     }
     unsigned long long id = PyLong_AsUnsignedLongLong(args[0]);
@@ -448,7 +448,7 @@ static PyMethodDef methods[] = {
      "ESME_ROK submit_sm_resp for each (sequence, lookup)."},
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
     {"count_pdus", (PyCFunction)(void (*)(void))count_pdus, METH_FASTCALL, "Count the PDUs of a stream, per run."},
-    {"seed_receipt_parts", (PyCFunction)(void (*)(void))seed_receipt_parts, METH_FASTCALL,
+    {"standard_receipt_parts", (PyCFunction)(void (*)(void))standard_receipt_parts, METH_FASTCALL,
      "The default profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},
 };

@@ -108,7 +108,7 @@ ACCOUNT_DOCS = {
     "low_credit": (None, "log a `low_credit` warning when credit falls below this (0: never)"),
     "data_coding": ("receipts.data_coding", "data_coding of this account's receipts"),
     "enabled": (None, "false: binds refused, live sessions unbound"),
-    "receipt": ("seed", "receipt profile: `seed` (the standard text, docs/smpp.md), `extended` (adds imsi, msc, "
+    "receipt": ("standard", "receipt profile: `standard` (the text of docs/smpp.md), `extended` (adds imsi, msc, "
                         "mccmnc) or `tlv` (adds vendor TLVs `mcc_tag`/`mnc_tag`, default "
                         "0x1401/0x1402); a name or `{profile, mcc_tag, mnc_tag}`"),
     "outbind": ("(none)", "`{host, port, system_id?, password?}`: connect out to the ESME "

@@ -33,7 +33,7 @@ def now() -> float:
     return time.time()
 
 
-def seed_time(t: float, tz: ZoneInfo) -> str:
+def report_time(t: float, tz: ZoneInfo) -> str:
     """The report's `time` (AMS HLR API): YYYY-MM-DD hh:mm:ss."""
     return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -42,7 +42,7 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def seed_report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
+def report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
     """One object of /websmpp/hlr/report (AMS HLR API): `id` a number, every other value a
     string. While the lookup is pending (ENROUTE) its result fields are blank."""
     done = at >= lk.done
@@ -51,7 +51,7 @@ def seed_report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
         "id": lk.id,
         "batchid": str(lk.batch_id) if lk.batch_id is not None else "",
         "destination": lk.msisdn,
-        "time": seed_time(lk.submitted, tz),
+        "time": report_time(lk.submitted, tz),
         "status": lk.stat if done else "ENROUTE",
         "error_code": f"{err:03d}",
         "error": ERR_NAMES.get(err, "") if done else "",

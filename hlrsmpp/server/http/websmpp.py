@@ -20,7 +20,7 @@ from ...accounts import refusal as rf
 from ...smpp.status import Status
 from ..receipts import Lookup
 from .common import (MAX_BATCH, SERVER, TEXT, durable, json_error, json_response, new_batch_id,
-                     read, seed_report_row, unknown_batch)
+                     read, report_row, unknown_batch)
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -129,7 +129,7 @@ async def report(request: web.Request) -> web.Response:
         return _report_error(404, rf.INVALID_REQUEST, f"no batch {text}")
     tz = ZoneInfo(server.cfg["receipts"].get("timezone", "UTC"))
     at = time.time()
-    out = [seed_report_row(Lookup.from_row(r), at, tz) for r in rows]
+    out = [report_row(Lookup.from_row(r), at, tz) for r in rows]
     body = out[0] if len(out) == 1 else out
     return json_response(body)
 
