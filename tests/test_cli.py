@@ -276,6 +276,7 @@ def test_lookup_against_another_provider():
 
 # ------------------------------------------------------------------ serve
 
+@pytest.mark.e2e   # hlrsmpp serve processes
 @pytest.mark.parametrize("busy", ["smpp", "http"])
 def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path, busy):
     conf = tmp_path / "hlrsmpp.yaml"

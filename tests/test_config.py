@@ -44,6 +44,7 @@ def test_the_demo_config_loads():
     config.load(ROOT / "conf" / "hlrsmpp.yaml", environ={})
 
 
+@pytest.mark.e2e   # an hlrsmpp serve process
 def test_serve_refuses_an_unknown_key_in_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("smpp: {bogus: 1}\n")
