@@ -38,7 +38,7 @@ DEFAULTS: dict = {
     "http": {
         "host": "0.0.0.0", "port": 8080, "enabled": True,
         "reuse_port": False,           # SO_REUSEPORT (serve --workers)
-        "max_connections": 2000,       # open HTTP connections at most; more are closed at once (metric hlrsmpp_connections_rejected_total{listener="http"})
+        "max_connections": 2000,       # open HTTP connections at most; more are closed at once (metric `hlrsmpp_connections_rejected_total{listener="http"}`)
         "max_connections_per_ip": 200,  # open HTTP connections from one IP at most
         "header_timeout": 10.0,        # seconds a request's line and headers may take to arrive, from its first byte (or the connection)
         "body_timeout": 30.0,          # seconds a request body may go without a byte arriving
@@ -50,7 +50,7 @@ DEFAULTS: dict = {
         "webhook_timeout": 10.0,       # per callback POST
         "webhook_secret": "",          # HMAC-SHA256 key: callbacks carry X-Hlrsmpp-Signature ("": unsigned)
         "webhook_private": False,      # allow callbacks to loopback, private and link-local addresses
-        "webhook_allow": [],           # networks callbacks may reach although not public (e.g. [10.1.2.0/24]: an internal receiver)
+        "webhook_allow": [],           # networks callbacks may reach although not public (e.g. `[10.1.2.0/24]`: an internal receiver)
         "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
         "clean_quota_bytes": 1024 * 1024 * 1024,  # per account: its cleaning jobs' files on disk, uploads and cleaned copies (bytes; 0: no quota)
     },
