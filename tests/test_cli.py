@@ -2,6 +2,7 @@
 the friendly errors every tool command gives (one line on stderr, no traceback)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -293,3 +294,28 @@ def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path, busy):
     assert [e["error"] for e in failed] == [f"{busy}: cannot listen on 127.0.0.1:{port}: address "
                                             f"already in use (set {busy}.port or --{busy}-port)"]
     assert "Traceback" not in p.stderr
+
+
+def _parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_help_page_shows_the_defaults():
+    from hlrsmpp.cli import build_parser
+    shown = 0
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if (not action.option_strings or action.help == argparse.SUPPRESS
+                    or action.default in (None, False, argparse.SUPPRESS)):
+                continue
+            text = parser._get_formatter()._format_action(action)
+            assert "default" in text and str(action.default) in " ".join(text.split()), (
+                parser.prog, action.option_strings, text)
+            shown += 1
+    assert shown > 25
+    p = hlrsmpp("lookup", "--help")
+    assert p.returncode == 0 and "default: demo" in p.stdout and "default: 10.0" in p.stdout
