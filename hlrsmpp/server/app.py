@@ -95,6 +95,20 @@ class Server:
             # session registry; the file's accounts seeded) before the accounts are loaded.
             self.cluster = self.store.cluster(self)
             self.registry = self.cluster.registry
+        try:
+            await self._start_from_config()
+        except ValueError as err:
+            # The validators of accounts, hlr and faults name what is wrong: one line for
+            # the operator (exit 2), not a traceback; what was opened is closed.
+            if getattr(self, "journal", None) is not None:
+                await self.journal.drain()
+                self.journal.close()
+            self.store.close()
+            raise ConfigError(str(err)) from None
+        await self._listen()
+
+    async def _start_from_config(self) -> None:
+        cfg = self.cfg
         fresh = self._load_accounts()
         if self.cluster is None and self.book.has_limits():  # (a shared store keeps its own)
             now = time.time()
@@ -112,7 +126,7 @@ class Server:
         self.submit_window_status = Status[cfg["smpp"]["submit_window_status"].upper().removeprefix("ESME_")]
         self.engine = LookupEngine(self.resolver, self.book, self.journal, self.ids, self.outboxes,
                                    rc["max_queue"])
-        replayed = self._replay_receipts()
+        self.replayed = self._replay_receipts()
         self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
@@ -124,6 +138,9 @@ class Server:
                 self.book.mark_dirty(account)
                 self.journal.add_ledger(account.system_id, now, "top_up", account.credit, "config")
             await self.persist()
+
+    async def _listen(self) -> None:
+        cfg = self.cfg
         if self.cluster is not None:
             await self.cluster.start()  # leases, receipt streams, heartbeat
         sc = cfg["smpp"]
@@ -144,9 +161,12 @@ class Server:
             reason = os.strerror(err.errno) if err.errno else str(err)   # uvloop: no strerror
             raise ConfigError(f"{section}: cannot listen on {host}:{port}: {reason.lower()} "
                               f"(set {section}.port or --{section}-port)") from None
+        except ValueError as err:   # the prepaid services' validator names service and key
+            await self.stop(grace=0)
+            raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
         log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
-                 storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=replayed,
+                 storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=self.replayed,
                  codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
 
     def _admin_token(self) -> None:
