@@ -66,11 +66,14 @@ def test_demo_creates_an_admin_token_the_cli_finds(demo_dir):
         assert p.returncode == 2 and "data/admin_token" in p.stderr
     finally:
         assert srv.terminate() == 0
-    # A restart keeps the token.
+    # A restart keeps the token, and says so when others may read it.
+    token_file.chmod(0o644)
     srv = serve_demo(demo_dir)
     try:
         assert token_file.read_text().strip() == token
-        assert '"admin_token_created"' not in srv.output().split('"server_stopped"')[-1]
+        restart = srv.output().split('"server_stopped"')[-1]
+        assert '"admin_token_created"' not in restart
+        assert '"admin_token_file_readable_by_others"' in restart and '"0o644"' in restart
         req = urllib.request.Request(f"http://127.0.0.1:{srv.http_port}/api/v1/accounts",
                                      headers={"Authorization": f"Bearer {token}"})
         assert urllib.request.urlopen(req, timeout=10).status == 200

@@ -182,6 +182,8 @@ class Server:
                               f"{err.strerror or err} (or set admin.token)") from None
         self.cfg["admin"]["token"] = token
         if not created:
+            if (mode := path.stat().st_mode & 0o777) & 0o077:   # loosened since: say so
+                log.warning("admin_token_file_readable_by_others", file=str(path), mode=oct(mode))
             return
         log.warning("admin_token_created", file=str(path))
         if sys.stderr.isatty():
