@@ -15,7 +15,8 @@ import sqlite3
 import tempfile
 import time
 
-from hlrsmpp.accounts.store import LOOKUP_COLUMNS, MIGRATIONS
+from hlrsmpp.accounts.store import MIGRATIONS
+from hlrsmpp.domain import LOOKUP_COLUMNS
 
 ROWS, COMMITS = 122, 1500
 

@@ -12,7 +12,7 @@ import pytest
 
 from hlrsmpp.accounts import AccountBook
 from hlrsmpp.server.http.prepaid import PRESETS, Format, Services
-from hlrsmpp.server.receipts import Lookup
+from hlrsmpp.domain import Lookup
 
 REPORT_KEYS = ["id", "batchid", "destination", "time", "status", "error_code", "error", "cc", "nnc",
                "isPorted", "p_nnc", "isRoaming", "r_cc", "r_nnc"]

@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 
 from hlrsmpp.accounts.policy import AccountBook
-from hlrsmpp.accounts.store import COMMIT_IN_C, LOOKUP_COLUMNS, Store
+from hlrsmpp.accounts.store import COMMIT_IN_C, Store
+from hlrsmpp.domain import LOOKUP_COLUMNS
 from hlrsmpp.server.journal import Journal
 
 WRITERS = ["c", "python"] if COMMIT_IN_C else ["python"]

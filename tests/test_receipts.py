@@ -5,9 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hlrsmpp.accounts.store import LOOKUP_COLUMNS
-from hlrsmpp.server import receipts
-from hlrsmpp.server.receipts import Lookup
+from hlrsmpp import domain
+from hlrsmpp.domain import LOOKUP_COLUMNS, Lookup
 from hlrsmpp.tools.esme import parse_receipt_text
 
 DIGITS = st.text("0123456789", min_size=0, max_size=6)
@@ -44,8 +43,8 @@ def test_standard_fast_path_equals_the_general_builder(lookup, data):
     text = lookup.receipt_parts(None)[0].decode()
     assert parse_receipt_text(text)["id"] == str(lookup.id)
     # The C builder (when built) and the Python one make the same bytes.
-    saved, receipts._standard_receipt_parts = receipts._standard_receipt_parts, None
+    saved, domain._standard_receipt_parts = domain._standard_receipt_parts, None
     try:
         assert _copy(general).receipt_parts(None) == lookup.receipt_parts(None)
     finally:
-        receipts._standard_receipt_parts = saved
+        domain._standard_receipt_parts = saved

@@ -12,7 +12,8 @@ from datetime import date
 import pytest
 
 from hlrsmpp.accounts import Account, AccountBook, Package, Refusal
-from hlrsmpp.accounts.store import LOOKUP_COLUMNS, Store
+from hlrsmpp.accounts.store import Store
+from hlrsmpp.domain import LOOKUP_COLUMNS
 from hlrsmpp.config import ConfigError
 from hlrsmpp.ids import IdGenerator, first_id_at
 from hlrsmpp.redis import RedisStore

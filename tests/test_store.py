@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from hlrsmpp.accounts.store import EXPIRED, LOOKUP_COLUMNS, MIGRATIONS, PENDING_NONE, PENDING_RECEIPT, Store
+from hlrsmpp.accounts.store import MIGRATIONS, Store
+from hlrsmpp.domain import EXPIRED, LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT
 
 
 def _row(lookup_id: int, channel: str = "smpp", pending: int = PENDING_RECEIPT) -> tuple:

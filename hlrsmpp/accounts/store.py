@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..domain import LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT
 from ..ids import first_id_at
 from ..native import load as load_native
 
@@ -28,17 +29,6 @@ from ..native import load as load_native
 _Committer = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Committer", None)
 #: Whether a group commit runs in C (for hlrsmpp_build_info and the start-up log).
 COMMIT_IN_C = _Committer is not None
-
-#: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
-LOOKUP_COLUMNS = (
-    "id", "batch_id", "system_id", "channel", "msisdn", "submitted", "done", "cost",
-    "err", "cc", "nnc", "ported", "p_nnc", "roaming", "r_cc", "r_nnc", "map_error", "pending",
-)
-#: A lookup's receipt, as reads give it: none or acknowledged, still owed (its id is in
-#: ``receipt_queue``), or dropped unacknowledged after receipts.ttl. The stored column keeps
-#: PENDING_RECEIPT once acknowledged (schema 2); the queue decides.
-PENDING_NONE, PENDING_RECEIPT = 0, 1
-EXPIRED = 2
 
 MIGRATIONS = [
     # 1: initial schema

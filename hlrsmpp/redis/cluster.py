@@ -32,7 +32,7 @@ import redis
 import structlog
 
 from ..accounts import Account, Package
-from ..server.receipts import Lookup
+from ..domain import Lookup
 from ..server.smpp import SessionRegistry
 from ..smpp.session import BindMode
 from ..smpp.status import Status

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..accounts.store import LOOKUP_COLUMNS
+from ..domain import LOOKUP_COLUMNS
 from ..config import ConfigError
 from ..ids import MAX_NODE, first_id_at
 from . import scripts

@@ -16,7 +16,8 @@ import structlog
 from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook
-from ..accounts.store import EXPIRED, Store
+from ..accounts.store import Store
+from ..domain import EXPIRED, Lookup
 from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
@@ -27,7 +28,7 @@ from ..smpp.codec import Command, Pdu, encode
 from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
-from .receipts import Lookup, Outbox
+from .receipts import Outbox
 from .smpp import SessionRegistry, SmppProtocol
 
 log = structlog.get_logger("hlrsmpp.server")

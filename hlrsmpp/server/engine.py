@@ -8,8 +8,8 @@ import time
 from ..accounts import Refusal
 from ..smpp.status import Status
 from .. import metrics
-from .receipts import Lookup, Outbox
-from ..accounts.store import PENDING_NONE, PENDING_RECEIPT
+from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup
+from .receipts import Outbox
 
 #: Failures on our side of the HLR query: the lookup is refunded: the customer does not pay for our failure.
 REFUNDED_ERRS = frozenset({14, 15, 16, 17})

@@ -19,7 +19,7 @@ from ..smpp.codec import (Command, Pdu, encode, encode_header_only, encode_submi
 from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
-from .receipts import Lookup
+from ..domain import Lookup
 
 log = structlog.get_logger("hlrsmpp.smpp")
 # Every PDU in and out is counted by command id and status (names at scrape time).

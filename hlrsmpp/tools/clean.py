@@ -482,7 +482,7 @@ class EngineChecker:
 
     async def lookup(self, msisdn: str) -> asyncio.Future:
         from ..accounts import Refusal
-        from ..server.receipts import Lookup
+        from ..domain import Lookup
         from .lookup_client import RETRY_STATUSES, Result
         server = self.server
         fut = asyncio.get_running_loop().create_future()

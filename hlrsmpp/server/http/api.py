@@ -28,7 +28,7 @@ from yarl import URL
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
-from ..receipts import Lookup
+from ...domain import Lookup
 from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
                      lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
                      unknown_batch, wait_done)

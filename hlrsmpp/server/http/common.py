@@ -15,7 +15,7 @@ from ...accounts import Refusal, from_micro
 from ...hlr import ERR_NAMES
 from ...ids import random_id
 from ...smpp.status import Status
-from ..receipts import Lookup
+from ...domain import Lookup
 
 #: Outcomes saying the subscriber does not exist (the history's "active" is false).
 NOT_ACTIVE = frozenset({12, 13, 18})

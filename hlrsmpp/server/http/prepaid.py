@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ...accounts import Account, AccountBook, Limits, Refusal
 from ...smpp.status import Status
-from ..receipts import Lookup
+from ...domain import Lookup
 from .common import SERVER, TEXT, durable, template_fields, wait_done
 
 log = structlog.get_logger("hlrsmpp.http")

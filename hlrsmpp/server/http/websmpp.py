@@ -18,7 +18,7 @@ from multidict import MultiDict
 from ...accounts import Refusal
 from ...accounts import refusal as rf
 from ...smpp.status import Status
-from ..receipts import Lookup
+from ...domain import Lookup
 from .common import (MAX_BATCH, SERVER, TEXT, durable, json_error, json_response, new_batch_id,
                      read, report_row, unknown_batch)
 
