@@ -276,6 +276,7 @@ class _Run:
         self.early: dict[bytes, float] = {}     # receipts seen before their submit_sm_resp
         self.lat = array("d")
         self.lat_sched = array("d")         # open loop: from the scheduled send time
+        self.resp_lat = array("d")          # submit_sm -> its submit_sm_resp
         self.lag_by_id: dict[bytes, float] = {}
         self.submitted = 0
         self.resp_ok = 0
@@ -387,6 +388,7 @@ class _Esme:
             if cmd == _SUBMIT_SM_RESP:
                 t = outstanding.pop(seq, None)
                 if t is not None:
+                    run.resp_lat.append(now - t)
                     if status == 0:
                         mid = buf[pos + 16:end - 1]
                         early = run.early.pop(mid, None) if run.early else None
@@ -651,7 +653,8 @@ async def _drive(run: _Run, cfg: BenchConfig, sessions: list[_Esme], rate, durat
         "states": {str(k): v for k, v in run.states.items()},
         "outstanding": sum(len(s.outstanding) for s in senders),
         "awaiting_receipt": dict(run.sent_at), "early": dict(run.early),
-        "lat": run.lat.tobytes(), "lat_sched": run.lat_sched.tobytes(), "start": run.start, "end": end,
+        "lat": run.lat.tobytes(), "lat_sched": run.lat_sched.tobytes(), "resp_lat": run.resp_lat.tobytes(),
+        "start": run.start, "end": end,
         "last_resp": run.last_resp, "last_receipt": run.last_receipt,
         "bench_cpu": cpu, "bench_wait_pct": own_wait, "lost": run.lost, "max_deficit": run.max_deficit,
     }
@@ -767,6 +770,7 @@ def _merge(results: list[dict]) -> dict:
     """Combine the generator processes' raw results (cross-process receipts matched by id)."""
     lat = array("d")
     lat_sched = array("d")
+    resp_lat = array("d")
     sent: dict = {}
     early: dict = {}
     m = {"submitted": 0, "resp_ok": 0, "receipts": 0, "deliver_sm": 0, "outstanding": 0,
@@ -788,6 +792,9 @@ def _merge(results: list[dict]) -> dict:
         part = array("d")
         part.frombytes(r["lat_sched"])
         lat_sched.extend(part)
+        part = array("d")
+        part.frombytes(r["resp_lat"])
+        resp_lat.extend(part)
         sent.update(r["awaiting_receipt"])
         early.update(r["early"])
     last_receipt = max(r["last_receipt"] for r in results)
@@ -798,9 +805,17 @@ def _merge(results: list[dict]) -> dict:
             m["receipts"] += 1
     m.update(start=min(r["start"] for r in results), end=max(r["end"] for r in results),
              last_resp=max(r["last_resp"] for r in results), last_receipt=last_receipt,
-             errors=dict(errors), states=dict(states), lost=lost, lat=lat, lat_sched=lat_sched,
+             errors=dict(errors), states=dict(states), lost=lost, lat=lat, lat_sched=lat_sched, resp_lat=resp_lat,
              missing_receipts=len(sent), unmatched_receipts=len(early))
     return m
+
+
+def _percentiles(values) -> dict:
+    """p50 ... max of sorted seconds, in ms."""
+    return {name: (round(v * 1000, 3) if v is not None else None) for name, v in (
+        ("p50", percentile(values, 0.50)), ("p90", percentile(values, 0.90)),
+        ("p99", percentile(values, 0.99)), ("p99.9", percentile(values, 0.999)),
+        ("max", values[-1] if values else None))}
 
 
 def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
@@ -825,10 +840,8 @@ def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
         "submit_ok_per_s": round(m["resp_ok"] / t_resp, 1) if t_resp else None,
         "receipts_per_s": round(m["receipts"] / t_rcpt, 1) if t_rcpt else None,
         "lookups_per_s": round(m["receipts"] / wall, 1) if m["receipts"] else 0.0,
-        "latency_ms": {name: (round(v * 1000, 3) if v is not None else None) for name, v in (
-            ("p50", percentile(lat, 0.50)), ("p90", percentile(lat, 0.90)),
-            ("p99", percentile(lat, 0.99)), ("p99.9", percentile(lat, 0.999)),
-            ("max", lat[-1] if lat else None))},
+        "latency_ms": _percentiles(lat),
+        "resp_latency_ms": _percentiles(sorted(m["resp_lat"])),
         "bench_cpu_pct": round(100 * m["bench_cpu"] / (m["end"] - start), 1),
         "bench_cpu_us_per_lookup": round(1e6 * m["bench_cpu"] / m["receipts"], 2) if m["receipts"] else None,
         "bench_runqueue_wait_pct": round(m["bench_wait_pct"], 1),
@@ -838,12 +851,7 @@ def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
         out["max_send_backlog"] = m["max_deficit"]
         # Coordinated omission: the same latencies counted from when each submit was due
         # (1 ms tick resolution), so time held back by a full window or a busy loop counts.
-        ls = sorted(m["lat_sched"])
-        out["latency_from_schedule_ms"] = {name: (round(v * 1000, 3) if v is not None else None)
-                                           for name, v in (
-            ("p50", percentile(ls, 0.50)), ("p90", percentile(ls, 0.90)),
-            ("p99", percentile(ls, 0.99)), ("p99.9", percentile(ls, 0.999)),
-            ("max", ls[-1] if ls else None))}
+        out["latency_from_schedule_ms"] = _percentiles(sorted(m["lat_sched"]))
     if server:
         out["server"] = server
         if server.get("cpu_s") is not None and m["receipts"]:
@@ -1229,7 +1237,7 @@ def format_text(r: dict) -> str:
         else:
             lines.append("  server RSS: unknown (use --spawn or --server-pid)")
         return "\n".join(lines)
-    lat = r["latency_ms"]
+    lat, resp = r["latency_ms"], r["resp_latency_ms"]
     load = (f"rate {r['rate_offered']:g}/s offered (open loop)" if r["rate_offered"]
             else f"window {r['window']} per session (closed loop)")
     what = f"{r['count']} lookups" if r["count"] is not None else f"{r['duration']} s"
@@ -1243,6 +1251,8 @@ def format_text(r: dict) -> str:
         f"receipts {r['receipts_per_s'] or 0:,.0f}/s",
         f"  latency          submit -> receipt  p50 {_ms(lat['p50'])}  p90 {_ms(lat['p90'])}  "
         f"p99 {_ms(lat['p99'])}  p99.9 {_ms(lat['p99.9'])}  max {_ms(lat['max'])}",
+        f"                   submit -> resp     p50 {_ms(resp['p50'])}  p90 {_ms(resp['p90'])}  "
+        f"p99 {_ms(resp['p99'])}  p99.9 {_ms(resp['p99.9'])}  max {_ms(resp['max'])}",
         f"  errors           {_fmt_counts(r['errors']) or 'none'}",
         f"  receipt states   {_fmt_counts(r['receipt_states']) or '-'}",
     ]

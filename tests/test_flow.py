@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 from esme import SmpplibEsme
@@ -154,3 +155,49 @@ def test_a_receiver_frozen_with_receipts_in_flight_gives_its_slot_back(make_serv
     got = _read_pdus(rx, 5, buf=buf)
     assert [p[1] for p in got] == [Command.DELIVER_SM] * 5   # none lost
     rx.close()
+
+
+def _submit_sm(sequence: int, number: str) -> bytes:
+    return encode(Pdu(Command.SUBMIT_SM, sequence, 0, {"dest_addr_ton": 1, "dest_addr_npi": 1,
+                                                      "destination_addr": number}))
+
+
+def test_a_flooding_account_does_not_hold_up_another(make_server):
+    """Account a writes 50,000 submit_sm in one go; b sends one meanwhile. The server
+    decides b's as soon as it would if a were quiet: meanwhile at most a slice of a's
+    input (16 KiB) per turn of its loop is decided, two here, never a whole read (256 KiB,
+    some 5,800 submit_sm) that b would wait for. Counted per turn of the server's loop,
+    by a watcher that runs once each turn: an order, not a time."""
+    srv = make_server([A, B])
+    flood, _ = _bind(srv.smpp_port, Command.BIND_TRANSMITTER, "a")
+    victim, vbuf = _bind(srv.smpp_port, Command.BIND_TRANSMITTER, "b")
+    n = 50000
+    burst = b"".join(_submit_sm(i + 2, f"4479{i:08d}") for i in range(n))
+    flooding, victims = srv.server.outboxes["a"], srv.server.outboxes["b"]
+    loop = srv.server.loop
+    turns: list[int] = []   # a's lookups decided, at each turn of the loop
+
+    def watch() -> None:
+        turns.append(flooding.size)
+        if not victims.size:
+            loop.call_soon(watch)
+
+    def send_victim() -> None:
+        victim.sendall(_submit_sm(2, "447912345678"))
+        watch()
+
+    sender = threading.Thread(target=flood.sendall, args=(burst,))
+    sender.start()
+    deadline = time.monotonic() + 30
+    while not srv.call(lambda: flooding.size):  # the server is deciding the flood
+        assert time.monotonic() < deadline
+    srv.call(send_victim)
+    (resp,) = _read_pdus(victim, 1, buf=vbuf)
+    assert resp[1] == Command.SUBMIT_SM_RESP and resp[2] == 0
+    sender.join(30)
+    assert len(_read_pdus(flood, n, timeout=60)) == n   # the flood is answered too
+    per_slice = 16384 // len(_submit_sm(2, "447900000000")) + 1
+    print(f"b's submit_sm decided after {turns[-1] - turns[0]} of a's, {len(turns)} turns after it was sent")
+    assert turns[-1] - turns[0] <= 3 * per_slice, (turns[0], turns[-1], len(turns))
+    flood.close()
+    victim.close()

@@ -25,6 +25,11 @@ log = structlog.get_logger("hlrsmpp.smpp")
 # Every PDU in and out is counted by command id and status (names at scrape time).
 _PDUS_IN, _PDUS_OUT, _count_out = metrics.STATS.pdus_in, metrics.STATS.pdus_out, metrics.count_pdus
 _SUBMIT_SM_RESP_OK = (int(Command.SUBMIT_SM_RESP), 0)
+# Input of one session decided per turn of the loop. A read brings up to 256 KiB (some
+# 5,000 submit_sm from a flooding ESME): decided at once, every other session would wait
+# for all of them. The rest waits, unread, for the next turns; the sessions' input
+# interleaves. An ESME within its window never sends this much at once.
+_SLICE = 16384
 
 
 class SessionRegistry:
@@ -68,7 +73,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted", "probes_unanswered")
+                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted", "probes_unanswered", "backlog")
 
     def __init__(self, server):
         self.server = server
@@ -89,6 +94,7 @@ class SmppProtocol:
         self.corked: list[bytes] | None = None  # written this turn, sent at its end
         self.tarpitted = False  # a misbehaving peer: its answers wait, it is not read
         self.probes_unanswered = 0  # our enquire_link in a row with nothing received since
+        self.backlog: bytes | None = None  # input read but left for the next turns (_SLICE)
         self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
@@ -124,7 +130,7 @@ class SmppProtocol:
 
     def resume_writing(self) -> None:
         self.paused = False
-        if not self.closed and not self.tarpitted:
+        if not self.closed and not self.tarpitted and self.backlog is None:
             self.transport.resume_reading()
         if self.outbox is not None and self.outbox.receiver is self:
             self.outbox.pump()
@@ -165,6 +171,32 @@ class SmppProtocol:
         self.pdu_counter.feed(data)
         if self.tracer is not None:
             self.tracer.inbound(data)
+        if self.backlog is not None:  # after what is still waiting
+            self.backlog += data
+            return
+        if len(data) > _SLICE:
+            self.backlog = data[_SLICE:]
+            data = data[:_SLICE]
+            self.transport.pause_reading()
+            self.server.loop.call_soon(self._next_slice)
+        self._decide(data)
+
+    def _next_slice(self) -> None:
+        """The next part of a large read, one turn of the loop after the last."""
+        if self.closed or self.tarpitted:  # the tarpit goes on when it lets go
+            return
+        data = self.backlog
+        if len(data) > _SLICE:
+            self.backlog = data[_SLICE:]
+            data = data[:_SLICE]
+            self.server.loop.call_soon(self._next_slice)
+        else:
+            self.backlog = None
+            if not self.paused:
+                self.transport.resume_reading()
+        self._decide(data)
+
+    def _decide(self, data: bytes) -> None:
         session = self.session
         violations = session.violations
         self._on_events(session.receive_data(data), violations)
@@ -523,7 +555,9 @@ class SmppProtocol:
         if self.session.state is State.CLOSED:
             self._close_after_flush()
             return
-        if not self.paused:
+        if self.backlog is not None:
+            self._next_slice()
+        elif not self.paused:
             self.transport.resume_reading()
         if self.session.has_input:
             self.data_received(b"")
