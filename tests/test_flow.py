@@ -3,6 +3,7 @@ feeding it, a frozen receiver gives its slot back, one account's flood does not 
 another account's answers behind it."""
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -201,3 +202,12 @@ def test_a_flooding_account_does_not_hold_up_another(make_server):
     assert turns[-1] - turns[0] <= 3 * per_slice, (turns[0], turns[-1], len(turns))
     flood.close()
     victim.close()
+
+
+def test_full_collections_skip_what_start_up_built(server):
+    """The numbering tables (and all else start-up built) are frozen out of the garbage
+    collector's full collections: each would walk them, for 100 ms and more, with every
+    session waiting, every few seconds while a flood churns through lookups."""
+    tables = server.server.resolver._countries
+    assert gc.is_tracked(tables)
+    assert not any(o is tables for o in gc.get_objects())
