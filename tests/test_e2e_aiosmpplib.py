@@ -29,8 +29,9 @@ NUMBER = "447912345678"  # a UK mobile number: cc 44
 RECEIPTED_MESSAGE_ID, MESSAGE_STATE, NETWORK_ERROR_CODE = 0x001E, 0x0427, 0x0423
 
 
-def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str):
-    """Everything docs/smpp.md says about a receipt, as aiosmpplib decoded it."""
+def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str, tlvs: bool = True):
+    """Everything docs/smpp.md says about a receipt, as aiosmpplib decoded it; ``tlvs``
+    False: an SMPP 3.3 receiver's, which carries none (the text says it all)."""
     text = dlr.short_message  # already decoded by the library, per data_coding
     m = RECEIPT_RE.match(text)
     assert m, text
@@ -42,9 +43,21 @@ def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str):
     assert dlr.source.number == "HLR" and dlr.source.ton == TON.UNKNOWN and dlr.source.npi == NPI.UNKNOWN
     assert dlr.destination.number == number
     assert dlr.destination.ton == TON.UNKNOWN and dlr.destination.npi == NPI.UNKNOWN
+    if not tlvs:
+        assert not dlr.optional_params
+    else:
+        check_receipt_tlvs(dlr, message_id, m["stat"])
+    # aiosmpplib's own receipt parser reads the same fields.
+    parsed = dlr.parse_receipt()
+    assert parsed["id"] == message_id and parsed["stat"] == m["stat"] and parsed["err"] == int(m["err"])
+    assert parsed["p_nnc"] == m["p_nnc"] and parsed["cc"] == "44"
+    return m
+
+
+def check_receipt_tlvs(dlr: aiosmpplib.DeliverSm, message_id: str, stat: str):
     assert opt(dlr, RECEIPTED_MESSAGE_ID) == message_id
-    assert opt(dlr, MESSAGE_STATE) == (2 if m["stat"] == "DELIVRD" else 5)
-    if m["stat"] == "UNDELIV":
+    assert opt(dlr, MESSAGE_STATE) == (2 if stat == "DELIVRD" else 5)
+    if stat == "UNDELIV":
         # network_error_code: type 3 (GSM) + the err, 2 bytes (aiosmpplib keeps it as text)
         # (the server sends the MAP error the err folds into, see docs/numbers.md, so only
         # the form is checked.)
@@ -53,11 +66,6 @@ def check_receipt(dlr: aiosmpplib.DeliverSm, message_id: str, number: str):
         assert len(raw) == 3 and raw[0] == "\x03" and int.from_bytes(raw[1:].encode("latin-1"), "big") > 0
     else:
         assert opt(dlr, NETWORK_ERROR_CODE) is None
-    # aiosmpplib's own receipt parser reads the same fields.
-    parsed = dlr.parse_receipt()
-    assert parsed["id"] == message_id and parsed["stat"] == m["stat"] and parsed["err"] == int(m["err"])
-    assert parsed["p_nnc"] == m["p_nnc"] and parsed["cc"] == "44"
-    return m
 
 
 def is_message_id(mid: str) -> bool:
@@ -320,9 +328,43 @@ async def test_bind_interface_version(server, version, mode, sc_interface_versio
             await tx.submit(NUMBER)
             await wait_until(lambda: tx.resps and esme.receipts, what="submit_sm_resp and receipt")
             assert tx.resps[0].command_status == SmppCommandStatus.ESME_ROK
-            check_receipt(esme.receipts[0], tx.resps[0].message_id, NUMBER)
+            check_receipt(esme.receipts[0], tx.resps[0].message_id, NUMBER, tlvs=version >= 0x34)
         finally:
             await asyncio.gather(*(e.close() for e in {esme, tx} if e is not None))
+
+
+@pytest.mark.parametrize("rx_version,tx_version,number,tags", [
+    (0x33, 0x34, "447700900011", []),
+    (0x33, 0x33, "447700900000", []),
+    (0x34, 0x33, "447700900011", [MESSAGE_STATE, NETWORK_ERROR_CODE, RECEIPTED_MESSAGE_ID]),
+    (0x50, 0x34, "447700900011", [MESSAGE_STATE, NETWORK_ERROR_CODE, RECEIPTED_MESSAGE_ID]),
+], ids=["rx33-tx34", "rx33-tx33", "rx34-tx33", "rx50-tx34"])
+async def test_receipts_carry_tlvs_only_for_a_34_receiver(server, rx_version, tx_version, number, tags):
+    """SMPP 3.3 has no TLVs: a receiver bound with interface_version 0x33 gets receipts whose
+    body ends after short_message, whichever version the lookup was submitted in; a 3.4
+    receiver gets message_state, network_error_code (undelivered) and receipted_message_id."""
+    async with WireTap(server.smpp_port) as tap:
+        rx = AioEsme(tap.port, mode="receiver")
+        rx.esme.interface_version = rx_version
+        tx = AioEsme(server.smpp_port, mode="transmitter")
+        tx.esme.interface_version = tx_version
+        await rx.start()
+        try:
+            await tx.start()
+            await tx.submit(number)
+            await wait_until(lambda: tx.resps and rx.receipts, what="submit_sm_resp and receipt")
+            [dlr] = tap.find("<", DELIVER_SM)
+            start = deliver_sm_tlv_start(dlr.raw)
+            assert [tag for tag, _ in wire_tlvs(dlr.raw, start)] == tags
+            assert (start == len(dlr.raw)) == (not tags)
+            m = check_receipt(rx.receipts[0], tx.resps[0].message_id, number, tlvs=bool(tags))
+            assert m["stat"] == ("UNDELIV" if number.endswith("11") else "DELIVRD")
+            # Answered deliver_sm_resp ESME_ROK: settled, not sent again.
+            await wait_until(lambda: tap.find(">", DELIVER_SM | RESP), what="deliver_sm_resp")
+            await asyncio.sleep(0.3)
+            assert len(tap.find("<", DELIVER_SM)) == 1
+        finally:
+            await asyncio.gather(rx.close(), tx.close())
 
 
 @pytest.mark.parametrize("number,tags", [
@@ -366,7 +408,7 @@ async def test_interface_version_33(server):
         rx.esme.interface_version = 0x33
         await rx.start()
         await wait_until(lambda: rx.receipts, what="the receipt on the 0x33 receiver")
-        check_receipt(rx.receipts[0], tx.resps[0].message_id, NUMBER)
+        check_receipt(rx.receipts[0], tx.resps[0].message_id, NUMBER, tlvs=False)
         await rx.close()
     finally:
         await tx.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -168,3 +169,75 @@ def test_garbage_from_50_connections_does_not_stop_service(server):
         stop.set()
         for t in threads:
             t.join(5)
+
+
+# ------------------------------------------------- an SMPP 3.3 ESME, byte by byte
+# No client library here speaks SMPP 3.3 past the bind, and what matters is the octets on
+# the wire: this ESME is written out from the 3.3 PDU layouts.
+
+def _cstr(s: str) -> bytes:
+    return s.encode("ascii") + b"\0"
+
+
+def _send(sock: socket.socket, command_id: int, sequence: int, body: bytes = b"") -> None:
+    sock.sendall(struct.pack(">IIII", 16 + len(body), command_id, 0, sequence) + body)
+
+
+def _read(sock: socket.socket, n: int, timeout: float = 10.0) -> dict[int, tuple[int, int, bytes]]:
+    """The next ``n`` PDUs: sequence -> (command_id, status, body)."""
+    out, buf = {}, b""
+    sock.settimeout(timeout)
+    while len(out) < n:
+        while len(buf) >= 16 and len(buf) >= struct.unpack_from(">I", buf)[0]:
+            length, command_id, status, sequence = struct.unpack_from(">IIII", buf)
+            out[sequence] = (command_id, status, buf[16:length])
+            buf = buf[length:]
+        if len(out) < n:
+            data = sock.recv(65536)
+            assert data, f"closed after {out}"
+            buf += data
+    assert buf == b""
+    return out
+
+
+_MESSAGE_TAIL = bytes((0, 0, 0)) + b"\0\0" + bytes((1, 0, 0, 0, 0))  # esm_class .. sm_length 0
+
+
+@pytest.mark.parametrize("version", [0x33, 0x34], ids=["0x33", "0x34"])
+def test_what_an_smpp33_transmitter_is_sent(server, version):
+    """Every PDU sent to an SMPP 3.3 ESME ends after its mandatory parameters (3.3 has no
+    TLVs), and data_sm, which 3.3 does not have, is an unknown command: generic_nack
+    ESME_RINVCMDID. A 3.4 ESME's data_sm is a lookup like submit_sm."""
+    with socket.create_connection(("127.0.0.1", server.smpp_port), 5) as sock:
+        _send(sock, 0x02, 1, _cstr("demo") + _cstr("demo") + _cstr("HLR") + bytes((version, 0, 0)) + b"\0")
+        [(command_id, status, body)] = _read(sock, 1).values()
+        assert (command_id, status) == (0x80000002, 0)
+        assert (body == b"hlrsmpp\0") == (version == 0x33)  # 3.4: sc_interface_version follows
+        _send(sock, 0x04, 2, b"\0" + b"\0\0" + _cstr("TEST") + b"\1\1" + _cstr(NUMBER) + _MESSAGE_TAIL)
+        [(command_id, status, body)] = _read(sock, 1).values()
+        assert (command_id, status) == (0x80000004, 0) and body.endswith(b"\0") and body.count(b"\0") == 1
+        message_id = body[:-1].decode()
+        _send(sock, 0x03, 3, _cstr(message_id) + b"\0\0" + _cstr("TEST"))          # query_sm
+        _send(sock, 0x21, 4, b"\0" + b"\0\0" + _cstr("TEST") + b"\2"                 # submit_multi
+              + b"\1\1\1" + _cstr("447912345679") + b"\1\1\1" + _cstr("12") + _MESSAGE_TAIL)
+        _send(sock, 0x103, 5, b"\0" + b"\0\0" + _cstr("TEST") + b"\1\1" + _cstr(NUMBER) + bytes(3))  # data_sm
+        _send(sock, 0x15, 6)                                                           # enquire_link
+        got = _read(sock, 4)
+        # query_sm_resp: message_id, final_date, message_state, error_code; nothing after.
+        command_id, status, body = got[3]
+        mid, final, rest = body.split(b"\0", 2)
+        assert (command_id, status, mid.decode(), len(rest)) == (0x80000003, 0, message_id, 2)
+        assert rest[0] in (1, 2) and len(final) in (0, 16)  # ENROUTE, or DELIVERED at YYMMDDhhmmss000+
+        # submit_multi_resp: message_id, no_unsuccess, then each (ton, npi, addr, status); nothing after.
+        command_id, status, body = got[4]
+        mid, rest = body.split(b"\0", 1)
+        assert (command_id, status, rest[0]) == (0x80000021, 0, 1) and mid.isdigit()
+        assert rest[1:] == b"\1\1" + _cstr("12") + struct.pack(">I", 0x0B)
+        assert got[6] == (0x80000015, 0, b"")  # enquire_link_resp
+        if version == 0x33:
+            assert got[5] == (0x80000000, 0x03, b"")  # generic_nack ESME_RINVCMDID
+        else:
+            command_id, status, body = got[5]
+            assert (command_id, status) == (0x80000103, 0) and body[:-1].isdigit() and body.endswith(b"\0")
+        _send(sock, 0x06, 7)
+        assert _read(sock, 1)[7] == (0x80000006, 0, b"")

@@ -2,11 +2,12 @@
 the general builder does, for any lookup."""
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hlrsmpp import domain
 from hlrsmpp.domain import LOOKUP_COLUMNS, Lookup
+from hlrsmpp.smpp.codec import Tag, decode, encode_receipt, encode_receipt_smpp33
 from hlrsmpp.tools.esme import parse_receipt_text
 
 DIGITS = st.text("0123456789", min_size=0, max_size=6)
@@ -48,3 +49,34 @@ def test_standard_fast_path_equals_the_general_builder(lookup, data):
         assert _copy(general).receipt_parts(None) == lookup.receipt_parts(None)
     finally:
         domain._standard_receipt_parts = saved
+
+
+PROFILES = [None, {"profile": "standard"}, {"profile": "extended"},
+            {"profile": "tlv", "mcc_tag": 0x1400, "mnc_tag": 0x1401}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(lookups(), st.sampled_from(PROFILES))
+def test_an_smpp33_receipt_is_its_text_without_tlvs(lookup, profile):
+    """SMPP 3.3 has no TLVs: the receipt an SMPP 3.3 receiver gets ends after short_message,
+    the same text a 3.4 receiver gets, whatever the profile."""
+    # (A network is MCC+MNC, 5 or 6 digits: the tlv profile's MCC TLV has 3.)
+    assume(profile is None or profile["profile"] != "tlv" or len(lookup.serving_nnc) in (0, 5, 6))
+    text, tlvs = lookup.receipt_parts(profile)
+    pdu = decode(encode_receipt_smpp33(9, lookup.msisdn.encode(), text, 3, tlvs))
+    want = decode(encode_receipt(9, lookup.msisdn.encode(), text, 3, tlvs))
+    assert pdu.tlvs == {} and want.tlvs
+    assert pdu.params == want.params and pdu.params["short_message"] == text != b""
+
+
+def test_an_smpp33_receipt_over_254_octets_is_cut():
+    """A text over 254 octets goes to message_payload for a 3.4 receiver; 3.3 has no such
+    TLV: its receiver gets the first 254 octets in short_message."""
+    lookup = Lookup(123, None, "a", "smpp", "447700900123", 1.7e9, 1.7e9, 0, 0, "44", "2" * 90, True,
+                    "3" * 90, False, "", "", None, 1)
+    full = lookup.receipt_text(True).encode()
+    assert len(full) > 254
+    text, tlvs = lookup.receipt_parts({"profile": "extended"})
+    assert text == b"" and decode(encode_receipt(9, b"447700900123", text, 3, tlvs)).tlvs[Tag.MESSAGE_PAYLOAD] == full
+    pdu = decode(encode_receipt_smpp33(9, b"447700900123", text, 3, tlvs))
+    assert pdu.tlvs == {} and pdu.params["short_message"] == full[:254]

@@ -443,6 +443,37 @@ def test_transceiver_bind_in_v33_cannot_be_served(version):
     assert session.data_to_send() == b"" and session.state is State.OPEN
 
 
+@pytest.mark.parametrize("version", [0x33, 0x34, 0x50], ids=["0x33", "0x34", "0x50"])
+def test_data_sm_is_smpp34_only(version):
+    """SMPP 3.3 has no data_sm: from a 3.3 transmitter it is an unknown command
+    (generic_nack ESME_RINVCMDID, as a 3.3 peer reads it); a 3.4 one's is handed on."""
+    session = bound(BindMode.TX, version)
+    data_sm = Pdu(Command.DATA_SM, 5, 0, {"destination_addr": "447700900123"})
+    events = session.receive_data(encode(data_sm) + encode(submit(6)))
+    if version == 0x33:
+        assert [e.command for e in events] == [Command.SUBMIT_SM]
+        assert sent(session) == [header_only(Command.GENERIC_NACK, Status.RINVCMDID, 5)]
+        assert session.violations == 0  # a bound peer, not a stranger: no tarpit
+    else:
+        assert [e.command for e in events] == [Command.DATA_SM, Command.SUBMIT_SM]
+        assert events[0].params["destination_addr"] == "447700900123" and sent(session) == []
+    assert session.state is State.BOUND
+
+
+@pytest.mark.parametrize("version", [0x33, 0x34], ids=["0x33", "0x34"])
+def test_a_receivers_receipt_encoder_follows_its_version(version):
+    """A 3.3 receiver's receipts end after short_message; a 3.4 one's keep their TLVs."""
+    session = bound(BindMode.RX, version)
+    tlvs = encode_tlvs({Tag.MESSAGE_STATE: b"\x02", Tag.RECEIPTED_MESSAGE_ID: b"42\0"})
+    pdu = decode(session.encode_receipt(7, b"447700900123", b"id:42 stat:DELIVRD", 3, tlvs))
+    assert pdu.command == Command.DELIVER_SM and pdu.params["short_message"] == b"id:42 stat:DELIVRD"
+    assert pdu.tlvs == ({} if version == 0x33 else {Tag.MESSAGE_STATE: b"\x02", Tag.RECEIPTED_MESSAGE_ID: b"42\0"})
+    # A 3.3 receiver's data_sm_resp answers nothing we sent: generic_nack, nothing handed on.
+    if version == 0x33:
+        assert session.receive_data(encode(Pdu(Command.DATA_SM_RESP, 7, 0, {"message_id": ""}))) == []
+        assert sent(session) == [header_only(Command.GENERIC_NACK, Status.RINVCMDID, 7)]
+
+
 @pytest.mark.parametrize("status", [Status.RINVSYSID, Status.RINVPASWD, Status.RINVSYSTYP,
                                     Status.RBINDFAIL, Status.RACCEXPIRY])
 @pytest.mark.parametrize("mode", list(BindMode))

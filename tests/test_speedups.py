@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 from hlrsmpp import native
 from hlrsmpp.smpp import codec, session as session_module
 from hlrsmpp.smpp.codec import Command, Pdu, encode, encode_submit_sm_resp
-from hlrsmpp.smpp.session import BindMode
+from hlrsmpp.smpp.session import BindMode, SmscSession
 
 from test_codec import SETTINGS, U32S, framed_noise, mutated, pdus
 from test_session import bound
@@ -33,6 +33,8 @@ def test_the_c_codec_is_built_unless_turned_off():
         assert C is not None and session_module.scan_bound is C.scan_bound
         assert codec.encode_submit_sm_resps is C.encode_submit_sm_resps
         assert codec.encode_receipt is C.encode_receipt
+    # A 3.4 peer's receipts go straight to the encoder: no wrapper, no per-receipt cost.
+    assert SmscSession().encode_receipt is codec.encode_receipt
 
 
 class _Lookup:
@@ -82,6 +84,15 @@ def test_receipts_are_the_python_encoders_bytes(sequence, destination, text, dat
         return
     if C is not None:
         assert C.encode_receipt(sequence, destination, text, data_coding, tlvs) == want
+
+
+@SETTINGS
+@given(U32S, st.binary(max_size=30), st.binary(min_size=1, max_size=254), st.integers(0, 255),
+       st.binary(max_size=300))
+def test_smpp33_receipts_are_the_python_encoders_bytes_without_tlvs(sequence, destination, text,
+                                                                     data_coding, tlvs):
+    want = codec.py_encode_receipt(sequence, destination, text, data_coding, b"")
+    assert codec.encode_receipt_smpp33(sequence, destination, text, data_coding, tlvs) == want
 
 
 # ------------------------------------------------------------- reading

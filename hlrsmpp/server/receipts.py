@@ -14,7 +14,7 @@ from collections import deque
 from typing import Callable
 
 from ..domain import EXPIRED, Lookup
-from ..smpp.codec import Command, encode_receipt
+from ..smpp.codec import Command
 from .. import metrics
 
 _DELIVER_SM_OK = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
@@ -74,11 +74,12 @@ class Outbox:
         now = time.monotonic()
         chunks = []
         dc = self.data_coding
+        encode = session.encode_receipt  # chosen at bind: an SMPP 3.3 peer's has no TLVs
         while room and ready:
             lookup = ready.popleft()
             seq = session.next_sequence()
             text, tlvs = lookup.receipt_parts(self.profile)
-            chunks.append(encode_receipt(seq, lookup.msisdn.encode(), text, dc, tlvs))
+            chunks.append(encode(seq, lookup.msisdn.encode(), text, dc, tlvs))
             inflight[seq] = (lookup, now)
             room -= 1
         if self.reverse:

@@ -614,6 +614,16 @@ def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: 
     return _pack_header(16 + len(body), _DELIVER_SM, 0, sequence) + body
 
 
+def encode_receipt_smpp33(sequence: int, destination: bytes, text: bytes, data_coding: int,
+                          tlvs: bytes) -> bytes:
+    """``encode_receipt`` for an SMPP 3.3 peer, which knows no TLVs: the body ends after
+    short_message (its text carries the id and the state). A text that went to
+    message_payload (over 254 octets) comes back to short_message, cut to 254."""
+    if not text and tlvs:
+        text = decode_tlvs(tlvs, 0, len(tlvs)).get(Tag.MESSAGE_PAYLOAD, b"")[:254]
+    return encode_receipt(sequence, destination, text, data_coding, b"")  # the C one when built
+
+
 # ------------------------------------------------ the C versions, when built
 
 def _submit_sm_layout() -> tuple[tuple[int, int], ...]:

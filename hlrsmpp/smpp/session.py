@@ -13,7 +13,8 @@ from enum import Enum, IntFlag
 
 from .codec import (
     BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
-    decode_body, decode_submit_sm, encode, encode_header_only, scan_bound,
+    decode_body, decode_submit_sm, encode, encode_header_only, encode_receipt,
+    encode_receipt_smpp33, scan_bound,
 )
 from .status import Status
 
@@ -29,6 +30,9 @@ _NEVER_FROM_ESME = frozenset({
     Command.BIND_TRANSCEIVER_RESP, Command.SUBMIT_SM_RESP, Command.SUBMIT_MULTI_RESP,
     Command.QUERY_SM_RESP, Command.CANCEL_SM_RESP, Command.REPLACE_SM_RESP,
 })
+#: ... and from an SMPP 3.3 ESME, the commands 3.3 does not have either: its peer would
+#: not read a data_sm_resp, so they get generic_nack ESME_RINVCMDID like any unknown command.
+_NEVER_FROM_SMPP33 = _NEVER_FROM_ESME | {Command.DATA_SM, Command.DATA_SM_RESP}
 BIND_COMMANDS = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
 
 
@@ -64,13 +68,18 @@ class SmscSession:
     """SMPP session state machine, server (SMSC) side."""
 
     __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
-                 "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending", "violations")
+                 "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending", "violations",
+                 "encode_receipt", "_refused")
 
     def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
         self.state = State.OPEN
         self.mode: BindMode | None = None
         self.can_tx = self.can_rx = False  # plain bools: IntFlag arithmetic per PDU is slow
         self.interface_version = 0x34
+        #: The receipt encoder for this peer, chosen at bind (``codec.encode_receipt``'s
+        #: arguments): an SMPP 3.3 peer gets its receipts without TLVs.
+        self.encode_receipt = encode_receipt
+        self._refused = _NEVER_FROM_ESME  # commands answered generic_nack ESME_RINVCMDID
         self.outgoing = bytearray()
         self._buffer = b""
         self._sequence = 0
@@ -143,7 +152,7 @@ class SmscSession:
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
         command = COMMANDS.get(command_id)
-        if command is None or command in _NEVER_FROM_ESME:
+        if command is None or command in self._refused:
             self._nack(Status.RINVCMDID, sequence)
             return None
         if command is _DELIVER_SM_RESP and end - pos == 17 and buf[pos + 16] == 0:
@@ -226,8 +235,12 @@ class SmscSession:
         self.can_tx = bool(mode & BindMode.TX)
         self.can_rx = bool(mode & BindMode.RX)
         self.interface_version = version
-        # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version.
+        # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version, and a
+        # 3.3 peer's receipts go without theirs (the text carries the id and the state).
         tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if version == 0x34 else {}
+        if version != 0x34:
+            self.encode_receipt = encode_receipt_smpp33
+            self._refused = _NEVER_FROM_SMPP33
         self.outgoing += encode(Pdu(Command(bind.command).response, bind.sequence, 0,
                                     {"system_id": self.system_id}, tlvs))
 
