@@ -3,9 +3,10 @@ connection around a sans-IO ``SmscSession``, and the ``SessionRegistry`` that
 holds the session rule: per account one receiving session (Rx or
 TRx) and up to ``max_tx`` transmitters.
 
-Work is batched per ``data_received``: every PDU that arrived is decided, the
-accepted lookups go into one group commit, and their submit_sm_resp go out in
-one write once it is durable.
+Work is batched per ``data_received``: every PDU that arrived (at most 16 KiB of
+it per turn of the loop, so that one flooding session does not hold up the
+others) is decided, the accepted lookups go into one group commit, and their
+submit_sm_resp go out in one write once it is durable.
 """
 from __future__ import annotations
 
