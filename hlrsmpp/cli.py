@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import getpass
+import os
 import sys
 
 from . import config as config_mod
@@ -32,6 +34,9 @@ def cmd_serve(args) -> int:
         overrides.setdefault("http", {})["reuse_port"] = True
     cfg = config_mod.load(args.config, overrides)
     configure(cfg["log"]["format"], cfg["log"]["level"])
+    # Everything the server creates (the SQLite files, cleaning jobs, traces) is the
+    # operator's alone: files 0600, directories 0700.
+    os.umask(0o077)
     if args.workers != 1:
         from .redis.workers import supervise  # N processes share state in Redis
         return supervise(cfg, args)
@@ -69,6 +74,23 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kw)
 
 
+def cmd_hash_password(args) -> int:
+    """Print the hash of a password for an account's ``password_hash`` in the YAML."""
+    from .accounts.passwords import hash_password
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("hlrsmpp: the two passwords differ", file=sys.stderr)
+            return 1
+    if len(password) > 8:
+        print("hlrsmpp: an SMPP password has at most 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hlrsmpp", description="SMPP 3.4 HLR lookup server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -81,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N server processes on the same ports (SO_REUSEPORT); needs storage.redis")
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers child
     s.set_defaults(func=cmd_serve)
+    h = sub.add_parser("hash-password", help="print a password's hash, for password_hash in the YAML")
+    h.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin "
+                   "(default: ask twice, without echo)")
+    h.set_defaults(func=cmd_hash_password)
     from .tools import add_parsers as add_tools   # lookup, clean, accounts, history
     add_tools(sub)
     try:

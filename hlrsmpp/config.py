@@ -169,8 +169,8 @@ def load(path: str | Path | None = None, overrides: dict | None = None,
         raise ConfigError("accounts: must be a list of accounts")
     seen = set()
     for i, acc in enumerate(cfg["accounts"]):
-        if not isinstance(acc, dict) or not acc.get("system_id") or acc.get("password") is None:
-            raise ConfigError(f"accounts[{i}]: needs at least system_id and password")
+        if not isinstance(acc, dict) or not acc.get("system_id") or (acc.get("password") is None and acc.get("password_hash") is None):
+            raise ConfigError(f"accounts[{i}]: needs at least system_id and password (or password_hash)")
         if acc["system_id"] in seen:
             raise ConfigError(f"accounts[{i}]: system_id {acc['system_id']!r} appears twice")
         seen.add(acc["system_id"])

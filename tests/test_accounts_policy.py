@@ -1,4 +1,5 @@
 """The in-memory account policy: every refusal, its order, billing, windows, bans."""
+import dataclasses
 import json
 import re
 from datetime import date, datetime
@@ -7,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hlrsmpp.accounts import MICRO, Account, AccountBook, Limits, Package, Refusal, from_micro, to_micro
+from hlrsmpp.accounts.passwords import verify_password
 from hlrsmpp.smpp.status import Status
 
 R = Refusal
@@ -433,12 +435,17 @@ def test_from_config_full_example_and_record_round_trip():
     b = book(a)
     b.admit(a, "44", T0)
     rec = a.to_record()
+    # The record keeps a salted hash, never the password; the account it gives back knows
+    # the hash only.
+    assert "password" not in rec and rec["password_hash"].startswith("scrypt$")
+    assert "s3cret" not in json.dumps(rec)
     back = Account.from_record(json.loads(json.dumps(rec)))
-    assert back == a and back.packages[0].size == 100 * MICRO
+    assert back == dataclasses.replace(a, password=None) and back.packages[0].size == 100 * MICRO
+    assert verify_password("s3cret", back.password_hash) and not verify_password("s3cre7", back.password_hash)
     demo = Account.from_config({"system_id": "demo", "password": "demo"})
     assert (demo.system_type, demo.price, demo.packages, demo.coverage, demo.max_tx) == (
         "HLR", 100_000, None, frozenset(), 10)
-    assert Account.from_record(demo.to_record()) == demo
+    assert Account.from_record(demo.to_record()) == dataclasses.replace(demo, password=None)
 
 
 @pytest.mark.parametrize("config, message", [

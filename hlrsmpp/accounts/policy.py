@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
+from .passwords import Verified, check_hash, hash_password
 from .refusal import Refusal
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
 
 # Keys an account may carry in the YAML. Anything else is a typo and is refused.
 ACCOUNT_KEYS = frozenset({
-    "system_id", "password", "system_type", "credit", "packages", "price", "expires",
+    "system_id", "password", "password_hash", "system_type", "credit", "packages", "price", "expires",
     "coverage", "limits", "allowed_ips", "max_tx", "low_credit", "data_coding", "enabled",
     "receipt", "outbind", "trace"})
 #: Receipt profiles: the standard text; the standard text plus imsi/msc/mccmnc keys;
@@ -135,7 +136,9 @@ class Package:
 @dataclass(slots=True)
 class Account:
     system_id: str
-    password: str
+    # In clear only when the YAML file or the API gave it so, and only in memory: the
+    # store keeps password_hash, a salted scrypt hash (passwords.py).
+    password: str | None
     system_type: str = "HLR"
     price: int = DEFAULT_PRICE  # micro-credits per accepted lookup
     expires: date | None = None  # usable through that whole day, in the book's timezone
@@ -150,6 +153,7 @@ class Account:
     receipt: dict = field(default_factory=lambda: {"profile": "standard"})  # profile, mcc_tag, mnc_tag
     outbind: dict | None = None  # {host, port, system_id?, password?}: we connect out to deliver
     trace: bool | str = False    # PDU trace: False, True (kept in memory), or a file path
+    password_hash: str | None = None  # None until hashed (Server.start, or to_record)
 
     # Runtime state, derived by AccountBook (not persisted: the day/week/month counts are
     # restored from the history at start-up, see restore_counts; the rest restarts empty).
@@ -192,16 +196,24 @@ class Account:
                              "characters (quote digits in YAML)")
         at = f"account {sid!r}"
         _no_unknown(d, ACCOUNT_KEYS, at)
-        pw = d.get("password")
-        if not isinstance(pw, str) or len(pw) > MAX_PASSWORD:
+        pw, pw_hash = d.get("password"), d.get("password_hash")
+        if (pw is None) == (pw_hash is None):
+            raise ValueError(f"{at}: password: give it, or password_hash (from `hlrsmpp "
+                             "hash-password`): one of the two")
+        if pw is not None and (not isinstance(pw, str) or len(pw) > MAX_PASSWORD):
             # YAML reads 0123 as the integer 83: make the user quote rather than guess.
             raise ValueError(f"{at}: password: expected a string of at most {MAX_PASSWORD} "
                              f"characters (quote digits in YAML), got {type(pw).__name__}")
+        if pw_hash is not None:
+            try:
+                check_hash(pw_hash)
+            except ValueError as e:
+                raise ValueError(f"{at}: password_hash: {e}") from None
         st = d.get("system_type", "HLR")
         if not isinstance(st, str) or len(st) > MAX_SYSTEM_TYPE:
             raise ValueError(f"{at}: system_type: expected a string of at most {MAX_SYSTEM_TYPE} characters")
         return cls(
-            system_id=sid, password=pw, system_type=st,
+            system_id=sid, password=pw, password_hash=pw_hash, system_type=st,
             price=_amount(d.get("price", Decimal("0.1")), f"{at}: price"),
             expires=_date(d.get("expires"), f"{at}: expires", optional=True),
             coverage=_coverage(d.get("coverage"), f"{at}: coverage"),
@@ -221,7 +233,9 @@ class Account:
         """The durable part (config + packages) as a JSON-able dict; from_record inverts it.
 
         Amounts are exact decimal strings, so the record is also valid YAML config."""
-        r: dict[str, Any] = {"system_id": self.system_id, "password": self.password,
+        if self.password_hash is None:  # made on a worker thread at start-up; else now, once
+            self.password_hash = hash_password(self.password)
+        r: dict[str, Any] = {"system_id": self.system_id, "password_hash": self.password_hash,
                              "system_type": self.system_type, "price": from_micro(self.price)}
         if self.expires is not None:
             r["expires"] = self.expires.isoformat()
@@ -269,6 +283,7 @@ class AccountBook:
         self._accounts: dict[str, Account] = {}
         self._dirty: dict[str, Account] = {}
         self._failures: dict[str, tuple[float, int]] = {}  # ip -> (first failure, count)
+        self.verified = Verified()  # passwords that passed the full check in this process
         self._banned: dict[str, float] = {}  # ip (IPv6: its /64) -> banned until
         # Called with (ip key, until) when an IP is banned: the server makes it durable,
         # so a restart does not lift it.
@@ -699,13 +714,25 @@ class AccountBook:
 
     def authenticate(self, system_id: str, password: str, system_type: str, ip: str,
                      now: float) -> tuple[Refusal | None, Account | None]:
-        """Check a bind (or an HTTP login); the account only when it may proceed.
+        """Check a bind (or an HTTP login); the account only when it may proceed. The
+        password's full check (scrypt) runs here, blocking: the server runs it on a
+        worker thread instead (identify, password_known, verify_password, conclude).
 
         In this order, so that no answer tells a password guesser more than it must: IP
         ban, system_id, the account's IP allowlist (from outside it, every password gets
         the same answer), password, system_type (compared exactly: `HLR` is not `hlr`),
         disabled, expiry. Unknown ids and wrong passwords count towards the IP ban; the
         other refusals are not guessing."""
+        refusal, acc = self.identify(system_id, ip, now)
+        if refusal is not None:
+            return refusal, None
+        ok = self.password_known(acc, password)
+        if ok is None:
+            ok = self.verify_password(acc, password)
+        return self.conclude(acc, ok, system_type, ip, now)
+
+    def identify(self, system_id: str, ip: str, now: float) -> tuple[Refusal | None, Account | None]:
+        """The checks before the password: IP ban, system_id, allowlist."""
         if refusal := self.check_ip(ip, now):
             return refusal, None
         acc = self._accounts.get(system_id)
@@ -714,7 +741,26 @@ class AccountBook:
             return Refusal.BAD_SYSTEM_ID, None
         if acc.allowed_ips and not _ip_allowed(ip, acc.allowed_ips):
             return Refusal.IP_NOT_ALLOWED, None
-        if not hmac.compare_digest(password.encode(), acc.password.encode()):
+        return None, acc
+
+    def password_known(self, acc: Account, password: str) -> bool | None:
+        """Cheap: True when this password passed the full check before (this process),
+        None when only the full check (verify_password) can tell."""
+        if acc.password_hash is None:  # built in memory and never stored: compare as is
+            return acc.password is not None and hmac.compare_digest(_utf8(password), _utf8(acc.password))
+        return True if self.verified.known(acc.system_id, acc.password_hash, password) else None
+
+    def verify_password(self, acc: Account, password: str) -> bool:
+        """The full check (scrypt, tens of ms: run it off the event loop)."""
+        encoded = acc.password_hash
+        if encoded is None:
+            return bool(self.password_known(acc, password))
+        return self.verified.check(acc.system_id, encoded, password)
+
+    def conclude(self, acc: Account, password_ok: bool, system_type: str, ip: str,
+                 now: float) -> tuple[Refusal | None, Account | None]:
+        """The checks from the password on: password, system_type, disabled, expiry."""
+        if not password_ok:
             self.record_failure(ip, now)
             return Refusal.BAD_PASSWORD, None
         if system_type != acc.system_type:
@@ -728,6 +774,22 @@ class AccountBook:
 
 
 # --- helpers --------------------------------------------------------------------------
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def merge_settings(record: dict, changes: dict) -> dict:
+    """An account's record with ``changes`` applied: a new password replaces the hash
+    (and a new hash the password)."""
+    merged = dict(record)
+    if "password" in changes:
+        merged.pop("password_hash", None)
+    if "password_hash" in changes:
+        merged.pop("password", None)
+    merged.update(changes)
+    return merged
+
 
 def _ip_addr(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:

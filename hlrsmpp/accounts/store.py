@@ -15,6 +15,7 @@ reads use their own connection (WAL lets them run beside the writer).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -100,8 +101,9 @@ class Store:
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
         self.dir = Path(path)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.file = self.dir / "hlrsmpp.sqlite3"
+        _private(self.dir, self.file)
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"storage.synchronous: {synchronous!r} is not OFF, NORMAL, FULL or EXTRA")
@@ -304,6 +306,19 @@ def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:
         while total - pos >= n:
             steps.append((statements[n], items[pos:pos + n]))
             pos += n
+
+
+def _private(directory: Path, db: Path) -> None:
+    """The data directory 0700 and the database 0600, whatever the umask: it holds the
+    accounts (password hashes), their credit and every lookup. SQLite gives its -wal and
+    -shm files the database file's mode; those already there are set too."""
+    os.chmod(directory, 0o700)
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            os.chmod(f, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict]:

@@ -145,7 +145,7 @@ class Cluster:
         self.loop: asyncio.AbstractEventLoop | None = None
         # The config file's accounts: Redis learns the ones it does not know (their credit
         # becomes the shared free pool); known ones keep their shared state.
-        store.seed(Account.from_config(d).to_record() for d in server.cfg["accounts"])
+        store.seed(a.to_record() for a in server.config_accounts)
 
     # ----------------------------------------------------------- helpers
     async def run(self, fn, *args):

@@ -9,7 +9,9 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -17,6 +19,8 @@ import structlog
 from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook
+from ..accounts.passwords import hash_password
+from ..accounts.policy import merge_settings
 from ..accounts.store import Store
 from ..domain import EXPIRED, Lookup
 from ..hlr import Resolver
@@ -49,6 +53,13 @@ class StoreRefused(RuntimeError):
 
 class IdempotencyConflict(ValueError):
     """An Idempotency-Key used again with a different request."""
+
+
+def _lower_priority() -> None:
+    try:  # Linux: a thread's nice value is its own (best effort elsewhere)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def _record(account: Account) -> tuple[str, str]:
@@ -92,11 +103,11 @@ class Server:
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
                                 on_low_credit=self._low_credit)
-        if getattr(self.store, "shared", False):
-            # Several processes share the store: this one joins (its node number, the shared
-            # session registry; the file's accounts seeded) before the accounts are loaded.
-            self.cluster = self.store.cluster(self)
-            self.registry = self.cluster.registry
+        # Password checks (scrypt) on ONE thread of lower priority: a flood of wrong
+        # passwords, or the hashing at start-up, never takes more than a core from the
+        # lookups, the heartbeat of a shared deployment or the other processes of one.
+        self.kdf = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hlrsmpp-kdf",
+                                      initializer=_lower_priority)
         try:
             await self._start_from_config()
         except ValueError as err:
@@ -106,12 +117,25 @@ class Server:
                 await self.journal.drain()
                 self.journal.close()
             self.store.close()
+            self.kdf.shutdown(wait=False)
             raise ConfigError(str(err)) from None
         await self._listen()
 
     async def _start_from_config(self) -> None:
         cfg = self.cfg
-        fresh = self._load_accounts()
+        stored = self.store.account_records()
+        self.config_accounts = [Account.from_config(d) for d in cfg["accounts"]]
+        await self._hash_passwords(self.config_accounts, stored)
+        if getattr(self.store, "shared", False):
+            # Several processes share the store: this one joins (its node number, the shared
+            # session registry; the file's accounts seeded) before the accounts are loaded.
+            self.cluster = self.store.cluster(self)
+            self.registry = self.cluster.registry
+            stored = self.store.account_records()
+        fresh, self._rewrite = self._load_accounts(stored)
+        # Records that still hold a password in clear (written before hashes): hashed now,
+        # and rewritten once listening (a shared deployment's cluster has started then).
+        await self._hash_passwords(self._rewrite, {})
         if self.cluster is None and self.book.has_limits():  # (a shared store keeps its own)
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
@@ -145,6 +169,11 @@ class Server:
         cfg = self.cfg
         if self.cluster is not None:
             await self.cluster.start()  # leases, receipt streams, heartbeat
+        if self._rewrite:
+            for account in self._rewrite:
+                self.book.mark_dirty(account)
+            await self.persist()
+            log.info("passwords_hashed", accounts=len(self._rewrite))
         sc = cfg["smpp"]
         self.http_port = None
         section = "smpp"
@@ -202,24 +231,61 @@ class Server:
             return
         self.http_runner, self.http_port = await start_http(self)
 
-    def _load_accounts(self) -> list[Account]:
+    def _load_accounts(self, stored: dict[str, dict]) -> tuple[list[Account], list[Account]]:
         """Config accounts, overlaid by the durable state (credit spent, top-ups,
-        accounts created at run time) from the store; those of the config the store
-        does not know yet."""
-        fresh = []
-        stored = self.store.account_records()
-        for d in self.cfg["accounts"]:
-            account = Account.from_config(d)
+        accounts created at run time) from the ``stored`` records; (those of the config
+        the store does not know yet, those whose stored record must be rewritten: a
+        password in clear, or another hash than the config's)."""
+        fresh, rewrite = [], []
+        stored = dict(stored)
+        for account in self.config_accounts:
             rec = stored.pop(account.system_id, None)
             if rec is not None:
                 # Settings come from the file; credit as spent and topped up, from the store.
                 account.packages = Account.from_record(rec).packages
+                if "password" in rec or rec.get("password_hash") != account.password_hash:
+                    rewrite.append(account)
             else:
                 fresh.append(account)
             self.add_account(account)
         for rec in stored.values():
-            self.add_account(Account.from_record(rec))
-        return fresh
+            account = Account.from_record(rec)
+            if account.password_hash is None:
+                rewrite.append(account)
+            self.add_account(account)
+        return fresh, rewrite
+
+    async def _hash_passwords(self, accounts: list[Account], stored: dict[str, dict]) -> None:
+        """Give each account given a password in clear its hash, on the KDF threads: the
+        stored one if it is of this password (the record stays the same), else a new one.
+        Either way the password is remembered as verified: the first bind is cheap too."""
+        verified = self.book.verified
+
+        def work(account: Account) -> None:
+            earlier = (stored.get(account.system_id) or {}).get("password_hash")
+            if isinstance(earlier, str) and verified.check(account.system_id, earlier, account.password):
+                account.password_hash = earlier
+            else:
+                account.password_hash = hash_password(account.password)
+                verified.remember(account.system_id, account.password_hash, account.password)
+
+        todo = [a for a in accounts if a.password_hash is None and a.password is not None]
+        await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a) for a in todo))
+
+    async def login(self, system_id: str, password: str, system_type: str, ip: str):
+        """An HTTP login: AccountBook.authenticate with the password's full check (when
+        this password has not passed it before) on the KDF threads."""
+        book = self.book
+        refusal, account = book.identify(system_id, ip, time.time())
+        if refusal is not None:
+            return refusal, None
+        ok = book.password_known(account, password)
+        if ok is None:
+            ok = await self.check_password(account, password)
+        return book.conclude(account, ok, system_type, ip, time.time())
+
+    async def check_password(self, account: Account, password: str) -> bool:
+        return await self.loop.run_in_executor(self.kdf, self.book.verify_password, account, password)
 
     def add_account(self, account: Account) -> None:
         self.book.add(account)
@@ -244,6 +310,7 @@ class Server:
             if self.book.get(str(d.get("system_id"))) is not None:
                 raise ValueError(f"account {d.get('system_id')!r} already exists")
             account = Account.from_config(d)
+            await self._hash_passwords([account], {})
             sid, now = account.system_id, time.time()
             opening = [(sid, now, "top_up", account.credit, "created")] if account.credit else []
             await self._change(lambda: ([_record(account)], opening), lambda: self.add_account(account))
@@ -254,10 +321,13 @@ class Server:
         """Change settings (not credit: that is top_up) of a live account."""
         async with self._admin:
             account = self._account(system_id)
-            record = account.to_record()
-            record.update(changes)
+            record = merge_settings(account.to_record(), changes)
             record["system_id"] = account.system_id
             new = Account.from_config(record)
+            if "password" in changes:
+                await self._hash_passwords([new], {})
+            elif "password_hash" not in changes:
+                new.password = account.password  # the same password: kept in clear if it was
 
             def write():
                 new.packages = account.packages  # the credit as it is at the commit
@@ -550,7 +620,7 @@ class Server:
             return
         proto.write(encode(Pdu(Command.OUTBIND, proto.session.next_sequence(), 0, {
             "system_id": ob.get("system_id", self.cfg["smpp"]["system_id"]),
-            "password": ob.get("password", account.password)})))
+            "password": ob.get("password", account.password or "")})))
         log.info("outbind_sent", system_id=account.system_id, host=ob["host"], port=ob["port"])
 
     # ------------------------------------------------------------- shutdown
@@ -592,6 +662,8 @@ class Server:
             await self.cluster.stop()  # sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()
+        if hasattr(self, "kdf"):
+            self.kdf.shutdown(wait=False, cancel_futures=True)
         log.info("server_stopped")
         self.stopped.set()
 

@@ -354,14 +354,45 @@ class SmppProtocol:
         if self.session.bind_version(pdu) is None:
             status, reason = Status.RBINDFAIL, "interface_version"
         else:
-            refusal, account = server.book.authenticate(
-                params["system_id"], params["password"], params["system_type"], self.peer_ip, time.time())
-            if refusal is not None:
-                status, reason = refusal.smpp_status, refusal.name.lower()
-                if refusal in _GUESSES and server.book.guessing(self.peer_ip, time.time()):
-                    self.tarpit()  # the first mistyped password is answered at once
-        if status:
-            self._bind_refused(pdu, mode, status, reason)
+            book, now = server.book, time.time()
+            refusal, account = book.identify(params["system_id"], self.peer_ip, now)
+            if refusal is None:
+                known = book.password_known(account, params["password"])
+                if known is None:
+                    # A password this process has not verified yet: the full check (scrypt,
+                    # tens of ms) on a worker thread; the session waits, the loop does not.
+                    server.loop.create_task(self._bind_checked(pdu, mode, account))
+                    return
+                refusal, account = book.conclude(account, known, params["system_type"], self.peer_ip, now)
+            self._bind_decided(pdu, mode, refusal, account)
+            return
+        self._bind_refused(pdu, mode, status, reason)
+
+    async def _bind_checked(self, pdu: Pdu, mode: BindMode, account) -> None:
+        server, params = self.server, pdu.params
+        try:
+            ok = await server.check_password(account, params["password"])
+        except Exception as err:  # the KDF threads are gone (stopping)
+            self.log.error("password_check_failed", error=repr(err))
+            ok = None
+        if self.closed:
+            return
+        if ok is None:
+            self._bind_refused(pdu, mode, Status.RSYSERR, "password_check_failed")
+        else:
+            refusal, account = server.book.conclude(account, ok, params["system_type"], self.peer_ip,
+                                                    time.time())
+            self._bind_decided(pdu, mode, refusal, account)
+        self.write(self.session.data_to_send())
+        if self.session.has_input and not self.tarpitted:  # what the ESME pipelined behind its bind
+            self.data_received(b"")
+
+    def _bind_decided(self, pdu: Pdu, mode: BindMode, refusal, account) -> None:
+        server = self.server
+        if refusal is not None:
+            if refusal in _GUESSES and server.book.guessing(self.peer_ip, time.time()):
+                self.tarpit()  # the first mistyped password is answered at once
+            self._bind_refused(pdu, mode, refusal.smpp_status, refusal.name.lower())
             return
         claim = server.registry.claim(account, mode, self)
         if isinstance(claim, int):  # decided here: a pipelined submit_sm finds the session bound

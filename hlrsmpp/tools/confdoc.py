@@ -92,7 +92,10 @@ EXTRA_KEYS = {
 
 ACCOUNT_DOCS = {
     "system_id": ("(required)", "SMPP system_id (1 to 15 characters); also the HTTP username"),
-    "password": ("(required)", "SMPP password (at most 8 characters: quote digits in YAML)"),
+    "password": ("(required)", "SMPP password (at most 8 characters: quote digits in YAML); "
+                               "stored only as a salted hash. Give it or `password_hash`"),
+    "password_hash": ("(none)", "the password as a hash from `hlrsmpp hash-password`, instead of "
+                                "`password`: the config file then holds no password either"),
     "system_type": (None, "system_type a bind must carry"),
     "credit": ("(unlimited)", "prepaid credit, one opening package; give `credit` or `packages`, "
                               "neither means unlimited"),
@@ -313,7 +316,8 @@ def generate() -> str:
     account_defaults = _dataclass_defaults(policy.Account)
     limit_defaults = _dataclass_defaults(policy.Limits)
     lines += ["## `accounts`", "",
-              "A list; each account a mapping with at least `system_id` and `password`:", "",
+              "A list; each account a mapping with at least `system_id` and `password` (or "
+              "`password_hash`):", "",
               "```yaml", "accounts:", "  - {system_id: demo, password: demo}   # unlimited credit",
               "  - system_id: acme", "    password: s3cret", "    credit: 100.0",
               "    coverage: [91, 44]", "    limits: {per_day: 10000, tps: 100}", "```", "",

@@ -26,6 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, ThreadedResolver, web
 from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
+from ...accounts.policy import merge_settings
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
 from ...domain import Lookup
@@ -101,8 +102,7 @@ async def authenticate(request: web.Request, admin_only: bool = False) -> Princi
     if not sep:
         return _unauthorized("Basic", "malformed Basic credentials")
     known = server.book.get(user)
-    refusal, account = server.book.authenticate(user, password, known.system_type if known else "",
-                                                ip, now)
+    refusal, account = await server.login(user, password, known.system_type if known else "", ip)
     if refusal is not None:
         resp = refusal_error(refusal)
         if resp.status == 401:
@@ -372,6 +372,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 def account_view(server, acc: Account) -> dict:
     r = acc.to_record()
     r.pop("password", None)
+    r.pop("password_hash", None)
     c = server.book.counters(acc)
     r["credit"] = from_micro(acc.credit) if acc.credit is not None else None
     r["unlimited"] = acc.packages is None
@@ -531,8 +532,7 @@ async def update_account(request: web.Request) -> web.Response:
         return err
     try:
         if body:
-            record = acc.to_record()
-            record.update(body)
+            record = merge_settings(acc.to_record(), body)
             if (why := _validate_account(server, record)) is not None:
                 return json_error(422, "invalid_account", why)
             await server.update_account(acc.system_id, body)

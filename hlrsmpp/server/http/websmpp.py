@@ -75,8 +75,8 @@ async def lookup(request: web.Request) -> web.Response:
         return _line(rf.INVALID_REQUEST.line)
     book = server.book
     known = book.get(username)
-    refusal, account = book.authenticate(username, password, known.system_type if known else "",
-                                         request.remote or "", time.time())
+    refusal, account = await server.login(username, password, known.system_type if known else "",
+                                          request.remote or "")
     if refusal is not None:
         return _line(refusal.http_error.line)
     # The batch id: random, the report's secret. The lookup ids: consecutive message ids.
@@ -115,8 +115,7 @@ async def report(request: web.Request) -> web.Response:
     if "username" in query or "password" in query:
         username, password = (query.get(k, [""])[-1] for k in ("username", "password"))
         known = server.book.get(username)
-        refusal, account = server.book.authenticate(username, password,
-                                                    known.system_type if known else "", ip, now)
+        refusal, account = await server.login(username, password, known.system_type if known else "", ip)
         if refusal is not None:
             return _report_error(401, refusal.http_error, "login refused")
     text = raw[0].strip()
