@@ -116,6 +116,8 @@ class Store:
         self.committer = _Committer(str(self.file), [f"PRAGMA synchronous={self.synchronous}",
                                                      "PRAGMA busy_timeout=5000"],
                                     _STATEMENTS) if _Committer else None
+        #: Idempotency-Keys another process took first: none, this process is alone here.
+        self.duplicates: set[tuple[str, str]] = set()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)

@@ -5,6 +5,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     from ..config import ConfigError
     raise ConfigError("storage.redis needs the redis client: pip install 'hlrsmpp[redis]'") from None
 
+from .cluster import Cluster
 from .store import RedisStore
 
-__all__ = ["RedisStore"]
+__all__ = ["Cluster", "RedisStore"]

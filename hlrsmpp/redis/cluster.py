@@ -33,9 +33,9 @@ import structlog
 
 from ..accounts import Account, Package
 from ..domain import Lookup
-from ..server.smpp import SessionRegistry
 from ..smpp.session import BindMode
 from ..smpp.status import Status
+from ..storage.local import LocalRegistry
 from .store import GROUP, Fenced, Periods, RedisStore, decode_batch
 
 log = structlog.get_logger("hlrsmpp.redis")
@@ -52,9 +52,9 @@ class _Lease:
     spent: int = 0            # since rate_at
 
 
-class RedisRegistry(SessionRegistry):
-    """The session rule across processes (see the module docstring); the local dicts of
-    ``SessionRegistry`` keep this process's sessions (counts, lookups)."""
+class RedisRegistry(LocalRegistry):
+    """The session rule across processes (see the module docstring); the dicts of
+    ``LocalRegistry`` keep this process's sessions (counts, lookups)."""
 
     def __init__(self, cluster: "Cluster"):
         super().__init__()
@@ -66,7 +66,11 @@ class RedisRegistry(SessionRegistry):
         self._tx_claiming: dict[str, int] = {}
         self._n = 0
 
-    async def claim(self, account, mode: BindMode, proto) -> Status:
+    def claim(self, account, mode: BindMode, proto) -> asyncio.Future[Status]:
+        """Take a session slot: the answer comes once Redis has given it."""
+        return asyncio.ensure_future(self._claim(account, mode, proto))
+
+    async def _claim(self, account, mode: BindMode, proto) -> Status:
         sid = account.system_id
         if mode & BindMode.RX:
             if sid in self.receivers or sid in self._claiming:
@@ -122,7 +126,8 @@ class RedisRegistry(SessionRegistry):
 
 
 class Cluster:
-    """One process's membership of a shared deployment; built by ``RedisStore.cluster``."""
+    """One process's membership of a shared deployment (a ``Deployment``); built by the
+    server when ``storage.redis`` is set."""
 
     def __init__(self, server, store: RedisStore):
         self.server = server
@@ -209,6 +214,10 @@ class Cluster:
         return acc is not None and acc.packages is not None
 
     # ------------------------------------------------------------ receipts
+    def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
+        """Nothing to do: the commit put their receipts in the account's stream, which
+        carries them to whichever process holds the account's receiver."""
+
     def attach_receiver(self, proto) -> None:
         """A receiving session bound here: consume the account's receipt stream."""
         sid = proto.account.system_id
@@ -552,7 +561,7 @@ class Cluster:
             account.packages = live.packages if (live.packages is None) == (account.packages is None) \
                 else account.packages
             server.book.replace(account, with_packages=True)
-            server._ensure_outbox(live)
+            server.ensure_outbox(live)
             if was_enabled and not live.enabled:
                 for proto in list(server.protocols):
                     if proto.account is live:

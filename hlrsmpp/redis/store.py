@@ -134,7 +134,8 @@ def _micro(text) -> int:
 class RedisStore:
     """The Redis twin of ``accounts.store.Store``; see the module docstring."""
 
-    shared = True
+    #: No C group commit: the journal's writer thread calls ``commit``.
+    committer = None
 
     def __init__(self, cfg, tz: str = "UTC"):
         self.opts = opts = RedisOptions.from_config(cfg)
@@ -188,11 +189,6 @@ class RedisStore:
         self.on_fenced: Callable[[], None] | None = None
         self.closed = False
         self._join()
-
-    def cluster(self, server):
-        """This process joins the deployment: the loop side (registry, receipts, leases)."""
-        from .cluster import Cluster
-        return Cluster(server, self)
 
     @property
     def file(self) -> str:
@@ -737,6 +733,11 @@ class RedisStore:
         for sid in sids:
             pipe.hmget(f"{self.P}tot:{sid}", "n", "c")
         return {sid: (int(n), int(c or 0)) for sid, (n, c) in zip(sids, pipe.execute()) if n is not None}
+
+    def period_counts(self, starts: tuple[float, float, float]) -> dict[str, tuple[int, int, int]]:
+        """Nothing at start-up: this process has counted nothing yet, and what the others
+        counted comes in through the cluster's refresh (``AccountBook.count_elsewhere``)."""
+        return {}
 
     def max_id(self) -> int:
         sids = [s.decode() for s in self._r.smembers(self.P + "accounts")]

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import structlog
 
@@ -21,8 +22,9 @@ from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.passwords import hash_password
 from ..accounts.policy import merge_settings
-from ..accounts.store import Store
+from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
+from ..storage.protocols import Deployment, Store
 from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
@@ -34,17 +36,20 @@ from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Outbox
-from .smpp import SessionRegistry, SmppProtocol
+from .smpp import SmppProtocol
+from .standalone import Standalone
 
 log = structlog.get_logger("hlrsmpp.server")
 
 
-def open_store(storage: dict):
-    """The embedded SQLite store by default; Redis when ``storage.redis`` is set."""
+def open_store(storage: dict) -> tuple[Store, Callable[[Server, Store], Deployment]]:
+    """The store, and how this process takes part in it (built once the book exists):
+    the embedded SQLite store, alone, by default; Redis, shared with other processes,
+    when ``storage.redis`` is set. The only place that asks which."""
     if storage.get("redis"):
-        from ..redis import RedisStore  # only deployments on Redis need the client
-        return RedisStore(storage["redis"])
-    return Store(storage["path"], storage.get("synchronous", "NORMAL"))
+        from ..redis import Cluster, RedisStore  # only deployments on Redis need the client
+        return RedisStore(storage["redis"]), Cluster
+    return SQLiteStore(storage["path"], storage.get("synchronous", "NORMAL")), Standalone
 
 
 class StoreRefused(RuntimeError):
@@ -80,7 +85,6 @@ class Server:
                                         self.descriptors, reserve // 2)
         self.http_gate = ConnectionGate("http", hc["max_connections"], hc["max_connections_per_ip"],
                                         self.descriptors, reserve)
-        self.registry = SessionRegistry()
         self.outboxes: dict[str, Outbox] = {}
         self.trace_sinks: dict = {}
         self._outbind_next: dict[str, float] = {}
@@ -89,7 +93,6 @@ class Server:
         self._ticker: asyncio.Task | None = None
         self._stopping = False
         self.stopped = asyncio.Event()
-        self.cluster = None    # a shared deployment (Redis): this process's membership
         self._admin = asyncio.Lock()  # one operator change at a time: checked, then made
         self.exit_code = 0
 
@@ -97,7 +100,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
-        self.store = open_store(cfg["storage"])
+        self.store, join = open_store(cfg["storage"])
         self._admin_token()
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
@@ -109,7 +112,7 @@ class Server:
         self.kdf = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hlrsmpp-kdf",
                                       initializer=_lower_priority)
         try:
-            await self._start_from_config()
+            await self._start_from_config(join)
         except ValueError as err:
             # The validators of accounts, hlr and faults name what is wrong: one line for
             # the operator (exit 2), not a traceback; what was opened is closed.
@@ -121,22 +124,22 @@ class Server:
             raise ConfigError(str(err)) from None
         await self._listen()
 
-    async def _start_from_config(self) -> None:
+    async def _start_from_config(self, join: Callable[[Server, Store], Deployment]) -> None:
         cfg = self.cfg
         stored = self.store.account_records()
         self.config_accounts = [Account.from_config(d) for d in cfg["accounts"]]
         await self._hash_passwords(self.config_accounts, stored)
-        if getattr(self.store, "shared", False):
-            # Several processes share the store: this one joins (its node number, the shared
-            # session registry; the file's accounts seeded) before the accounts are loaded.
-            self.cluster = self.store.cluster(self)
-            self.registry = self.cluster.registry
-            stored = self.store.account_records()
+        # This process joins its store (its node number, the session registry; on a shared
+        # store, the file's accounts seeded: read the records again) before the accounts
+        # are loaded.
+        self.deployment = join(self, self.store)
+        self.registry = self.deployment.registry
+        stored = self.store.account_records()
         fresh, self._rewrite = self._load_accounts(stored)
         # Records that still hold a password in clear (written before hashes): hashed now,
         # and rewritten once listening (a shared deployment's cluster has started then).
         await self._hash_passwords(self._rewrite, {})
-        if self.cluster is None and self.book.has_limits():  # (a shared store keeps its own)
+        if self.book.has_limits():
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
@@ -144,8 +147,7 @@ class Server:
         now = time.time()
         self.book.restore_bans(self.store.bans(now), now)
         self.book.on_ban = self.journal.add_ban
-        node = self.cluster.node if self.cluster is not None else cfg.get("node_id", 0)
-        self.ids = IdGenerator(node, floor=self.store.max_id())
+        self.ids = IdGenerator(self.deployment.node, floor=self.store.max_id())
         rc = cfg["receipts"]
         self.faults = FaultPlan()
         self.submit_window = cfg["smpp"]["submit_window"]
@@ -156,9 +158,10 @@ class Server:
         self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
-        if self.cluster is None and (opening := [a for a in fresh if a.credit]):
+        if opening := [a for a in fresh if a.credit]:
             # Credit the store has not seen yet enters the ledger once, with the record:
-            # from then on an account's credit is always its ledger less its lookups.
+            # from then on an account's credit is always its ledger less its lookups. (A
+            # shared store has seen every account of the file: joining seeded them.)
             now = time.time()
             for account in opening:
                 self.book.mark_dirty(account)
@@ -167,8 +170,7 @@ class Server:
 
     async def _listen(self) -> None:
         cfg = self.cfg
-        if self.cluster is not None:
-            await self.cluster.start()  # leases, receipt streams, heartbeat
+        await self.deployment.start()  # shared: leases, receipt streams, heartbeat
         if self._rewrite:
             for account in self._rewrite:
                 self.book.mark_dirty(account)
@@ -289,9 +291,10 @@ class Server:
 
     def add_account(self, account: Account) -> None:
         self.book.add(account)
-        self._ensure_outbox(account)
+        self.ensure_outbox(account)
 
-    def _ensure_outbox(self, account: Account) -> None:
+    def ensure_outbox(self, account: Account) -> None:
+        """The account's outbox, made or brought up to date with its settings."""
         rc = self.cfg["receipts"]
         box = self.outboxes.get(account.system_id)
         if box is None:
@@ -333,7 +336,7 @@ class Server:
                 new.packages = account.packages  # the credit as it is at the commit
                 return [_record(new)], []
 
-            await self._change(write, lambda: self._ensure_outbox(self.book.replace(new)))
+            await self._change(write, lambda: self.ensure_outbox(self.book.replace(new)))
         # The names of what changed (a password change too), never the values.
         log.info("account_updated", system_id=system_id, keys=sorted(changes))
         return self.book.get(system_id)
@@ -364,11 +367,11 @@ class Server:
                 return [(system_id, json.dumps(record, default=str))], [entry]
 
             def apply():
-                if (system_id, key) not in getattr(self.store, "duplicates", ()):
+                if (system_id, key) not in self.store.duplicates:
                     self.book.add_package(account, package)
 
             await self._change(write, apply)
-            if key is not None and (system_id, key) in getattr(self.store, "duplicates", ()):
+            if key is not None and (system_id, key) in self.store.duplicates:
                 self.store.duplicates.discard((system_id, key))  # another process took the key first
                 return await self._idempotent(system_id, key, digest), True
         log.info("credit_topped_up", system_id=system_id, credit=amount / 1_000_000)
@@ -433,33 +436,9 @@ class Server:
 
     # ----------------------------------------------------------- receipts
     def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
-        """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
-        if self.cluster is not None:
-            return  # the account's receipt stream carries them to whichever process receives
-        box = self.outboxes[system_id]
-        now = time.time()
-        if self.faults.active:
-            self._deliver_with_faults(box, lookups, now)
-        else:
-            for lookup in lookups:
-                box.add(lookup, now)
-        box.pump()
-
-    def _deliver_with_faults(self, box: Outbox, lookups: list[Lookup], now: float) -> None:
-        for lookup in lookups:
-            delay = 0.0
-            for fault in self.faults.on_receipt(box.system_id, lookup.msisdn):
-                metrics.STATS.faults[fault.action] += 1
-                if fault.action == "duplicate_receipt":
-                    lookup.duplicate = True
-                elif fault.action == "delay_receipt":
-                    delay += fault.delay_seconds(str(lookup.id))
-                elif fault.action == "withhold_receipts":
-                    lookup.withheld = True
-            if lookup.withheld:
-                box.withheld.append(lookup)
-            else:
-                box.add(lookup, now, delay)
+        """Durable lookups whose submit_sm_resp went out: their receipts may flow (to the
+        account's outbox here, or through its shared stream to whichever process receives)."""
+        self.deployment.deliver(system_id, lookups)
 
     def replace_faults(self, rules: list[dict]) -> None:
         """The test bench's rules, from the config or the admin API (validated first)."""
@@ -502,24 +481,13 @@ class Server:
         return list(sink.lines)[-limit:] if sink is not None else []
 
     def attach_receiver(self, proto: SmppProtocol) -> None:
-        if self.cluster is not None:
-            self.cluster.attach_receiver(proto)  # consumes the account's receipt stream
-            return
-        box = self.outboxes[proto.account.system_id]
-        box.receiver = proto
-        if box.withheld:  # the test bench held them "until the ESME reconnects"
-            now = time.time()
-            for lookup in box.withheld:
-                lookup.withheld = False
-                box.add(lookup, now)
-            box.withheld.clear()
-        self.loop.call_soon(box.pump)
+        self.deployment.attach_receiver(proto)
 
     def reset_outbox(self, system_id: str) -> Outbox:
         """Shared deployments: the receiver left this process; a fresh outbox (the old
         one's receipts stay pending in the account's stream for the next receiver)."""
         old = self.outboxes.pop(system_id)
-        self._ensure_outbox(self.book.get(system_id))
+        self.ensure_outbox(self.book.get(system_id))
         box = self.outboxes[system_id]
         box.size = old.size
         return box
@@ -658,8 +626,7 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.journal.drain()
-        if self.cluster is not None:
-            await self.cluster.stop()  # sessions' leases freed, unspent credit given back
+        await self.deployment.stop()  # shared: sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()
         if hasattr(self, "kdf"):

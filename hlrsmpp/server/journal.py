@@ -23,11 +23,13 @@ from typing import Callable
 
 import structlog
 
+from ..storage.protocols import Store
+
 log = structlog.get_logger("hlrsmpp.journal")
 
 
 class Journal:
-    def __init__(self, store, book, loop: asyncio.AbstractEventLoop):
+    def __init__(self, store: Store, book, loop: asyncio.AbstractEventLoop):
         self.store = store
         self.book = book
         self.loop = loop
@@ -48,7 +50,7 @@ class Journal:
         self._idle.set()
         self.commits = 0
         self.failures = 0   # commits the store refused (metric)
-        self._committer = getattr(store, "committer", None)
+        self._committer = store.committer
         self._writer: threading.Thread | None = None
         if self._committer is not None:
             # Batches handed to the C committer, oldest first: (job id, callbacks, refused).

@@ -1,7 +1,7 @@
 """The asyncio adapter of the SMPP listener: one ``SmppProtocol`` per TCP
-connection around a sans-IO ``SmscSession``, and the ``SessionRegistry`` that
-holds the session rule: per account one receiving session (Rx or
-TRx) and up to ``max_tx`` transmitters.
+connection around a sans-IO ``SmscSession``; the session rule (per account one
+receiving session, Rx or TRx, and up to ``max_tx`` transmitters) is the
+deployment's ``SessionRegistry``.
 
 Work is batched per ``data_received``: every PDU that arrived (at most 16 KiB of
 it per turn of the loop, so that one flooding session does not hold up the
@@ -31,42 +31,6 @@ _SUBMIT_SM_RESP_OK = (int(Command.SUBMIT_SM_RESP), 0)
 # for all of them. The rest waits, unread, for the next turns; the sessions' input
 # interleaves. An ESME within its window never sends this much at once.
 _SLICE = 16384
-
-
-class SessionRegistry:
-    """Who is bound, per account, in this process (Redis shares it across processes)."""
-
-    def __init__(self):
-        self.receivers: dict[str, "SmppProtocol"] = {}
-        self.transmitters: dict[str, set["SmppProtocol"]] = {}
-
-    def claim(self, account, mode: BindMode, proto: "SmppProtocol") -> Status:
-        """Take a session slot. A shared registry (Redis) may return a coroutine instead."""
-        sid = account.system_id
-        if mode & BindMode.RX:
-            if sid in self.receivers:
-                return Status.RBINDFAIL
-            self.receivers[sid] = proto
-        else:
-            txs = self.transmitters.setdefault(sid, set())
-            if len(txs) >= account.max_tx:
-                return Status.RBINDFAIL
-            txs.add(proto)
-        return Status.ROK
-
-    def release(self, system_id: str, proto: "SmppProtocol") -> None:
-        if self.receivers.get(system_id) is proto:
-            del self.receivers[system_id]
-        txs = self.transmitters.get(system_id)
-        if txs:
-            txs.discard(proto)
-
-    def counts(self) -> dict[str, int]:
-        out = {"tx": 0, "rx": 0, "trx": 0}
-        for proto in self.receivers.values():
-            out[proto.session.mode.label] += 1
-        out["tx"] = sum(len(s) for s in self.transmitters.values())
-        return out
 
 
 class SmppProtocol:
@@ -395,16 +359,18 @@ class SmppProtocol:
             self._bind_refused(pdu, mode, refusal.smpp_status, refusal.name.lower())
             return
         claim = server.registry.claim(account, mode, self)
-        if isinstance(claim, int):  # decided here: a pipelined submit_sm finds the session bound
-            self._claimed(pdu, mode, account, claim)
+        if claim.done():  # decided here: a pipelined submit_sm finds the session bound
+            self._claimed(pdu, mode, account, claim.result())
         else:
             # A remote registry: until it answers, a second bind gets ESME_RALYBND
             # (the session machine knows a bind is pending).
-            server.loop.create_task(self._claim_remote(pdu, mode, account, claim))
+            claim.add_done_callback(lambda answer: self._claim_answered(pdu, mode, account, answer))
 
-    async def _claim_remote(self, pdu: Pdu, mode: BindMode, account, claim) -> None:
+    def _claim_answered(self, pdu: Pdu, mode: BindMode, account, claim) -> None:
+        if claim.cancelled():  # the server stops
+            return
         try:
-            status = await claim
+            status = claim.result()
         except Exception as err:  # the shared registry is unreachable
             self.log.error("registry_failed", error=repr(err))
             status = Status.RSYSERR

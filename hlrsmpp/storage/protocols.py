@@ -1,0 +1,107 @@
+"""What the server needs of its storage, whichever it is: the embedded SQLite store (one
+process) or Redis (several processes sharing accounts, sessions and receipts). The
+implementation is chosen once, when the server starts (``server.app.open_store``); no
+code above this seam asks which one it got.
+
+- ``Store``: the group commit and the reads (history, ledger, receipts still owed).
+- ``SessionRegistry``: the session rule, per account one receiving session (Rx or TRx)
+  and up to ``max_tx`` transmitters.
+- ``Deployment``: how this process takes part: its node number (part of every message
+  id), its registry, and where the receipts of its durable lookups go (straight to the
+  account's outbox, or through the account's shared stream to whichever process holds its
+  receiver).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..smpp.session import BindMode
+from ..smpp.status import Status
+
+#: A lookup row as a read gives it: by position (LOOKUP_COLUMNS order) and by column name.
+Row = Any
+
+
+class Committer(Protocol):
+    """A group commit that runs on a thread of its own (SQLite's, in C): the journal hands
+    it each batch as the store's ``steps`` and learns through ``fileno`` when it is done."""
+
+    def submit(self, steps: list[tuple[str, list[Any]]]) -> int: ...
+    def completed(self) -> list[tuple[int, str | None]]: ...
+    def fileno(self) -> int: ...
+
+
+class Store(Protocol):
+    #: Where the data lives, for logs (a file, or a URL without its password).
+    file: str | Path
+    #: The C group commit, or None: then the journal's writer thread calls ``commit``.
+    committer: Committer | None
+    #: (system_id, Idempotency-Key) of top-ups a commit left out because another process
+    #: used the key first (always empty for a store with one process).
+    duplicates: set[tuple[str, str]]
+
+    def commit(self, lookups: list[tuple[Any, ...]], acks: list[tuple[int, int]],
+               accounts: list[tuple[str, str]], ledger: Sequence[tuple[Any, ...]] = (),
+               bans: Sequence[tuple[str, float]] = (), probe: bool = False) -> None: ...
+    def close(self) -> None: ...
+    def account_records(self) -> dict[str, dict[str, Any]]: ...
+    def period_counts(self, starts: tuple[float, float, float]) -> dict[str, tuple[int, int, int]]:
+        """The lookups this process's accounts made since each of ``starts`` (day, week,
+        month), as far as the store knows them at start-up."""
+        ...
+    def pending_receipts(self) -> Iterator[Row]: ...
+    def lookup(self, message_id: int) -> Row | None: ...
+    def batch(self, batch_id: int) -> list[Row]: ...
+    def history(self, system_id: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 1000, after_id: int = 0,
+                newest_first: bool = False) -> list[Row]: ...
+    def ledger(self, system_id: str) -> list[Row]: ...
+    def idempotent(self, system_id: str, key: str) -> tuple[str, str] | None: ...
+    def ledger_totals(self) -> dict[str, int]: ...
+    def totals(self) -> dict[str, tuple[int, int]]: ...
+    def max_id(self) -> int: ...
+    def bans(self, now: float) -> list[tuple[str, float]]: ...
+
+
+class SessionRegistry(Protocol):
+    """Who is bound, per account. ``receivers`` and ``transmitters`` hold this process's
+    sessions (a shared registry also holds leases elsewhere)."""
+
+    receivers: dict[str, Any]
+    transmitters: dict[str, set[Any]]
+
+    def claim(self, account: Any, mode: BindMode, proto: Any) -> asyncio.Future[Status]:
+        """Take a session slot: ESME_ROK, or ESME_RBINDFAIL when the rule refuses. A registry
+        that decides in this process answers with a future already done, so the caller can
+        go on at once (a submit_sm pipelined behind the bind finds the session bound)."""
+        ...
+
+    def release(self, system_id: str, proto: Any) -> None: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+class Deployment(Protocol):
+    """This process's part in its storage: alone, or one of several processes."""
+
+    #: This process's node number, in every message id it gives (unique across processes).
+    node: int
+    registry: SessionRegistry
+
+    async def start(self) -> None:
+        """Once the accounts are loaded, before the listeners open."""
+        ...
+
+    async def stop(self) -> None:
+        """After the journal drained: what this process holds goes back."""
+        ...
+
+    def deliver(self, system_id: str, lookups: Iterable[Any]) -> None:
+        """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
+        ...
+
+    def attach_receiver(self, proto: Any) -> None:
+        """A receiving session of the account bound here: its receipts go to it."""
+        ...
