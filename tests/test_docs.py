@@ -201,7 +201,9 @@ class DocRun:
         # curl prints its progress meter only when its output is not a terminal: as on one.
         (home / ".doc-test").mkdir()
         (home / ".doc-test" / ".curlrc").write_text("--silent\n--show-error\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HLRSMPP_")}
+        # A user's environment: none of ours, and Python's output buffered as it is by default.
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("HLRSMPP_") and k != "PYTHONUNBUFFERED"}
         self.env.update(CURL_HOME=str(home / ".doc-test"),PATH=f"{home / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                         HLRSMPP_SMPP_PORT=str(self.smpp_port),
                         HLRSMPP_URL=f"http://127.0.0.1:{self.http_port}")

@@ -72,6 +72,7 @@ def command(name: str, fn):
                 return asyncio.run(fn(args))
             return fn(args)
         except ToolError as err:
+            sys.stdout.flush()   # what was printed before the error comes before it
             print(f"hlrsmpp {name}: {err}", file=sys.stderr)
             return err.code
         except KeyboardInterrupt:

@@ -228,6 +228,7 @@ def history(args) -> int:
     else:
         print(format_table([_history_row(v) for v in items], HISTORY_HEADER))
         if len(items) == want:
+            sys.stdout.flush()   # the note follows the table on a shared terminal or file
             print(f"(first {want}; --limit N for more, --csv FILE for everything)", file=sys.stderr)
     return 0
 

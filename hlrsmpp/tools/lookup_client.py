@@ -291,6 +291,7 @@ async def run_lookup(args) -> int:
             print(json.dumps(r.as_dict()))
     else:
         print(format_table([result_row(r) for r in results], HEADER))
+    sys.stdout.flush()   # the hints follow the table on a shared terminal or file
     for r in results:
         if r.status == Status.RINVDSTADR:
             print(f"hint: {address_hint(r.number)}", file=sys.stderr)
