@@ -103,7 +103,7 @@ class ServerThread:
 #   slow  a fresh-venv install, load and kill -9 runs, HTTP fuzzing, big files, several processes
 # A test is e2e when it uses one of SERVER_FIXTURES (directly or through another fixture)
 # or its module is in E2E_MODULES (servers started by hand); else unit. Marks on a test
-# or its module win.
+# or its module win: a test that starts a server by hand in a mostly-unit module says e2e.
 SERVER_FIXTURES = {"server", "make_server", "served", "redis_server", "procs"}
 E2E_MODULES = {"test_durability", "test_exactness",
                "test_redis_e2e", "test_reload"}

@@ -224,7 +224,8 @@ class DocRun:
 
     # -- the kinds of example; each returns None when the example holds, else why not
     def check(self, block: Block) -> str | None:
-        return getattr(self, "_" + block.lang if block.lang not in ("sh", "bash") else "_script")(block)
+        kind = "script" if block.lang in ("sh", "bash") else block.lang
+        return getattr(self, "_" + kind)(block)
 
     def _console(self, block: Block) -> str | None:
         for command, expected in transcript(block.text):

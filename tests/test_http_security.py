@@ -112,6 +112,7 @@ accounts:
 """
 
 
+@pytest.mark.e2e
 def test_client_faults_are_a_debug_line_not_an_error(tmp_path):
     """A client that hangs up mid-body or sends an over-long URL is not the server's
     failure: nothing at error level, no traceback (at info level: nothing at all)."""
@@ -433,6 +434,8 @@ accounts:
 """
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_descriptors_are_kept_for_smpp_when_http_floods(tmp_path):
     """With the process's descriptors nearly used up by HTTP connections, HTTP is refused
     (and that is logged once, and counted) while a bound SMPP session still works and a

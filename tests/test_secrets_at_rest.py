@@ -117,6 +117,7 @@ def _serve(tmp_path, accounts, **extra) -> ServerProcess:
             time.sleep(0.05)
 
 
+@pytest.mark.e2e
 def test_data_files_are_private_and_passwords_never_logged(tmp_path):
     old = os.umask(0o022)  # the usual umask: the server must not rely on a stricter one
     try:
