@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test test-fast bench bench-redis install clean deps build-deps asan
+.PHONY: run test test-fast lint bench bench-redis install clean deps build-deps asan
 
 $(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c hlrsmpp/accounts/_sqlite_batch.c \
           hlrsmpp/hlr/_draws.c
@@ -56,9 +56,18 @@ $(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package.json $(NO
 # server processes the tests start inherit it).
 PURE_TESTS := tests/test_e2e_smpplib.py tests/test_e2e_accounts.py tests/test_faults.py tests/test_hlr.py \
               tests/test_store.py tests/test_speedups.py::test_the_c_codec_is_built_unless_turned_off
-test: $(STAMP) deps
+test: $(STAMP) deps lint
 	$(BIN)/pytest
 	HLRSMPP_PURE_PYTHON=1 $(BIN)/pytest -m "not slow" $(PURE_TESTS)
+
+# The layers as import contracts (pyproject.toml: smpp and hlr import no accounts, storage or
+# server; redis imports no server; no cycles between the packages), pyflakes, pycodestyle and
+# bugbear over the code and the tests, strict types on the protocol, the number intelligence
+# and the storage seam (docs/architecture.md).
+lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/mypy
 
 # The inner loop, under a minute: the unit tests and a few quick end-to-end ones.
 FAST_E2E := tests/test_e2e_smpplib.py tests/test_http_api.py
@@ -95,4 +104,4 @@ asan: $(STAMP)
 	  tests/test_exactness.py tests/test_hlr.py -k "not real_esme"
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .hypothesis
+	rm -rf $(VENV) data .pytest_cache .hypothesis .mypy_cache

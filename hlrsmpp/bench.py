@@ -35,7 +35,7 @@ import threading
 import time
 from array import array
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from struct import Struct
 

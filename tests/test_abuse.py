@@ -3,7 +3,6 @@ isolation of a stuck receiver, and a soak mixing hostile and normal clients."""
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import socket
 import struct

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hlrsmpp.accounts import MICRO, Account, AccountBook, Limits, Package, Refusal, from_micro, to_micro
+from hlrsmpp.accounts import MICRO, Account, AccountBook, Limits, Refusal, from_micro, to_micro
 from hlrsmpp.accounts.passwords import verify_password
 from hlrsmpp.smpp.status import Status
 

@@ -8,7 +8,6 @@ import time
 
 import smpplib.smpp
 
-from conftest import free_port
 from esme import RECEIPT_RE, SmpplibEsme
 
 

@@ -763,7 +763,7 @@ U32S = st.integers(0, 0xFFFFFFFF)
 
 
 def _field(field):
-    name, kind = field[0], field[1]
+    kind = field[1]
     if kind == "c":
         return cstrings(field[2])
     if kind == "b":

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import yaml

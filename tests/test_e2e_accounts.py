@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-import pytest
 import smpplib.exceptions
 
 from esme import SmpplibEsme

@@ -278,7 +278,8 @@ async def test_unanswered_receipt_is_retried_with_the_same_id(make_server):
         try:
             resps = [await esme.submit(f"4479{i:08d}") for i in range(n)]
             ids = {r.message_id: f"4479{i:08d}" for i, r in enumerate(resps)}
-            answered = lambda: {seq_to_id[p.sequence] for p in tap.find(">", DELIVER_SM | RESP) if p.status == 0}
+            def answered():
+                return {seq_to_id[p.sequence] for p in tap.find(">", DELIVER_SM | RESP) if p.status == 0}
             await wait_until(lambda: answered() >= set(ids), timeout=20, what="every receipt answered once")
             assert unanswered == set(ids)
             # Each lookup came at least twice (same id, same text), each in the receipt form.

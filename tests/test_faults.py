@@ -1,7 +1,6 @@
 """The ESME test bench, end to end: each fault observed by a real smpplib client."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest

@@ -76,7 +76,7 @@ def test_a_receiver_gets_a_window_per_transmitter_feeding_it(make_server):
     srv = make_server([A], smpp={"window": 8})
     rx, buf = _bind(srv.smpp_port, Command.BIND_RECEIVER, "a")
     txs = [SmpplibEsme(srv.smpp_port) for _ in range(4)]
-    for k, tx in enumerate(txs):
+    for tx in txs:
         tx.bind("transmitter", system_id="a", password="p")
     for k, tx in enumerate(txs):
         seqs = [tx.submit(f"44791{k}{i:06d}") for i in range(20)]

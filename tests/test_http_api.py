@@ -12,7 +12,6 @@ import json
 import time
 from datetime import date, timedelta
 
-import aiohttp
 import pytest
 
 from http_client import ApiClient, basic, clients

@@ -2,10 +2,8 @@
 (GET/PUT /api/v1/accounts/{id}/trace). Real server, real aiohttp client, smpplib as the ESME."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from http_client import ApiClient, basic, clients, error_code

@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from decimal import Decimal
 
 import pytest
 import redis

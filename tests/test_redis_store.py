@@ -15,7 +15,7 @@ from hlrsmpp.accounts import Account, AccountBook, Package, Refusal
 from hlrsmpp.accounts.store import Store
 from hlrsmpp.domain import LOOKUP_COLUMNS
 from hlrsmpp.config import ConfigError
-from hlrsmpp.ids import IdGenerator, first_id_at
+from hlrsmpp.ids import IdGenerator
 from hlrsmpp.redis import RedisStore
 from hlrsmpp.redis.store import GROUP, Fenced, decode_batch
 

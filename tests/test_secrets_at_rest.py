@@ -17,7 +17,7 @@ import yaml
 
 from conftest import ServerProcess, free_port
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
-from test_login_guards import RBINDFAIL, RINVPASWD, ROK, bind
+from test_login_guards import RINVPASWD, ROK, bind
 from test_store_failures import TOKEN, call
 
 PLAIN = ("Yel10wSb", "Qz7rmX2k", "Nw4pL9tv")  # distinctive: easy to find in a file

@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 import yaml
 
 from conftest import ServerProcess, free_port

@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .resolver import Resolver
 
@@ -20,7 +21,7 @@ PREFIXES = ("9195", "9198", "9170", "4479", "4475", "4420", "1201", "1416", "336
 
 def numbers(n: int, seed: int = 1) -> list[str]:
     rnd = random.Random(seed)
-    out = []
+    out: list[str] = []
     while len(out) < n:
         p = rnd.choice(PREFIXES)
         width = {"1": 11, "7": 11, "86": 13, "55": 13, "52": 12, "49": 13, "62": 12, "39": 12,
@@ -30,7 +31,7 @@ def numbers(n: int, seed: int = 1) -> list[str]:
     return out
 
 
-def bench_resolver(n: int = 100_000, resolver: Resolver | None = None) -> dict:
+def bench_resolver(n: int = 100_000, resolver: Resolver | None = None) -> dict[str, Any]:
     """ns per number for parse+resolve over n varied numbers (tables built beforehand)."""
     t0 = time.perf_counter()
     r = resolver or Resolver.from_config({}, Path("."))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import defaultdict
-from typing import NamedTuple
+from collections.abc import Container
+from typing import Any, NamedTuple
 
 import phonenumbers
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
@@ -42,12 +43,16 @@ class Range(NamedTuple):
 
 # --- regex subset -> sequences of digit classes -------------------------------------
 
-def _parse(pattern: str):
+#: A parsed pattern: ('c', digits) | ('s', [nodes]) | ('a', [nodes]) | ('r', node, lo, hi).
+_Tree = tuple[Any, ...]
+
+
+def _parse(pattern: str) -> _Tree:
     """Parse the phonenumbers regex subset into nested tuples:
     ('c', digits) | ('s', [nodes]) | ('a', [nodes]) | ('r', node, lo, hi)."""
     pos = 0
 
-    def alt():
+    def alt() -> _Tree:
         nonlocal pos
         branches = [seq()]
         while pos < len(pattern) and pattern[pos] == "|":
@@ -55,7 +60,7 @@ def _parse(pattern: str):
             branches.append(seq())
         return branches[0] if len(branches) == 1 else ("a", branches)
 
-    def seq():
+    def seq() -> _Tree:
         nonlocal pos
         items = []
         while pos < len(pattern) and pattern[pos] not in "|)":
@@ -71,7 +76,7 @@ def _parse(pattern: str):
             items.append(node)
         return ("s", items)
 
-    def atom():
+    def atom() -> _Tree:
         nonlocal pos
         ch = pattern[pos]
         if pattern.startswith("(?:", pos):
@@ -83,7 +88,8 @@ def _parse(pattern: str):
             return node
         if ch == "[":
             end = pattern.index("]", pos)
-            body, digits, i = pattern[pos + 1:end], set(), 0
+            body, i = pattern[pos + 1:end], 0
+            digits: set[str] = set()
             while i < len(body):
                 if i + 2 < len(body) and body[i + 1] == "-":
                     digits.update(str(d) for d in range(int(body[i]), int(body[i + 2]) + 1))
@@ -107,7 +113,7 @@ def _parse(pattern: str):
     return tree
 
 
-def _expand(node) -> list[tuple[str, ...]]:
+def _expand(node: _Tree) -> list[tuple[str, ...]]:
     """All fixed-length sequences of digit classes the node matches."""
     kind = node[0]
     if kind == "c":
@@ -115,7 +121,7 @@ def _expand(node) -> list[tuple[str, ...]]:
     if kind == "a":
         return [s for branch in node[1] for s in _expand(branch)]
     if kind == "s":
-        out = [()]
+        out: list[tuple[str, ...]] = [()]
         for part in node[1]:
             pieces = _expand(part)
             out = [a + b for a in out for b in pieces]
@@ -124,7 +130,7 @@ def _expand(node) -> list[tuple[str, ...]]:
     pieces = _expand(sub)
     out = []
     for n in range(lo, hi + 1):
-        acc = [()]
+        acc: list[tuple[str, ...]] = [()]
         for _ in range(n):
             acc = [a + b for a in acc for b in pieces]
         out.extend(acc)
@@ -146,7 +152,7 @@ def pattern_prefixes(pattern: str) -> list[tuple[str, int]]:
 
 # --- per calling code tables ----------------------------------------------------------
 
-def _metadata(cc: int, region: str):
+def _metadata(cc: int, region: str) -> Any:
     if region == "001":
         return phonenumbers.PhoneMetadata.metadata_for_nongeo_region(cc)
     return phonenumbers.PhoneMetadata.metadata_for_region(region)
@@ -159,7 +165,7 @@ class Node:
     needs no NSN slice."""
     __slots__ = ("depth", "map", "best")
 
-    def __init__(self, depth: int, map: dict, best: tuple):
+    def __init__(self, depth: int, map: dict[str, Any], best: tuple[Range, ...]):
         self.depth, self.map, self.best = depth, map, best
 
 
@@ -189,16 +195,16 @@ class Country:
         if not (nsn.isdigit() and nsn.isascii() and len(msisdn) < LEAF_LEN):
             return self.scan(nsn)
         node = self.index   # Resolver.resolve() inlines this walk
-        leaf = node.map.get(msisdn[:node.depth], node.best)
+        leaf = node.map.get(msisdn[:node.depth], node.best)  # type: ignore[union-attr]  # ready: see Resolver
         while leaf.__class__ is Node:
             leaf = leaf.map.get(msisdn[:leaf.depth], leaf.best)
-        return leaf[len(msisdn)]
+        return leaf[len(msisdn)]  # type: ignore[no-any-return]
 
     def scan(self, nsn: str) -> Range:
         """lookup() by probing the table once per key length (any string)."""
         table = self.table
         for k in self.keylens:   # the empty key is always present: the loop always hits
-            hit = table.get(nsn[:k])
+            hit = table.get(nsn[:k])  # type: ignore[union-attr]  # ready: see Resolver
             if hit is not None:
                 return hit.get(len(nsn)) or hit[0]
         raise AssertionError("numbering table without a root entry")
@@ -250,7 +256,7 @@ def build_index(table: dict[str, dict[int, Range]], cc: str) -> Node:
     return node(cc, leaf(table[cc]), STRIDE_TOP)
 
 
-def _number_type(md, matched: set[str]) -> str | None:
+def _number_type(md: Any, matched: set[str]) -> str | None:
     """phonenumbers' get_number_type() on the set of descs a number matches."""
     if "general_desc" not in matched:
         return None
@@ -265,7 +271,7 @@ def _number_type(md, matched: set[str]) -> str | None:
     return None
 
 
-def _closest(keys, key: str):
+def _closest(keys: Container[str], key: str) -> str | None:
     """Longest proper prefix of key present in keys (the empty key counts)."""
     for k in range(len(key) - 1, -1, -1):
         if key[:k] in keys:
@@ -277,7 +283,8 @@ def build_table(cc: int, regions: tuple[str, ...], holders: dict[str, str],
                 defaults: dict[str, str]) -> dict[str, dict[int, Range]]:
     """holders: national prefix -> range holder MCC+MNC; defaults: region -> fallback.
     Values map NSN length -> Range, and 0 -> the Range of unallocated numbers there."""
-    entries: dict[str, list] = defaultdict(list)   # prefix -> [(length|None, region idx, desc)]
+    # prefix -> [(length|None, region idx, desc)]
+    entries: dict[str, list[tuple[int | None, int, str]]] = defaultdict(list)
     entries[""] = []
     metas = [_metadata(cc, r) for r in regions]
     for ri, md in enumerate(metas):
@@ -297,12 +304,12 @@ def build_table(cc: int, regions: tuple[str, ...], holders: dict[str, str],
             for prefix, _ in pattern_prefixes(md.leading_digits):
                 entries[prefix].append((None, ri, "lead"))
     # Carry every ancestor's entries down so the longest prefix alone decides.
-    merged: dict[str, list] = {}
+    merged: dict[str, list[tuple[int | None, int, str]]] = {}
     for key in sorted(entries, key=len):
         parent = _closest(merged, key)
         merged[key] = (merged[parent] if parent is not None else []) + entries[key]
     keys = set(merged) | set(holders)
-    interned: dict[tuple, dict[int, Range]] = {}
+    interned: dict[tuple[Any, ...], dict[int, Range]] = {}
     table: dict[str, dict[int, Range]] = {}
     for key in sorted(keys, key=len):
         src = key if key in merged else _closest(merged, key)

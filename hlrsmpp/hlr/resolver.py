@@ -15,7 +15,7 @@ import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..native import load as load_native
 from .networks import DEFAULT_DIR, Region, load_holders, load_regions
@@ -109,7 +109,7 @@ class _Tables(NamedTuple):
     prefixes: dict[str, Rule]
     prefix_lens: tuple[int, ...]
     numbers: dict[str, Rule]      # subscriber file overlaid by per-number rules
-    special: dict[str, tuple]     # msisdn -> (sandbox rule, numbers rule): one get a number
+    special: dict[str, tuple[Rule | None, Rule | None]]  # msisdn -> (sandbox rule, numbers rule): one get a number
     ported: dict[str, str]        # portability: prefix -> current network
     ported_lens: tuple[int, ...]
 
@@ -129,7 +129,7 @@ def _plan(tables_dir: Path) -> tuple[NumberingPlan, dict[str, Region]]:
         return _PLANS[tables_dir]
 
 
-def _lengths(prefixes: dict) -> tuple[int, ...]:
+def _lengths(prefixes: dict[str, Any]) -> tuple[int, ...]:
     """Prefix lengths present, longest first: the longest-prefix match probes only these."""
     return tuple(sorted({len(k) for k in prefixes}, reverse=True))
 
@@ -139,8 +139,8 @@ _CONFIG_KEYS = {"latency_ms", "timeout_ms", "seed", "mix", "rules", "subscribers
 
 
 class Resolver:
-    def __init__(self, *, seed=0, mix: dict | None = None, latency_ms=0, timeout_ms=None,
-                 rules=None, subscribers: str | Path | None = None,
+    def __init__(self, *, seed: int = 0, mix: dict[str, Any] | None = None, latency_ms: Any = 0,
+                 timeout_ms: Any = None, rules: Any = None, subscribers: str | Path | None = None,
                  portability: str | Path | None = None, sandbox_numbers: bool = True,
                  tables: str | Path | None = None, warm: bool = True,
                  base_dir: Path = Path(".")):
@@ -180,11 +180,11 @@ class Resolver:
         #: common case, which answers None when this module's resolve() must decide.
         self.fast_fields = self._c.resolve_fields if self._c is not None else self.result_fields
         if self._c is not None:
-            self.parse = self._c.parse   # the same answers as the method below
+            self.parse = self._c.parse  # type: ignore[method-assign]  # the same answers as the method below
             self._configure_c()
 
     @classmethod
-    def from_config(cls, hlr: dict | None, base_dir: Path) -> "Resolver":
+    def from_config(cls, hlr: dict[str, Any] | None, base_dir: Path) -> "Resolver":
         hlr = dict(hlr or {})
         unknown = set(hlr) - _CONFIG_KEYS
         if unknown:
@@ -209,7 +209,8 @@ class Resolver:
 
     def _configure_c(self) -> None:
         t, mix = self._t, self.mix
-        self._c.configure(self._e164, self._countries, Node, Destination, MOBILE_TYPES, mix.errs, mix.cuts,
+        self._c.configure(  # type: ignore[union-attr]  # called only with the C module
+self._e164, self._countries, Node, Destination, MOBILE_TYPES, mix.errs, mix.cuts,
                           mix.ported, mix.roaming, t.prefix_lens, t.prefixes, t.ported_lens, t.ported,
                           t.special, self._latency_s, self._timeout_s, _MAP_ERROR_OF)
 
@@ -252,7 +253,7 @@ class Resolver:
         node = country.index
         if node is None:   # tables not built yet (warm=False): build this calling code's
             node = self._plan.table(country).index
-        rng = node.map.get(msisdn[:node.depth], node.best)   # Country.lookup(), inlined
+        rng = node.map.get(msisdn[:node.depth], node.best)  # type: ignore[union-attr]  # Country.lookup(), inlined
         while rng.__class__ is Node:
             rng = rng.map.get(msisdn[:rng.depth], rng.best)
         region, ntype, nnc = rng[len(msisdn)]
@@ -267,8 +268,8 @@ class Resolver:
         if ntype in MOBILE_TYPES:   # outcome, ported, roaming: independent hash bits
             draw_err, draw_ported, draw_roaming, draw_ms, draw_pick = self._draws(msisdn)
             err = mix.errs[bisect_right(mix.cuts, draw_err)]
-            p_nnc = True if draw_ported < mix.ported else ""
-            roam = True if draw_roaming < mix.roaming else ()
+            p_nnc: str | bool = True if draw_ported < mix.ported else ""
+            roam: tuple[str, ...] | bool = True if draw_roaming < mix.roaming else ()
         else:   # no HLR serves it: not allocated, or not a mobile number; the hash is
             # drawn below only if a rule or a latency range needs it
             err, p_nnc, roam = (18 if ntype else 12), "", ()
@@ -319,11 +320,12 @@ class Resolver:
                 draw_ms = self._draws(msisdn)[3]
             seconds = (lo if lo == hi else lo + draw_ms % (hi - lo + 1)) / 1000
         res = _new(HlrResult)
-        _init(res, msisdn, cc, nnc, err, p_nnc != "", p_nnc, r_cc != "", r_cc, r_nnc, seconds,
+        # p_nnc is a network (str) and seconds a delay by now: the branches above decided both.
+        _init(res, msisdn, cc, nnc, err, p_nnc != "", p_nnc, r_cc != "", r_cc, r_nnc, seconds,  # type: ignore[arg-type]
               _MAP_ERROR_OF[err])
         return res
 
-    def result_fields(self, dest: Destination) -> tuple:
+    def result_fields(self, dest: Destination) -> tuple[Any, ...]:
         """resolve(dest) as a tuple, in HlrResult's field order."""
         r = self.resolve(dest)
         return (r.msisdn, r.cc, r.nnc, r.err, r.ported, r.p_nnc, r.roaming, r.r_cc, r.r_nnc, r.latency,

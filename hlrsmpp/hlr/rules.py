@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def latency_of(value: Any, where: str = "") -> tuple[int, int]:
     raise ValueError(f"{where}latency_ms must be ms or [min, max], not {value!r}")
 
 
-def digits_of(value: Any, what: str, where: str = "", lengths=range(1, 16)) -> str:
+def digits_of(value: Any, what: str, where: str = "", lengths: Container[int] = range(1, 16)) -> str:
     s = str(value).strip().lstrip("+")
     if not (s.isascii() and s.isdigit() and len(s) in lengths):
         raise ValueError(f"{where}bad {what} {value!r}")
@@ -80,7 +81,7 @@ class Mix:
     take 16 more bits, so the three draws are independent."""
     __slots__ = ("cuts", "errs", "ported", "roaming", "percents")
 
-    def __init__(self, mix: dict | None = None, where: str = "mix: "):
+    def __init__(self, mix: dict[str, Any] | None = None, where: str = "mix: "):
         mix = dict(DEFAULT_MIX if mix is None else mix)
         ported, roaming = (float(mix.pop(k, 0)) for k in ("ported", "roaming"))
         weights: dict[int, float] = {}
@@ -121,7 +122,9 @@ class Rule:
     hash; roam: (r_cc, r_nnc), () = not roaming, True = a visited network from the hash."""
     __slots__ = ("err", "nnc", "p_nnc", "roam", "latency", "mix")
 
-    def __init__(self, err=None, nnc=None, p_nnc=None, roam=None, latency=None, mix=None):
+    def __init__(self, err: int | None = None, nnc: str | None = None, p_nnc: str | bool | None = None,
+                 roam: tuple[str, ...] | bool | None = None, latency: tuple[int, int] | None = None,
+                 mix: Mix | None = None):
         self.err, self.nnc, self.p_nnc, self.roam = err, nnc, p_nnc, roam
         self.latency, self.mix = latency, mix
 
@@ -178,7 +181,7 @@ def parse_rule(d: Any, where: str) -> tuple[str, str, Rule]:
     return kind, key, r
 
 
-def load_rules(spec: Any, base_dir: Path) -> list:
+def load_rules(spec: Any, base_dir: Path) -> list[Any]:
     """hlr.rules: a list of rules, or the path of a YAML file holding one."""
     if spec is None:
         return []
@@ -250,7 +253,7 @@ SANDBOX_NNC, SANDBOX_PORTED_TO, SANDBOX_VISITED = "23410", "23415", ("33", "2080
 
 
 def sandbox() -> dict[str, Rule]:
-    base = dict(nnc=SANDBOX_NNC, p_nnc="", roam=())
+    base: dict[str, Any] = dict(nnc=SANDBOX_NNC, p_nnc="", roam=())
     out = {SANDBOX_PREFIX + f"{err:02d}": Rule(err=err, **base) for err in [0, *ERR_NAMES]}
     out[SANDBOX_PREFIX + "30"] = Rule(err=0, nnc=SANDBOX_NNC, p_nnc=SANDBOX_PORTED_TO, roam=())
     out[SANDBOX_PREFIX + "31"] = Rule(err=0, nnc=SANDBOX_NNC, p_nnc="", roam=SANDBOX_VISITED)

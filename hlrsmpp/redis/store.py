@@ -355,7 +355,7 @@ class RedisStore:
             if "FENCED" in str(err):
                 self._fence()
             raise
-        return int(granted), [(int(c), b, l) for c, b, l in json.loads(slices)], int(free)
+        return int(granted), [(int(c), b, label) for c, b, label in json.loads(slices)], int(free)
 
     def give_back(self, sid: str, amount: int) -> int:
         try:
@@ -643,7 +643,7 @@ class RedisStore:
             pipe.smismember(f"{self.P}exp:{b}", lids)
         res = pipe.execute()
         found: dict[int, Row] = {}
-        for j, (b, lids) in enumerate(order):
+        for j, (_, lids) in enumerate(order):
             recs, acked, expired = res[3 * j: 3 * j + 3]
             for lid, rec, a, x in zip(lids, recs, acked, expired):
                 if rec is None:
@@ -668,7 +668,7 @@ class RedisStore:
             pipe.smismember(f"{self.P}exp:{b}", lids)
         res = pipe.execute()
         answered = set()
-        for j, (b, lids) in enumerate(order):
+        for j, (_, lids) in enumerate(order):
             for lid, a, x in zip(lids, res[2 * j], res[2 * j + 1]):
                 if a or x:
                     answered.add(lid)

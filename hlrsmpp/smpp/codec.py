@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from enum import IntEnum
 from struct import Struct
+from typing import Any, Callable
 
 from ..native import load as load_native
 from .status import Status
@@ -170,7 +171,7 @@ _SM_BODY = [
 ] + _MESSAGE_TAIL
 
 #: command -> (mandatory parameters, optional parameters allowed?)
-BODIES: dict[Command, tuple[list[tuple], bool]] = {
+BODIES: dict[Command, tuple[list[tuple[Any, ...]], bool]] = {
     Command.GENERIC_NACK: ([], False),
     Command.BIND_RECEIVER: (_BIND, False),
     Command.BIND_TRANSMITTER: (_BIND, False),
@@ -259,20 +260,20 @@ class Pdu:
     __slots__ = ("command", "status", "sequence", "params", "tlvs")
 
     def __init__(self, command: int, sequence: int = 0, status: int = 0,
-                 params: dict | None = None, tlvs: dict[int, bytes] | None = None):
+                 params: dict[str, Any] | None = None, tlvs: dict[int, bytes] | None = None):
         self.command = command
         self.status = status
         self.sequence = sequence
         self.params = params if params is not None else {}
         self.tlvs = tlvs if tlvs is not None else {}
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         return self.params[name]
 
-    def get(self, name: str, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Pdu) and (
             self.command, self.status, self.sequence, self.params, self.tlvs
         ) == (other.command, other.status, other.sequence, other.params, other.tlvs)
@@ -317,7 +318,7 @@ def decode_tlvs(body: bytes, pos: int, end: int) -> dict[int, bytes]:
     return tlvs
 
 
-def _compile(command: Command):
+def _compile(command: Command) -> Callable[[bytes, int, int], tuple[dict[str, Any], int]]:
     """Generate a straight-line decoder for one command's mandatory parameters.
 
     Walking the field table per PDU costs a loop and a branch per field; the
@@ -360,13 +361,13 @@ def _compile(command: Command):
         else:  # pragma: no cover - table error
             raise AssertionError(kind)
     lines.append("    return {" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}, pos")
-    namespace = {"_cstring": _cstring, "_u8": _u8, "_sm_overrun": _sm_overrun,
+    namespace: dict[str, Any] = {"_cstring": _cstring, "_u8": _u8, "_sm_overrun": _sm_overrun,
                  "_decode_dests": _decode_dests, "_decode_unsuccess": _decode_unsuccess}
     exec("\n".join(lines), namespace)  # noqa: S102 - source built from our own table
-    return namespace[f"decode_{command.name.lower()}"]
+    return namespace[f"decode_{command.name.lower()}"]  # type: ignore[no-any-return]
 
 
-def _sm_overrun(length: int):
+def _sm_overrun(length: int) -> None:
     raise DecodeError(Status.RINVMSGLEN, f"sm_length {length} overruns the PDU")
 
 
@@ -388,12 +389,12 @@ def decode_body(command: Command, status: int, sequence: int, body: bytes,
     return Pdu(command, sequence, status, params)
 
 
-def _decode_dests(body: bytes, pos: int, end: int) -> tuple[list, int]:
+def _decode_dests(body: bytes, pos: int, end: int) -> tuple[list[tuple[int, int, str] | str], int]:
     count = _u8(body, pos, end, "number_of_dests")
     pos += 1
     if not 1 <= count <= 254:
         raise DecodeError(Status.RINVNUMDESTS, f"number_of_dests {count}")
-    dests = []
+    dests: list[tuple[int, int, str] | str] = []
     for _ in range(count):
         flag = _u8(body, pos, end, "dest_flag")
         pos += 1
@@ -410,7 +411,7 @@ def _decode_dests(body: bytes, pos: int, end: int) -> tuple[list, int]:
     return dests, pos
 
 
-def _decode_unsuccess(body: bytes, pos: int, end: int) -> tuple[list, int]:
+def _decode_unsuccess(body: bytes, pos: int, end: int) -> tuple[list[tuple[int, int, str, int]], int]:
     count = _u8(body, pos, end, "no_unsuccess")
     pos += 1
     items = []
@@ -430,7 +431,7 @@ _DECODERS = {command: _compile(command) for command in BODIES}
 
 # ------------------------------------------------------- submit_sm, lean
 
-def _compile_pattern(command: Command, keep: tuple[str, ...]) -> re.Pattern:
+def _compile_pattern(command: Command, keep: tuple[str, ...]) -> re.Pattern[bytes]:
     """A regular expression over ``command``'s mandatory parameters that checks every
     bound the full decoder checks (a C-Octet String's NUL within its size) in one C
     call; its groups are the fields in ``keep``, then sm_length (the message itself,
@@ -461,17 +462,21 @@ class SubmitSm(Pdu):
     the Pdu that ``decode`` makes of the same bytes."""
 
     __slots__ = ("dest_addr_ton", "dest_addr_npi", "destination_addr", "_body")
+    dest_addr_ton: int
+    dest_addr_npi: int
+    destination_addr: str
+    _body: tuple[bytes, int, int]
 
-    @property
-    def params(self) -> dict:
+    @property  # Pdu's slot, filled when first read
+    def params(self) -> dict[str, Any]:
         try:
-            return _PDU_PARAMS.__get__(self)
+            return _PDU_PARAMS.__get__(self)  # type: ignore[no-any-return]
         except AttributeError:
             self._decode()
-            return _PDU_PARAMS.__get__(self)
+            return _PDU_PARAMS.__get__(self)  # type: ignore[no-any-return]
 
     @params.setter
-    def params(self, value: dict) -> None:
+    def params(self, value: dict[str, Any]) -> None:
         _PDU_PARAMS.__set__(self, value)
 
     def _decode(self) -> None:
@@ -521,7 +526,7 @@ def decode(data: bytes) -> Pdu:
 
 # ---------------------------------------------------------------- encoding
 
-def _enc_cstring(value, size: int, name: str) -> bytes:
+def _enc_cstring(value: str | bytes, size: int, name: str) -> bytes:
     raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
     if len(raw) >= size or b"\0" in raw:
         raise ValueError(f"{name}: {len(raw)} octets do not fit a C-string of {size}")
@@ -590,7 +595,7 @@ def encode_submit_sm_resp(sequence: int, status: int, message_id: bytes = b"") -
     return _pack_header(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
 
 
-def encode_submit_sm_resps(sequences: list[int], lookups: list) -> bytes:
+def encode_submit_sm_resps(sequences: list[int], lookups: list[Any]) -> bytes:
     """ESME_ROK submit_sm_resp for each sequence and its lookup (message_id: the
     lookup's ``id``) of a group commit, in one buffer."""
     return b"".join([_pack_header(17 + len(mid := b"%d" % lookup.id), _SUBMIT_SM_RESP, 0, sequence) + mid + b"\0"

@@ -50,7 +50,7 @@ class BindMode(IntFlag):
         return {1: "tx", 2: "rx", 3: "trx"}[self.value]
 
 
-_BIND_MODE = {Command.BIND_TRANSMITTER: BindMode.TX, Command.BIND_RECEIVER: BindMode.RX,
+_BIND_MODE: dict[int, BindMode] = {Command.BIND_TRANSMITTER: BindMode.TX, Command.BIND_RECEIVER: BindMode.RX,
               Command.BIND_TRANSCEIVER: BindMode.TRX}
 
 
@@ -133,7 +133,7 @@ class SmscSession:
                 events.append(pdu)
                 if self._bind_pending:
                     break
-            if self.state is State.CLOSED:
+            if self.state is State.CLOSED:  # type: ignore[comparison-overlap]  # _handle may close it
                 self._buffer = b""
                 return events
         self._buffer = buf[pos:] if pos < size else b""
@@ -146,7 +146,7 @@ class SmscSession:
         buf = self._buffer
         if len(buf) < 16 or self._bind_pending or self.state is State.CLOSED:
             return False
-        length = HEADER.unpack_from(buf)[0]
+        length: int = HEADER.unpack_from(buf)[0]
         return len(buf) >= length or length < 16 or length > self.max_pdu_size
 
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
@@ -159,6 +159,7 @@ class SmscSession:
             # Every receipt's answer, message_id empty (SMPP 3.4: unused, NULL): what
             # decode_body makes of it, without the generic decoder.
             return self._dispatch(Pdu(command, sequence, status, {"message_id": ""}), command)
+        pdu: Pdu
         try:
             if command is _SUBMIT_SM:
                 pdu = decode_submit_sm(status, sequence, buf, pos + 16, end)
@@ -237,7 +238,7 @@ class SmscSession:
         self.interface_version = version
         # SMPP 3.3 peers know no TLVs: only a 3.4 peer gets sc_interface_version, and a
         # 3.3 peer's receipts go without theirs (the text carries the id and the state).
-        tlvs = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if version == 0x34 else {}
+        tlvs: dict[int, bytes] = {Tag.SC_INTERFACE_VERSION: U8.pack(0x34)} if version == 0x34 else {}
         if version != 0x34:
             self.encode_receipt = encode_receipt_smpp33
             self._refused = _NEVER_FROM_SMPP33

@@ -270,7 +270,7 @@ def generate() -> str:
     lines.append("")
 
     flat = dict(flatten(config.DEFAULTS))
-    for section, value in config.DEFAULTS.items():
+    for section in config.DEFAULTS:
         if section in ("accounts", "hlr"):
             continue
         lines += [f"## `{section}`", ""]

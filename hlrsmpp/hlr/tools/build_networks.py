@@ -24,6 +24,7 @@ import csv
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from mcc_mnc_lut.p1_mnc import P1_MNC   # build-time only (AGPL): see module docstring
@@ -81,8 +82,8 @@ def tokens(name: str) -> frozenset[str]:
     return frozenset(w for w in words if w not in NOISE)
 
 
-def p1_by_region() -> dict[str, list[dict]]:
-    out = collections.defaultdict(list)
+def p1_by_region() -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for code, recs in P1_MNC.items():
         for rec in recs if isinstance(recs, list) else [recs]:
             for region in rec["cc2s"]:
@@ -90,11 +91,11 @@ def p1_by_region() -> dict[str, list[dict]]:
     return out
 
 
-def bands(rec: dict) -> list[str]:
+def bands(rec: dict[str, Any]) -> list[str]:
     return rec["bands"] if isinstance(rec["bands"], list) else []
 
 
-def score(name: str, rec: dict) -> float:
+def score(name: str, rec: dict[str, Any]) -> float:
     """How well a phonenumbers carrier name names a p1 network; 0 = not at all."""
     want = tokens(name)
     if not want:
@@ -118,7 +119,7 @@ def score(name: str, rec: dict) -> float:
     return best
 
 
-def candidates(p1: dict[str, list[dict]], region: str) -> list[dict]:
+def candidates(p1: dict[str, list[dict[str, Any]]], region: str) -> list[dict[str, Any]]:
     """p1 networks of the region, then of the regions sharing its calling code."""
     cc = phonenumbers.country_code_for_region(region)
     near = [r for r in COUNTRY_CODE_TO_REGION_CODE.get(cc, ()) if r != region]
@@ -128,6 +129,7 @@ def candidates(p1: dict[str, list[dict]], region: str) -> list[dict]:
 def block_region(plan: NumberingPlan, prefix: str) -> str:
     """Region of a carrier block: the numbering plan on a few completions of the prefix."""
     country = plan.country(prefix)
+    assert country is not None, prefix  # a carrier block of a known calling code
     for fill in "0519372648":
         for length in sorted(country.lengths):
             number = (prefix + fill * 15)[:len(country.cc) + length]
@@ -140,8 +142,10 @@ def block_region(plan: NumberingPlan, prefix: str) -> str:
 def build(out: Path, report: bool = False) -> None:
     p1 = p1_by_region()
     plan = NumberingPlan()
-    rows, capacity = [], collections.defaultdict(collections.Counter)
-    matched_names, unmatched_names = collections.Counter(), collections.Counter()
+    rows = []
+    capacity: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    matched_names: collections.Counter[tuple[str, str]] = collections.Counter()
+    unmatched_names: collections.Counter[tuple[str, str]] = collections.Counter()
     cache: dict[tuple[str, str], str] = {}
     for prefix in sorted(CARRIER_DATA):
         names = CARRIER_DATA[prefix]
