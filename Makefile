@@ -62,8 +62,8 @@ test: $(STAMP) deps lint
 
 # The layers as import contracts (pyproject.toml: smpp and hlr import no accounts, storage or
 # server; redis imports no server; no cycles between the packages), pyflakes, pycodestyle and
-# bugbear over the code and the tests, strict types on the protocol, the number intelligence
-# and the storage seam (docs/architecture.md).
+# bugbear over the code and the tests, strict types on the protocol, the number intelligence,
+# the shared nouns and the storage seam (docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --no-cache .

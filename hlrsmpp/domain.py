@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from struct import Struct
+from typing import Any
 
 from .smpp.codec import Tag, speedups
 
@@ -21,8 +23,8 @@ EXPIRED = 2
 
 _TLV_STR = Struct(">HH")
 _DATE_CACHE: dict[int, str] = {}
-_STANDARD_TAILS: dict[tuple, tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
-_STANDARD = {"profile": "standard"}
+_STANDARD_TAILS: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
+_STANDARD: dict[str, Any] = {"profile": "standard"}
 # The default-profile receipt around its cached tail, in C when built (the Python below is the reference).
 _standard_receipt_parts = speedups.standard_receipt_parts if speedups is not None else None
 
@@ -47,8 +49,9 @@ class Lookup:
                  "err", "cc", "nnc", "ported", "p_nnc", "roaming", "r_cc", "r_nnc", "map_error",
                  "pending", "attempts", "pdu_cache", "duplicate", "withheld")
 
-    def __init__(self, id, batch_id, system_id, channel, msisdn, submitted, done, cost,
-                 err, cc, nnc, ported, p_nnc, roaming, r_cc, r_nnc, map_error, pending):
+    def __init__(self, id: int, batch_id: int | None, system_id: str, channel: str, msisdn: str,
+                 submitted: float, done: float, cost: int, err: int, cc: str, nnc: str, ported: int,
+                 p_nnc: str, roaming: int, r_cc: str, r_nnc: str, map_error: int | None, pending: int):
         self.id = id
         self.batch_id = batch_id
         self.system_id = system_id
@@ -73,7 +76,7 @@ class Lookup:
         self.withheld = False   # test bench: held until a new receiver binds
 
     @classmethod
-    def from_row(cls, r) -> "Lookup":
+    def from_row(cls, r: Iterable[Any]) -> "Lookup":
         return cls(*tuple(r))
 
     @property
@@ -108,7 +111,8 @@ class Lookup:
                 _STANDARD_TAILS.clear()
             tail = _STANDARD_TAILS[key] = self._standard_tail()
         if _standard_receipt_parts is not None:
-            parts = _standard_receipt_parts(self.id, self.submitted, self.done, tail[0], tail[1])
+            parts: tuple[bytes, bytes] | None = _standard_receipt_parts(self.id, self.submitted, self.done,
+                                                                       tail[0], tail[1])
             if parts is not None:
                 return parts
         mid = b"%d" % self.id
@@ -145,14 +149,14 @@ class Lookup:
         msc = cc + str(h % 10 ** (12 - len(cc))).zfill(12 - len(cc))
         return imsi, msc
 
-    def receipt_parts(self, profile: dict | None = None) -> tuple[bytes, bytes]:
+    def receipt_parts(self, profile: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
             parts = self.pdu_cache = self._standard_parts() if profile is None else self._build_parts(profile)
         return parts
 
-    def _build_parts(self, profile: dict) -> tuple[bytes, bytes]:
+    def _build_parts(self, profile: dict[str, Any]) -> tuple[bytes, bytes]:
         """(short_message, TLVs) of the receipt in any profile (standard, extended, tlv)."""
         kind = profile["profile"]
         mid = str(self.id).encode()
