@@ -44,6 +44,22 @@ def no_temp_files(directory: Path) -> bool:
 
 # ------------------------------------------------------------------ free
 
+def test_a_second_clean_in_the_same_second_keeps_the_first_report(tmp_path):
+    src = tmp_path / "contacts.csv"
+    src.write_text(FREE_CSV)
+    # Reports of earlier runs for every second this one may start in: none is overwritten.
+    now = time.time()
+    earlier = {src.with_name(f"contacts.csv.report-{time.strftime('%Y%m%d%H%M%S', time.localtime(now + d))}.json")
+               for d in range(-1, 4)}
+    for path in earlier:
+        path.write_text("earlier")
+    p = hlrsmpp("clean", src, "--json")
+    assert p.returncode == 0, p.stderr
+    assert all(path.read_text() == "earlier" for path in earlier)
+    report = Path(json.loads(p.stdout)["report"])
+    assert report not in earlier and report.name.endswith("-1.json") and json.loads(report.read_text())
+
+
 def test_free_csv_keeps_other_columns(tmp_path):
     src = tmp_path / "contacts.csv"
     original = FREE_CSV

@@ -210,14 +210,13 @@ def peak_rss_mb() -> float:
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for n in range(1, 1000):
-        alt = path.with_name(f"{path.name}-{n}")
-        if not alt.exists():
-            return alt
-    raise ToolError(f"{path}: too many backups with this name")
+def _unique(stem: Path, suffix: str = "") -> Path:
+    """stem+suffix, or stem-1+suffix, ...: a second job in the same second keeps the first's files."""
+    for n in range(1000):
+        path = stem.with_name(f"{stem.name}-{n}{suffix}" if n else stem.name + suffix)
+        if not path.exists():
+            return path
+    raise ToolError(f"{stem}{suffix}: too many files with this name")
 
 
 class CleanJob:
@@ -272,7 +271,7 @@ class CleanJob:
         src = self.src.resolve() if self.output is None else self.src
         layout = detect_layout(src, self.fmt, self.delimiter, self.column, self.encoding)
         target = self.output if self.output is not None else src
-        report_path = self.report_path or target.with_name(f"{target.name}.report-{stamp}.json")
+        report_path = self.report_path or _unique(target.with_name(f"{target.name}.report-{stamp}"), ".json")
         backup = None
 
         def keep_original(tmp: Path) -> None:
