@@ -29,8 +29,11 @@ _SUBMIT_SM_RESP_OK = (int(Command.SUBMIT_SM_RESP), 0)
 # Input of one session decided per turn of the loop. A read brings up to 256 KiB (some
 # 5,000 submit_sm from a flooding ESME): decided at once, every other session would wait
 # for all of them. The rest waits, unread, for the next turns; the sessions' input
-# interleaves. An ESME within its window never sends this much at once.
-_SLICE = 16384
+# interleaves. An ESME within its window never sends this much at once: a read over
+# _FLOOD is a flood, decided _SLICE at a time (some 90 submit_sm, well under a
+# millisecond); the reads of an ESME within its window stay whole.
+_FLOOD = 16384
+_SLICE = 4096
 
 
 class SmppProtocol:
@@ -59,7 +62,7 @@ class SmppProtocol:
         self.corked: list[bytes] | None = None  # written this turn, sent at its end
         self.tarpitted = False  # a misbehaving peer: its answers wait, it is not read
         self.probes_unanswered = 0  # our enquire_link in a row with nothing received since
-        self.backlog: bytes | None = None  # input read but left for the next turns (_SLICE)
+        self.backlog: memoryview | None = None  # input read but left for the next turns (_SLICE)
         self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
@@ -136,11 +139,11 @@ class SmppProtocol:
         self.pdu_counter.feed(data)
         if self.tracer is not None:
             self.tracer.inbound(data)
-        if self.backlog is not None:  # after what is still waiting
-            self.backlog += data
+        if self.backlog is not None:  # after what is still waiting (a read under way)
+            self.backlog = memoryview(bytes(self.backlog) + data)
             return
-        if len(data) > _SLICE:
-            self.backlog = data[_SLICE:]
+        if len(data) > _FLOOD:
+            self.backlog = memoryview(data)[_SLICE:]  # sliced without copying the rest
             data = data[:_SLICE]
             self.transport.pause_reading()
             self.server.loop.call_soon(self._next_slice)
@@ -150,10 +153,10 @@ class SmppProtocol:
         """The next part of a large read, one turn of the loop after the last."""
         if self.closed or self.tarpitted:  # the tarpit goes on when it lets go
             return
-        data = self.backlog
-        if len(data) > _SLICE:
-            self.backlog = data[_SLICE:]
-            data = data[:_SLICE]
+        backlog = self.backlog
+        data = bytes(backlog[:_SLICE])
+        if len(backlog) > _SLICE:
+            self.backlog = backlog[_SLICE:]
             self.server.loop.call_soon(self._next_slice)
         else:
             self.backlog = None
