@@ -3,9 +3,9 @@ connection around a sans-IO ``SmscSession``; the session rule (per account one
 receiving session, Rx or TRx, and up to ``max_tx`` transmitters) is the
 deployment's ``SessionRegistry``.
 
-Work is batched per ``data_received``: every PDU that arrived (at most 16 KiB of
-it per turn of the loop, so that one flooding session does not hold up the
-others) is decided, the accepted lookups go into one group commit, and their
+Work is batched per ``data_received``: every PDU that arrived (a flood's read is
+decided 4 KiB per turn of the loop, so that one flooding session does not hold up
+the others) is decided, the accepted lookups go into one group commit, and their
 submit_sm_resp go out in one write once it is durable.
 """
 from __future__ import annotations
