@@ -168,7 +168,7 @@ class Lookup:
         if kind == "tlv" and self.serving_nnc:
             # Vendor TLVs (0x1400-0x3FFF) for clients that read TLVs, not text.
             mcc, mnc = self.serving_nnc[:3].encode(), self.serving_nnc[3:].encode()
-            tlvs += [_TLV_STR.pack(profile["mcc_tag"], 4), mcc, b"\0",
+            tlvs += [_TLV_STR.pack(profile["mcc_tag"], len(mcc) + 1), mcc, b"\0",
                      _TLV_STR.pack(profile["mnc_tag"], len(mnc) + 1), mnc, b"\0"]
         text = self.receipt_text(kind == "extended").encode("ascii")
         if len(text) > 254:  # SMPP 3.4 §5.2.21: longer text goes in message_payload
