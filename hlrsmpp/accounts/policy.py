@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
-from zoneinfo import ZoneInfo
 
+from .calendar import Calendar
 from .passwords import Verified, check_hash, hash_password
 from .refusal import Refusal
 
@@ -274,7 +274,7 @@ class AccountBook:
     def __init__(self, accounts: Iterable[Account] = (), tz: str = "UTC", ban_after: int = 5,
                  ban_window: float = 60.0, ban_time: float = 300.0,
                  on_low_credit: Callable[[Account], None] | None = None):
-        self.tz = ZoneInfo(tz)
+        self.calendar = Calendar(tz)
         self.ban_after, self.ban_window, self.ban_time = ban_after, ban_window, ban_time
         self.on_low_credit = on_low_credit
         # Called (refusal path only) when a credit-limited account lacks credit here: a shared
@@ -345,7 +345,7 @@ class AccountBook:
         return acc
 
     def _derive(self, acc: Account) -> None:
-        acc._expires_at = INF if acc.expires is None else self._midnight(acc.expires + timedelta(days=1))
+        acc._expires_at = INF if acc.expires is None else self.calendar.midnight(acc.expires + timedelta(days=1))
         if acc.packages is not None:
             acc.packages.sort(key=Package.age_key.fget)  # stable: config order breaks ties
         self._rehead(acc)
@@ -368,17 +368,12 @@ class AccountBook:
 
     # --- calendar ---------------------------------------------------------------------
 
-    def _midnight(self, d: date) -> float:
-        # Wall-clock midnight; where DST skips midnight, zoneinfo maps it to the jump instant.
-        return datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
-
     def _roll(self, now: float) -> None:
-        """Recompute the current day/week/month starts; runs once per day, not per lookup."""
-        today = datetime.fromtimestamp(now, self.tz).date()
-        self._day_start = self._midnight(today)
-        self._day_end = self._midnight(today + timedelta(days=1))
-        self._week_start = self._midnight(today - timedelta(days=today.weekday()))
-        self._month_start = self._midnight(today.replace(day=1))
+        """Copy the current day/week/month starts to plain floats; runs once per day, not
+        per lookup."""
+        d = self.calendar.day(now)
+        self._day_start, self._day_end, self._week_start, self._month_start = (
+            d.start, d.end, d.week_start, d.month_start)
 
     def _count_period(self, acc: Account) -> None:
         # Called when the account's counters belong to another day than the book's.
@@ -655,7 +650,7 @@ class AccountBook:
         acc.n_month = max(0, acc.n_month + month)
 
     def _today(self) -> date:
-        return datetime.now(self.tz).date()
+        return self.calendar.date(time.time())
 
     def mark_dirty(self, acc: Account) -> None:
         """Persist this account's record with the next commit (created at run time)."""

@@ -32,11 +32,12 @@ import redis
 import structlog
 
 from ..accounts import Account, Package
+from ..accounts.calendar import Calendar
 from ..domain import Lookup
 from ..smpp.session import BindMode
 from ..smpp.status import Status
 from ..storage.local import LocalRegistry
-from .store import GROUP, Fenced, Periods, RedisStore, decode_batch
+from .store import GROUP, Fenced, RedisStore, decode_batch
 
 log = structlog.get_logger("hlrsmpp.redis")
 
@@ -134,7 +135,7 @@ class Cluster:
         self.store = store
         self.opts = store.opts
         self.node = store.node
-        store.periods = Periods(server.cfg.get("accounts_timezone", "UTC"))
+        store.periods = Calendar(server.cfg.get("accounts_timezone", "UTC"))
         self._io = ThreadPoolExecutor(4, thread_name_prefix="hlrsmpp-redis")
         self.registry = RedisRegistry(self)
         self.consuming: dict[str, int] = {}    # system_id -> generation of its local receiver

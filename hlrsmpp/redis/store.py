@@ -20,15 +20,14 @@ import json
 import secrets
 import threading
 import time
-from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Callable, Iterable, Iterator
-from zoneinfo import ZoneInfo
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..accounts.calendar import Calendar
 from ..domain import LOOKUP_COLUMNS
 from ..config import ConfigError
 from ..ids import MAX_NODE, first_id_at
@@ -101,32 +100,6 @@ def decode_batch(blob: bytes) -> list[Row]:
     return [decode_row(rec) for rec in blob.decode().split(_RS)]
 
 
-class Periods:
-    """Day / ISO week / month keys of the counters, in the accounts' timezone; the current
-    day's bounds cached, so a commit computes them once."""
-
-    def __init__(self, tz: str = "UTC"):
-        self.tz = ZoneInfo(tz)
-        self._lo = self._hi = 0.0
-        self._keys: tuple[str, str, str] = ("", "", "")
-
-    def keys(self, t: float) -> tuple[str, str, str]:
-        if self._lo <= t < self._hi:
-            return self._keys
-        d = datetime.fromtimestamp(t, self.tz).date()
-        keys = (f"d{d.isoformat()}", f"w{(d - timedelta(days=d.weekday())).isoformat()}",
-                f"m{d.year:04d}-{d.month:02d}")
-        lo = datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
-        nxt = d + timedelta(days=1)
-        hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=self.tz).timestamp()
-        if lo <= t < hi:  # cache only a well-formed day (DST oddities just recompute)
-            self._lo, self._hi, self._keys = lo, hi, keys
-        return keys
-
-    def today(self, t: float) -> date:
-        return datetime.fromtimestamp(t, self.tz).date()
-
-
 def _micro(text) -> int:
     return int(Decimal(str(text)) * 1_000_000)
 
@@ -142,7 +115,7 @@ class RedisStore:
         self.P = opts.prefix
         self.lease_ms = int(opts.lease * 1000)
         self.ttl = int(opts.history_ttl)
-        self.periods = Periods(tz)
+        self.periods = Calendar(tz)
         common = dict(socket_keepalive=True, health_check_interval=30)
         try:
             # Reads: idempotent, retried on a connection blip.
@@ -570,7 +543,7 @@ class RedisStore:
         for sid, at, kind, amount, note, *idem in ledger:
             key, request, answer = (idem + [None] * 3)[:3]
             args += [sid, json.dumps([at, kind, amount, note]), kind, amount,
-                     self.periods.today(at).isoformat(), note or "", key or "",
+                     self.periods.date(at).isoformat(), note or "", key or "",
                      json.dumps([request, answer]) if key else ""]
         try:
             out = self._commit(args=args)
