@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 
+from .allowlist import IpNetwork, ip_allowed, parse_allowlist, peer_address
 from .calendar import Calendar
 from .passwords import Verified, check_hash, hash_password
 from .refusal import Refusal
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 MICRO = 1_000_000
 DEFAULT_PRICE = 100_000  # 0.1 credit per lookup, the usual price of an HLR lookup
 INF = math.inf
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # SMPP 3.4 §4.1 C-Octet String sizes minus the NUL: longer values could never bind.
 MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
@@ -218,7 +218,7 @@ class Account:
             expires=_date(d.get("expires"), f"{at}: expires", optional=True),
             coverage=_coverage(d.get("coverage"), f"{at}: coverage"),
             limits=Limits.from_config(d.get("limits"), f"{at}: limits"),
-            allowed_ips=_networks(d.get("allowed_ips"), f"{at}: allowed_ips"),
+            allowed_ips=parse_allowlist(d.get("allowed_ips"), f"{at}: allowed_ips"),
             max_tx=_int(d.get("max_tx", 10), f"{at}: max_tx", minimum=0),
             low_credit=_amount(d.get("low_credit", 0), f"{at}: low_credit"),
             data_coding=_int(d.get("data_coding"), f"{at}: data_coding", minimum=0, maximum=255, optional=True),
@@ -734,7 +734,7 @@ class AccountBook:
         if acc is None:
             self.record_failure(ip, now)
             return Refusal.BAD_SYSTEM_ID, None
-        if acc.allowed_ips and not _ip_allowed(ip, acc.allowed_ips):
+        if acc.allowed_ips and not ip_allowed(ip, acc.allowed_ips):
             return Refusal.IP_NOT_ALLOWED, None
         return None, acc
 
@@ -786,31 +786,15 @@ def merge_settings(record: dict, changes: dict) -> dict:
     return merged
 
 
-def _ip_addr(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; allowlists say a.b.c.d.
-    if a.version == 6 and a.ipv4_mapped is not None:
-        return a.ipv4_mapped
-    return a
-
-
 def _ip_key(ip: str) -> str:
     """Who a ban and a failure count apply to: an IPv4 address, or an IPv6 /64 (one
     subscriber's prefix: changing the address inside it must not reset the count)."""
-    a = _ip_addr(ip)
+    a = peer_address(ip)
     if a is None:
         return ip
     if a.version == 6:
         return str(ipaddress.IPv6Network((int(a) >> 64 << 64, 64)))
     return str(a)
-
-
-def _ip_allowed(ip: str, nets: tuple[IpNetwork, ...]) -> bool:
-    a = _ip_addr(ip)
-    return a is not None and any(a in n for n in nets)
 
 
 def _no_unknown(d: dict, known: frozenset, where: str) -> None:
@@ -915,19 +899,6 @@ def _coverage(v, where: str) -> frozenset[str]:
             raise ValueError(f"{where}: {c!r} is not a country calling code (1 to 3 digits)")
         out.add(s)
     return frozenset(out)
-
-
-def _networks(v, where: str) -> tuple[IpNetwork, ...]:
-    if v is None:
-        return ()
-    items = v if isinstance(v, (list, tuple)) else [v]
-    out = []
-    for n in items:
-        try:
-            out.append(ipaddress.ip_network(str(n).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{where}: {n!r} is not an IP address or CIDR network") from None
-    return tuple(out)
 
 
 def _packages(d: dict, at: str) -> list[Package] | None:

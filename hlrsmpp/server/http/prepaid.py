@@ -9,7 +9,6 @@ shared with SMPP binds and HTTP logins.
 """
 from __future__ import annotations
 
-import ipaddress
 import string
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from ...accounts import Account, AccountBook, Limits, Refusal
+from ...accounts.allowlist import IpNetwork, ip_allowed, parse_allowlist
 from ...smpp.status import Status
 from ...domain import Lookup
 from .common import SERVER, TEXT, durable, template_fields, wait_done
@@ -125,7 +125,7 @@ class Service:
     account: str
     format: Format
     enabled: bool = True
-    allowed_ips: tuple = ()
+    allowed_ips: tuple[IpNetwork, ...] = ()
     limits: Limits = field(default_factory=Limits)
     name: str = ""
     meter: Account | None = None  # counts the service's own limits in Services.book
@@ -156,19 +156,11 @@ def parse_service(d, i: int) -> Service:
     enabled = d.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ValueError(f"{where}.enabled: expected true or false")
-    ips = d.get("allowed_ips") or []
-    if not isinstance(ips, list):
-        ips = [ips]
-    nets = []
-    for n in ips:
-        try:
-            nets.append(ipaddress.ip_network(str(n).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{where}.allowed_ips: {n!r} is not an IP address or CIDR network") from None
+    nets = parse_allowlist(d.get("allowed_ips") or None, f"{where}.allowed_ips")
     return Service(service_id=_id(d["service_id"], f"{where}.service_id"),
                    user_id=_id(d["user_id"], f"{where}.user_id"), account=account,
                    format=Format(d.get("format", "bg_port"), f"{where}.format"),
-                   enabled=enabled, allowed_ips=tuple(nets),
+                   enabled=enabled, allowed_ips=nets,
                    limits=Limits.from_config(d.get("limits"), f"{where}.limits"),
                    name=str(d.get("name", "")))
 
@@ -202,16 +194,6 @@ class Services:
 _METER_STATE = ("_last", "_tokens", "_stamp", "_day", "_week", "_month", "n_day", "n_week", "n_month")
 
 
-def _allowed(ip: str, nets: tuple) -> bool:
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if a.version == 6 and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return any(a in n for n in nets)
-
-
 def _answer(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type=TEXT)
 
@@ -236,7 +218,7 @@ async def handle(request: web.Request) -> web.Response:
     if svc is None or svc.user_id != values["user_id"]:
         book.record_failure(ip, t)  # guessing ids: counts towards the temporary ban
         return _answer(INVALID_INPUT)
-    if svc.allowed_ips and not _allowed(ip, svc.allowed_ips):
+    if svc.allowed_ips and not ip_allowed(ip, svc.allowed_ips):
         return _answer(INVALID_IP)
     account = book.get(svc.account)
     if not svc.enabled or account is None or not account.enabled:
