@@ -80,7 +80,7 @@ bench: $(STAMP)
 
 # 1 process against 2 on Redis (serve --workers N), 100,000 lookups each, audited.
 bench-redis: $(STAMP) deps
-	$(BIN)/python -m hlrsmpp.redis.bench --workers 1,2 --count 100000
+	$(BIN)/python -m hlrsmpp.bench.redis --workers 1,2 --count 100000
 
 # The C modules built with AddressSanitizer and UBSan, under the tests that feed them
 # untrusted bytes and random commits (hypothesis), and servers (their processes inherit

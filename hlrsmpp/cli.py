@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tools import add_parsers as add_tools   # lookup, clean, accounts, history
     add_tools(sub)
     try:
-        from .bench import add_parser as add_bench
+        from .bench.load import add_parser as add_bench
         add_bench(sub)
     except ImportError:
         pass

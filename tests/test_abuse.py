@@ -15,7 +15,7 @@ import pytest
 from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
 from hlrsmpp import metrics
-from hlrsmpp.hostile import run_hostile
+from hlrsmpp.bench.hostile import run_hostile
 from hlrsmpp.smpp.codec import Command, Pdu, encode
 
 A = {"system_id": "a", "password": "p"}

@@ -11,8 +11,8 @@ import time
 import phonenumbers
 import pytest
 
-from hlrsmpp import bench
-from hlrsmpp.bench import BenchConfig, parse_numbers, run_load
+from hlrsmpp.bench import load as bench
+from hlrsmpp.bench.load import BenchConfig, parse_numbers, run_load
 from hlrsmpp.cli import build_parser
 
 DEMOS = [{"system_id": "demo", "password": "demo"}, {"system_id": "demo2", "password": "demo"}]

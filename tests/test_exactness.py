@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import ServerProcess, free_port
-from hlrsmpp.bench import BenchConfig, bench
+from hlrsmpp.bench.load import BenchConfig, bench
 
 pytestmark = pytest.mark.slow  # 100,000 lookups, kill -9 and restart
 

@@ -260,7 +260,7 @@ COUNT = int(os.environ.get("HLRSMPP_REDIS_TEST_COUNT", "100000"))
 
 @pytest.mark.timeout(240)
 def test_lookups_spread_over_two_worker_processes_leave_credit_and_history_exact(tmp_path, redis_url):
-    from hlrsmpp.bench import BenchConfig, bench
+    from hlrsmpp.bench.load import BenchConfig, bench
     sessions = 16  # the kernel hashes connections over the two listeners: all on one 2 in 65,536 times
     accounts = [{"system_id": "load" if i == 0 else f"load{i + 1}", "password": "load",
                  "credit": "100000", "price": 0.1} for i in range(sessions)]

@@ -1,4 +1,4 @@
-"""Timing helper for AccountBook.admit: `python -m hlrsmpp.accounts.bench [n]`.
+"""Timing helper for AccountBook.admit: `python -m hlrsmpp.bench.admission [n]`.
 
 Measures the realistic hot path: every check active (expiry, coverage, delay, bucket,
 three windows, prepaid credit over two packages), all of them passing."""
@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import date
 
-from .policy import MICRO, Account, AccountBook, Limits, Package
+from ..accounts.policy import MICRO, Account, AccountBook, Limits, Package
 
 
 def bench_admit(n: int = 200_000) -> float:

@@ -11,7 +11,7 @@ import asyncio
 import random
 import struct
 
-from .smpp.codec import Command, Pdu, encode
+from ..smpp.codec import Command, Pdu, encode
 
 KINDS = ("garbage", "truncated", "huge", "slow", "badbind")
 

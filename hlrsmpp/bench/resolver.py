@@ -1,6 +1,6 @@
 """Micro-benchmark of the lookup hot path: parse() + resolve() per number.
 
-    .venv/bin/python -m hlrsmpp.hlr.bench [N]
+    .venv/bin/python -m hlrsmpp.bench.resolver [N]
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .resolver import Resolver
+from ..hlr.resolver import Resolver
 
 # Mobile blocks of many countries (and some fixed/unallocated ones): a realistic spread.
 PREFIXES = ("9195", "9198", "9170", "4479", "4475", "4420", "1201", "1416", "3361", "3367",

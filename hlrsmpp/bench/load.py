@@ -39,8 +39,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from struct import Struct
 
-from .smpp.codec import HEADER, Command, Pdu, encode
-from .smpp.status import Status
+from ..smpp.codec import HEADER, Command, Pdu, encode
+from ..smpp.status import Status
 
 # Plain ints for the hot comparisons (IntEnum compares slower).
 _SUBMIT_SM = int(Command.SUBMIT_SM)
@@ -120,7 +120,7 @@ class BenchConfig:
     credit: str = "1000000000"       # spawned accounts: prepaid (charging on) or "unlimited"
     keep: bool = False
     server_args: list[str] = field(default_factory=list)
-    hostile: int = 0                 # hostile connections (hlrsmpp.hostile) during the load
+    hostile: int = 0                 # hostile connections (hlrsmpp.bench.hostile) during the load
 
 
 def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Throughput of a shared deployment, 1 process against N: ``python -m hlrsmpp.redis.bench``.
+"""Throughput of a shared deployment, 1 process against N: ``python -m hlrsmpp.bench.redis``.
 
 For each worker count it starts ``hlrsmpp serve --workers N`` on a Redis (a temporary
 ``redis-server`` unless ``--redis-url`` is given; that database is FLUSHED), drives it
@@ -87,7 +87,7 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
             redis_pid: int | None = None) -> dict:
     import redis
 
-    from ..bench import BenchConfig, bench
+    from .load import BenchConfig, bench
     r = redis.Redis.from_url(url)
     r.flushdb()
     # The names ``hlrsmpp bench`` uses for one transceiver per account: load, load2, load3 ...
@@ -149,7 +149,7 @@ def audit(r, sids: list[str], prefix: str = "hlrsmpp:") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hlrsmpp.redis.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hlrsmpp.bench.redis", description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", default="1,2", help="comma-separated process counts to measure")
     p.add_argument("--count", type=int, default=100_000)
     p.add_argument("--sessions", type=int, default=8, help="transceivers, one account each")
