@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ... import metrics
-from ..openapi import document
+from .openapi import document
 from . import api, clean, prepaid, websmpp, testbench
 from .common import SERVER, json_error, json_response
 from .guard import GuardedSite

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import copy
 
-from ..accounts.policy import ACCOUNT_KEYS
-from .faults import ACTIONS as FAULT_ACTIONS
+from ...accounts.policy import ACCOUNT_KEYS
+from ..faults import ACTIONS as FAULT_ACTIONS
 
 VERSION = "0.1.0"
 
