@@ -16,7 +16,7 @@ import yaml
 from conftest import free_port
 from contacts import FREE_COUNTS, FREE_CSV
 from test_cli import assert_friendly, hlrsmpp
-from hlrsmpp.tools.clean import CleanJob, EngineChecker, IntSet
+from hlrsmpp.cleaning import CleanJob, EngineChecker, IntSet
 
 # HLR outcomes by prefix on the test servers (rules win over the numbering plan and mix).
 RULES = {"rules": [{"prefix": "4479110", "err": 0}, {"prefix": "4479111", "err": "absent"},
@@ -362,7 +362,7 @@ def test_premium_day_limit_stops_the_job(make_server, tmp_path):
     """A day limit answers ESME_RTHROTTLED like a rate limit; once nothing gets through for
     the stall limit, the job stops instead of retrying forever."""
     from hlrsmpp.tools import ToolError
-    from hlrsmpp.tools.clean import JobFailed
+    from hlrsmpp.cleaning import JobFailed
     from hlrsmpp.tools.lookup_client import HlrClient
     srv = make_server([{"system_id": "capped", "password": "pw", "limits": {"per_day": 2}}], hlr=RULES)
     src = tmp_path / "numbers.txt"

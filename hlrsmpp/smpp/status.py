@@ -58,3 +58,11 @@ class Status(IntEnum):
     @property
     def label(self) -> str:
         return "ESME_" + self.name
+
+
+def status_name(status: int) -> str:
+    """ESME_R* name of a command_status (hex for values SMPP 3.4 does not name)."""
+    try:
+        return Status(status).label
+    except ValueError:
+        return f"0x{status:08X}"

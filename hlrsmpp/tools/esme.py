@@ -19,16 +19,9 @@ from ..smpp.codec import (
 from ..hlr import ERR_NAMES
 from ..smpp.status import Status
 from . import ToolError
+from ..smpp.status import status_name
 
 MAX_PDU = 1 << 20   # a response longer than this is not SMPP: drop the connection
-
-
-def status_name(status: int) -> str:
-    """ESME_R* name of a command_status (hex for values SMPP 3.4 does not name)."""
-    try:
-        return Status(status).label
-    except ValueError:
-        return f"0x{status:08X}"
 
 
 class SmppError(ToolError):

@@ -8,38 +8,11 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 from ..smpp.status import Status
+from ..cleaning import RETRY_STATUSES, Result
 from . import ToolError, command
 from .esme import ConnectionLost, EsmeClient, Receipt, id_keys, status_name
-
-#: submit_sm_resp statuses that mean "later": the number is submitted again after a pause.
-RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL})
-
-
-@dataclass
-class Result:
-    """What became of one submitted number."""
-    number: str
-    status: int = 0                 # submit_sm_resp command_status (0: accepted)
-    message_id: str = ""
-    receipt: Receipt | None = None
-    timed_out: bool = False         # accepted, but no receipt within the timeout
-    hlr_err: int | None = None      # the err when known without a receipt (in-server lookups)
-
-    @property
-    def err(self) -> int | None:
-        return self.receipt.err if self.receipt is not None else self.hlr_err
-
-    def as_dict(self) -> dict:
-        d = {"number": self.number, "status": status_name(self.status), "message_id": self.message_id}
-        if self.receipt is not None:
-            d.update(self.receipt.as_dict())
-        elif self.timed_out:
-            d["stat"] = "NO_RECEIPT"
-        return d
-
 
 class _Lookup:
     __slots__ = ("number", "future", "keys", "deadline", "attempts", "message_id")

@@ -3,7 +3,7 @@
 ``POST /api/v1/clean`` takes the file (the raw body, or the multipart field ``file``),
 streams it to ``<storage.path>/clean/<job>/input`` under ``http.clean_max_bytes``, checks
 that it is a CSV with a numbers column or one number a line, and runs the CLI's job
-(``hlrsmpp.tools.clean.CleanJob``) in the server: free, or premium with the server's own
+(``hlrsmpp.cleaning.CleanJob``) in the server: free, or premium with the server's own
 engine (``EngineChecker``: each contact charged, limited and recorded like any lookup).
 ``GET /api/v1/clean/{job}`` polls it; ``GET /api/v1/clean/{job}/download`` fetches the
 cleaned file (or ``?file=report|original``).
@@ -33,8 +33,8 @@ from urllib.parse import unquote
 import structlog
 from aiohttp import web
 
-from ...tools import ToolError
-from ...tools.clean import STYLES, CleanJob, EngineChecker, detect_layout
+from ...errors import ToolError
+from ...cleaning import STYLES, CleanJob, EngineChecker, detect_layout
 from ...accounts import Refusal
 from .api import Principal, _bad, _not_found, authenticate
 from .common import SERVER, api_file, iso, json_error, json_response, refusal_error
