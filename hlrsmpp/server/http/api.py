@@ -26,6 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, ThreadedResolver, web
 from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
+from ...accounts.allowlist import parse_allowlist
 from ...accounts.policy import merge_settings
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
@@ -632,13 +633,6 @@ async def ledger(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ webhooks
 
-def _public(ip: str) -> bool:
-    """An address on the internet: not loopback, private, link-local, multicast,
-    reserved or unspecified (an IPv4-mapped IPv6 address is judged as its IPv4)."""
-    addr = _addr(ip)
-    return addr.is_global and not addr.is_multicast
-
-
 def _addr(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if addr.version == 6 and addr.ipv4_mapped is not None:
@@ -687,11 +681,7 @@ class Webhooks:
         secret, private = hc.get("webhook_secret", ""), hc.get("webhook_private", False)
         if not isinstance(secret, str) or not isinstance(private, bool):
             raise ValueError("http.webhook_secret must be a string and http.webhook_private true or false")
-        allow = hc.get("webhook_allow") or []
-        try:
-            self.allow = tuple(ipaddress.ip_network(str(n), strict=False) for n in allow)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"http.webhook_allow: a list of networks (e.g. 10.1.2.0/24): {e}") from None
+        self.allow = parse_allowlist(hc.get("webhook_allow"), "http.webhook_allow")
         self.secret = secret.encode()
         self.private = private
         self._resolver: ThreadedResolver | None = None
@@ -701,7 +691,9 @@ class Webhooks:
         self.failed = 0
 
     def allowed_ip(self, ip: str) -> bool:
-        """Whether a callback may go to address ``ip``."""
+        """Whether a callback may go to address ``ip``: a public one (not loopback, private,
+        link-local, multicast, reserved or unspecified; an IPv4-mapped IPv6 address is
+        judged as its IPv4), or one of ``http.webhook_allow``."""
         if self.private:
             return True
         addr = _addr(ip)
