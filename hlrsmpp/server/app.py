@@ -274,9 +274,10 @@ class Server:
         todo = [a for a in accounts if a.password_hash is None and a.password is not None]
         await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a) for a in todo))
 
-    async def login(self, system_id: str, password: str, system_type: str, ip: str):
+    async def login(self, system_id: str, password: str, ip: str):
         """An HTTP login: AccountBook.authenticate with the password's full check (when
-        this password has not passed it before) on the KDF threads."""
+        this password has not passed it before) on the KDF threads. HTTP carries no
+        system_type: the account's own is taken."""
         book = self.book
         refusal, account = book.identify(system_id, ip, time.time())
         if refusal is not None:
@@ -284,7 +285,7 @@ class Server:
         ok = book.password_known(account, password)
         if ok is None:
             ok = await self.check_password(account, password)
-        return book.conclude(account, ok, system_type, ip, time.time())
+        return book.conclude(account, ok, account.system_type, ip, time.time())
 
     async def check_password(self, account: Account, password: str) -> bool:
         return await self.loop.run_in_executor(self.kdf, self.book.verify_password, account, password)

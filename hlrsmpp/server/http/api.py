@@ -102,8 +102,7 @@ async def authenticate(request: web.Request, admin_only: bool = False) -> Princi
         return _unauthorized("Basic", "malformed Basic credentials")
     if not sep:
         return _unauthorized("Basic", "malformed Basic credentials")
-    known = server.book.get(user)
-    refusal, account = await server.login(user, password, known.system_type if known else "", ip)
+    refusal, account = await server.login(user, password, ip)
     if refusal is not None:
         resp = refusal_error(refusal)
         if resp.status == 401:

@@ -73,10 +73,7 @@ async def lookup(request: web.Request) -> web.Response:
     numbers = [n for n in numbers if n]
     if not numbers or len(numbers) > MAX_BATCH:
         return _line(rf.INVALID_REQUEST.line)
-    book = server.book
-    known = book.get(username)
-    refusal, account = await server.login(username, password, known.system_type if known else "",
-                                          request.remote or "")
+    refusal, account = await server.login(username, password, request.remote or "")
     if refusal is not None:
         return _line(refusal.http_error.line)
     # The batch id: random, the report's secret. The lookup ids: consecutive message ids.
@@ -114,8 +111,7 @@ async def report(request: web.Request) -> web.Response:
     account = None
     if "username" in query or "password" in query:
         username, password = (query.get(k, [""])[-1] for k in ("username", "password"))
-        known = server.book.get(username)
-        refusal, account = await server.login(username, password, known.system_type if known else "", ip)
+        refusal, account = await server.login(username, password, ip)
         if refusal is not None:
             return _report_error(401, refusal.http_error, "login refused")
     text = raw[0].strip()
