@@ -34,6 +34,13 @@ DEFAULTS: dict = {
         "max_unanswered_writes": 4 * 1024 * 1024,  # bytes buffered to a slow peer before we pause it
         "reuse_port": False,           # SO_REUSEPORT: several processes on one port (serve --workers)
         "fd_reserve": 256,             # file descriptors kept for SMPP: new HTTP connections are refused when fewer are free, new SMPP connections when fewer than half (RLIMIT_NOFILE is raised to its hard limit at start)
+        "proxy_protocol": [],          # addresses or networks of load balancers whose PROXY protocol header (v1 or v2) names the client; from them the header is required, from anyone else refused
+        "tls": {
+            "port": 3550,              # SMPP over TLS, beside the plain port (on when cert and key are set; 0: any free port)
+            "cert": None,              # PEM certificate chain file (reloaded on SIGHUP)
+            "key": None,               # PEM private key file
+            "client_ca": None,         # PEM CA file: a client certificate signed by it is required (an account may pin its subject: tls_subject)
+        },
     },
     "http": {
         "host": "0.0.0.0", "port": 8080, "enabled": True,
@@ -53,6 +60,11 @@ DEFAULTS: dict = {
         "webhook_allow": [],           # networks callbacks may reach although not public (e.g. `[10.1.2.0/24]`: an internal receiver)
         "clean_max_bytes": 200 * 1024 * 1024,  # largest upload to POST /api/v1/clean (bytes)
         "clean_quota_bytes": 1024 * 1024 * 1024,  # per account: its cleaning jobs' files on disk, uploads and cleaned copies (bytes; 0: no quota)
+        "trusted_proxies": [],         # addresses or networks of reverse proxies whose X-Forwarded-For / Forwarded name the client (the rightmost address not in this list)
+        "tls": {
+            "cert": None,              # HTTPS on the HTTP port: PEM certificate chain file (reloaded on SIGHUP)
+            "key": None,               # PEM private key file
+        },
     },
     # SMSPAY-style prepaid services (/users/hlr_prepaid.php): see docs/http.md.
     "prepaid": {"timeout": 5.0, "services": []},

@@ -21,8 +21,11 @@ RECEIPT_RE = re.compile(
 class SmpplibEsme:
     """A blocking smpplib client that records what it gets."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5):
-        self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5, ssl_context=None,
+                 preamble: bytes = b""):
+        """``ssl_context``: SMPP over TLS; ``preamble``: bytes sent first (a PROXY header)."""
+        self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True,
+                                            ssl_context=ssl_context)
         self.resps: dict[int, object] = {}     # sequence -> submit_sm_resp pdu
         self.receipts: list = []               # deliver_sm pdus
         self.client.set_message_sent_handler(lambda pdu: self.resps.__setitem__(pdu.sequence, pdu))
@@ -30,6 +33,8 @@ class SmpplibEsme:
         # Keep error submit_sm_resp as answers instead of exceptions.
         self.client.set_error_pdu_handler(lambda pdu: self.resps.__setitem__(pdu.sequence, pdu))
         self.client.connect()
+        if preamble:
+            self.client._socket.sendall(preamble)
 
     def bind(self, mode: str = "transceiver", system_id="demo", password="demo", system_type="HLR"):
         return getattr(self.client, f"bind_{mode}")(system_id=system_id, password=password,

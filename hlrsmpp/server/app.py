@@ -20,6 +20,7 @@ import structlog
 from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook
+from ..accounts.allowlist import parse_allowlist
 from ..accounts.passwords import hash_password
 from ..accounts.policy import merge_settings
 from ..accounts.store import Store as SQLiteStore
@@ -29,7 +30,9 @@ from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
 from .faults import FaultPlan
+from .front import Listener
 from .gate import ConnectionGate, Descriptors
+from .tls import Certificates
 from .trace import FileSink, MemorySink, PduTrace
 from ..smpp.codec import Command, Pdu, encode
 from ..smpp.session import BindMode
@@ -89,6 +92,9 @@ class Server:
         self.trace_sinks: dict = {}
         self._outbind_next: dict[str, float] = {}
         self.smpp_server: asyncio.AbstractServer | None = None
+        self.smpp_tls_server: asyncio.AbstractServer | None = None
+        self.smpp_tls_port: int | None = None
+        self.smpp_tls = self.http_tls = None  # Certificates when the listener has TLS
         self.http_runner = None
         self._ticker: asyncio.Task | None = None
         self._stopping = False
@@ -178,28 +184,45 @@ class Server:
             log.info("passwords_hashed", accounts=len(self._rewrite))
         sc = cfg["smpp"]
         self.http_port = None
-        section = "smpp"
+        section, port = "smpp", sc["port"]
         try:
+            # The PROXY header's peers and the certificates: a front door before the session.
+            self.smpp_tls = Certificates.from_config("smpp", sc["tls"], cfg["base_dir"])
+            self.http_tls = Certificates.from_config("http", cfg["http"]["tls"], cfg["base_dir"])
+            plain, secure = (Listener(self.loop, self.smpp_gate, lambda: SmppProtocol(self),
+                                      sc["session_init_timeout"],
+                                      parse_allowlist(sc["proxy_protocol"], "smpp.proxy_protocol"),
+                                      certs, sc["tarpit"], self._banned)
+                             for certs in (None, self.smpp_tls))
             self.smpp_server = await self.loop.create_server(
-                lambda: SmppProtocol(self), sc["host"], sc["port"], reuse_address=True, backlog=1024,
+                plain if plain.needed else lambda: SmppProtocol(self), sc["host"], port,
+                reuse_address=True, backlog=1024,
                 reuse_port=sc.get("reuse_port") or None)  # serve --workers: one port, N processes
             self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
-            section = "http"
+            if self.smpp_tls is not None:
+                section, port = "smpp.tls", sc["tls"]["port"]
+                self.smpp_tls_server = await self.loop.create_server(
+                    secure, sc["host"], port, reuse_address=True, backlog=1024,
+                    reuse_port=sc.get("reuse_port") or None)
+                self.smpp_tls_port = self.smpp_tls_server.sockets[0].getsockname()[1]
+            section, port = "http", cfg["http"]["port"]
             if cfg["http"].get("enabled", True):
                 await self._start_http()
         except OSError as err:
             # A port in use or an address not ours: the operator's to fix, in one line.
             await self.stop(grace=0)
-            host, port = cfg[section]["host"], cfg[section]["port"]
+            host = cfg[section.partition(".")[0]]["host"]
             reason = os.strerror(err.errno) if err.errno else str(err)   # uvloop: no strerror
+            hint = "" if "." in section else f" or --{section}-port"
             raise ConfigError(f"{section}: cannot listen on {host}:{port}: {reason.lower()} "
-                              f"(set {section}.port or --{section}-port)") from None
+                              f"(set {section}.port{hint})") from None
         except ValueError as err:   # the prepaid services' validator names service and key
             await self.stop(grace=0)
             raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
         _freeze_long_lived()
-        log.info("server_started", smpp_port=self.smpp_port, http_port=self.http_port,
+        log.info("server_started", smpp_port=self.smpp_port, smpp_tls_port=self.smpp_tls_port,
+                 http_port=self.http_port, https=self.http_tls is not None,
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=self.replayed,
                  codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
 
@@ -517,6 +540,9 @@ class Server:
         self.protocols.add(proto)
         return True
 
+    def _banned(self, ip: str) -> bool:
+        return self.book.check_ip(ip, time.time()) is not None
+
     def forget(self, proto: SmppProtocol) -> None:
         if proto in self.protocols:
             self.protocols.discard(proto)
@@ -594,8 +620,15 @@ class Server:
 
     # ------------------------------------------------------------- shutdown
     def reload(self) -> None:
-        """SIGHUP: re-read HLR rules and data files without dropping sessions. A bad
-        file is logged and the rules in force stay."""
+        """SIGHUP: re-read HLR rules and data files, and the listeners' certificates,
+        without dropping sessions. A bad file is logged and what is in force stays."""
+        for certificates in (self.smpp_tls, self.http_tls):
+            if certificates is not None:
+                try:
+                    certificates.reload()
+                except ValueError as err:
+                    log.error("reload_failed", error=str(err))
+                    return
         try:
             self.resolver.reload()
         except Exception as err:
@@ -611,8 +644,9 @@ class Server:
         self._stopping = True
         self.smpp_gate.closed = self.http_gate.closed = True
         log.info("server_stopping", sessions=len(self.protocols))
-        if self.smpp_server is not None:
-            self.smpp_server.close()
+        for listening in (self.smpp_server, self.smpp_tls_server):
+            if listening is not None:
+                listening.close()
         await self.journal.drain()
         for proto in list(self.protocols):
             if proto.session.state.name == "BOUND":

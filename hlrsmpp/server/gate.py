@@ -91,24 +91,29 @@ class ConnectionGate:
         self.closed = False            # the server stops: no new connection
         self._bursts: dict[str, list] = {}   # reason -> [last refusal, last line, refusals since]
 
-    def admit(self, ip: str) -> bool:
-        """Take a slot for a connection from ``ip``; False (counted, logged) if refused."""
+    def admit(self, ip: str | None) -> bool:
+        """Take a slot for a connection from ``ip``; False (counted, logged) if refused.
+        ``ip`` None: a trusted balancer's connection whose client is not known yet, counted
+        towards the total only."""
         reason = ("stopping" if self.closed
                   else "max_connections" if self.count >= self.max_total
-                  else "max_connections_per_ip" if self.per_ip[ip] >= self.max_per_ip
+                  else "max_connections_per_ip" if ip is not None and self.per_ip[ip] >= self.max_per_ip
                   else "descriptors" if self.fds.free() < self.reserve
                   else None)
         if reason is not None:
-            self._refused(ip, reason)
+            self._refused(ip or "", reason)
             return False
         self.count += 1
-        self.per_ip[ip] += 1
+        if ip is not None:
+            self.per_ip[ip] += 1
         self.fds.opened()
         return True
 
-    def release(self, ip: str) -> None:
+    def release(self, ip: str | None) -> None:
         self.count -= 1
         self.fds.closed()
+        if ip is None:
+            return
         n = self.per_ip[ip] - 1
         if n > 0:
             self.per_ip[ip] = n

@@ -1,0 +1,150 @@
+"""The PROXY protocol on the SMPP listener, end to end: a real server, smpplib binding
+behind headers built by hand (tests/test_proxy_header.py builds them byte by byte), the
+client's address driving allowlists, bans and caps; hostile peers closed."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import smpplib.exceptions
+
+from hlrsmpp import metrics
+from esme import SmpplibEsme
+from test_proxy_header import v1, v2
+
+ACCOUNTS = [{"system_id": "demo", "password": "demo"},
+            {"system_id": "pinned", "password": "pw", "allowed_ips": ["203.0.113.7"]}]
+
+
+def proxied(make_server, peers=("127.0.0.1",), **smpp):
+    return make_server(ACCOUNTS, smpp={"proxy_protocol": list(peers), **smpp})
+
+
+def peers_of(st) -> list[str]:
+    return st.call(lambda: sorted(p.peer_ip for p in st.server.protocols))
+
+
+def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+@pytest.mark.parametrize("header", [v1("203.0.113.7", "127.0.0.1", 40001, 2775),
+                                    v2("203.0.113.7", "127.0.0.1", 40001, 2775)],
+                         ids=["v1", "v2"])
+def test_the_forwarded_address_passes_the_allowlist(make_server, header):
+    st = proxied(make_server)
+    esme = SmpplibEsme(st.smpp_port, preamble=header)
+    try:
+        esme.bind(system_id="pinned", password="pw")
+        assert peers_of(st) == ["203.0.113.7"]
+    finally:
+        esme.close()
+
+
+def test_another_forwarded_address_is_outside_the_allowlist(make_server):
+    st = proxied(make_server)
+    esme = SmpplibEsme(st.smpp_port, preamble=v2("198.51.100.1", "127.0.0.1", 1, 2775))
+    with pytest.raises(smpplib.exceptions.PDUError) as err:
+        esme.bind(system_id="pinned", password="pw")
+    assert err.value.args[1] == 0x0D   # ESME_RBINDFAIL
+    esme.close()
+    # Directly (no balancer configured), the proxy's own address is outside it too.
+    plain = make_server(ACCOUNTS)
+    esme = SmpplibEsme(plain.smpp_port)
+    with pytest.raises(smpplib.exceptions.PDUError):
+        esme.bind(system_id="pinned", password="pw")
+    esme.close()
+
+
+def test_a_health_check_is_the_balancers_own(make_server):
+    st = proxied(make_server)
+    esme = SmpplibEsme(st.smpp_port, preamble=b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
+    try:
+        esme.bind()
+        assert peers_of(st) == ["127.0.0.1"]
+    finally:
+        esme.close()
+
+
+@pytest.mark.parametrize("preamble", [
+    b"",                                                         # no header from a balancer
+    b"PROXY TCP4 203.0.113.7 127.0.0.1 99999 2775\r\n",          # a bad port
+    b"PROXY TCP4 203.0.113.7\r\n",
+    b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04" + bytes(4),        # v2, too short for IPv4
+    b"PROXY " + b"9" * 200,                                      # no end in sight
+])
+def test_a_balancer_without_a_valid_header_is_closed(make_server, preamble):
+    st = proxied(make_server)
+    before = metrics.STATS.connections_rejected["smpp", "proxy_header"]
+    sock = socket.create_connection(("127.0.0.1", st.smpp_port))
+    # A bind (as if no balancer were there) after what it sent.
+    sock.sendall(preamble + b"\x00\x00\x00\x1c\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01"
+                 b"demo\x00demo\x00\x00\x34\x00\x00\x00")
+    assert closed_by_server(sock)
+    sock.close()
+    assert metrics.STATS.connections_rejected["smpp", "proxy_header"] == before + 1
+    assert peers_of(st) == []
+
+
+def test_a_header_from_anyone_else_is_refused(make_server):
+    """Only the configured balancers may name a client: from anyone else a PROXY header
+    is bad SMPP input, and the connection is closed unbound."""
+    st = proxied(make_server, peers=("10.0.0.0/8",))
+    for header in (v1("203.0.113.7", "127.0.0.1", 1, 2775), v2("203.0.113.7", "127.0.0.1", 1, 2775)):
+        esme = SmpplibEsme(st.smpp_port, preamble=header)
+        with pytest.raises((smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError)):
+            esme.bind(system_id="pinned", password="pw")
+        esme.close()
+    assert st.call(lambda: [p for p in st.server.protocols if p.account is not None]) == []
+
+
+def test_a_header_too_slow_is_closed_on_time(make_server):
+    st = proxied(make_server, session_init_timeout=0.5)
+    before = metrics.STATS.connections_rejected["smpp", "too_slow"]
+    sock = socket.create_connection(("127.0.0.1", st.smpp_port))
+    sock.sendall(b"PROXY TCP4 ")          # and nothing more
+    start = time.monotonic()
+    assert closed_by_server(sock, timeout=10)
+    assert time.monotonic() - start < 5
+    sock.close()
+    assert metrics.STATS.connections_rejected["smpp", "too_slow"] == before + 1
+    assert st.call(lambda: st.server.smpp_gate.count) == 0
+
+
+def test_bans_and_caps_count_the_client_not_the_balancer(make_server):
+    st = proxied(make_server, max_connections_per_ip=1)
+    st.server.cfg["bans"].update(after=2)
+    st.server.book.ban_after = 2
+    # The guesser behind the balancer gets banned ...
+    for _ in range(2):
+        esme = SmpplibEsme(st.smpp_port, preamble=v1("198.51.100.66", "127.0.0.1", 1, 2775))
+        with pytest.raises(smpplib.exceptions.PDUError):
+            esme.bind(password="wrong")
+        esme.close()
+    esme = SmpplibEsme(st.smpp_port, preamble=v1("198.51.100.66", "127.0.0.1", 1, 2775))
+    with pytest.raises(smpplib.exceptions.PDUError) as err:
+        esme.bind()                            # the right password, but banned
+    assert err.value.args[1] == 0x0D
+    esme.close()
+    # ... while two other clients of the same balancer bind, one connection each (cap 1) ...
+    a = SmpplibEsme(st.smpp_port, preamble=v1("203.0.113.7", "127.0.0.1", 1, 2775))
+    b = SmpplibEsme(st.smpp_port, preamble=v2("203.0.113.8", "127.0.0.1", 1, 2775))
+    a.bind(mode="transmitter")
+    b.bind(mode="transmitter")
+    # ... and a second connection of one of them is over its own cap.
+    c = SmpplibEsme(st.smpp_port, preamble=v1("203.0.113.7", "127.0.0.1", 2, 2775))
+    with pytest.raises((smpplib.exceptions.ConnectionError, OSError)):
+        c.bind(mode="transmitter")
+    c.close()
+    assert peers_of(st) == ["203.0.113.7", "203.0.113.8"]
+    a.close()
+    b.close()
