@@ -121,6 +121,8 @@ class BenchConfig:
     keep: bool = False
     server_args: list[str] = field(default_factory=list)
     hostile: int = 0                 # hostile connections (hlrsmpp.bench.hostile) during the load
+    data: str | None = None          # spawned server's store: this directory (kept), not a fresh one
+    prefill: int = 0                 # lookups written into the spawned server's store before it starts
 
 
 def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
@@ -1055,9 +1057,13 @@ class SpawnedServer:
 
     def start(self, timeout: float = 60) -> "SpawnedServer":
         config = self.write_config()
+        data = Path(self.cfg.data).resolve() if self.cfg.data else self.dir / "data"
+        if self.cfg.prefill:
+            from .prefill import prefill
+            print(f"prefill: {prefill(data, self.cfg.prefill)}", file=sys.stderr, flush=True)
         cmd = [sys.executable, "-m", "hlrsmpp", "serve", "--config", str(config),
                "--smpp-port", str(self.smpp_port), "--http-port", str(self.http_port),
-               "--data", str(self.dir / "data"), *self.cfg.server_args]
+               "--data", str(data), *self.cfg.server_args]
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + timeout
@@ -1340,6 +1346,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a("--credit", default="1000000000",
       help="with --spawn: each generated account's prepaid credit, or 'unlimited' (no charging)")
     a("--keep", action="store_true", help="with --spawn: keep the temporary directory")
+    a("--data", default=None,
+      help="with --spawn: the server's store directory (kept; e.g. one filled by --prefill or "
+           "python -m hlrsmpp.bench.prefill) instead of an empty temporary one")
+    a("--prefill", type=int, default=0, metavar="N",
+      help="with --spawn: first add N realistic lookups (30 days, 50 accounts) to the store")
     a("--json", action="store_true", help="machine-readable output")
     a("--progress", action="store_true", help="a line per second on stderr")
     p.set_defaults(func=cmd_bench)
@@ -1355,7 +1366,7 @@ def cmd_bench(args) -> int:
         workers=args.workers, cpus=args.cpus, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
         progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config,
-        credit=args.credit, keep=args.keep, hostile=args.hostile)
+        credit=args.credit, keep=args.keep, hostile=args.hostile, data=args.data, prefill=args.prefill)
     try:
         result = bench(cfg)
     except (OSError, ValueError, RuntimeError, asyncio.TimeoutError) as err:
