@@ -69,6 +69,9 @@ DEFAULTS: dict = {
     # SMSPAY-style prepaid services (/users/hlr_prepaid.php): see docs/http.md.
     "prepaid": {"timeout": 5.0, "services": []},
     "storage": {"path": "./data", "synchronous": "NORMAL"},
+    "history": {
+        "readers": 2,                  # processes that read and render history for the HTTP API (pages, CSV exports), at lower priority, so that a report of millions of rows never holds up a lookup (0: threads of the server's process; a shared store always uses threads)
+    },
     "receipts": {
         "ttl": 7 * 86400.0,            # an unacknowledged receipt is dropped after this (metric)
         "max_queue": 100000,           # per account; past it submit_sm gets ESME_RMSGQFUL

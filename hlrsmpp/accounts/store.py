@@ -129,8 +129,7 @@ class Store:
     def _reader(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = self._connect()
-            db.row_factory = sqlite3.Row
+            db = self._local.db = open_reader(self.file, self.synchronous)
         return db
 
     @staticmethod
@@ -214,23 +213,8 @@ class Store:
     def history(self, system_id: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 1000, after_id: int = 0,
                 newest_first: bool = False) -> list[sqlite3.Row]:
-        """A page of lookups in id (time) order; the next page starts after the last id
-        of this one (``after_id``: below it when ``newest_first``)."""
-        lo = first_id_at(since) - 1 if since else 0
-        where, args = ["id > ?"], [lo if newest_first else max(after_id, lo)]
-        if system_id is not None:
-            where.append("system_id = ?")
-            args.append(system_id)
-        below = [first_id_at(until)] if until is not None else []
-        if newest_first and after_id:
-            below.append(after_id)
-        if below:
-            where.append("id < ?")
-            args.append(min(below))
-        args.append(limit)
-        return self._reader().execute(
-            f"SELECT {_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
-            f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
+        """A page of lookups in id (time) order (see ``history_page``)."""
+        return history_page(self._reader(), system_id, since, until, limit, after_id, newest_first)
 
     def ledger(self, system_id: str) -> list[sqlite3.Row]:
         return self._reader().execute(
@@ -298,6 +282,40 @@ _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_R
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
     "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS)
+
+
+def open_reader(file: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A connection that reads (rows by name): each thread, or reader process, has its
+    own; under WAL it reads a snapshot and never waits for the writer, nor it for it."""
+    db = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
+                 until: float | None = None, limit: int = 1000, after_id: int = 0,
+                 newest_first: bool = False) -> list[sqlite3.Row]:
+    """A page of lookups in id (time) order: keyset paging, the next page starts after
+    the last id of this one (``after_id``: below it when ``newest_first``), so a page
+    costs the same at the start of the history or deep in it."""
+    lo = first_id_at(since) - 1 if since else 0
+    where, args = ["id > ?"], [lo if newest_first else max(after_id, lo)]
+    if system_id is not None:
+        where.append("system_id = ?")
+        args.append(system_id)
+    below = [first_id_at(until)] if until is not None else []
+    if newest_first and after_id:
+        below.append(after_id)
+    if below:
+        where.append("id < ?")
+        args.append(min(below))
+    args.append(limit)
+    return db.execute(
+        f"SELECT {_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
+        f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
 
 
 def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:

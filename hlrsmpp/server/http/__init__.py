@@ -180,6 +180,7 @@ def build_app(server) -> web.Application:
     app[OPENAPI] = document()
     app[prepaid.SERVICES] = prepaid.Services(server.cfg, server.book)
     app[api.WEBHOOKS] = api.Webhooks(server.cfg)
+    app[api.HISTORY] = api.HistoryReaders(server.store, server.cfg["history"]["readers"])
     clean.setup(app, server)
     r = app.router
     # The AMS HLR API (lookups have side effects: no implicit HEAD).
@@ -218,6 +219,7 @@ def build_app(server) -> web.Application:
 
     async def close_webhooks(app: web.Application) -> None:
         await app[api.WEBHOOKS].close()
+        app[api.HISTORY].close()
 
     app.on_shutdown.append(close_webhooks)
     return app

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import csv
 import hashlib
 import hmac
-import io
 import ipaddress
 import json
 import re
@@ -31,14 +29,14 @@ from ...accounts.policy import merge_settings
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
 from ...domain import Lookup
-from .common import (LOOKUP_FIELDS, MAX_BATCH, SERVER, durable, iso, json_error, json_response,
+from .history import HistoryReaders
+from .common import (MAX_BATCH, SERVER, durable, iso, json_error, json_response,
                      lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
                      unknown_batch, wait_done)
 
 log = structlog.get_logger("hlrsmpp.http")
 
 HISTORY_PAGE_MAX = 1000
-CSV_CHUNK = 1000
 
 
 # ------------------------------------------------------------------ authentication
@@ -297,7 +295,6 @@ def _filename(account: str | None) -> str:
 
 async def history(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/history?account=&since=&until=&limit=&after=&order=asc|desc&format=json|csv"""
-    server = request.app[SERVER]
     who = await authenticate(request)
     if isinstance(who, web.Response):
         return who
@@ -331,38 +328,18 @@ async def history(request: web.Request) -> web.StreamResponse:
         limit = int(limit_text)
     else:
         limit = 100 if fmt == "json" else None
-    store = server.store
+    readers = request.app[HISTORY]
+    query = (account, since, until, after, desc)
     if fmt == "json":
-        rows = await read(store.history, account, since, until, limit, after, desc)
-        at = time.time()
-        items = [lookup_view(Lookup.from_row(r), at) for r in rows]
-        nxt = items[-1]["id"] if len(items) == limit else None
-        return json_response({"items": items, "next": nxt})
-    # CSV: every matching lookup (or `limit` of them), streamed a page at a time.
+        return web.Response(body=await readers.page(query, limit), content_type="application/json")
+    # CSV: every matching lookup (or `limit` of them), streamed a chunk at a time; each
+    # write waits for the client to drain (back-pressure).
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="hlrsmpp-history-{_filename(account)}.csv"'})
     await resp.prepare(request)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(LOOKUP_FIELDS)
-    left = limit
-    while True:
-        n = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
-        rows = await read(store.history, account, since, until, n, after, desc)
-        at = time.time()
-        for r in rows:
-            v = lookup_view(Lookup.from_row(r), at)
-            writer.writerow(["" if v[k] is None else str(v[k]).lower() if isinstance(v[k], bool)
-                             else v[k] for k in LOOKUP_FIELDS])
-        await resp.write(buf.getvalue().encode())
-        buf.seek(0)
-        buf.truncate()
-        if left is not None:
-            left -= len(rows)
-        if len(rows) < n or left == 0:
-            break
-        after = rows[-1]["id"]
+    async for chunk in readers.csv(query, limit):
+        await resp.write(chunk)
     await resp.write_eof()
     return resp
 
@@ -788,3 +765,4 @@ class Webhooks:
 
 
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+HISTORY = web.AppKey("history_readers", HistoryReaders)
