@@ -1,5 +1,6 @@
 """Source IP allowlists (of an account, of a prepaid service): parsed once from the
-configuration, checked against each connecting peer."""
+configuration, checked against each connecting peer; and the client certificate an
+account may pin (``tls_subject``)."""
 from __future__ import annotations
 
 import ipaddress
@@ -38,3 +39,20 @@ def ip_allowed(ip: str, nets: tuple[IpNetwork, ...]) -> bool:
     """Whether peer `ip` is inside one of `nets` (an unparsable peer never is)."""
     a = peer_address(ip)
     return a is not None and any(a in n for n in nets)
+
+
+def parse_subject(text: str, where: str) -> frozenset[tuple[str, str]]:
+    """A pinned certificate subject: ``CN=esme1,O=Acme`` (names as OpenSSL prints them),
+    or a bare name meaning its common name. A certificate matches when its subject has
+    every attribute the pin names, with that value."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: expected a certificate subject such as CN=esme1,O=Acme")
+    if "=" not in text:
+        return frozenset({("CN", text.strip())})
+    out = set()
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"{where}: {part.strip()!r} is not NAME=VALUE")
+        out.add((key.strip().upper(), value.strip()))
+    return frozenset(out)

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 
-from .allowlist import IpNetwork, ip_allowed, parse_allowlist, peer_address
+from .allowlist import IpNetwork, ip_allowed, parse_allowlist, peer_address, parse_subject
 from .calendar import Calendar
 from .passwords import Verified, check_hash, hash_password
 from .refusal import Refusal
@@ -36,7 +36,7 @@ MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
 ACCOUNT_KEYS = frozenset({
     "system_id", "password", "password_hash", "system_type", "credit", "packages", "price", "expires",
     "coverage", "limits", "allowed_ips", "max_tx", "low_credit", "data_coding", "enabled",
-    "receipt", "outbind", "trace"})
+    "receipt", "outbind", "trace", "tls_subject"})
 #: Receipt profiles: the standard text; the standard text plus imsi/msc/mccmnc keys;
 #: the standard text plus vendor TLVs carrying MCC and MNC.
 RECEIPT_PROFILES = frozenset({"standard", "extended", "tlv"})
@@ -154,6 +154,7 @@ class Account:
     outbind: dict | None = None  # {host, port, system_id?, password?}: we connect out to deliver
     trace: bool | str = False    # PDU trace: False, True (kept in memory), or a file path
     password_hash: str | None = None  # None until hashed (Server.start, or to_record)
+    tls_subject: str | None = None  # the client certificate's subject its binds must present
 
     # Runtime state, derived by AccountBook (not persisted: the day/week/month counts are
     # restored from the history at start-up, see restore_counts; the rest restarts empty).
@@ -227,6 +228,7 @@ class Account:
             receipt=_receipt(d.get("receipt"), f"{at}: receipt"),
             outbind=_outbind(d.get("outbind"), f"{at}: outbind"),
             trace=_trace(d.get("trace", False), f"{at}: trace"),
+            tls_subject=_tls_subject(d.get("tls_subject"), f"{at}: tls_subject"),
         )
 
     def to_record(self) -> dict:
@@ -257,6 +259,8 @@ class Account:
             r["outbind"] = dict(self.outbind)
         if self.trace:
             r["trace"] = self.trace
+        if self.tls_subject:
+            r["tls_subject"] = self.tls_subject
         if self.packages is not None:
             r["packages"] = [p.to_record() for p in self.packages]
         return r
@@ -726,8 +730,10 @@ class AccountBook:
             ok = self.verify_password(acc, password)
         return self.conclude(acc, ok, system_type, ip, now)
 
-    def identify(self, system_id: str, ip: str, now: float) -> tuple[Refusal | None, Account | None]:
-        """The checks before the password: IP ban, system_id, allowlist."""
+    def identify(self, system_id: str, ip: str, now: float,
+                 subject: frozenset | None = None) -> tuple[Refusal | None, Account | None]:
+        """The checks before the password: IP ban, system_id, allowlist, the client
+        certificate (``subject``: the one the connection presented, None without one)."""
         if refusal := self.check_ip(ip, now):
             return refusal, None
         acc = self._accounts.get(system_id)
@@ -736,6 +742,8 @@ class AccountBook:
             return Refusal.BAD_SYSTEM_ID, None
         if acc.allowed_ips and not ip_allowed(ip, acc.allowed_ips):
             return Refusal.IP_NOT_ALLOWED, None
+        if acc.tls_subject is not None and not (subject and parse_subject(acc.tls_subject, "") <= subject):
+            return Refusal.TLS_SUBJECT, None
         return None, acc
 
     def password_known(self, acc: Account, password: str) -> bool | None:
@@ -795,6 +803,13 @@ def _ip_key(ip: str) -> str:
     if a.version == 6:
         return str(ipaddress.IPv6Network((int(a) >> 64 << 64, 64)))
     return str(a)
+
+
+def _tls_subject(v, where: str) -> str | None:
+    if v is None:
+        return None
+    parse_subject(v, where)
+    return v.strip()
 
 
 def _no_unknown(d: dict, known: frozenset, where: str) -> None:

@@ -47,6 +47,7 @@ class Refusal(enum.Enum):
     BAD_SYSTEM_TYPE = "bad_system_type"
     IP_NOT_ALLOWED = "ip_not_allowed"
     IP_BANNED = "ip_banned"
+    TLS_SUBJECT = "tls_subject"   # not the client certificate the account pinned
 
     @property
     def smpp_status(self) -> Status:
@@ -82,6 +83,7 @@ _SMPP = {
     R.BAD_SYSTEM_TYPE: Status.RINVSYSTYP,
     R.IP_NOT_ALLOWED: Status.RBINDFAIL,
     R.IP_BANNED: Status.RBINDFAIL,
+    R.TLS_SUBJECT: Status.RBINDFAIL,
 }
 _PREPAID = {
     # The SMSPAY prepaid API has one word for a terminated service; an expired one is the same to the client.
@@ -103,6 +105,7 @@ _PREPAID = {
     R.BAD_SYSTEM_TYPE: "INVALID_INPUT",
     R.IP_NOT_ALLOWED: "INVALID_IP",
     R.IP_BANNED: "BAN_IP_TEMP",
+    R.TLS_SUBJECT: "INVALID_IP",   # a client that is not where the account must be
 }
 _HTTP = {
     R.EXPIRED: ACCOUNT_EXPIRED,
@@ -122,6 +125,7 @@ _HTTP = {
     # Do not tell a caller from a wrong or banned address more than "login refused".
     R.IP_NOT_ALLOWED: INVALID_LOGIN,
     R.IP_BANNED: INVALID_LOGIN,
+    R.TLS_SUBJECT: INVALID_LOGIN,
 }
 assert _SMPP.keys() == _PREPAID.keys() == _HTTP.keys() == set(Refusal)
 del R

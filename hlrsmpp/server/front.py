@@ -193,7 +193,8 @@ class Front(asyncio.Protocol):
         self.state = OPEN
         self._close_slot()
         if reason == "tls_handshake":
-            self.raw.close()      # after the alert that says why
+            self.channel.flush()   # type: ignore[union-attr]  # the alert that says why
+            self.raw.close()
         else:
             self.raw.abort()
 

@@ -21,6 +21,7 @@ from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
+from .tls import peer_subject
 
 log = structlog.get_logger("hlrsmpp.smpp")
 # Every PDU in and out is counted by command id and status (names at scrape time).
@@ -322,7 +323,8 @@ class SmppProtocol:
             status, reason = Status.RBINDFAIL, "interface_version"
         else:
             book, now = server.book, time.time()
-            refusal, account = book.identify(params["system_id"], self.peer_ip, now)
+            refusal, account = book.identify(params["system_id"], self.peer_ip, now,
+                                             peer_subject(self.transport))
             if refusal is None:
                 known = book.password_known(account, params["password"])
                 if known is None:

@@ -23,6 +23,8 @@ from typing import Callable
 
 import structlog
 
+from ..config import DEFAULTS
+
 log = structlog.get_logger("hlrsmpp.tls")
 
 _READ = 256 * 1024       # plaintext taken from the TLS layer per call
@@ -43,7 +45,13 @@ class Certificates:
     @classmethod
     def from_config(cls, section: str, tls: dict | None, base_dir: str) -> "Certificates | None":
         """From ``<section>.tls`` ({cert, key, client_ca}); None when TLS is off."""
-        if not tls or not (tls.get("cert") or tls.get("key")):
+        if not isinstance(tls, dict):
+            raise ValueError(f"{section}.tls: expected a mapping of cert, key ...")
+        known = DEFAULTS[section]["tls"]
+        for key in tls:
+            if key not in known:
+                raise ValueError(f"{section}.tls.{key}: unknown key; known keys: {', '.join(known)}")
+        if not (tls.get("cert") or tls.get("key")):
             return None
         for key in ("cert", "key"):
             if not isinstance(tls.get(key), str) or not tls[key]:
@@ -150,14 +158,13 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
         try:
             self.sslobj.do_handshake()
         except ssl.SSLWantReadError:
-            self._flush()
+            self.flush()
             return
         except (ssl.SSLError, ssl.CertificateError, ValueError) as err:
-            self._flush()          # the alert tells the client why
-            self.failed = True
+            self.failed = True     # on_failure sends the alert that tells the client why
             self.on_failure(getattr(err, "reason", None) or type(err).__name__)
             return
-        self._flush()
+        self.flush()
         self.done = True
         self.on_handshake()
         if self.inner is not None and self.incoming.pending:   # sent with its Finished
@@ -183,7 +190,7 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
             self.raw.abort()
             return
         if self.outgoing.pending:          # post-handshake messages (key updates, tickets)
-            self._flush()
+            self.flush()
         inner = self.inner
         if chunks and inner is not None:
             inner.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[attr-defined]
@@ -208,7 +215,7 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
         if self.inner is not None:
             self.inner.resume_writing()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self.outgoing.pending:
             self.raw.write(self.outgoing.read())
 
@@ -232,7 +239,7 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
             self.sslobj.unwrap()           # close_notify; the peer's is not awaited
         except (ssl.SSLError, ValueError):
             pass
-        self._flush()
+        self.flush()
         self.raw.close()
 
     def abort(self) -> None:
@@ -283,25 +290,11 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
 
 
 # ------------------------------------------------------------------ subject pins
+# The attribute names of a certificate's subject as OpenSSL prints them (and an account's
+# tls_subject is written: accounts.allowlist.parse_subject).
 _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
           "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
           "emailAddress": "EMAILADDRESS", "domainComponent": "DC", "serialNumber": "SERIALNUMBER"}
-
-
-def parse_subject(text: str, where: str) -> frozenset[tuple[str, str]]:
-    """A pinned certificate subject: ``CN=esme1,O=Acme`` (attributes in any order, names
-    as OpenSSL prints them), or a bare name meaning its common name."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where}: expected a certificate subject such as CN=esme1,O=Acme")
-    if "=" not in text:
-        return frozenset({("CN", text.strip())})
-    out = set()
-    for part in text.split(","):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip() or not value.strip():
-            raise ValueError(f"{where}: {part.strip()!r} is not NAME=VALUE")
-        out.add((key.strip().upper(), value.strip()))
-    return frozenset(out)
 
 
 def peer_subject(transport) -> frozenset[tuple[str, str]] | None:

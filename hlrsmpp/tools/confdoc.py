@@ -119,6 +119,11 @@ ACCOUNT_DOCS = {
     "trace": (None, "PDU trace of the account's sessions: true (kept in memory, read over "
                     "the admin API) or a file path (over the API: a file NAME under "
                     "`<storage.path>/traces/`)"),
+    "tls_subject": ("(none)", "the client certificate its SMPP binds must present (with "
+                              "`smpp.tls.client_ca`): `CN=esme1,O=Acme` (every attribute named "
+                              "must match) or a bare common name; binds without it are refused "
+                              "ESME_RBINDFAIL, and so are its HTTP logins (HTTP has no client "
+                              "certificate)"),
 }
 LIMIT_DOCS = {
     "per_day": ("(none)", "accepted lookups per calendar day"),

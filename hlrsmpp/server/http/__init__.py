@@ -15,10 +15,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ... import metrics
+from ...accounts.allowlist import parse_allowlist
 from .openapi import document
 from . import api, clean, prepaid, websmpp, testbench
 from .common import SERVER, json_error, json_response
-from .guard import GuardedSite
+from .guard import GuardedSite, forwarded_middleware
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -174,7 +175,9 @@ OPENAPI = web.AppKey("openapi", dict)
 
 
 def build_app(server) -> web.Application:
-    app = web.Application(middlewares=[_observe], client_max_size=1024 * 1024)
+    trusted = parse_allowlist(server.cfg["http"]["trusted_proxies"], "http.trusted_proxies")
+    middlewares = [forwarded_middleware(trusted), _observe] if trusted else [_observe]
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[SERVER] = server
     app[REGISTRY] = metrics.registry_for(server)
     app[OPENAPI] = document()
@@ -235,7 +238,10 @@ async def start_http(server) -> tuple[web.AppRunner, int]:
                            logger=_PROTOCOL_LOG, keepalive_timeout=float(hc["idle_timeout"]))
     await runner.setup()
     site = GuardedSite(runner, server.http_gate, hc["host"], hc["port"],
-                       float(hc["header_timeout"]), float(hc["body_timeout"]), reuse_address=True,
+                       float(hc["header_timeout"]), float(hc["body_timeout"]),
+                       certificates=server.http_tls,
+                       trusted=parse_allowlist(hc["trusted_proxies"], "http.trusted_proxies"),
+                       reuse_address=True,
                        backlog=1024, reuse_port=hc.get("reuse_port") or None)  # serve --workers: N processes, one port
     try:
         await site.start()

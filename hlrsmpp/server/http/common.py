@@ -217,7 +217,7 @@ _REFUSAL_HTTP = {
     Refusal.LIMIT_TPS: 429, Refusal.LIMIT_DELAY: 429, Refusal.LIMIT_DAY: 429,
     Refusal.LIMIT_WEEK: 429, Refusal.LIMIT_MONTH: 429, Refusal.NO_CREDIT: 402,
     Refusal.BAD_SYSTEM_ID: 401, Refusal.BAD_PASSWORD: 401, Refusal.BAD_SYSTEM_TYPE: 401,
-    Refusal.IP_NOT_ALLOWED: 403, Refusal.IP_BANNED: 403,
+    Refusal.IP_NOT_ALLOWED: 403, Refusal.IP_BANNED: 403, Refusal.TLS_SUBJECT: 403,
 }
 _REFUSAL_TEXT = {
     Refusal.EXPIRED: "the account has expired",
@@ -234,6 +234,7 @@ _REFUSAL_TEXT = {
     Refusal.BAD_SYSTEM_TYPE: "wrong system_type",
     Refusal.IP_NOT_ALLOWED: "this source address is not allowed for the account",
     Refusal.IP_BANNED: "this source address is temporarily banned after failed logins",
+    Refusal.TLS_SUBJECT: "the account logs in only with the client certificate it pinned (SMPP over TLS)",
 }
 assert _REFUSAL_HTTP.keys() == _REFUSAL_TEXT.keys() == set(Refusal)
 

@@ -16,6 +16,12 @@ aiohttp's ``RequestHandler`` and watches the phase of the request it reads:
 
 While the handler answers, nothing is timed (a synchronous lookup may wait for its HLR).
 A connection closed for a timeout is a debug line and ``hlrsmpp_http_timeouts_total``.
+
+HTTPS and reverse proxies: with ``http.tls`` the connection goes through the front door
+first (front.py: the gate, the TLS handshake within ``http.header_timeout``); from a peer
+of ``http.trusted_proxies`` the client is the address its ``Forwarded`` or
+``X-Forwarded-For`` header names (``client_address``), and the proxy's connections count
+towards the listener's total only, not towards one address's cap.
 """
 from __future__ import annotations
 
@@ -25,6 +31,9 @@ import structlog
 from aiohttp import web
 
 from ... import metrics
+from ...accounts.allowlist import IpNetwork, ip_allowed, peer_address
+from ..front import Listener
+from ..tls import Certificates
 
 log = structlog.get_logger("hlrsmpp.http")
 
@@ -36,11 +45,13 @@ class GuardedProtocol(asyncio.Protocol):
     aiohttp's RequestHandler (``inner``)."""
 
     __slots__ = ("inner", "gate", "loop", "header_timeout", "body_timeout", "transport", "ip",
-                 "admitted", "phase", "since", "last", "seen", "payload", "timer")
+                 "admitted", "phase", "since", "last", "seen", "payload", "timer", "trusted", "slot")
 
     def __init__(self, inner, gate, loop: asyncio.AbstractEventLoop, header_timeout: float,
-                 body_timeout: float):
+                 body_timeout: float, trusted: tuple[IpNetwork, ...] = ()):
         self.inner, self.gate, self.loop = inner, gate, loop
+        self.trusted = trusted
+        self.slot: str | None = None
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.transport = None
         self.ip = ""
@@ -55,7 +66,9 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else ""
-        if not self.gate.admit(self.ip):   # counted and logged by the gate
+        # A trusted proxy carries many clients: its connections are capped in total only.
+        self.slot = None if self.trusted and ip_allowed(self.ip, self.trusted) else self.ip
+        if not self.gate.admit(self.slot):   # counted and logged by the gate
             transport.abort()
             return
         self.admitted = True
@@ -68,7 +81,7 @@ class GuardedProtocol(asyncio.Protocol):
         if not self.admitted:
             return
         self.admitted = False
-        self.gate.release(self.ip)
+        self.gate.release(self.slot)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -131,26 +144,88 @@ class GuardedProtocol(asyncio.Protocol):
 
 
 class GuardedSite(web.TCPSite):
-    """A TCPSite whose connections go through ``GuardedProtocol``."""
+    """A TCPSite whose connections go through ``GuardedProtocol`` (after the front door's
+    TLS handshake when it has ``certificates``)."""
 
     def __init__(self, runner: web.AppRunner, gate, host: str, port: int, header_timeout: float,
-                 body_timeout: float, **kwargs):
+                 body_timeout: float, certificates: Certificates | None = None,
+                 trusted: tuple[IpNetwork, ...] = (), **kwargs):
         super().__init__(runner, host, port, **kwargs)
         self._gate = gate
         self._timeouts = (header_timeout, body_timeout)
+        self._certificates, self._trusted = certificates, trusted
 
     async def start(self) -> None:
         await web.BaseSite.start(self)   # registers the site with its runner
         loop = asyncio.get_running_loop()
         handler_factory = self._runner.server
         header_timeout, body_timeout = self._timeouts
-        gate = self._gate
+        gate, trusted = self._gate, self._trusted
 
         def factory() -> GuardedProtocol:
-            return GuardedProtocol(handler_factory(), gate, loop, header_timeout, body_timeout)
+            return GuardedProtocol(handler_factory(), gate, loop, header_timeout, body_timeout, trusted)
 
+        front = Listener(loop, gate, factory, header_timeout, certificates=self._certificates)
         self._server = await loop.create_server(
-            factory, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            front if front.needed else factory, self._host, self._port, backlog=self._backlog,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port)
         self._bound_port = (self._server.sockets[0].getsockname()[1] if self._server.sockets
                             else self._port)
+
+
+# ------------------------------------------------------------------ reverse proxies
+def forwarded_middleware(trusted: tuple[IpNetwork, ...]):
+    """Requests from a trusted proxy carry the client's address (``request.remote``), for
+    the allowlists, bans and logs; from anyone else the headers are ignored."""
+
+    @web.middleware
+    async def forwarded(request: web.Request, handler):
+        peer = request.remote or ""
+        if ip_allowed(peer, trusted):
+            client = client_address(peer, request.headers, trusted)
+            if client != peer:
+                request = request.clone(remote=client)
+        return await handler(request)
+
+    return forwarded
+
+
+def client_address(peer: str, headers, trusted: tuple[IpNetwork, ...]) -> str:
+    """The client of a request from trusted proxy ``peer``: from the right of the hops
+    ``Forwarded`` (else ``X-Forwarded-For``) lists, the first that is not a trusted proxy
+    (the hops left of it are the client's to write). A hop that is not an address
+    (``unknown``, an obfuscated name) ends the search at the peer: no one trusted knew."""
+    hops = _forwarded_for(headers) if "Forwarded" in headers else [
+        h.strip() for line in headers.getall("X-Forwarded-For", ()) for h in line.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        address = peer_address(hop)
+        if address is None:
+            return peer
+        client = str(address)
+        if not ip_allowed(client, trusted):
+            break
+    return client
+
+
+def _forwarded_for(headers) -> list[str]:
+    """The ``for=`` of each element of RFC 7239 ``Forwarded`` headers, without quotes,
+    brackets and ports (an element without one: an empty hop, which is no address)."""
+    hops = []
+    for line in headers.getall("Forwarded", ()):
+        for element in line.split(","):
+            hop = ""
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == "for":
+                    hop = _strip_port(value.strip().strip('"'))
+            hops.append(hop)
+    return hops
+
+
+def _strip_port(value: str) -> str:
+    if value.startswith("["):                       # [2001:db8::1]:4711
+        return value[1:value.find("]")] if "]" in value else ""
+    if peer_address(value) is not None or ":" not in value:
+        return value
+    return value.rpartition(":")[0]                 # 192.0.2.1:4711

@@ -1,0 +1,248 @@
+"""SMPP over TLS on its own port and HTTPS, end to end: certificates made at test time
+(tests/certs.py), smpplib and urllib as the clients, client certificates and an
+account's pinned subject, certificates reloaded on SIGHUP, handshakes under the caps and
+the deadline."""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import ssl
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import smpplib.exceptions
+import yaml
+
+from certs import Pki
+from conftest import ServerProcess, free_port
+from esme import RECEIPT_RE, SmpplibEsme
+from hlrsmpp import metrics
+from hlrsmpp.server.tls import HandshakePacer
+
+NUMBER = "447912345678"
+#: What a client refused during its TLS handshake sees (smpplib wraps some of them).
+REFUSED = (ssl.SSLError, OSError, smpplib.exceptions.ConnectionError)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    pki = Pki(tmp_path_factory.mktemp("pki"))
+    pki.client("esme1", "/CN=esme1/O=Acme")
+    pki.client("esme2", "/CN=esme2/O=Acme")
+    pki.client("rogue", "/CN=esme1/O=Acme", ca="rogue_ca")
+    return pki
+
+
+def tls_section(pki, client_ca=False) -> dict:
+    tls = {"port": 0, "cert": pki.path("server.pem"), "key": pki.path("server.key")}
+    if client_ca:
+        tls["client_ca"] = pki.path("ca.pem")
+    return tls
+
+
+ACCOUNTS = [{"system_id": "demo", "password": "demo"},
+            {"system_id": "acme", "password": "pw", "tls_subject": "CN=esme1,O=Acme"}]
+
+
+def lookup(esme: SmpplibEsme) -> None:
+    seq = esme.submit(NUMBER)
+    esme.pump(lambda: seq in esme.resps and esme.receipts)
+    assert RECEIPT_RE.match(esme.receipts[-1].short_message.decode())
+
+
+def bound(st) -> list[str]:
+    return st.call(lambda: sorted(p.account.system_id for p in st.server.protocols if p.account))
+
+
+def test_smpplib_binds_over_tls_beside_the_plain_port(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki)})
+    assert st.server.smpp_tls_port not in (None, st.smpp_port)
+    esme = SmpplibEsme(st.server.smpp_tls_port, ssl_context=pki.client_context())
+    try:
+        esme.bind()
+        assert esme.client._socket.version() in ("TLSv1.2", "TLSv1.3")
+        lookup(esme)
+    finally:
+        esme.close()
+    plain = SmpplibEsme(st.smpp_port)        # the plain port still answers in clear
+    plain.bind()
+    plain.close()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
+def test_tls_below_1_2_is_refused(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki)})
+    before = metrics.STATS.connections_rejected["smpp", "tls_handshake"]
+    ctx = pki.client_context()
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")      # this client would speak TLS 1.1
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(REFUSED):
+        SmpplibEsme(st.server.smpp_tls_port, ssl_context=ctx).bind()
+    assert metrics.STATS.connections_rejected["smpp", "tls_handshake"] == before + 1
+
+
+def test_a_client_certificate_is_required_with_client_ca(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki, client_ca=True)})
+    port = st.server.smpp_tls_port
+    esme = SmpplibEsme(port, ssl_context=pki.client_context("esme2"))
+    esme.bind()
+    esme.close()
+    before = metrics.STATS.connections_rejected["smpp", "tls_handshake"]
+    for cert in (None, "rogue"):    # none at all; one signed by a CA the server does not trust
+        with pytest.raises(REFUSED):
+            SmpplibEsme(port, ssl_context=pki.client_context(cert)).bind()
+    assert metrics.STATS.connections_rejected["smpp", "tls_handshake"] == before + 2
+    assert bound(st) == []
+
+
+def test_an_account_binds_only_with_the_certificate_it_pinned(make_server, pki):
+    st = make_server(ACCOUNTS, smpp={"tls": tls_section(pki, client_ca=True)})
+    port = st.server.smpp_tls_port
+    esme = SmpplibEsme(port, ssl_context=pki.client_context("esme1"))
+    esme.bind(system_id="acme", password="pw")
+    lookup(esme)
+    esme.close()
+    # Another certificate of the same CA, and the plain port (no certificate at all).
+    for esme in (SmpplibEsme(port, ssl_context=pki.client_context("esme2")), SmpplibEsme(st.smpp_port)):
+        with pytest.raises(smpplib.exceptions.PDUError) as err:
+            esme.bind(system_id="acme", password="pw")
+        assert err.value.args[1] == 0x0D        # ESME_RBINDFAIL
+        esme.close()
+    # The other account has no pin: any certificate of the CA will do.
+    esme = SmpplibEsme(port, ssl_context=pki.client_context("esme2"))
+    esme.bind()
+    esme.close()
+
+
+def test_a_bad_pin_is_named(make_server):
+    with pytest.raises(ValueError, match=r"account 'acme': tls_subject: 'CN' is not NAME=VALUE"):
+        make_server([{"system_id": "acme", "password": "pw", "tls_subject": "CN,O=Acme"}])
+
+
+def test_a_handshake_never_finished_is_closed_on_time(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki), "session_init_timeout": 0.5})
+    before = metrics.STATS.connections_rejected["smpp", "too_slow"]
+    silent = socket.create_connection(("127.0.0.1", st.server.smpp_tls_port))
+    half = socket.create_connection(("127.0.0.1", st.server.smpp_tls_port))
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")   # the start of a ClientHello
+    for sock in (silent, half):
+        sock.settimeout(10)
+        start = time.monotonic()
+        assert sock.recv(100) == b""
+        assert time.monotonic() - start < 5
+        sock.close()
+    assert metrics.STATS.connections_rejected["smpp", "too_slow"] == before + 2
+    assert st.call(lambda: st.server.smpp_gate.count) == 0
+
+
+def test_handshakes_are_under_the_per_address_cap(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki), "max_connections_per_ip": 2})
+    port = st.server.smpp_tls_port
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    deadline = time.monotonic() + 5
+    while st.call(lambda: st.server.smpp_gate.count) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    before = metrics.STATS.connections_rejected["smpp", "max_connections_per_ip"]
+    with pytest.raises(REFUSED):
+        SmpplibEsme(port, ssl_context=pki.client_context()).bind()
+    assert metrics.STATS.connections_rejected["smpp", "max_connections_per_ip"] == before + 1
+    for sock in idle:
+        sock.close()
+
+
+def test_handshake_steps_take_turns_with_the_loop():
+    """Each step of a handshake runs in a turn of its own: whatever else is ready (the
+    bound sessions' input) runs between two of them."""
+    order: list[str] = []
+
+    class Step:
+        def __init__(self, name):
+            self.name = name
+
+        def step(self):
+            order.append(self.name)
+            loop.call_soon(order.append, f"io after {self.name}")
+
+    loop = asyncio.new_event_loop()
+    try:
+        pacer = HandshakePacer(loop)
+        for name in ("a", "b", "c"):
+            pacer.add(Step(name))      # type: ignore[arg-type]
+        loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        loop.close()
+    assert order == ["a", "io after a", "b", "io after b", "c", "io after c"]
+
+
+def test_https_on_the_http_port(make_server, pki):
+    st = make_server(http={"tls": {"cert": pki.path("server.pem"), "key": pki.path("server.key")}})
+    ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    with urllib.request.urlopen(f"https://localhost:{st.http_port}/healthz", context=ctx, timeout=10) as r:
+        assert json.load(r)["status"] == "ok"
+    with pytest.raises(OSError):      # clear HTTP on it is not answered
+        urllib.request.urlopen(f"http://127.0.0.1:{st.http_port}/healthz", timeout=5).read()
+
+
+def test_a_tls_setting_without_its_files_is_named(make_server, pki):
+    with pytest.raises(ValueError, match=r"smpp.tls.key: a file name is needed"):
+        make_server(smpp={"tls": {"port": 0, "cert": pki.path("server.pem")}})
+    with pytest.raises(ValueError, match=r"http.tls: cannot use cert .*nothere.pem"):
+        make_server(http={"tls": {"cert": pki.path("nothere.pem"), "key": pki.path("server.key")}})
+    with pytest.raises(ValueError, match=r"http.tls.client_ca: unknown key"):
+        make_server(http={"tls": {"cert": pki.path("server.pem"), "key": pki.path("server.key"),
+                                  "client_ca": pki.path("ca.pem")}})
+
+
+def _serial(port: int, pki) -> int:
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with pki.client_context().wrap_socket(raw) as tls:
+            return int(tls.getpeercert()["serialNumber"], 16)
+
+
+def test_sighup_reloads_the_certificate_keeping_bound_sessions(tmp_path, pki):
+    tls_port = free_port()
+    cfg = {"smpp": {"host": "127.0.0.1", "tls": {"port": tls_port, "cert": "server.pem", "key": "server.key"}},
+           "http": {"host": "127.0.0.1"}, "storage": {"path": str(tmp_path / "data")},
+           "log": {"format": "json", "level": "info"}, "accounts": [{"system_id": "a", "password": "p"}]}
+    for name in ("server.pem", "server.key"):
+        (tmp_path / name).write_bytes((pki.root / name).read_bytes())
+    (tmp_path / "hlrsmpp.yaml").write_text(yaml.safe_dump(cfg))
+    proc = ServerProcess(tmp_path / "hlrsmpp.yaml", free_port(), free_port()).start()
+    try:
+        esme = SmpplibEsme(tls_port, ssl_context=pki.client_context())
+        esme.bind(system_id="a", password="p")
+        lookup(esme)
+        first = _serial(tls_port, pki)
+        pki.server("renewed", "ca")
+        for name in ("pem", "key"):
+            (tmp_path / f"server.{name}").write_bytes((pki.root / f"renewed.{name}").read_bytes())
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while '"reloaded"' not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _serial(tls_port, pki) != first      # new handshakes get the new certificate
+        lookup(esme)                                  # the bound session goes on
+        # A broken file is logged; the certificate in force stays.
+        (tmp_path / "server.key").write_text("not a key\n")
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload_failed" not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "smpp.tls: cannot use cert" in proc.output()
+        lookup(esme)
+        esme.close()
+    finally:
+        assert proc.terminate() == 0
+
+
+def test_a_pinned_account_has_no_http_login(make_server, pki):
+    """HTTP carries no client certificate: the pin refuses the account's HTTP logins too,
+    so its password alone is never enough."""
+    st = make_server(ACCOUNTS, smpp={"tls": tls_section(pki, client_ca=True)})
+    query = urllib.parse.urlencode({"username": "acme", "password": "pw", "destination": NUMBER})
+    with urllib.request.urlopen(f"http://127.0.0.1:{st.http_port}/websmpp/hlr/lookup?{query}", timeout=10) as r:
+        assert r.read().decode() == "ERROR - 001 --> Either Systemid or password is incorrect"
