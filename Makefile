@@ -29,8 +29,9 @@ build-deps:
 	    echo "make: gcc or libsqlite3-dev is missing: the C modules will not be built (sudo apt-get install gcc libsqlite3-dev)" >&2; \
 	  fi; }
 
-# Programs the tests start, never fakes: redis-server (shared deployments) and Kannel's
-# bearerbox and smsbox (the interop matrix; its upstream version pinned), installed with
+# Programs the tests start, never fakes: redis-server (shared deployments), Kannel's
+# bearerbox and smsbox (the interop matrix; its upstream version pinned) and haproxy (the
+# PROXY protocol in front of the SMPP port; openssl makes the tests' certificates), installed with
 # apt-get when missing (as root; otherwise say how); the npm smpp client from its lockfile.
 KANNEL_DEB  := kannel=1.4.5*
 NODE_CLIENT := tests/interop/node
@@ -38,6 +39,8 @@ NODE_CLIENT := tests/interop/node
 deps: $(NODE_CLIENT)/node_modules/.package-lock.json
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	{ command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	{ command -v bearerbox || [ -x /usr/sbin/bearerbox ]; } >/dev/null 2>&1 || missing="$$missing $(KANNEL_DEB)"; \
 	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -22,10 +22,18 @@ class SmpplibEsme:
     """A blocking smpplib client that records what it gets."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5, ssl_context=None,
-                 preamble: bytes = b""):
-        """``ssl_context``: SMPP over TLS; ``preamble``: bytes sent first (a PROXY header)."""
+                 preamble: bytes = b"", source: str | None = None):
+        """``ssl_context``: SMPP over TLS; ``preamble``: bytes sent first (a PROXY header);
+        ``source``: the local address to connect from (another loopback address); ``host``
+        may be an IPv6 address."""
         self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True,
                                             ssl_context=ssl_context)
+        if source is not None or ":" in host:   # smpplib itself makes IPv4 sockets only
+            raw = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            raw.settimeout(timeout)
+            if source is not None:
+                raw.bind((source, 0))
+            self.client._socket = raw if ssl_context is None else ssl_context.wrap_socket(raw)
         self.resps: dict[int, object] = {}     # sequence -> submit_sm_resp pdu
         self.receipts: list = []               # deliver_sm pdus
         self.client.set_message_sent_handler(lambda pdu: self.resps.__setitem__(pdu.sequence, pdu))

@@ -3,13 +3,16 @@ behind headers built by hand (tests/test_proxy_header.py builds them byte by byt
 client's address driving allowlists, bans and caps; hostile peers closed."""
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
 import smpplib.exceptions
 
 from hlrsmpp import metrics
+from conftest import free_port
 from esme import SmpplibEsme
 from test_proxy_header import v1, v2
 
@@ -148,3 +151,72 @@ def test_bans_and_caps_count_the_client_not_the_balancer(make_server):
     assert peers_of(st) == ["203.0.113.7", "203.0.113.8"]
     a.close()
     b.close()
+
+
+HAPROXY_CONF = """\
+global
+    maxconn 64
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend smpp
+    bind 127.0.0.1:{front}
+    default_backend hlrsmpp
+backend hlrsmpp
+    server s1 127.0.0.1:{smpp} send-proxy-v2
+"""
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    exe = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if exe is None:
+        pytest.fail("haproxy is not installed: run `make test` (it installs the Debian package "
+                    "haproxy with apt-get as root) or install haproxy", pytrace=False)
+    procs = []
+
+    def start(smpp_port: int) -> int:
+        front = free_port()
+        conf = tmp_path / "haproxy.cfg"
+        conf.write_text(HAPROXY_CONF.format(front=front, smpp=smpp_port))
+        out = open(tmp_path / "haproxy.out", "wb")
+        procs.append(subprocess.Popen([exe, "-db", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT))
+        out.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", front), 0.2).close()
+                return front
+            except OSError:
+                assert procs[-1].poll() is None, (tmp_path / "haproxy.out").read_text()
+                time.sleep(0.05)
+        raise AssertionError("haproxy did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_real_haproxy_in_front(make_server, haproxy):
+    """HAProxy (send-proxy-v2) in front: the client connects from 127.0.0.2, HAProxy from
+    127.0.0.1; only the client's address is in the account's allowlist."""
+    st = make_server([{"system_id": "pinned", "password": "pw", "allowed_ips": ["127.0.0.2"]}],
+                     smpp={"proxy_protocol": ["127.0.0.1"]})
+    front = haproxy(st.smpp_port)
+    esme = SmpplibEsme(front, source="127.0.0.2")
+    try:
+        esme.bind(system_id="pinned", password="pw")
+        assert peers_of(st) == ["127.0.0.2"]
+        seq = esme.submit("447912345678")
+        esme.pump(lambda: seq in esme.resps and esme.receipts)
+    finally:
+        esme.close()
+    # Another client through the same HAProxy is outside the allowlist.
+    other = SmpplibEsme(front, source="127.0.0.3")
+    with pytest.raises(smpplib.exceptions.PDUError) as err:
+        other.bind(system_id="pinned", password="pw")
+    assert err.value.args[1] == 0x0D   # ESME_RBINDFAIL
+    other.close()

@@ -30,7 +30,7 @@ from ..hlr import Resolver
 from ..smpp.status import Status
 from .engine import LookupEngine
 from .faults import FaultPlan
-from .front import Listener
+from .front import Listener, listen
 from .gate import ConnectionGate, Descriptors
 from .tls import Certificates
 from .trace import FileSink, MemorySink, PduTrace
@@ -194,16 +194,14 @@ class Server:
                                       parse_allowlist(sc["proxy_protocol"], "smpp.proxy_protocol"),
                                       certs, sc["tarpit"], self._banned)
                              for certs in (None, self.smpp_tls))
-            self.smpp_server = await self.loop.create_server(
-                plain if plain.needed else lambda: SmppProtocol(self), sc["host"], port,
-                reuse_address=True, backlog=1024,
-                reuse_port=sc.get("reuse_port") or None)  # serve --workers: one port, N processes
+            self.smpp_server = await listen(
+                self.loop, plain if plain.needed else lambda: SmppProtocol(self), sc["host"], port,
+                bool(sc.get("reuse_port")))  # serve --workers: one port, N processes
             self.smpp_port = self.smpp_server.sockets[0].getsockname()[1]
             if self.smpp_tls is not None:
                 section, port = "smpp.tls", sc["tls"]["port"]
-                self.smpp_tls_server = await self.loop.create_server(
-                    secure, sc["host"], port, reuse_address=True, backlog=1024,
-                    reuse_port=sc.get("reuse_port") or None)
+                self.smpp_tls_server = await listen(self.loop, secure, sc["host"], port,
+                                                    bool(sc.get("reuse_port")))
                 self.smpp_tls_port = self.smpp_tls_server.sockets[0].getsockname()[1]
             section, port = "http", cfg["http"]["port"]
             if cfg["http"].get("enabled", True):

@@ -26,6 +26,7 @@ here is counted in ``hlrsmpp_connections_rejected_total{listener, reason}``, rea
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Callable
 
 import structlog
@@ -63,6 +64,23 @@ class Listener:
 
     def __call__(self) -> asyncio.Protocol:
         return Front(self)
+
+
+async def listen(loop: asyncio.AbstractEventLoop, factory, host: str, port: int,
+                 reuse_port: bool = False) -> asyncio.AbstractServer:
+    """A listening socket for ``factory``'s connections. ``::`` is dual-stack: one IPv6
+    socket that takes IPv4 too (asyncio would make it IPv6 only), whose IPv4 peers read
+    ``::ffff:a.b.c.d`` (allowlists, bans and PROXY peers compare them as a.b.c.d)."""
+    if host != "::" or not socket.has_dualstack_ipv6():
+        return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
+                                        reuse_port=reuse_port or None)
+    sock = socket.create_server(("::", port), family=socket.AF_INET6, backlog=1024,
+                                reuse_port=reuse_port, dualstack_ipv6=True)
+    try:
+        return await loop.create_server(factory, sock=sock, backlog=1024)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class ClientTransport:

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from ... import metrics
 from ...accounts.allowlist import IpNetwork, ip_allowed, peer_address
-from ..front import Listener
+from ..front import Listener, listen
 from ..tls import Certificates
 
 log = structlog.get_logger("hlrsmpp.http")
@@ -166,9 +166,8 @@ class GuardedSite(web.TCPSite):
             return GuardedProtocol(handler_factory(), gate, loop, header_timeout, body_timeout, trusted)
 
         front = Listener(loop, gate, factory, header_timeout, certificates=self._certificates)
-        self._server = await loop.create_server(
-            front if front.needed else factory, self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        self._server = await listen(loop, front if front.needed else factory, self._host,
+                                    self._port, bool(self._reuse_port))
         self._bound_port = (self._server.sockets[0].getsockname()[1] if self._server.sockets
                             else self._port)
 
