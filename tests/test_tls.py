@@ -246,3 +246,22 @@ def test_a_pinned_account_has_no_http_login(make_server, pki):
     query = urllib.parse.urlencode({"username": "acme", "password": "pw", "destination": NUMBER})
     with urllib.request.urlopen(f"http://127.0.0.1:{st.http_port}/websmpp/hlr/lookup?{query}", timeout=10) as r:
         assert r.read().decode() == "ERROR - 001 --> Either Systemid or password is incorrect"
+
+
+def test_bench_over_tls(make_server, pki):
+    """``hlrsmpp bench --tls``: every lookup and receipt over TLS (the figures are for
+    BENCHMARKS.md, not asserted here)."""
+    from hlrsmpp.bench.load import BenchConfig, run_load
+    st = make_server([{"system_id": "demo", "password": "demo"}, {"system_id": "demo2", "password": "demo"}],
+                     smpp={"tls": tls_section(pki)})
+    r = run_load(BenchConfig(port=st.server.smpp_tls_port, tls=True, sessions=2, window=32, count=2000))
+    assert (r["errors"], r["submit_ok"], r["receipts"], r["tls"]) == ({}, 2000, 2000, True)
+    with pytest.raises((ssl.SSLError, OSError)):     # the plain port does not speak TLS
+        run_load(BenchConfig(port=st.smpp_port, tls=True, sessions=1, count=10, connect_timeout=2))
+
+
+@pytest.mark.slow
+def test_bench_spawns_a_server_with_tls():
+    from hlrsmpp.bench.load import BenchConfig, bench
+    r = bench(BenchConfig(spawn=True, tls=True, sessions=2, window=16, count=5000))
+    assert (r["errors"], r["submit_ok"], r["receipts"], r["tls"]) == ({}, 5000, 5000, True)

@@ -41,6 +41,7 @@ from struct import Struct
 
 from ..smpp.codec import HEADER, Command, Pdu, encode
 from ..smpp.status import Status
+from .tls import client_context, self_signed
 
 # Plain ints for the hot comparisons (IntEnum compares slower).
 _SUBMIT_SM = int(Command.SUBMIT_SM)
@@ -123,6 +124,7 @@ class BenchConfig:
     hostile: int = 0                 # hostile connections (hlrsmpp.bench.hostile) during the load
     data: str | None = None          # spawned server's store: this directory (kept), not a fresh one
     prefill: int = 0                 # lookups written into the spawned server's store before it starts
+    tls: bool = False                # SMPP over TLS (with --spawn: the spawned server's TLS port)
 
 
 def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
@@ -552,7 +554,8 @@ async def _connect(run: _Run, cfg: BenchConfig, role: str, sid: str, pw: str,
                    offset: int = 0) -> _Esme:
     loop = asyncio.get_running_loop()
     _, esme = await asyncio.wait_for(
-        loop.create_connection(lambda: _Esme(run, role, offset), cfg.host, cfg.port), cfg.connect_timeout)
+        loop.create_connection(lambda: _Esme(run, role, offset), cfg.host, cfg.port,
+                               ssl=client_context() if cfg.tls else None), cfg.connect_timeout)
     esme.send_bind(sid, pw, cfg.system_type, role)
     status = await asyncio.wait_for(esme.bound, cfg.connect_timeout)
     if status:
@@ -829,7 +832,7 @@ def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
     out = {
         "mode": cfg.mode, "sessions": cfg.sessions, "window": cfg.window,
         "count": cfg.count if cfg.duration is None else None, "duration": cfg.duration,
-        "rate_offered": cfg.rate, "workers": cfg.workers, "loop": _uvloop_policy(),
+        "rate_offered": cfg.rate, "workers": cfg.workers, "loop": _uvloop_policy(), "tls": cfg.tls,
         "submitted": m["submitted"], "submit_ok": m["resp_ok"], "receipts": m["receipts"],
         "deliver_sm": m["deliver_sm"],
         "errors": {_status_name(k): v for k, v in m["errors"].items()},
@@ -1024,6 +1027,7 @@ class SpawnedServer:
         self.dir = Path(tempfile.mkdtemp(prefix="hlrsmpp-bench-"))
         self.smpp_port = free_port()
         self.http_port = free_port()
+        self.tls_port = free_port() if cfg.tls else None
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "server.log"
 
@@ -1051,6 +1055,9 @@ class SpawnedServer:
             # would ban the bench too. Unbound connections are cut after 2 s.
             conf["bans"] = {"after": 1_000_000_000, "window": 1, "time": 1}
             conf["smpp"]["session_init_timeout"] = 2.0
+        if self.tls_port:
+            cert, key = self_signed(self.dir)
+            conf["smpp"]["tls"] = {"port": self.tls_port, "cert": cert, "key": key}
         path = self.dir / "bench.yaml"
         path.write_text(json.dumps(conf, indent=1) + "\n")  # JSON is YAML
         return path
@@ -1071,7 +1078,7 @@ class SpawnedServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}): {self.tail()}")
             try:
-                socket.create_connection(("127.0.0.1", self.smpp_port), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.tls_port or self.smpp_port), 0.2).close()
                 return self
             except OSError:
                 time.sleep(0.05)
@@ -1187,7 +1194,8 @@ def bench(cfg: BenchConfig) -> dict:
             # Stopped with SIGTERM: unwind, so the finally below stops the server we started.
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         spawned = SpawnedServer(cfg).start()
-        cfg = replace(cfg, host="127.0.0.1", port=spawned.smpp_port, server_pid=spawned.proc.pid)
+        cfg = replace(cfg, host="127.0.0.1", port=spawned.tls_port or spawned.smpp_port,
+                      server_pid=spawned.proc.pid)
     hostile = _start_hostile(cfg) if cfg.hostile else None
     try:
         if cfg.idle_sessions:
@@ -1249,7 +1257,7 @@ def format_text(r: dict) -> str:
     what = f"{r['count']} lookups" if r["count"] is not None else f"{r['duration']} s"
     lines = [
         f"hlrsmpp bench: mode {r['mode']}, {r['sessions']} sessions, {load}, {what}, "
-        f"{r['workers']} generator process(es), {r['loop']}"
+        f"{r['workers']} generator process(es), {r['loop']}{', TLS' if r.get('tls') else ''}"
         + (f", generator on CPU {','.join(map(str, r['generator_cpus']))}" if r.get("generator_cpus") else "")
         + (f", {r['hostile']} hostile connections meanwhile" if r.get("hostile") else ""),
         f"  lookups/s        {r['lookups_per_s']:,.0f}  (receipts {r['receipts']} in {r['elapsed_s']} s)",
@@ -1351,6 +1359,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
            "python -m hlrsmpp.bench.prefill) instead of an empty temporary one")
     a("--prefill", type=int, default=0, metavar="N",
       help="with --spawn: first add N realistic lookups (30 days, 50 accounts) to the store")
+    a("--tls", action="store_true",
+      help="SMPP over TLS (to --port, or with --spawn to the spawned server's TLS port)")
     a("--json", action="store_true", help="machine-readable output")
     a("--progress", action="store_true", help="a line per second on stderr")
     p.set_defaults(func=cmd_bench)
@@ -1366,7 +1376,8 @@ def cmd_bench(args) -> int:
         workers=args.workers, cpus=args.cpus, drain_timeout=args.drain_timeout, server_pid=args.server_pid,
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
         progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config,
-        credit=args.credit, keep=args.keep, hostile=args.hostile, data=args.data, prefill=args.prefill)
+        credit=args.credit, keep=args.keep, hostile=args.hostile, data=args.data, prefill=args.prefill,
+        tls=args.tls)
     try:
         result = bench(cfg)
     except (OSError, ValueError, RuntimeError, asyncio.TimeoutError) as err:
