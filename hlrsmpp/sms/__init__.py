@@ -7,7 +7,7 @@ from .alphabet import UnencodableText, decode, encode, gsm_septets
 from .concat import Concat, ConcatError, Reassembly, parse_sar, parse_udh, split_udh
 from .message import (DELIVERED, DELETED, ENROUTE, EXPIRED, REJECTED, UNDELIVERABLE, ACCEPTED, STATE_NAMES,
                       STAT_WORDS, Outcome, outcome_of, receipt_text)
-from .segments import Count, count_payload, count_text, segments_of, split_payload
+from .segments import MAX_PARTS, Count, count_payload, count_text, count_view, segments_of, split_payload
 from .times import SmppTimeError, parse_smpp_time
 
 __all__ = [
@@ -15,6 +15,6 @@ __all__ = [
     "Concat", "ConcatError", "Reassembly", "parse_sar", "parse_udh", "split_udh",
     "ENROUTE", "DELIVERED", "EXPIRED", "DELETED", "UNDELIVERABLE", "ACCEPTED", "REJECTED",
     "STATE_NAMES", "STAT_WORDS", "Outcome", "outcome_of", "receipt_text",
-    "Count", "count_payload", "count_text", "segments_of", "split_payload",
+    "MAX_PARTS", "Count", "count_payload", "count_text", "count_view", "segments_of", "split_payload",
     "SmppTimeError", "parse_smpp_time",
 ]

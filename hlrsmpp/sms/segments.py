@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .alphabet import ESCAPE, GSM, IA5, UCS2, UnencodableText, encode, encoding_of, gsm_septets, DATA_CODING
+from .alphabet import BINARY, DATA_CODING, ESCAPE, GSM, IA5, UCS2, UnencodableText, encode, encoding_of, gsm_septets
 
 #: encoding -> (unit, capacity of a single SMS, of each part of a concatenated one)
 CAPACITY = {GSM: ("septets", 160, 153), IA5: ("septets", 160, 153), UCS2: ("code units", 70, 67)}
@@ -102,13 +102,33 @@ def count_payload(payload: bytes, data_coding: int, characters: int | None = Non
 
 def count_text(text: str, data_coding: int | None = None) -> Count:
     """The count of a text a user would send: in data_coding, or when none is given in the
-    GSM alphabet if every character is in it, else in UCS2 (as handsets choose).
+    GSM alphabet if every character is in it, else in UCS2 (as handsets choose). A binary
+    data_coding takes the octets in hex.
 
-    Raises UnencodableText when data_coding cannot carry the text (or is binary)."""
+    Raises UnencodableText when data_coding cannot carry the text, or the message would
+    be more than MAX_PARTS SMS."""
     if data_coding is None:
         data_coding = DATA_CODING[GSM] if gsm_septets(text) is not None else DATA_CODING[UCS2]
-    return count_payload(encode(text, data_coding), data_coding, len(text))
+    if encoding_of(data_coding) == BINARY:
+        try:
+            payload = bytes.fromhex(text)
+        except ValueError:
+            raise UnencodableText(f"data_coding {data_coding} is binary: give the octets in hex") from None
+        count = count_payload(payload, data_coding)
+    else:
+        count = count_payload(encode(text, data_coding), data_coding, len(text))
+    if count.segments > MAX_PARTS:
+        raise UnencodableText(f"{count.segments} SMS: a message has at most {MAX_PARTS} parts")
+    return count
 
 
-__all__ = ["Count", "count_payload", "count_text", "segments_of", "split_payload", "MAX_PARTS",
+def count_view(count: Count) -> dict[str, int | str]:
+    """A count as the HTTP API and the command line give it."""
+    return {"encoding": count.encoding, "data_coding": count.data_coding, "characters": count.characters,
+            "units": count.units, "unit": count.unit, "segments": count.segments,
+            "per_segment": _capacity(count.data_coding)[1 if count.segments == 1 else 2],
+            "left": count.left}
+
+
+__all__ = ["Count", "count_payload", "count_text", "count_view", "segments_of", "split_payload", "MAX_PARTS",
            "UnencodableText"]

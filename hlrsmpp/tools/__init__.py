@@ -1,5 +1,5 @@
 """Operator tools behind the ``hlrsmpp`` command: an SMPP ESME client (``lookup``),
-contact-list cleaning (``clean``), and the admin API client (``accounts``, ``history``).
+contact-list cleaning (``clean``), the SMS segment counter (``segments``), and the admin API client (``accounts``, ``history``).
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from ..files import atomic_file as atomic_file
 
 def add_parsers(sub) -> None:
     """Register the tool subcommands on the ``hlrsmpp`` subparsers."""
-    from . import admin, clean, lookup_client
+    from . import admin, clean, lookup_client, segments
     lookup_client.add_parser(sub)
     clean.add_parser(sub)
+    segments.add_parser(sub)
     admin.add_parsers(sub)
 
 

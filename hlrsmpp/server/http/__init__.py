@@ -198,6 +198,7 @@ def build_app(server) -> web.Application:
     r.add_get("/api/v1/lookups/{id}", api.get_lookup)
     r.add_get("/api/v1/batches/{id}", api.get_batch)
     r.add_get("/api/v1/history", api.history)
+    r.add_get("/api/v1/sms/segments", api.sms_segments)
     r.add_get("/api/v1/accounts", api.list_accounts)
     r.add_post("/api/v1/accounts", api.create_account)
     r.add_get("/api/v1/accounts/{system_id}", api.get_account)

@@ -29,6 +29,7 @@ from ...accounts.policy import merge_settings
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
 from ...domain import Lookup
+from ...sms import MAX_PARTS, UnencodableText, count_text, count_view
 from .history import HistoryReaders
 from .common import (MAX_BATCH, SERVER, durable, iso, json_error, json_response,
                      lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
@@ -222,6 +223,30 @@ def _callback_url(value, hooks: "Webhooks") -> str | web.Response:
     if (why := hooks.check_url(url.host)) is not None:
         return _bad(why)
     return value
+
+
+# A text of more than this many characters is more than 255 SMS in any coding.
+_SEGMENTS_MAX_TEXT = 255 * 160 * 2
+
+
+async def sms_segments(request: web.Request) -> web.Response:
+    """GET /api/v1/sms/segments?text=...&data_coding=: the live SMS counter."""
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    text = request.query.get("text")
+    if text is None:
+        return _bad("text is required")
+    if len(text) > _SEGMENTS_MAX_TEXT:
+        return _bad(f"text is longer than {MAX_PARTS} SMS")
+    dc = request.query.get("data_coding", "")
+    if dc and not (dc.isascii() and dc.isdigit() and int(dc) <= 255):
+        return _bad("data_coding must be an integer 0..255")
+    try:
+        count = count_text(text, int(dc) if dc else None)
+    except UnencodableText as err:
+        return _bad(str(err))
+    return json_response(count_view(count))
 
 
 def _owned(who: Principal, row) -> bool:

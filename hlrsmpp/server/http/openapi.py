@@ -66,6 +66,21 @@ _AMOUNT = {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number"}],
            "description": "Credits, at most 6 decimals."}
 
 SCHEMAS = {
+    "SmsSegments": {
+        "type": "object",
+        "required": ["encoding", "data_coding", "characters", "units", "unit", "segments", "per_segment", "left"],
+        "properties": {
+            "encoding": {"type": "string", "enum": ["GSM", "IA5", "LATIN1", "UCS2", "BINARY"]},
+            "data_coding": {"type": "integer"},
+            "characters": {"type": "integer", "description": "Characters (octets for binary)."},
+            "units": {"type": "integer", "description": "The length in the encoding's unit: an extension "
+                                                        "character is two septets, an emoji two UTF-16 code units."},
+            "unit": {"type": "string", "enum": ["septets", "code units", "octets"]},
+            "segments": {"type": "integer", "description": "SMS sent, and charged."},
+            "per_segment": {"type": "integer", "description": "160/153 septets, 70/67 code units, 140/134 octets."},
+            "left": {"type": "integer", "description": "Units left in the last segment."},
+        },
+    },
     "Error": {
         "type": "object", "required": ["error"],
         "properties": {"error": {
@@ -411,6 +426,20 @@ def _paths() -> dict:
                             "application/json": {"schema": _ref("History")},
                             "text/csv": {"schema": {"type": "string"}}}},
                         "400": _err("Bad filter."), **_AUTH_ERRORS}},
+        },
+        "/api/v1/sms/segments": {
+            "get": {"tags": ["sms"], "summary": "How many SMS a text is (the live counter)",
+                    "operationId": "smsSegments", "security": either,
+                    "parameters": [
+                        _q("text", "The message (with a binary data_coding, 2 or 4: its octets in hex).",
+                           required=True, example="Hello €uro"),
+                        _q("data_coding", "0 GSM 03.38, 1 IA5, 3 Latin-1, 8 UCS2, 2 or 4 binary; default: 0 "
+                           "when every character is in the GSM alphabet, else 8.",
+                           {"type": "integer", "minimum": 0, "maximum": 255}),
+                    ],
+                    "responses": {"200": _json(_ref("SmsSegments"), "The count."),
+                                  "400": _err("No text, a data_coding that cannot carry it, or more than 255 SMS."),
+                                  **_AUTH_ERRORS}},
         },
         "/api/v1/accounts": {
             "get": {"tags": ["accounts"], "summary": "List accounts", "operationId": "listAccounts",
