@@ -1,5 +1,6 @@
 """Operator tools behind the ``hlrsmpp`` command: an SMPP ESME client (``lookup``),
-contact-list cleaning (``clean``), the SMS segment counter (``segments``), and the admin API client (``accounts``, ``history``).
+contact-list cleaning (``clean``), the SMS segment counter (``segments``), and the admin API
+client (``accounts``, ``history``).
 """
 from __future__ import annotations
 
