@@ -265,3 +265,26 @@ def test_bench_spawns_a_server_with_tls():
     from hlrsmpp.bench.load import BenchConfig, bench
     r = bench(BenchConfig(spawn=True, tls=True, sessions=2, window=16, count=5000))
     assert (r["errors"], r["submit_ok"], r["receipts"], r["tls"]) == ({}, 5000, 5000, True)
+
+
+async def test_kannel_binds_over_tls_with_its_client_certificate(make_server, pki, tmp_path, monkeypatch):
+    """Kannel 1.4.5 (``use-ssl = true``, its client certificate and our CA in its core
+    group) binds to the TLS port as an account pinned to that certificate."""
+    import aiohttp
+    import test_interop
+    st = make_server([{"system_id": "demo", "password": "demo", "tls_subject": "CN=esme1,O=Acme"}],
+                     smpp={"tls": tls_section(pki, client_ca=True)})
+    monkeypatch.setitem(test_interop.KANNEL_MODES, "trx+tls",
+                        [dict(port="{smpp}", extra="transceiver-mode = true\nuse-ssl = true\n")])
+    certkey = tmp_path / "kannel-client.pem"
+    certkey.write_bytes((pki.root / "esme1.pem").read_bytes() + (pki.root / "esme1.key").read_bytes())
+    kannel = test_interop.Kannel(st.server.smpp_tls_port, tmp_path, "trx+tls")
+    kannel.conf.write_text(kannel.conf.read_text().replace(
+        "group = core\n", f"group = core\nssl-client-certkey-file = {certkey}\n"
+                          f"ssl-trusted-ca-file = {pki.path('ca.pem')}\n", 1))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await kannel.start(http)
+        assert await asyncio.to_thread(bound, st) == ["demo"]
+    finally:
+        kannel.stop()

@@ -45,14 +45,18 @@ PROXY, HANDSHAKE, HELD, OPEN = "proxy", "handshake", "held", "open"
 class Listener:
     """What the front door of one listening socket needs: its gate, the peers whose PROXY
     header it reads, its certificates (None: clear), its deadline, the protocol it hands
-    connections to (``inner``), and whether a client address is banned (held back
-    ``tarpit`` seconds before its handshake)."""
+    connections to (``inner``), whether a client address is banned (held back ``tarpit``
+    seconds before its handshake), and the peers not capped per address (``uncapped``;
+    by default the balancers)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, gate: ConnectionGate,
                  inner: Callable[[], asyncio.BaseProtocol], deadline: float,
                  proxies: tuple[IpNetwork, ...] = (), certificates: Certificates | None = None,
-                 tarpit: float = 0.0, banned: Callable[[str], bool] | None = None):
+                 tarpit: float = 0.0, banned: Callable[[str], bool] | None = None,
+                 uncapped: tuple[IpNetwork, ...] = ()):
         self.loop, self.gate, self.inner = loop, gate, inner
+        # Peers counted towards the listener's total only: the balancers, the trusted proxies.
+        self.uncapped = uncapped or proxies
         self.deadline, self.proxies, self.certificates = deadline, proxies, certificates
         self.tarpit, self.banned = tarpit, banned
         self.pacer = HandshakePacer(loop)
@@ -122,7 +126,7 @@ class Front(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername") or ("", 0)
         ip = self.peer[0]
         from_proxy = bool(listener.proxies) and ip_allowed(ip, listener.proxies)
-        self.slot = None if from_proxy else ip
+        self.slot = None if from_proxy or ip_allowed(ip, listener.uncapped) else ip
         if not listener.gate.admit(self.slot):   # counted and logged by the gate
             transport.abort()
             return

@@ -167,7 +167,7 @@ class TlsChannel(asyncio.Protocol, asyncio.Transport):
         self.flush()
         self.done = True
         self.on_handshake()
-        if self.inner is not None and self.incoming.pending:   # sent with its Finished
+        if self.inner is not None:   # what the client sent with its Finished
             self._decrypt()
 
     def _decrypt(self) -> None:

@@ -165,7 +165,8 @@ class GuardedSite(web.TCPSite):
         def factory() -> GuardedProtocol:
             return GuardedProtocol(handler_factory(), gate, loop, header_timeout, body_timeout, trusted)
 
-        front = Listener(loop, gate, factory, header_timeout, certificates=self._certificates)
+        front = Listener(loop, gate, factory, header_timeout, certificates=self._certificates,
+                         uncapped=trusted)
         self._server = await listen(loop, front if front.needed else factory, self._host,
                                     self._port, bool(self._reuse_port))
         self._bound_port = (self._server.sockets[0].getsockname()[1] if self._server.sockets
