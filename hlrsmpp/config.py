@@ -70,6 +70,7 @@ DEFAULTS: dict = {
     "prepaid": {"timeout": 5.0, "services": []},
     "storage": {"path": "./data", "synchronous": "NORMAL"},
     "history": {
+        "retention_days": 0,           # lookups (and HTTP batches) older than this many days are removed, in small steps in the background; lookups whose receipt is still queued stay until it is done; the ledger is never pruned (0: keep everything)
         "readers": 2,                  # processes that read and render history for the HTTP API (pages, CSV exports), at lower priority, so that a report of millions of rows never holds up a lookup (0: threads of the server's process; a shared store always uses threads)
     },
     "receipts": {
@@ -180,6 +181,12 @@ def load(path: str | Path | None = None, overrides: dict | None = None,
         port = cfg[section]["port"]
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{section}.port: {port!r} is not a TCP port")
+    hist = cfg["history"]
+    days = hist["retention_days"]
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= 100_000:
+        raise ConfigError(f"history.retention_days: {days!r} is not a number of days (0: keep everything)")
+    if isinstance(hist["readers"], bool) or not isinstance(hist["readers"], int) or not 0 <= hist["readers"] <= 64:
+        raise ConfigError(f"history.readers: {hist['readers']!r} is not a count of processes (0..64)")
     if not isinstance(cfg["accounts"], list):
         raise ConfigError("accounts: must be a list of accounts")
     seen = set()

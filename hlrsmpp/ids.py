@@ -64,6 +64,11 @@ def first_id_at(t: float) -> int:
     return max(int(t * 1000) - EPOCH_MS, 0) << (NODE_BITS + SEQ_BITS)
 
 
+def time_of_id(lookup_id: int) -> float:
+    """When the id was issued (epoch seconds, to the millisecond)."""
+    return ((lookup_id >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS) / 1000
+
+
 def random_id() -> int:
     """An unguessable id, 1 .. 2**63-1 (decimal like every id): a secret by itself."""
     return secrets.randbelow(MAX_ID) + 1

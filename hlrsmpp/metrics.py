@@ -310,6 +310,9 @@ class ServerCollector:
                                 "Group commits the store refused (their lookups answered ESME_RSYSERR)")
         c.add_metric([], getattr(journal, "failures", 0))
         yield c
+        retention = getattr(server, "retention", None)
+        if retention is not None:
+            yield from retention_families(retention)
 
     def _receipts(self):
         s = STATS
@@ -334,6 +337,27 @@ class ServerCollector:
             retries.add_metric([sid, "timeout"], getattr(box, "timeouts", 0))
             expired.add_metric([sid], s.receipts_expired.get(sid, 0))
         yield from (queued, inflight, acked, retries, expired)
+
+
+def retention_families(retention):
+    """History retention: rows removed, the oldest lookup kept, the store's bytes (as of
+    its last round, once a minute: nothing is measured on a scrape)."""
+    c = CounterMetricFamily("hlrsmpp_history_pruned_rows",
+                            "History rows removed by history.retention_days, by table", labels=["table"])
+    for table, n in sorted(retention.pruned.items()):
+        c.add_metric([table], n)
+    yield c
+    g = GaugeMetricFamily("hlrsmpp_store_bytes", "The store on disk, by kind: file (the database), wal "
+                          "(its write-ahead log), free (pages inside the file that new lookups reuse)",
+                          labels=["kind"])
+    for kind, n in sorted(retention.sizes.items()):
+        g.add_metric([kind], n)
+    yield g
+    if retention.oldest is not None:
+        g = GaugeMetricFamily("hlrsmpp_history_oldest_timestamp_seconds",
+                              "When the oldest lookup the store keeps was made (Unix time)")
+        g.add_metric([], retention.oldest)
+        yield g
 
 
 def registry_for(server, process: bool = True) -> CollectorRegistry:

@@ -107,6 +107,10 @@ class Store:
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"storage.synchronous: {synchronous!r} is not OFF, NORMAL, FULL or EXTRA")
+        if self.file.stat().st_size == 0:
+            # A new store gives back the pages that history retention frees (this must
+            # come before anything else is written; an older store keeps its mode).
+            sqlite3.connect(self.file).execute("PRAGMA auto_vacuum=INCREMENTAL").connection.close()
         self._writer = self._connect()
         self._migrate(self._writer)
         self._local = threading.local()
@@ -118,6 +122,12 @@ class Store:
                                     _STATEMENTS) if _Committer else None
         #: Idempotency-Keys another process took first: none, this process is alone here.
         self.duplicates: set[tuple[str, str]] = set()
+
+    @property
+    def auto_vacuum(self) -> str:
+        """none, full or incremental (a store made by this version: incremental)."""
+        mode = self._reader().execute("PRAGMA auto_vacuum").fetchone()[0]
+        return ("none", "full", "incremental")[mode]
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)

@@ -14,9 +14,11 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,18 +79,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=4)
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--server-arg", action="append", default=[], help="passed to hlrsmpp serve")
+    p.add_argument("--server-pythonpath", default=None,
+                   help="PYTHONPATH of the server only (e.g. another checkout, to compare)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     cfg = BenchConfig(sessions=args.sessions, window=args.window, count=None, duration=args.duration,
                       rate=args.rate, spawn=True, data=args.data, server_args=args.server_arg,
                       prefill=0 if args.data else args.rows)
-    srv = SpawnedServer(cfg).start(timeout=600)
+    srv = SpawnedServer(cfg)
+    if args.server_pythonpath:
+        os.environ["PYTHONPATH"] = args.server_pythonpath
+    try:
+        srv.start(timeout=600)
+    finally:
+        os.environ.pop("PYTHONPATH", None)
     try:
         data = Path(args.data).resolve() if args.data else srv.dir / "data"
         token = (data / "admin_token").read_text().strip()
         base = f"http://127.0.0.1:{srv.http_port}/api/v1"
         run = replace(cfg, spawn=False, host="127.0.0.1", port=srv.smpp_port, server_pid=srv.proc.pid)
+        # One page first (once HTTP listens): the readers start at the first read, unmeasured.
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{base}/history?limit=1", headers={"Authorization": f"Bearer {token}"}), timeout=120).read()
+                break
+            except ConnectionError:
+                time.sleep(0.1)
         alone = bench(run)
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()

@@ -31,6 +31,7 @@ from ..smpp.status import Status
 from .engine import LookupEngine
 from .faults import FaultPlan
 from .front import Listener, listen
+from .retention import Retention
 from .gate import ConnectionGate, Descriptors
 from .tls import Certificates
 from .trace import FileSink, MemorySink, PduTrace
@@ -97,6 +98,7 @@ class Server:
         self.smpp_tls = self.http_tls = None  # Certificates when the listener has TLS
         self.http_runner = None
         self._ticker: asyncio.Task | None = None
+        self.retention: Retention | None = None
         self._stopping = False
         self.stopped = asyncio.Event()
         self._admin = asyncio.Lock()  # one operator change at a time: checked, then made
@@ -218,11 +220,23 @@ class Server:
             await self.stop(grace=0)
             raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
+        self._start_retention()
         _freeze_long_lived()
         log.info("server_started", smpp_port=self.smpp_port, smpp_tls_port=self.smpp_tls_port,
                  http_port=self.http_port, https=self.http_tls is not None,
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=self.replayed,
                  codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
+
+    def _start_retention(self) -> None:
+        """History retention on the embedded store (a shared store expires its own)."""
+        if not isinstance(self.store, SQLiteStore):
+            return
+        days = self.cfg["history"]["retention_days"]
+        self.retention = Retention(self.store.file, days)
+        self.retention.start()
+        if days and self.store.auto_vacuum != "incremental":
+            log.warning("store_keeps_its_size", file=str(self.store.file),
+                        hint="pruned pages are reused, not given back: see docs/operations.md, History retention")
 
     def _admin_token(self) -> None:
         """No admin.token configured: the one in the data directory, created at the first
@@ -659,6 +673,8 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.journal.drain()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.deployment.stop()  # shared: sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()

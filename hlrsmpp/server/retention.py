@@ -1,0 +1,155 @@
+"""History retention (``history.retention_days``): what is older is removed, in small
+steps, off the hot path.
+
+A background task wakes every ``INTERVAL`` seconds and, on a thread with a connection
+of its own, deletes the oldest rows of each pruned table in steps of ``STEP`` rows (each
+its own short transaction, by the table's time key: a lookup's id begins with its
+millisecond), pausing between steps so that the group commit, which waits for the write
+lock while a step holds it, is held up for a step at most. Lookups whose receipt is still
+queued stay until it is acknowledged or expires. The ledger is never pruned.
+
+The pages freed are reused by new lookups, so with a retention the file stops growing.
+A store made by this version is ``auto_vacuum=INCREMENTAL``: once a round is done, the
+free pages beyond a reserve (what the next hours would reuse) are given back to the file
+system, ``VACUUM_STEP`` pages at a time. An older store keeps its size; docs/operations.md
+says how to switch it once, offline.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import structlog
+
+from ..ids import first_id_at, time_of_id
+
+log = structlog.get_logger("hlrsmpp.retention")
+
+#: Seconds between rounds.
+INTERVAL = 60.0
+#: Rows deleted per step (one short write transaction), and the pause after each.
+STEP = 2000
+PAUSE = 0.02
+#: Pages given back per incremental_vacuum step; free pages kept back, as a share of the file.
+VACUUM_STEP = 2048
+FREE_RESERVE = 0.02
+
+#: The tables pruned by time: name -> (statement deleting at most ?2 rows older than the
+#: key ?1, the key of a cutoff time). Another table of per-lookup history (rollups by
+#: day, say) adds its entry here.
+PRUNED: dict[str, tuple[str, Callable[[float], object]]] = {
+    "lookups": (
+        "DELETE FROM lookups WHERE id IN (SELECT l.id FROM lookups l WHERE l.id < ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM receipt_queue q WHERE q.id = l.id) ORDER BY l.id LIMIT ?2)",
+        first_id_at),
+}
+
+
+class Retention:
+    """Prunes the store's history older than ``days`` (0: keeps everything, measures only)."""
+
+    def __init__(self, file: Path, days: float, tables: dict | None = None):
+        self.file = Path(file)
+        self.days = days
+        self.tables = PRUNED if tables is None else tables
+        self.pruned: dict[str, int] = {name: 0 for name in self.tables}  # metric: rows removed
+        self.sizes: dict[str, int] = {}                                  # metric: bytes by kind
+        self.oldest: float | None = None                                 # metric: the oldest lookup's time
+        self.rounds = 0
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hlrsmpp-retention")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._thread.submit(self._close).result()
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a busy or failing store: try again next round
+                log.error("retention_failed", error=repr(err))
+            await asyncio.sleep(INTERVAL)
+
+    async def prune(self, now: float | None = None) -> int:
+        """One round: every row older than the retention removed, step by step; then
+        free pages beyond the reserve given back. Returns the rows removed."""
+        loop = asyncio.get_running_loop()
+        total = 0
+        if self.days > 0:
+            cutoff = (time.time() if now is None else now) - self.days * 86400
+            for name, (sql, key) in self.tables.items():
+                k = key(cutoff)
+                while True:
+                    n = await loop.run_in_executor(self._thread, self._step, sql, k)
+                    self.pruned[name] += n
+                    total += n
+                    if n < STEP:
+                        break
+                    await asyncio.sleep(PAUSE)
+            while await loop.run_in_executor(self._thread, self._vacuum_step):
+                await asyncio.sleep(PAUSE)
+        await loop.run_in_executor(self._thread, self._measure)
+        self.rounds += 1
+        if total:
+            log.info("history_pruned", rows=total, days=self.days)
+        return total
+
+    # ---------------------------------------------------------------- on the thread
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            self._db = db
+        return self._db
+
+    def _step(self, sql: str, key) -> int:
+        return self._conn().execute(sql, (key, STEP)).rowcount
+
+    def _vacuum_step(self) -> bool:
+        """Give back up to VACUUM_STEP free pages beyond the reserve (auto_vacuum=INCREMENTAL
+        stores only); whether there may be more."""
+        db = self._conn()
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return False
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        extra = free - int(db.execute("PRAGMA page_count").fetchone()[0] * FREE_RESERVE)
+        if extra <= 0:
+            return False
+        # executescript steps it to its end (execute would free one page only).
+        db.executescript(f"PRAGMA incremental_vacuum({min(extra, VACUUM_STEP)})")
+        return extra > VACUUM_STEP
+
+    def _measure(self) -> None:
+        db = self._conn()
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        wal = self.file.with_name(self.file.name + "-wal")
+        self.sizes = {
+            "file": self.file.stat().st_size,
+            "wal": wal.stat().st_size if wal.exists() else 0,
+            "free": db.execute("PRAGMA freelist_count").fetchone()[0] * page,
+        }
+        first = db.execute("SELECT MIN(id) FROM lookups").fetchone()[0]
+        self.oldest = time_of_id(first) if first is not None else None
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
