@@ -47,7 +47,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from importlib import metadata
-from struct import Struct
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -55,15 +54,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from .accounts.store import COMMIT_IN_C
 from .hlr.resolver import DRAWS_IN_C
 from .smpp.codec import Command, speedups
+from .smpp.framer import bounded_key
 from .smpp.status import Status
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-#: Key of a command id or status value the scrape cannot name (bounded cardinality).
-UNKNOWN = -1
 _COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
 _STATUS_NAMES = {int(s): s.label for s in Status}
-_HEAD = Struct(">III")
 
 try:
     VERSION = metadata.version("hlrsmpp")
@@ -74,86 +71,6 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare 
 CODEC = "c" if speedups is not None else "python"
 COMMIT = "c" if COMMIT_IN_C else "python"
 DRAWS = "c" if DRAWS_IN_C else "python"
-
-
-def _bounded(command_id: int, status: int) -> tuple[int, int]:
-    """The key a PDU is counted under when its exact key is new: unknown ids fold."""
-    return (command_id if command_id in _COMMAND_NAMES else UNKNOWN,
-            status if status in _STATUS_NAMES else UNKNOWN)
-
-
-def count_pdus(table: dict, data, pos: int = 0) -> int:
-    """Count the PDUs framed in ``data[pos:]`` into ``table[(command_id, status)]``.
-
-    ``data`` holds whole PDUs from ``pos``, except perhaps a last partial one.
-    Returns where counting stopped: ``len(data)`` or more when the last PDU
-    continues past the end (the caller skips that many bytes of what comes next),
-    less when fewer than 12 header octets of the next PDU are there yet.
-    Costs one struct unpack per PDU, and one dict update per run of PDUs with
-    the same command and status (a batch of submit_sm_resp is one).
-    """
-    n = len(data)
-    unpack = _HEAD.unpack_from
-    last_c = last_s = -2
-    run = 0
-    while pos + 12 <= n:
-        length, command_id, status = unpack(data, pos)
-        if command_id == last_c and status == last_s:
-            run += 1
-        else:
-            if run:
-                _add(table, last_c, last_s, run)
-            last_c, last_s, run = command_id, status, 1
-        if length < 16:  # the session closes on it: nothing after it is a PDU
-            pos = n
-            break
-        pos += length
-    if run:
-        _add(table, last_c, last_s, run)
-    return pos
-
-
-py_count_pdus = count_pdus  # the reference of the C loop below
-if speedups is not None:  # the same loop in C; _add (the keys, their bounds) stays here
-    def count_pdus(table: dict, data, pos: int = 0) -> int:  # noqa: F811
-        return speedups.count_pdus(table, data, pos, _add)
-
-
-def _add(table: dict, command_id: int, status: int, n: int) -> None:
-    key = (command_id, status)
-    c = table.get(key)
-    if c is None:
-        key = _bounded(command_id, status)
-        c = table.get(key, 0)
-    table[key] = c + n
-
-
-class PduCounter:
-    """Counts the PDUs of a byte stream that arrives in arbitrary chunks (one per
-    connection, fed every ``data_received``)."""
-
-    __slots__ = ("table", "skip", "head")
-
-    def __init__(self, table: dict):
-        self.table = table
-        self.skip = 0     # bytes of a PDU already counted still to come
-        self.head = b""   # the first octets of a PDU header split across chunks
-
-    def feed(self, data: bytes) -> None:
-        skip = self.skip
-        if skip:
-            if skip >= len(data):
-                self.skip = skip - len(data)
-                return
-        elif self.head:
-            data = self.head + data
-            self.head = b""
-        end = count_pdus(self.table, data, skip)
-        if end >= len(data):
-            self.skip = end - len(data)
-        else:
-            self.skip = 0
-            self.head = bytes(data[end:])
 
 
 class Stats:
@@ -171,7 +88,8 @@ class Stats:
                 self.__dict__[name] = {} if name.startswith("pdus") else Counter()
             else:
                 table.clear()
-        # pdus_in/pdus_out: (command_id, status) -> n, see count_pdus.
+        # pdus_in/pdus_out: (command_id, status) -> n, counted by the sessions' framers
+        # (smpp/framer.py; unknown ids and statuses fold into UNKNOWN).
         # binds (mode, result), lookups (channel, err), refusals (channel, reason),
         # http (route, code), receipts_expired account, faults action,
         # connections_rejected (listener, reason), http_timeouts phase -> n.
@@ -193,7 +111,7 @@ class Stats:
         """``n`` PDUs sent outside the session's own buffer (not per PDU on the hot path)."""
         key = (command_id, status)
         if key not in self.pdus_out:
-            key = _bounded(command_id, status)
+            key = bounded_key(command_id, status)
         self.pdus_out[key] = self.pdus_out.get(key, 0) + n
 
 

@@ -22,6 +22,7 @@ from hypothesis import given, settings, strategies as st_
 from prometheus_client.parser import text_string_to_metric_families
 
 from hlrsmpp import metrics
+from hlrsmpp.smpp import framer
 from hlrsmpp.smpp.codec import Command, encode_submit_sm_resp
 from esme import SmpplibEsme
 
@@ -297,20 +298,20 @@ def test_unknown_commands_and_statuses_fold():
     table: dict = {}
     data = b"".join(struct.pack(">IIII", 16, cid, status, 1)
                     for cid, status in [(0x15, 0), (0x99, 0), (0x12345, 7), (0x80000005, 0xDEAD), (0x80000005, 0)])
-    assert metrics.count_pdus(table, data) == len(data)
-    assert table == {(0x15, 0): 1, (metrics.UNKNOWN, 0): 1, (metrics.UNKNOWN, 0x07): 1,
-                     (0x80000005, metrics.UNKNOWN): 1, (0x80000005, 0): 1}
+    assert framer.count_pdus(table, data) == len(data)
+    assert table == {(0x15, 0): 1, (framer.UNKNOWN, 0): 1, (framer.UNKNOWN, 0x07): 1,
+                     (0x80000005, framer.UNKNOWN): 1, (0x80000005, 0): 1}
     # A flood of random ids and statuses stays a handful of keys.
     rnd = random.Random(1)
     flood = b"".join(struct.pack(">IIII", 16, rnd.getrandbits(32), rnd.getrandbits(32), 1) for _ in range(2000))
-    metrics.count_pdus(table, flood)
+    framer.count_pdus(table, flood)
     assert len(table) < 120
 
 
 def test_an_impossible_length_ends_counting():
     table: dict = {}
     data = struct.pack(">IIII", 4, 0x15, 0, 1) + struct.pack(">IIII", 16, 0x15, 0, 2)
-    assert metrics.count_pdus(table, data) == len(data)
+    assert framer.count_pdus(table, data) == len(data)
     assert table == {(0x15, 0): 1}
 
 
@@ -326,7 +327,7 @@ def test_pdu_counter_any_chunking(pdus, cuts):
     expected: dict = {}
     for cid, status, _ in pdus:
         expected[cid, status] = expected.get((cid, status), 0) + 1
-    counter = metrics.PduCounter({})
+    counter = framer.PduCounter({})
     prev = 0
     for cut in sorted({c for c in cuts if c < len(data)}) + [len(data)]:
         counter.feed(data[prev:cut])
@@ -339,7 +340,7 @@ def test_count_out_and_names():
     try:
         metrics.STATS.count_out(int(Command.SUBMIT_SM_RESP), 0x58, 2)
         metrics.STATS.count_out(0x7777, 0)
-        metrics.count_pdus(metrics.STATS.pdus_out, encode_submit_sm_resp(1, 0, b"7") * 3)
+        framer.count_pdus(metrics.STATS.pdus_out, encode_submit_sm_resp(1, 0, b"7") * 3)
 
         class Bare:   # a server with no state yet: the collector still answers
             pass

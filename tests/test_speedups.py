@@ -268,16 +268,32 @@ def test_a_real_esme_gets_the_same_answers_with_and_without_c(tmp_path):
 @SETTINGS
 @given(st.lists(st.one_of(_stream_pdu(), st.binary(max_size=40)), max_size=10), st.integers(0, 40), st.data())
 def test_pdus_are_counted_as_the_python_loop_counts_them(parts, pos, data):
-    from hlrsmpp import metrics
+    from hlrsmpp.smpp import framer
     stream = b"".join(parts)
     pos = min(pos, len(stream))
     want: dict = {}
     got: dict = {}
-    assert metrics.count_pdus(got, stream, pos) == metrics.py_count_pdus(want, stream, pos)
+    assert framer.count_pdus(got, stream, pos) == framer.py_count_pdus(want, stream, pos)
     assert got == want
     # Seeded tables (keys already there) and a memoryview, as PduCounter feeds it.
     seeded = {(int(Command.SUBMIT_SM), 0): 5}
     again = dict(seeded)
-    metrics.count_pdus(again, memoryview(stream), pos)
-    metrics.py_count_pdus(seeded, stream, pos)
+    framer.count_pdus(again, memoryview(stream), pos)
+    framer.py_count_pdus(seeded, stream, pos)
     assert again == seeded
+
+
+@pytest.mark.slow
+@needs_c
+@SETTINGS
+@given(st.lists(st.one_of(_stream_pdu(), st.binary(max_size=40)), max_size=10), st.integers(0, 40),
+       st.sampled_from([16, 40, 65536]), st.booleans())
+def test_the_framer_walks_as_the_python_loop_walks(parts, pos, maximum, counting):
+    from hlrsmpp.smpp import framer
+    stream = b"".join(parts)
+    pos = min(pos, len(stream))
+    got: dict | None = {} if counting else None
+    want: dict | None = {} if counting else None
+    add = framer.add_count
+    assert framer.frame_pdus(got, stream, pos, maximum, add) == framer.py_frame_pdus(want, stream, pos, maximum, add)
+    assert got == want

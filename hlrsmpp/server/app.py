@@ -35,7 +35,7 @@ from .retention import Retention
 from .gate import ConnectionGate, Descriptors
 from .tls import Certificates
 from .trace import FileSink, MemorySink, PduTrace
-from ..smpp.codec import Command, Pdu, encode
+from ..smpp.codec import Command, Pdu
 from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
@@ -625,9 +625,7 @@ class Server:
             return
         if proto.closed:
             return
-        proto.write(encode(Pdu(Command.OUTBIND, proto.session.next_sequence(), 0, {
-            "system_id": ob.get("system_id", self.cfg["smpp"]["system_id"]),
-            "password": ob.get("password", account.password or "")})))
+        proto.outbind(ob.get("system_id", self.cfg["smpp"]["system_id"]), ob.get("password", account.password or ""))
         log.info("outbind_sent", system_id=account.system_id, host=ob["host"], port=ob["port"])
 
     # ------------------------------------------------------------- shutdown

@@ -14,10 +14,8 @@ from collections import deque
 from typing import Callable
 
 from ..domain import EXPIRED, Lookup
-from ..smpp.codec import Command
 from .. import metrics
 
-_DELIVER_SM_OK = (int(Command.DELIVER_SM), 0)  # what a pump writes, for the PDU metrics
 
 
 class Outbox:
@@ -70,21 +68,22 @@ class Outbox:
         room = self.window * (1 + len(self.transmitters)) - len(self.inflight)
         if room <= 0:
             return
-        ready, inflight, session = self.ready, self.inflight, receiver.session
+        ready, inflight = self.ready, self.inflight
         now = time.monotonic()
-        chunks = []
-        dc = self.data_coding
-        encode = session.encode_receipt  # chosen at bind: an SMPP 3.3 peer's has no TLVs
+        sent: list[Lookup] = []
+        parts = []
+        profile = self.profile
         while room and ready:
             lookup = ready.popleft()
-            seq = session.next_sequence()
-            text, tlvs = lookup.receipt_parts(self.profile)
-            chunks.append(encode(seq, lookup.msisdn.encode(), text, dc, tlvs))
-            inflight[seq] = (lookup, now)
+            text, tlvs = lookup.receipt_parts(profile)
+            parts.append((lookup.msisdn.encode(), text, tlvs))
+            sent.append(lookup)
             room -= 1
-        if self.reverse:
-            chunks.reverse()
-        receiver.write(b"".join(chunks), _DELIVER_SM_OK, len(chunks))
+        # The session encodes them for its peer (an SMPP 3.3 peer's have no TLVs).
+        sequences = receiver.session.deliver_receipts(parts, self.data_coding, self.reverse)
+        for seq, lookup in zip(sequences, sent):
+            inflight[seq] = (lookup, now)
+        receiver.flush()
 
     def acknowledge(self, sequence: int, status: int) -> None:
         """One answer to a deliver_sm: deliver_sm_resp, data_sm_resp or generic_nack."""

@@ -1,5 +1,8 @@
 """The asyncio adapter of the SMPP listener: one ``SmppProtocol`` per TCP
-connection around a sans-IO ``SmscSession``; the session rule (per account one
+connection around a sans-IO ``SmscSession``, which frames, counts, traces and
+produces every SMPP byte; this module moves bytes between the socket and the
+session and takes the decisions the protocol leaves to the server (who may bind,
+what a submission costs, what a query finds). The session rule (per account one
 receiving session, Rx or TRx, and up to ``max_tx`` transmitters) is the
 deployment's ``SessionRegistry``.
 
@@ -7,6 +10,10 @@ Work is batched per ``data_received``: every PDU that arrived (a flood's read is
 decided 4 KiB per turn of the loop, so that one flooding session does not hold up
 the others) is decided, the accepted lookups go into one group commit, and their
 submit_sm_resp go out in one write once it is durable.
+
+A command the server decides on beyond submit_sm and deliver_sm_resp (the two of
+every lookup, inline in ``_on_events``) is one entry in ``HANDLERS``: the handler
+takes the protocol and the PDU, and answers through the session.
 """
 from __future__ import annotations
 
@@ -15,8 +22,7 @@ import time
 import structlog
 
 from ..accounts import Refusal
-from ..smpp.codec import (Command, Pdu, encode, encode_header_only, encode_submit_sm_resp,
-                          encode_submit_sm_resps)
+from ..smpp.codec import Command, Pdu
 from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
@@ -24,9 +30,6 @@ from ..domain import Lookup
 from .tls import peer_subject
 
 log = structlog.get_logger("hlrsmpp.smpp")
-# Every PDU in and out is counted by command id and status (names at scrape time).
-_PDUS_IN, _PDUS_OUT, _count_out = metrics.STATS.pdus_in, metrics.STATS.pdus_out, metrics.count_pdus
-_SUBMIT_SM_RESP_OK = (int(Command.SUBMIT_SM_RESP), 0)
 # Input of one session decided per turn of the loop. A read brings up to 256 KiB (some
 # 5,000 submit_sm from a flooding ESME): decided at once, every other session would wait
 # for all of them. The rest waits, unread, for the next turns; the sessions' input
@@ -42,12 +45,14 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "tracer", "pdu_counter", "corked", "tarpitted", "probes_unanswered", "backlog")
+                 "pdus_in", "flushing", "tarpitted", "probes_unanswered", "backlog")
 
     def __init__(self, server):
         self.server = server
         cfg = server.cfg["smpp"]
-        self.session = SmscSession(cfg["max_pdu_size"], cfg["system_id"])
+        # Every PDU in and out is counted by command id and status (names at scrape time).
+        self.session = SmscSession(cfg["max_pdu_size"], cfg["system_id"], metrics.STATS.pdus_in,
+                                   metrics.STATS.pdus_out)
         self.transport = None
         self.peer_ip = "?"
         self.peer_port = 0
@@ -59,12 +64,10 @@ class SmppProtocol:
         self.unanswered = 0   # accepted submit_sm whose resp is not written yet
         self.delayed: dict[int, float] = {}  # test bench: sequence -> resp delay
         self.pdus_in = 0      # counted only while the test bench is active
-        self.tracer = None    # a PduTrace while this session is traced
-        self.corked: list[bytes] | None = None  # written this turn, sent at its end
+        self.flushing = False  # the session's output goes out at the end of this turn
         self.tarpitted = False  # a misbehaving peer: its answers wait, it is not read
         self.probes_unanswered = 0  # our enquire_link in a row with nothing received since
         self.backlog: memoryview | None = None  # input read but left for the next turns (_SLICE)
-        self.pdu_counter = metrics.PduCounter(_PDUS_IN)  # every PDU in, by command and status
 
     # ------------------------------------------------------ asyncio hooks
     def connection_made(self, transport) -> None:
@@ -107,39 +110,35 @@ class SmppProtocol:
     def eof_received(self):
         return False
 
-    def write(self, data: bytes, kind: tuple[int, int] | None = None, n: int = 0) -> None:
-        """Queue bytes for the peer; everything queued in one turn of the loop goes
-        out in ONE send (resps of several commits, receipts, acks) at its end.
-        Order holds across sessions too: flushes run in the order they were queued,
-        so a submit_sm_resp still leaves before the receipt queued after it.
-        The PDUs are counted for the metrics: as ``n`` of ``kind`` (command id,
-        status) when the caller built them all alike, else by framing ``data``."""
-        if data and not self.closed:
-            if kind is None:
-                _count_out(_PDUS_OUT, data)
-            else:
-                _PDUS_OUT[kind] = _PDUS_OUT.get(kind, 0) + n
-            if self.tracer is not None:
-                self.tracer.outbound(data)
-            if self.corked is None:
-                self.corked = [data]
-                self.server.loop.call_soon(self._uncork)
-            else:
-                self.corked.append(data)
+    def flush(self) -> None:
+        """Send what the session has to send at the end of this turn of the loop: all
+        of it (resps of several commits, receipts, acks) in ONE write. Order holds
+        across sessions too: flushes run in the order they were asked for, so a
+        submit_sm_resp still leaves before the receipt asked for after it."""
+        if not self.flushing and self.session.outgoing and not self.closed:
+            self.flushing = True
+            self.server.loop.call_soon(self._uncork)
 
     def _uncork(self) -> None:
-        if self.tarpitted:  # sent when the tarpit lets go
+        self.flushing = False
+        if self.tarpitted or self.closed:  # sent when the tarpit lets go
             return
-        corked, self.corked = self.corked, None
-        if corked and not self.closed:
-            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+        data = self.session.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    @property
+    def tracer(self):
+        """The PduTrace of this session while it is traced (set by the server)."""
+        return self.session.tracer
+
+    @tracer.setter
+    def tracer(self, tracer) -> None:
+        self.session.tracer = tracer
 
     # ----------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
-        self.pdu_counter.feed(data)
-        if self.tracer is not None:
-            self.tracer.inbound(data)
         if self.backlog is not None:  # after what is still waiting (a read under way)
             self.backlog = memoryview(bytes(self.backlog) + data)
             return
@@ -187,7 +186,6 @@ class SmppProtocol:
             server = self.server
             engine = server.engine
             account = self.account
-            out = session.outgoing
             # The test bench and the window cost one test per batch when unused.
             faults = server.faults if server.faults.active else None
             window = server.submit_window - self.unanswered if server.submit_window else None
@@ -195,7 +193,7 @@ class SmppProtocol:
                 cmd = pdu.command
                 if cmd == submit:
                     if window is not None and len(held) >= window:
-                        out += encode_submit_sm_resp(pdu.sequence, server.submit_window_status)
+                        session.submit_sm_resp(pdu.sequence, server.submit_window_status)
                         metrics.STATS.refusals["smpp", "submit_window"] += 1
                         continue
                     if faults is not None and self._submit_fault(pdu, faults):
@@ -205,17 +203,16 @@ class SmppProtocol:
                         sequences.append(pdu.sequence)
                         held.append(r)
                     else:
-                        out += encode_submit_sm_resp(pdu.sequence, _status(r))
+                        session.submit_sm_resp(pdu.sequence, _status(r))
                 elif cmd == resp:
                     answers.append(pdu)
                 else:
-                    self._handle_other(pdu)
+                    HANDLERS[cmd](self, pdu)
             if faults is not None:
                 self._session_fault(len(events), faults)
         if session.violations != violations:
             self.tarpit()
-        if session.outgoing:
-            self.write(session.data_to_send())
+        self.flush()
         if held:
             self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(sequences, held, ok))
@@ -232,11 +229,13 @@ class SmppProtocol:
         if not ok:
             for lookup in held:
                 server.engine.abandon(self.account, lookup)
-            self.write(b"".join(encode_submit_sm_resp(seq, Status.RSYSERR) for seq in sequences))
+            self.session.submit_sm_failed(sequences, Status.RSYSERR)
+            self.flush()
             return
         if self.delayed:
             sequences, held = self._hold_delayed(sequences, held)
-        self.write(encode_submit_sm_resps(sequences, held), _SUBMIT_SM_RESP_OK, len(held))
+        self.session.submit_sm_resps(sequences, held)
+        self.flush()
         # The receipts may go out now: their submit_sm_resp have been written.
         server.deliver(self.account.system_id, held)
 
@@ -249,9 +248,9 @@ class SmppProtocol:
         action = fault.action
         metrics.STATS.faults[action] += 1
         if action == "status":
-            self.session.outgoing += encode_submit_sm_resp(pdu.sequence, fault.status)
+            self.session.submit_sm_resp(pdu.sequence, fault.status)
         elif action == "generic_nack":
-            self.session.outgoing += encode_header_only(Command.GENERIC_NACK, fault.status, pdu.sequence)
+            self.session.generic_nack(pdu.sequence, fault.status)
         elif action == "no_response":
             pass
         elif action == "delay_response":
@@ -283,45 +282,36 @@ class SmppProtocol:
         metrics.STATS.faults[fault.action] += 1
         if fault.action == "close":
             self.session.close_reason = "fault: close"
-            self.write(self.session.data_to_send())
             self._close_after_flush()
         elif self.session.state is State.BOUND:
             self.unbind()
 
-    def _handle_other(self, pdu: Pdu) -> None:
-        cmd = pdu.command
-        if cmd in _BIND:
-            self._bind(pdu)
-        elif cmd == Command.UNBIND:
-            self.log.info("unbind_received")
-        elif cmd == Command.QUERY_SM:
-            self._query(pdu)
-        elif cmd == Command.SUBMIT_MULTI:
-            self._submit_multi(pdu)
-        elif cmd == Command.DATA_SM:
-            self._data_sm(pdu)
-        elif cmd == Command.CANCEL_SM:
-            self.session.reply(cmd, pdu.sequence, Status.RCANCELFAIL)  # a lookup cannot be recalled
-        elif cmd == Command.REPLACE_SM:
-            self.session.reply(cmd, pdu.sequence, Status.RREPLACEFAIL)
-        elif cmd == Command.GENERIC_NACK:
-            # The ESME rejected one of our PDUs (a deliver_sm): retry it later.
-            if self.outbox is not None:
-                self.outbox.acknowledge(pdu.sequence, pdu.status or Status.RSYSERR)
-        elif cmd == Command.DATA_SM_RESP:
-            if self.outbox is not None:
-                self.outbox.acknowledge(pdu.sequence, pdu.status)
+    # ------------------------------------------------- the other commands
+    def _unbind_received(self, pdu: Pdu) -> None:
+        self.log.info("unbind_received")  # the session answered it and closes
+
+    def _cancel(self, pdu: Pdu) -> None:
+        self.session.respond(pdu, Status.RCANCELFAIL)  # a lookup cannot be recalled
+
+    def _replace(self, pdu: Pdu) -> None:
+        self.session.respond(pdu, Status.RREPLACEFAIL)
+
+    def _nacked(self, pdu: Pdu) -> None:
+        # The ESME rejected one of our PDUs (a deliver_sm): retry it later.
+        if self.outbox is not None:
+            self.outbox.acknowledge(pdu.sequence, pdu.status or Status.RSYSERR)
+
+    def _data_sm_resp(self, pdu: Pdu) -> None:
+        if self.outbox is not None:
+            self.outbox.acknowledge(pdu.sequence, pdu.status)
 
     # ----------------------------------------------------------- binding
     def _bind(self, pdu: Pdu) -> None:
         server = self.server
         mode = BindMode.of(pdu.command)
         params = pdu.params
-        status: Status = Status.ROK
-        reason = "ok"
-        if self.session.bind_version(pdu) is None:
-            status, reason = Status.RBINDFAIL, "interface_version"
-        else:
+        status = self.session.bind_refusal(pdu)  # the protocol's rule: the version
+        if status is None:
             book, now = server.book, time.time()
             refusal, account = book.identify(params["system_id"], self.peer_ip, now,
                                              peer_subject(self.transport))
@@ -335,7 +325,7 @@ class SmppProtocol:
                 refusal, account = book.conclude(account, known, params["system_type"], self.peer_ip, now)
             self._bind_decided(pdu, mode, refusal, account)
             return
-        self._bind_refused(pdu, mode, status, reason)
+        self._bind_refused(pdu, mode, status, "interface_version")
 
     async def _bind_checked(self, pdu: Pdu, mode: BindMode, account) -> None:
         server, params = self.server, pdu.params
@@ -352,7 +342,7 @@ class SmppProtocol:
             refusal, account = server.book.conclude(account, ok, params["system_type"], self.peer_ip,
                                                     time.time())
             self._bind_decided(pdu, mode, refusal, account)
-        self.write(self.session.data_to_send())
+        self.flush()
         if self.session.has_input and not self.tarpitted:  # what the ESME pipelined behind its bind
             self.data_received(b"")
 
@@ -384,7 +374,7 @@ class SmppProtocol:
                 self.server.registry.release(account.system_id, self)
             return
         self._claimed(pdu, mode, account, status)
-        self.write(self.session.data_to_send())
+        self.flush()
         if self.session.has_input:  # what the ESME pipelined behind its bind
             self.data_received(b"")
 
@@ -421,14 +411,14 @@ class SmppProtocol:
             lookup_id = -1
         row = self.server.store.lookup(lookup_id) if 0 <= lookup_id < 1 << 63 else None
         if row is None or row["system_id"] != self.account.system_id:
-            self.session.reply(pdu.command, pdu.sequence, Status.RQUERYFAIL)
+            self.session.respond(pdu, Status.RQUERYFAIL)
             return
         lookup = Lookup.from_row(row)
         state = lookup.message_state(time.time())
         final = "" if state == 1 else time.strftime("%y%m%d%H%M%S", time.gmtime(lookup.done)) + "000+"
-        self.session.send(Pdu(Command.QUERY_SM_RESP, pdu.sequence, 0, {
+        self.session.respond(pdu, 0, {
             "message_id": pdu.params["message_id"], "final_date": final,
-            "message_state": state, "error_code": lookup.err if state != 1 else 0}))
+            "message_state": state, "error_code": lookup.err if state != 1 else 0})
 
     def _submit_multi(self, pdu: Pdu) -> None:
         """One lookup per SME destination, all in one commit; failures in unsuccess_sme."""
@@ -448,7 +438,6 @@ class SmppProtocol:
                 accepted.append(r)
             else:
                 unsuccess.append((ton, npi, addr, _status(r)))
-        sequence = pdu.sequence
 
         def committed(ok: bool) -> None:
             if not ok:
@@ -459,7 +448,8 @@ class SmppProtocol:
                 bad = unsuccess
             status = Status.ROK if accepted and ok else (bad[0][3] if bad else Status.RSYSERR)
             body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
-            self.write(encode(Pdu(Command.SUBMIT_MULTI_RESP, sequence, status, body)))
+            self.session.respond(pdu, status, body)
+            self.flush()
             if ok and accepted:
                 self.server.deliver(account.system_id, accepted)
 
@@ -470,16 +460,17 @@ class SmppProtocol:
         p = pdu.params
         r = self.server.engine.submit(self.account, p["destination_addr"], p["dest_addr_ton"], p["dest_addr_npi"])
         if r.__class__ is not Lookup:
-            self.session.reply(pdu.command, pdu.sequence, _status(r))
+            self.session.respond(pdu, _status(r))
             return
-        sequence = pdu.sequence
 
         def committed(ok: bool) -> None:
             if not ok:
                 self.server.engine.abandon(self.account, r)
-                self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, Status.RSYSERR)))
+                self.session.respond(pdu, Status.RSYSERR)
+                self.flush()
                 return
-            self.write(encode(Pdu(Command.DATA_SM_RESP, sequence, 0, {"message_id": str(r.id)})))
+            self.session.respond(pdu, 0, {"message_id": str(r.id)})
+            self.flush()
             self.server.deliver(self.account.system_id, [r])
 
         self.server.journal.after_commit(committed)
@@ -520,7 +511,7 @@ class SmppProtocol:
 
     def probe(self, now: float) -> None:
         self.session.enquire_link()
-        self.write(self.session.data_to_send())
+        self.flush()
         self.last_probe = now
 
     def receipts_unanswered(self, now: float, timeout: float) -> bool:
@@ -567,7 +558,11 @@ class SmppProtocol:
 
     def unbind(self) -> None:
         self.session.unbind()
-        self.write(self.session.data_to_send())
+        self.flush()
+
+    def outbind(self, system_id: str, password: str) -> None:
+        self.session.outbind(system_id, password)
+        self.flush()
 
     def drop(self, reason: str) -> None:
         """Close a session that stopped answering; its slot is free at once."""
@@ -582,7 +577,24 @@ class SmppProtocol:
 
 
 _GUESSES = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD, Refusal.IP_BANNED})
-_BIND = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
+
+#: What the server does with each PDU the session hands over, beyond the two of every
+#: lookup (submit_sm, deliver_sm_resp): the session has already checked the state allows
+#: it; the handler decides and answers through ``proto.session``. A new command type is
+#: one entry here (and, if the session refuses it today, one in its tables).
+HANDLERS = {
+    Command.BIND_TRANSMITTER: SmppProtocol._bind,
+    Command.BIND_RECEIVER: SmppProtocol._bind,
+    Command.BIND_TRANSCEIVER: SmppProtocol._bind,
+    Command.UNBIND: SmppProtocol._unbind_received,
+    Command.QUERY_SM: SmppProtocol._query,
+    Command.SUBMIT_MULTI: SmppProtocol._submit_multi,
+    Command.DATA_SM: SmppProtocol._data_sm,
+    Command.CANCEL_SM: SmppProtocol._cancel,
+    Command.REPLACE_SM: SmppProtocol._replace,
+    Command.GENERIC_NACK: SmppProtocol._nacked,
+    Command.DATA_SM_RESP: SmppProtocol._data_sm_resp,
+}
 
 
 def _status(r) -> int:

@@ -2,7 +2,9 @@
 in hex, to a file or to a ring kept in memory (read over the admin API).
 
 Off by default and free when off: a session without a tracer pays one ``is
-None`` test per read and per write, nothing per PDU.
+None`` test per read and per write, nothing per PDU. The session's framers (one
+per direction, smpp/framer.py) hand a tracer each PDU's bytes; what breaks the
+framing comes as one last entry.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..smpp.codec import COMMANDS, HEADER, DecodeError, Pdu, decode
+from ..smpp.codec import COMMANDS, DecodeError, Pdu, decode
 from ..smpp.status import Status
 
 RING_SIZE = 10000
@@ -45,38 +47,22 @@ def format_pdu(direction: str, label: str, raw: bytes, pdu: Pdu | None = None, a
 
 
 class PduTrace:
-    """The tracer of one session: frames the byte stream of each direction."""
+    """The tracer of one session: the session's framers hand it each PDU."""
 
-    __slots__ = ("label", "sink", "_pending")
+    __slots__ = ("label", "sink")
 
     def __init__(self, label: str, sink):
         self.label = label
         self.sink = sink
-        self._pending = {"<": b"", ">": b""}
 
     def record(self, direction: str, pdu: Pdu, raw: bytes = b"") -> None:
         self.sink.add(format_pdu(direction, self.label, raw, pdu))
 
-    def inbound(self, data: bytes) -> None:
-        self._frames("<", data)
+    def inbound(self, raw: bytes) -> None:
+        self.sink.add(format_pdu("<", self.label, raw))
 
-    def outbound(self, data: bytes) -> None:
-        self._frames(">", data)
-
-    def _frames(self, direction: str, data: bytes) -> None:
-        buf = self._pending[direction] + data
-        pos = 0
-        while len(buf) - pos >= 16:
-            length = HEADER.unpack_from(buf, pos)[0]
-            if length < 16:
-                self.sink.add(format_pdu(direction, self.label, buf[pos:]))
-                pos = len(buf)
-                break
-            if len(buf) - pos < length:
-                break
-            self.sink.add(format_pdu(direction, self.label, buf[pos:pos + length]))
-            pos += length
-        self._pending[direction] = buf[pos:][-65536:]
+    def outbound(self, raw: bytes) -> None:
+        self.sink.add(format_pdu(">", self.label, raw))
 
 
 class MemorySink:

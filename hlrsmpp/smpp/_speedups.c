@@ -1,5 +1,6 @@
 /* The per-lookup PDUs of a bound session, in C: framing and reading submit_sm and
- * deliver_sm_resp, writing submit_sm_resp and deliver_sm (receipts).
+ * deliver_sm_resp, writing submit_sm_resp and deliver_sm (receipts); and the framer's
+ * walk over a stream's headers (framer.frame_pdus), which counts the PDUs too.
  *
  * Optional: hlrsmpp/smpp/speedups.py falls back on the Python codec when this
  * module is not built, and the tests hold both to the same answers (the Python
@@ -388,16 +389,32 @@ static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py
     return Py_BuildValue("(NN)", text, tlvs);
 }
 
-/* count_pdus(table, data, pos, add) -> pos: metrics.count_pdus's loop in C. Frames the
- * headers from pos and calls add(table, command_id, status, n) once per run of PDUs with
- * the same command and status; the counting itself (and its bounded keys) stays in Python. */
-static PyObject *count_pdus(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "count_pdus(table, data, pos, add)");
+/* frame_pdus(table, data, pos, max_pdu_size, add) -> int: framer.frame_pdus's loop in C.
+ * Walks the PDU headers from pos: returns where the whole PDUs end, or -1 - p when the
+ * header at p has a command_length below 16 or above max_pdu_size. Unless table is
+ * None, calls add(table, command_id, status, n) once per run of PDUs with the same
+ * command and status (that one included); the counting itself, and the bounds of its
+ * keys, stay in Python. */
+static int add_run(PyObject *add, PyObject *table, long long c, long long s, long long run) {
+    PyObject *r = PyObject_CallFunction(add, "OLLL", table, c, s, run);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *frame_pdus(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "frame_pdus(table, data, pos, max_pdu_size, add)");
         return NULL;
     }
+    PyObject *table = args[0], *add = args[4];
+    int counting = table != Py_None;
     Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
     if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    unsigned long long max_pdu = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_pdu == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
@@ -405,37 +422,33 @@ static PyObject *count_pdus(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
     long long last_c = -2, last_s = -2, run = 0;
+    int bad = 0;
     PyObject *result = NULL;
     if (pos < 0)
         pos = 0;
-    while (pos <= n - 12) {
+    while (n - pos >= 16) {
         uint32_t length = be32(b + pos), command = be32(b + pos + 4), status = be32(b + pos + 8);
-        if (command == last_c && status == last_s) {
-            run++;
-        } else {
-            if (run) {
-                PyObject *r = PyObject_CallFunction(args[3], "OLLL", args[0], last_c, last_s, run);
-                if (r == NULL)
-                    goto done;
-                Py_DECREF(r);
-            }
-            last_c = command;
-            last_s = status;
-            run = 1;
-        }
-        if (length < 16) {  /* the session closes on it: nothing after it is a PDU */
-            pos = n;
+        bad = length < 16 || length > max_pdu;
+        if (!bad && (Py_ssize_t)length > n - pos)
             break;
+        if (counting) {
+            if (command == last_c && status == last_s) {
+                run++;
+            } else {
+                if (run && add_run(add, table, last_c, last_s, run) < 0)
+                    goto done;
+                last_c = command;
+                last_s = status;
+                run = 1;
+            }
         }
+        if (bad)
+            break;
         pos += length;
     }
-    if (run) {
-        PyObject *r = PyObject_CallFunction(args[3], "OLLL", args[0], last_c, last_s, run);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
-    }
-    result = PyLong_FromSsize_t(pos);
+    if (run && add_run(add, table, last_c, last_s, run) < 0)
+        goto done;
+    result = PyLong_FromSsize_t(bad ? -1 - pos : pos);
 done:
     PyBuffer_Release(&view);
     return result;
@@ -447,7 +460,8 @@ static PyMethodDef methods[] = {
     {"encode_submit_sm_resps", (PyCFunction)(void (*)(void))encode_submit_sm_resps, METH_FASTCALL,
      "ESME_ROK submit_sm_resp for each (sequence, lookup)."},
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
-    {"count_pdus", (PyCFunction)(void (*)(void))count_pdus, METH_FASTCALL, "Count the PDUs of a stream, per run."},
+    {"frame_pdus", (PyCFunction)(void (*)(void))frame_pdus, METH_FASTCALL,
+     "Walk a stream's whole PDUs, counting them per run."},
     {"standard_receipt_parts", (PyCFunction)(void (*)(void))standard_receipt_parts, METH_FASTCALL,
      "The default profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},

@@ -1,21 +1,28 @@
 """The SMSC side of one SMPP 3.4 session, sans-IO (in the manner of h11).
 
-Feed it bytes with ``receive_data``; it frames and decodes PDUs, answers on
-its own everything that needs no decision of the application (enquire_link,
-unknown commands, PDUs not allowed in the current state, malformed bodies,
-unbind), and returns the PDUs that do need one (binds, submissions, queries,
-responses to what we sent). Bytes to send accumulate in ``outgoing``; the
-caller drains it with ``data_to_send``. No sockets, no clocks, no accounts.
+Feed it bytes with ``receive_data``; its framer (framer.py) cuts them into PDUs,
+counting and tracing them; it decodes them, answers on its own everything that
+needs no decision of the application (enquire_link, unknown commands, PDUs not
+allowed in the current state, malformed bodies, unbind), and returns the PDUs
+that do need one (binds, submissions, queries, responses to what we sent).
+
+Every byte the server sends is produced here: the application answers through
+the session (``accept_bind``, ``submit_sm_resps``, ``deliver_receipts``,
+``respond``, ``outbind``...) and the bytes accumulate in ``outgoing``; the caller
+drains them with ``data_to_send``, which counts and traces them on their way out.
+No sockets, no clocks, no accounts.
 """
 from __future__ import annotations
 
 from enum import Enum, IntFlag
+from typing import Any
 
 from .codec import (
     BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
     decode_body, decode_submit_sm, encode, encode_header_only, encode_receipt,
-    encode_receipt_smpp33, scan_bound,
+    encode_receipt_smpp33, encode_submit_sm_resp, encode_submit_sm_resps, scan_bound,
 )
+from .framer import ANY_LENGTH, Counts, Framer, Tap
 from .status import Status
 
 _RECEIVE_ALLOWED = frozenset({Command.DELIVER_SM_RESP, Command.DATA_SM_RESP})
@@ -69,9 +76,12 @@ class SmscSession:
 
     __slots__ = ("state", "mode", "can_tx", "can_rx", "interface_version", "outgoing", "_buffer",
                  "_sequence", "max_pdu_size", "system_id", "close_reason", "_bind_pending", "violations",
-                 "encode_receipt", "_refused")
+                 "encode_receipt", "_refused", "_framer", "_sent", "_tracer")
 
-    def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp"):
+    def __init__(self, max_pdu_size: int = MAX_PDU_SIZE, system_id: str = "hlrsmpp",
+                 pdus_in: Counts | None = None, pdus_out: Counts | None = None):
+        """``pdus_in`` / ``pdus_out``: tables the PDUs received and sent are counted in
+        (by command id and status, see framer.py); None counts nothing."""
         self.state = State.OPEN
         self.mode: BindMode | None = None
         self.can_tx = self.can_rx = False  # plain bools: IntFlag arithmetic per PDU is slow
@@ -81,7 +91,11 @@ class SmscSession:
         self.encode_receipt = encode_receipt
         self._refused = _NEVER_FROM_ESME  # commands answered generic_nack ESME_RINVCMDID
         self.outgoing = bytearray()
-        self._buffer = b""
+        self._framer = Framer(max_pdu_size, pdus_in)
+        #: What we send, framed again only to be counted and traced (None: neither).
+        self._sent = Framer(ANY_LENGTH, pdus_out) if pdus_out is not None else None
+        self._tracer: Tap | None = None
+        self._buffer = b""  # whole PDUs framed, waiting behind a bind not yet answered
         self._sequence = 0
         self.max_pdu_size = max_pdu_size
         self.system_id = system_id
@@ -101,32 +115,30 @@ class SmscSession:
         session. The application calls ``receive_data(b"")`` once it has answered."""
         if self.state is State.CLOSED:
             return []
-        buf = self._buffer + data if self._buffer else data
+        if data:
+            buf, size = self._framer.feed(data)
+            if self._buffer:
+                buf = self._buffer + buf[:size]
+                size = len(buf)
+        else:
+            buf = self._buffer
+            size = len(buf)
         if self._bind_pending:
-            self._buffer = buf
+            self._buffer = buf[:size] if size < len(buf) else buf
             return []
-        size = len(buf)
         pos = 0
         events: list[Pdu] = []
         unpack = HEADER.unpack_from
         # Bound, the run of submit_sm / deliver_sm_resp is read in C when it is built;
         # it stops before any other PDU, which the loop below then takes.
         scan = scan_bound if self.state is State.BOUND and buf.__class__ is bytes else None
-        while size - pos >= 16:
+        while pos < size:  # whole PDUs only, their command_length checked by the framer
             if scan is not None:
                 pos = scan(buf, pos, self.max_pdu_size, self.can_tx, self.can_rx, events)
-                if size - pos < 16:
+                if pos >= size:
                     break
             length, command_id, status, sequence = unpack(buf, pos)
-            if length < 16 or length > self.max_pdu_size:
-                self.violations += 1  # in any state: the stream can no longer be framed
-                self.outgoing += encode_header_only(Command.GENERIC_NACK, Status.RINVCMDLEN, sequence)
-                self._close(f"command_length {length}")
-                self._buffer = b""
-                return events
             end = pos + length
-            if end > size:
-                break
             pdu = self._handle(buf, pos, end, command_id, status, sequence)
             pos = end
             if pdu is not None:
@@ -136,18 +148,22 @@ class SmscSession:
             if self.state is State.CLOSED:  # type: ignore[comparison-overlap]  # _handle may close it
                 self._buffer = b""
                 return events
-        self._buffer = buf[pos:] if pos < size else b""
+        self._buffer = buf[pos:size] if pos < size else b""
+        broken = self._framer.broken
+        if broken is not None and not self._buffer and not self._bind_pending:
+            # The stream can no longer be framed, in any state.
+            self.violations += 1
+            self.outgoing += encode_header_only(Command.GENERIC_NACK, Status.RINVCMDLEN, HEADER.unpack(broken)[3])
+            self._close(f"command_length {HEADER.unpack(broken)[0]}")
         return events
 
     @property
     def has_input(self) -> bool:
         """A whole PDU (or a header to refuse) waits behind a bind now answered:
         ``receive_data(b"")`` will make progress on it."""
-        buf = self._buffer
-        if len(buf) < 16 or self._bind_pending or self.state is State.CLOSED:
+        if self._bind_pending or self.state is State.CLOSED:
             return False
-        length: int = HEADER.unpack_from(buf)[0]
-        return len(buf) >= length or length < 16 or length > self.max_pdu_size
+        return bool(self._buffer) or self._framer.broken is not None
 
     def _handle(self, buf: bytes, pos: int, end: int, command_id: int, status: int,
                 sequence: int) -> Pdu | None:
@@ -225,6 +241,10 @@ class SmscSession:
             return 0x34
         return None if bind.command == Command.BIND_TRANSCEIVER else 0x33
 
+    def bind_refusal(self, bind: Pdu) -> Status | None:
+        """The status a bind is refused with for its interface_version alone, or None."""
+        return Status.RBINDFAIL if self.bind_version(bind) is None else None
+
     def accept_bind(self, bind: Pdu) -> None:
         version = self.bind_version(bind)
         if version is None:
@@ -266,6 +286,56 @@ class SmscSession:
     def send(self, pdu: Pdu) -> None:
         self.outgoing += encode(pdu)
 
+    def respond(self, request: Pdu, status: int = 0, params: dict[str, Any] | None = None,
+                tlvs: dict[int, bytes] | None = None) -> None:
+        """The response to ``request``: with ``params`` (its body) or, without, as
+        ``reply`` answers (bodiless on error)."""
+        if params is None and not tlvs:
+            self.reply(request.command, request.sequence, status)
+        else:
+            self.outgoing += encode(Pdu(Command(request.command).response, request.sequence, status,
+                                        params, tlvs))
+
+    def generic_nack(self, sequence: int, status: int) -> None:
+        self.outgoing += encode_header_only(Command.GENERIC_NACK, status, sequence)
+
+    # The per-lookup PDUs, without a Pdu object each (the C encoders when built).
+    def submit_sm_resp(self, sequence: int, status: int) -> None:
+        """A submit_sm refused (or answered without a lookup): bodiless on error."""
+        self.outgoing += encode_submit_sm_resp(sequence, status)
+
+    def submit_sm_resps(self, sequences: list[int], lookups: list[Any]) -> None:
+        """ESME_ROK submit_sm_resp for each sequence, message_id its lookup's ``id``."""
+        self.outgoing += encode_submit_sm_resps(sequences, lookups)
+
+    def submit_sm_failed(self, sequences: list[int], status: int) -> None:
+        for sequence in sequences:
+            self.outgoing += encode_submit_sm_resp(sequence, status)
+
+    def deliver_receipts(self, receipts: list[tuple[bytes, bytes, bytes]], data_coding: int,
+                         reverse: bool = False) -> list[int]:
+        """A deliver_sm per ``(destination, text, tlvs)`` (see ``codec.encode_receipt``;
+        a 3.3 peer's without TLVs), in one buffer; their sequence numbers, in turn.
+        ``reverse`` writes them in the reverse order (the test bench's out_of_order)."""
+        encode_one = self.encode_receipt
+        sequences = []
+        chunks = []
+        seq = self._sequence
+        for destination, text, tlvs in receipts:
+            seq = seq + 1 if seq < 0x7FFFFFFF else 1
+            chunks.append(encode_one(seq, destination, text, data_coding, tlvs))
+            sequences.append(seq)
+        self._sequence = seq
+        if reverse:
+            chunks.reverse()
+        self.outgoing += b"".join(chunks)
+        return sequences
+
+    def outbind(self, system_id: str, password: str) -> None:
+        """Ask the ESME we connected to to bind (SMPP 3.4 outbind)."""
+        self.outgoing += encode(Pdu(Command.OUTBIND, self.next_sequence(), 0,
+                                    {"system_id": system_id, "password": password}))
+
     def next_sequence(self) -> int:
         seq = self._sequence + 1
         if seq > 0x7FFFFFFF:  # SMPP 3.4 §5.1.4: 0x00000001 .. 0x7FFFFFFF
@@ -284,9 +354,27 @@ class SmscSession:
             self._close("unbind before bind")
 
     def data_to_send(self) -> bytes:
+        """Everything to write to the peer now, counted and traced as it leaves."""
         out = bytes(self.outgoing)
         self.outgoing.clear()
+        if self._sent is not None and out:
+            self._sent.feed(out)
         return out
+
+    # ------------------------------------------------------------ tracing
+    @property
+    def tracer(self) -> Tap | None:
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tap | None) -> None:
+        """Hand each PDU from now on, both directions, to ``tracer`` (None: stop)."""
+        self._tracer = tracer
+        self._framer.tap = tracer.inbound if tracer is not None else None
+        if tracer is not None and self._sent is None:
+            self._sent = Framer(ANY_LENGTH)
+        if self._sent is not None:
+            self._sent.tap = tracer.outbound if tracer is not None else None
 
     @property
     def can_submit(self) -> bool:
