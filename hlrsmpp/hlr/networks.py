@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,16 @@ def load_holders(path: Path) -> dict[str, str]:
     """networks.csv: E.164 block prefix -> range holder MCC+MNC."""
     with open(path, newline="") as f:
         return {row["prefix"]: row["mccmnc"] for row in csv.DictReader(f) if row["mccmnc"]}
+
+
+def load_network_names(path: Path) -> dict[str, str]:
+    """networks.csv: MCC+MNC -> the carrier's name (the name most of its blocks carry)."""
+    counts: dict[str, Counter[str]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["mccmnc"] and row.get("carrier"):
+                counts.setdefault(row["mccmnc"], Counter())[row["carrier"]] += 1
+    return {nnc: c.most_common(1)[0][0] for nnc, c in counts.items()}
 
 
 def load_regions(path: Path) -> dict[str, Region]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..native import load as load_native
-from .networks import DEFAULT_DIR, Region, load_holders, load_regions
+from .networks import DEFAULT_DIR, Region, load_holders, load_network_names, load_regions
 from .numbering import MOBILE_TYPES, Node, NumberingPlan, Range
 from .rules import (ERR_NAMES, OUTCOMES, Mix, Rule, latency_of, load_portability,
                     load_rules, load_subscribers, sandbox)
@@ -114,18 +114,18 @@ class _Tables(NamedTuple):
     ported_lens: tuple[int, ...]
 
 
-_PLANS: dict[Path, tuple[NumberingPlan, dict[str, Region]]] = {}
+_PLANS: dict[Path, tuple[NumberingPlan, dict[str, Region], dict[str, str]]] = {}
 _PLANS_LOCK = threading.Lock()
 
 
-def _plan(tables_dir: Path) -> tuple[NumberingPlan, dict[str, Region]]:
+def _plan(tables_dir: Path) -> tuple[NumberingPlan, dict[str, Region], dict[str, str]]:
     """Numbering plans are immutable once built: one per process and tables dir."""
     with _PLANS_LOCK:
         if tables_dir not in _PLANS:
             regions = load_regions(tables_dir / "countries.csv")
             plan = NumberingPlan(load_holders(tables_dir / "networks.csv"),
                                  {r.region: r.default_nnc for r in regions.values()})
-            _PLANS[tables_dir] = (plan, regions)
+            _PLANS[tables_dir] = (plan, regions, load_network_names(tables_dir / "networks.csv"))
         return _PLANS[tables_dir]
 
 
@@ -148,7 +148,9 @@ class Resolver:
         if tables is None:   # the config's own hlr/ tables, else the shipped ones
             local = self.base_dir / "hlr"
             tables = local.resolve() if (local / "networks.csv").exists() else DEFAULT_DIR
-        self._plan, self._regions = _plan((self.base_dir / tables).resolve())
+        self._plan, self._regions, names = _plan((self.base_dir / tables).resolve())
+        #: MCC+MNC -> the network's name (networks.csv), for the views that name networks.
+        self.network_names: dict[str, str] = names
         if warm:
             self._plan.warm()
         self._countries = self._plan.countries

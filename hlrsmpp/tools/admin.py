@@ -193,16 +193,18 @@ def _set_enabled(args, enabled: bool) -> int:
 
 # ------------------------------------------------------------------ history
 
-HISTORY_HEADER = ["ID", "SUBMITTED", "ACCOUNT", "NUMBER", "STATUS", "ERR", "NETWORK", "PORTED",
-                  "ROAMING", "COST"]
+HISTORY_HEADER = ["ID", "SUBMITTED", "ACCOUNT", "NUMBER", "STATUS", "ERR", "NETWORK", "NETWORK_NAME",
+                  "PORTED", "ROAMING", "COST"]
 
 
 def _history_row(v: dict) -> list[str]:
     err = v.get("err")
     err_text = "" if err is None else f"{err:03d} {v.get('error') or ''}".strip()
-    roaming = "yes " + "/".join(x for x in (v.get("r_cc"), v.get("r_nnc")) if x) if v.get("roaming") else "no"
+    visited = "/".join(x for x in (v.get("r_cc"), v.get("r_nnc")) if x)
+    roaming = f"yes {visited} {v.get('r_nnc_name') or ''}" if v.get("roaming") else "no"
     return [v["id"], v["submitted"], v["account"], v["number"], v["status"], err_text,
-            v.get("network") or "", "yes" if v.get("ported") else "no", roaming.strip(), str(v["cost"])]
+            v.get("network") or "", v.get("network_name") or "", "yes" if v.get("ported") else "no",
+            roaming.strip(), str(v["cost"])]
 
 
 def history(args) -> int:

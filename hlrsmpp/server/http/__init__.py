@@ -182,8 +182,9 @@ def build_app(server) -> web.Application:
     app[REGISTRY] = metrics.registry_for(server)
     app[OPENAPI] = document()
     app[prepaid.SERVICES] = prepaid.Services(server.cfg, server.book)
-    app[api.WEBHOOKS] = api.Webhooks(server.cfg)
-    app[api.HISTORY] = api.HistoryReaders(server.store, server.cfg["history"]["readers"])
+    app[api.WEBHOOKS] = api.Webhooks(server.cfg, server.resolver.network_names)
+    app[api.HISTORY] = api.HistoryReaders(server.store, server.cfg["history"]["readers"],
+                                              server.resolver.network_names)
     clean.setup(app, server)
     r = app.router
     # The AMS HLR API (lookups have side effects: no implicit HEAD).

@@ -201,7 +201,7 @@ async def create_lookups(request: web.Request) -> web.Response:
     if wait:
         await wait_done(accepted, timeout)
     at = time.time()
-    views = [lookup_view(lk, at) for lk in accepted]
+    views = [lookup_view(lk, at, server.resolver.network_names) for lk in accepted]
     return json_response({
         "batch_id": str(batch_id),
         "account": account.system_id,
@@ -263,7 +263,7 @@ async def get_lookup(request: web.Request) -> web.Response:
     row = await read(server.store.lookup, lid) if lid is not None else None
     if row is None or not _owned(who, row):
         return _not_found(f"no lookup {request.match_info['id']}")
-    return json_response(lookup_view(Lookup.from_row(row), time.time()))
+    return json_response(lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names))
 
 
 async def get_batch(request: web.Request) -> web.Response:
@@ -279,7 +279,7 @@ async def get_batch(request: web.Request) -> web.Response:
         unknown_batch(server, request)
         return _not_found(f"no batch {request.match_info['id']}")
     at = time.time()
-    views = [lookup_view(Lookup.from_row(r), at) for r in rows]
+    views = [lookup_view(Lookup.from_row(r), at, server.resolver.network_names) for r in rows]
     return json_response({"batch_id": str(bid), "account": rows[0]["system_id"],
                           "complete": all(v["status"] != "ENROUTE" for v in views),
                           "lookups": views})
@@ -673,8 +673,9 @@ class Webhooks:
     ``X-Hlrsmpp-Signature: sha256=`` the HMAC-SHA256 of ``<timestamp>.<body>`` under
     that secret."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, network_names: dict[str, str] | None = None):
         hc = cfg["http"]
+        self.network_names = network_names or {}
         self.attempts = max(1, int(hc.get("webhook_attempts", 6)))
         self.backoff = float(hc.get("webhook_backoff", 1.0))
         self.backoff_max = float(hc.get("webhook_backoff_max", 300.0))
@@ -742,7 +743,8 @@ class Webhooks:
         await wait_done(lookups, float("inf"))
         at = time.time()
         payload = json.dumps({"batch_id": str(batch_id), "account": lookups[0].system_id,
-                              "complete": True, "lookups": [lookup_view(lk, at) for lk in lookups]})
+                              "complete": True,
+                              "lookups": [lookup_view(lk, at, self.network_names) for lk in lookups]})
         if self._session is None:
             # Always an address in the URL (resolved above): the connector resolves nothing.
             self._session = ClientSession(timeout=ClientTimeout(total=self.timeout),

@@ -5,6 +5,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -67,16 +68,19 @@ def report_row(lk: Lookup, at: float, tz: ZoneInfo) -> dict:
 
 #: Fields of a lookup in the JSON API and the CSV history, in this order.
 LOOKUP_FIELDS = ("id", "batch_id", "account", "channel", "number", "submitted", "done", "status",
-                 "err", "error", "cc", "nnc", "network", "ported", "p_nnc", "roaming", "r_cc",
-                 "r_nnc", "active", "reachable", "cost")
-_RESULT_FIELDS = ("err", "error", "nnc", "network", "ported", "p_nnc", "roaming", "r_cc", "r_nnc",
-                  "active", "reachable")
+                 "err", "error", "cc", "nnc", "nnc_name", "network", "network_name", "ported",
+                 "p_nnc", "p_nnc_name", "roaming", "r_cc", "r_nnc", "r_nnc_name", "active",
+                 "reachable", "cost")
+_RESULT_FIELDS = ("err", "error", "nnc", "nnc_name", "network", "network_name", "ported", "p_nnc",
+                  "p_nnc_name", "roaming", "r_cc", "r_nnc", "r_nnc_name", "active", "reachable")
 
 
-def lookup_view(lk: Lookup, at: float) -> dict:
+def lookup_view(lk: Lookup, at: float, names: Mapping[str, str]) -> dict:
     """A lookup in the JSON API. Ids are strings (they exceed 2**53). While it is pending
-    (status ENROUTE, before its `done` time) the result fields are null."""
+    (status ENROUTE, before its `done` time) the result fields are null. ``names``: MCC+MNC
+    -> network name (the resolver's ``network_names``); "" for a network it does not name."""
     done = at >= lk.done
+    network = lk.p_nnc if lk.ported and lk.p_nnc else lk.nnc
     v = {
         "id": str(lk.id),
         "batch_id": str(lk.batch_id) if lk.batch_id is not None else None,
@@ -90,12 +94,16 @@ def lookup_view(lk: Lookup, at: float) -> dict:
         "error": ERR_NAMES.get(lk.err, ""),
         "cc": lk.cc,
         "nnc": lk.nnc,
-        "network": lk.p_nnc if lk.ported and lk.p_nnc else lk.nnc,
+        "nnc_name": names.get(lk.nnc, ""),
+        "network": network,
+        "network_name": names.get(network, ""),
         "ported": bool(lk.ported),
         "p_nnc": lk.p_nnc,
+        "p_nnc_name": names.get(lk.p_nnc, ""),
         "roaming": bool(lk.roaming),
         "r_cc": lk.r_cc,
         "r_nnc": lk.r_nnc,
+        "r_nnc_name": names.get(lk.r_nnc, ""),
         "active": lk.err not in NOT_ACTIVE,
         "reachable": lk.err == 0,
         "cost": from_micro(lk.cost),

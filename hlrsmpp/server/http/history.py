@@ -22,7 +22,7 @@ import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Mapping
 
 from ...accounts.store import Store as SQLiteStore, history_page, open_reader
 from ...domain import Lookup
@@ -37,17 +37,18 @@ Query = tuple
 # ---------------------------------------------------------------- rendering (any reader)
 
 
-def render_page(rows_of: Callable, query: Query, limit: int) -> bytes:
+def render_page(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int) -> bytes:
     """A JSON page: {"items": [...], "next": id or null}."""
     account, since, until, after, desc = query
     rows = rows_of(account, since, until, limit, after, desc)
     at = time.time()
-    items = [lookup_view(Lookup.from_row(r), at) for r in rows]
+    items = [lookup_view(Lookup.from_row(r), at, names) for r in rows]
     nxt = items[-1]["id"] if len(items) == limit else None
     return json.dumps({"items": items, "next": nxt}, separators=(",", ":")).encode()
 
 
-def render_csv(rows_of: Callable, query: Query, limit: int, header: bool) -> tuple[bytes, int, int]:
+def render_csv(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int,
+               header: bool) -> tuple[bytes, int, int]:
     """Up to ``limit`` rows as CSV lines (the header first when ``header``): (bytes,
     last id, rows)."""
     account, since, until, after, desc = query
@@ -58,7 +59,7 @@ def render_csv(rows_of: Callable, query: Query, limit: int, header: bool) -> tup
         writer.writerow(LOOKUP_FIELDS)
     at = time.time()
     for r in rows:
-        v = lookup_view(Lookup.from_row(r), at)
+        v = lookup_view(Lookup.from_row(r), at, names)
         writer.writerow(["" if v[k] is None else str(v[k]).lower() if isinstance(v[k], bool)
                          else v[k] for k in LOOKUP_FIELDS])
     return buf.getvalue().encode(), rows[-1]["id"] if rows else after, len(rows)
@@ -67,11 +68,13 @@ def render_csv(rows_of: Callable, query: Query, limit: int, header: bool) -> tup
 # ---------------------------------------------------------------- in a reader process
 
 _rows_of: Callable | None = None
+_names: Mapping[str, str] = {}
 
 
-def _open(file: str) -> None:
+def _open(file: str, names: Mapping[str, str]) -> None:
     """A reader process starts: lower priority than the server, its own connection."""
-    global _rows_of
+    global _rows_of, _names
+    _names = names
     try:
         os.nice(10)
     except OSError:
@@ -83,12 +86,12 @@ def _open(file: str) -> None:
 
 def _page(query: Query, limit: int) -> bytes:
     assert _rows_of is not None
-    return render_page(_rows_of, query, limit)
+    return render_page(_rows_of, _names, query, limit)
 
 
 def _csv(query: Query, limit: int, header: bool) -> tuple[bytes, int, int]:
     assert _rows_of is not None
-    return render_csv(_rows_of, query, limit, header)
+    return render_csv(_rows_of, _names, query, limit, header)
 
 
 # ---------------------------------------------------------------- on the loop
@@ -97,8 +100,9 @@ def _csv(query: Query, limit: int, header: bool) -> tuple[bytes, int, int]:
 class HistoryReaders:
     """The pool that reads history for the HTTP API (started at the first read)."""
 
-    def __init__(self, store, processes: int):
+    def __init__(self, store, processes: int, network_names: Mapping[str, str]):
         self.store = store
+        self.network_names = network_names
         self.processes = processes if isinstance(store, SQLiteStore) else 0
         self._pool: Executor | None = None
 
@@ -108,7 +112,7 @@ class HistoryReaders:
                 # spawn: a fresh interpreter, nothing of the server's threads or sockets.
                 self._pool = ProcessPoolExecutor(
                     self.processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_open, initargs=(str(self.store.file),))
+                    initializer=_open, initargs=(str(self.store.file), self.network_names))
             else:
                 self._pool = ThreadPoolExecutor(2, thread_name_prefix="hlrsmpp-history")
         return self._pool
@@ -119,7 +123,8 @@ class HistoryReaders:
             return await loop.run_in_executor(self._executor(), fn, *args)
         # Threads: the same rendering, over the store's own (per-thread) readers.
         render = render_page if fn is _page else render_csv
-        return await loop.run_in_executor(self._executor(), render, self.store.history, *args)
+        return await loop.run_in_executor(self._executor(), render, self.store.history,
+                                          self.network_names, *args)
 
     async def page(self, query: Query, limit: int) -> bytes:
         """A JSON page of at most ``limit`` lookups, rendered."""

@@ -62,6 +62,7 @@ _ADMIN_ERRORS = {
                 "temporarily banned."),
 }
 _ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "Decimal id (a string: it may exceed 2^53)."}
+_NAME = {"type": ["string", "null"], "description": "The network's name (networks.csv); empty when unnamed"}
 _AMOUNT = {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number"}],
            "description": "Credits, at most 6 decimals."}
 
@@ -121,10 +122,13 @@ SCHEMAS = {
             "err": {"type": ["integer", "null"], "description": "0 reachable, else 11..24 (docs/smpp.md)"},
             "error": {"type": ["string", "null"], "description": "e.g. ABSENT_SUBSCRIBER; empty when err is 0"},
             "cc": {"type": "string"}, "nnc": {"type": ["string", "null"]},
+            "nnc_name": _NAME,
             "network": {"type": ["string", "null"], "description": "Current network: p_nnc if ported, else nnc"},
+            "network_name": _NAME,
             "ported": {"type": ["boolean", "null"]}, "p_nnc": {"type": ["string", "null"]},
+            "p_nnc_name": _NAME,
             "roaming": {"type": ["boolean", "null"]}, "r_cc": {"type": ["string", "null"]},
-            "r_nnc": {"type": ["string", "null"]},
+            "r_nnc": {"type": ["string", "null"]}, "r_nnc_name": _NAME,
             "active": {"type": ["boolean", "null"]}, "reachable": {"type": ["boolean", "null"]},
             "cost": {"type": "string", "description": "Credits charged"},
         },
