@@ -17,7 +17,7 @@ Families (``_total`` is added to counters by the exposition format):
 ========================================  =======  =================================
 hlrsmpp_build_info                        gauge    version, codec, commit, draws (c or python)
 hlrsmpp_connections                       gauge    open SMPP TCP connections
-hlrsmpp_connections_rejected_total        counter  listener, reason (caps, descriptors)
+hlrsmpp_connections_rejected_total        counter  listener, reason (caps, descriptors, PROXY header, TLS handshake)
 hlrsmpp_http_timeouts_total               counter  phase (header, body): slow requests closed
 hlrsmpp_tarpitted_total                   counter  misbehaving peers answered smpp.tarpit late
 hlrsmpp_sessions                          gauge    bound sessions by mode (tx, rx, trx)
@@ -145,7 +145,8 @@ class ServerCollector:
         yield g
         c = CounterMetricFamily("hlrsmpp_connections_rejected",
                                 "Connections refused, by listener (smpp, http) and reason "
-                                "(max_connections, max_connections_per_ip, descriptors, stopping)",
+                                "(max_connections, max_connections_per_ip, descriptors, stopping; "
+                                "before the session: proxy_header, tls_handshake, too_slow)",
                                 labels=["listener", "reason"])
         for (listener, reason), n in sorted(s.connections_rejected.items()):
             c.add_metric([listener, reason], n)

@@ -40,6 +40,12 @@ class SmpplibEsme:
         self.client.set_message_received_handler(lambda pdu: self.receipts.append(pdu))
         # Keep error submit_sm_resp as answers instead of exceptions.
         self.client.set_error_pdu_handler(lambda pdu: self.resps.__setitem__(pdu.sequence, pdu))
+        if preamble and ssl_context is not None:   # a PROXY header, then TLS (as HAProxy passes it)
+            raw = socket.create_connection((host, port), timeout)
+            raw.sendall(preamble)
+            self.client._socket = ssl_context.wrap_socket(raw)
+            self.client.state = smpplib.consts.SMPP_CLIENT_STATE_OPEN
+            return
         self.client.connect()
         if preamble:
             self.client._socket.sendall(preamble)

@@ -81,3 +81,31 @@ def test_bans_count_the_client_behind_the_proxy(make_server):
     assert lookup(st, "198.51.100.67", "demo", "demo").startswith("BatchId: ")
     assert st.call(lambda: st.server.book.check_ip("198.51.100.66", 0) is not None)
     assert st.call(lambda: st.server.book.check_ip("127.0.0.1", 0) is None)
+
+
+def _open(port: int, n: int) -> list:
+    import socket
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+
+
+def _still_open(sock) -> bool:
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("trusted, kept", [([], 1), (["127.0.0.1"], 3)])
+def test_a_trusted_proxy_is_not_capped_per_address(make_server, trusted, kept):
+    """A proxy carries many clients: its connections count towards the listener's total
+    only (http.max_connections), not one address's cap."""
+    st = make_server(ACCOUNTS, http={"trusted_proxies": trusted, "max_connections_per_ip": 1})
+    socks = _open(st.http_port, 3)
+    try:
+        assert sum(_still_open(s) for s in socks) == kept
+    finally:
+        for s in socks:
+            s.close()

@@ -22,6 +22,7 @@ from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
 from hlrsmpp import metrics
 from hlrsmpp.server.tls import HandshakePacer
+from test_proxy_header import v1, v2
 
 NUMBER = "447912345678"
 #: What a client refused during its TLS handshake sees (smpplib wraps some of them).
@@ -288,3 +289,38 @@ async def test_kannel_binds_over_tls_with_its_client_certificate(make_server, pk
         assert await asyncio.to_thread(bound, st) == ["demo"]
     finally:
         kannel.stop()
+
+
+def test_a_proxy_header_before_tls(make_server, pki):
+    """A TCP balancer passes TLS through untouched after its PROXY header: the client's
+    address drives the allowlist, its certificate the pin."""
+    st = make_server([{"system_id": "acme", "password": "pw", "allowed_ips": ["203.0.113.7"],
+                       "tls_subject": "CN=esme1"}],
+                     smpp={"tls": tls_section(pki, client_ca=True), "proxy_protocol": ["127.0.0.1"]})
+    port = st.server.smpp_tls_port
+    esme = SmpplibEsme(port, preamble=v2("203.0.113.7", "127.0.0.1", 1, 3550),
+                       ssl_context=pki.client_context("esme1"))
+    esme.bind(system_id="acme", password="pw")
+    assert st.call(lambda: [p.peer_ip for p in st.server.protocols]) == ["203.0.113.7"]
+    lookup(esme)
+    esme.close()
+    esme = SmpplibEsme(port, preamble=v1("198.51.100.1", "127.0.0.1", 1, 3550),
+                       ssl_context=pki.client_context("esme1"))
+    with pytest.raises(smpplib.exceptions.PDUError):
+        esme.bind(system_id="acme", password="pw")
+    esme.close()
+    with pytest.raises(REFUSED):     # TLS straight from a balancer: no header, closed
+        SmpplibEsme(port, ssl_context=pki.client_context("esme1")).bind(system_id="acme", password="pw")
+
+
+def test_a_banned_clients_handshake_waits_the_tarpit(make_server, pki):
+    st = make_server(smpp={"tls": tls_section(pki), "tarpit": 0.3}, bans={"after": 1})
+    st.call(lambda: st.server.book.record_failure("127.0.0.1", time.time()))
+    before = metrics.STATS.tarpitted
+    esme = SmpplibEsme(st.server.smpp_tls_port, ssl_context=pki.client_context())
+    with pytest.raises(smpplib.exceptions.PDUError) as err:
+        esme.bind()
+    assert err.value.args[1] == 0x0D                 # then refused, as a banned bind is
+    esme.close()
+    # Held back twice: its handshake, then its bind (as any bind from a banned address).
+    assert metrics.STATS.tarpitted == before + 2
