@@ -124,18 +124,22 @@ def test_checks_run_in_the_documented_order():
     a = acct(credit=0, expires="2026-01-01", enabled=False, coverage=[44],
              limits={"per_day": 0, "per_week": 0, "per_month": 0, "min_delay_ms": 1000, "tps": 1})
     b = book(a)
-    a._last = T0 - 0.5  # a lookup half a second ago: min_delay not over
-    a._tokens = 0.0  # bucket empty
-    a._stamp = T0
+    a.usage.last = T0 - 0.5  # a lookup half a second ago: min_delay not over
+    a.usage.tokens = 0.0  # bucket empty
+    a.usage.stamp = T0
+
+    def evolve(acc, **changes):
+        acc.settings = acc.settings.evolve(**changes)
+
     fixes = [
-        (R.EXPIRED, lambda: setattr(a, "expires", None)),
-        (R.DISABLED, lambda: setattr(a, "enabled", True)),
-        (R.NO_COVERAGE, lambda: setattr(a, "coverage", frozenset())),
-        (R.LIMIT_DELAY, lambda: setattr(a, "limits", Limits(0, 0, 0, 0, tps=1))),
-        (R.LIMIT_TPS, lambda: setattr(a, "limits", Limits(0, 0, 0))),
-        (R.LIMIT_DAY, lambda: setattr(a, "limits", Limits(None, 0, 0))),
-        (R.LIMIT_WEEK, lambda: setattr(a, "limits", Limits(None, None, 0))),
-        (R.LIMIT_MONTH, lambda: setattr(a, "limits", Limits())),
+        (R.EXPIRED, lambda: evolve(a, expires=None)),
+        (R.DISABLED, lambda: evolve(a, enabled=True)),
+        (R.NO_COVERAGE, lambda: evolve(a, coverage=frozenset())),
+        (R.LIMIT_DELAY, lambda: evolve(a, limits=Limits(0, 0, 0, 0, tps=1))),
+        (R.LIMIT_TPS, lambda: evolve(a, limits=Limits(0, 0, 0))),
+        (R.LIMIT_DAY, lambda: evolve(a, limits=Limits(None, 0, 0))),
+        (R.LIMIT_WEEK, lambda: evolve(a, limits=Limits(None, None, 0))),
+        (R.LIMIT_MONTH, lambda: evolve(a, limits=Limits())),
         (R.NO_CREDIT, lambda: b.top_up(a, MICRO, date(2026, 1, 1))),
         (None, None),
     ]
@@ -144,7 +148,7 @@ def test_checks_run_in_the_documented_order():
         if fix:
             fix()
             b.replace(a)
-            a._tokens = 0.0  # replace() keeps the bucket; keep it empty until tps is lifted
+            a.usage.tokens = 0.0  # replace() keeps the bucket; keep it empty until tps is lifted
 
 
 # --- billing ---------------------------------------------------------------------------
@@ -170,9 +174,9 @@ def test_refund_undoes_the_last_charge_exactly():
     b = book(a)
     b.admit(a, "91", T0)
     b.admit(a, "91", T0 + 1)
-    b.refund(a, a.price)
+    b.refund(a, a.settings.price)
     assert [p.credit for p in a.packages] == [200_000, MICRO]
-    b.refund(a, a.price)
+    b.refund(a, a.settings.price)
     assert [p.credit for p in a.packages] == [500_000, MICRO]
     b.refund(a, 7)  # more than ever drawn: lands in the newest package
     assert [p.credit for p in a.packages] == [500_000, MICRO + 7]
@@ -220,7 +224,7 @@ def test_refunds_around_the_threshold_do_not_repeat_the_alert():
     b = book(a, on_low_credit=alerts.append)
     for i in range(3):  # charged, then refunded (an HLR timeout): back to 0.5 each time
         assert b.admit(a, "91", T0 + i) is None
-        b.refund(a, a.price)
+        b.refund(a, a.settings.price)
     assert alerts == [a] and a.credit == 500_000
 
 
@@ -354,8 +358,7 @@ def test_authenticate_refusals_in_order():
     assert b.authenticate(*ok) == (R.DISABLED, None)
     b.disable("acme", enabled=True)
     assert b.authenticate(*ok) == (R.EXPIRED, None)
-    a.expires = None
-    b.replace(a)
+    b.replace(dataclasses.replace(a, settings=a.settings.evolve(expires=None)))
     assert b.authenticate(*ok) == (None, a)
 
 
@@ -416,7 +419,7 @@ def test_replace_updates_in_place_and_keeps_credit_and_counters():
     b = book(a)
     b.admit(a, "91", T0)
     live = b.replace(acct(credit=10, price=1, limits={"per_day": 1}))
-    assert live is a and a.price == MICRO and a.credit == to_micro(9.9)
+    assert live is a and a.settings.price == MICRO and a.credit == to_micro(9.9)
     assert b.admit(a, "91", T0 + 1) is R.LIMIT_DAY
     b.replace(acct(credit=3), with_packages=True)
     assert a.credit == 3 * MICRO and b.take_dirty() == [a]
@@ -430,8 +433,8 @@ def test_from_config_full_example_and_record_round_trip():
         "price": 0.1, "expires": date(2027, 12, 31), "coverage": [91, 44],
         "limits": {"per_day": 10000, "per_week": 50000, "per_month": 200000, "min_delay_ms": 0, "tps": 100},
         "allowed_ips": ["127.0.0.1/32"], "max_tx": 10, "low_credit": 5})
-    assert a.credit == 100 * MICRO and a.price == 100_000 and a.coverage == {"91", "44"}
-    assert a.limits.depth == 100 and a.low_credit == 5 * MICRO
+    assert a.credit == 100 * MICRO and a.settings.price == 100_000 and a.settings.coverage == {"91", "44"}
+    assert a.settings.limits.depth == 100 and a.settings.low_credit == 5 * MICRO
     b = book(a)
     b.admit(a, "44", T0)
     rec = a.to_record()
@@ -440,12 +443,12 @@ def test_from_config_full_example_and_record_round_trip():
     assert "password" not in rec and rec["password_hash"].startswith("scrypt$")
     assert "s3cret" not in json.dumps(rec)
     back = Account.from_record(json.loads(json.dumps(rec)))
-    assert back == dataclasses.replace(a, password=None) and back.packages[0].size == 100 * MICRO
-    assert verify_password("s3cret", back.password_hash) and not verify_password("s3cre7", back.password_hash)
+    assert back == dataclasses.replace(a, settings=a.settings.evolve(password=None)) and back.packages[0].size == 100 * MICRO
+    assert verify_password("s3cret", back.settings.password_hash) and not verify_password("s3cre7", back.settings.password_hash)
     demo = Account.from_config({"system_id": "demo", "password": "demo"})
-    assert (demo.system_type, demo.price, demo.packages, demo.coverage, demo.max_tx) == (
+    assert (demo.settings.system_type, demo.settings.price, demo.packages, demo.settings.coverage, demo.settings.max_tx) == (
         "HLR", 100_000, None, frozenset(), 10)
-    assert Account.from_record(demo.to_record()) == dataclasses.replace(demo, password=None)
+    assert Account.from_record(demo.to_record()) == dataclasses.replace(demo, settings=demo.settings.evolve(password=None))
 
 
 @pytest.mark.parametrize("config, message", [
@@ -487,13 +490,13 @@ def test_book_refuses_duplicate_ids():
 
 
 def test_receipt_profiles_and_the_standard_profiles_former_name():
-    assert Account.from_config({"system_id": "a", "password": "p"}).receipt == {"profile": "standard"}
+    assert Account.from_config({"system_id": "a", "password": "p"}).settings.receipt == {"profile": "standard"}
     ext = Account.from_config({"system_id": "a", "password": "p", "receipt": "extended"})
-    assert ext.receipt["profile"] == "extended" and Account.from_record(ext.to_record()).receipt == ext.receipt
+    assert ext.settings.receipt["profile"] == "extended" and Account.from_record(ext.to_record()).settings.receipt == ext.settings.receipt
     # "seed", its name in files and stores written before: still the standard profile.
     old = Account.from_config({"system_id": "a", "password": "p", "receipt": "seed"})
-    assert old.receipt["profile"] == "standard"
+    assert old.settings.receipt["profile"] == "standard"
     stored = dict(old.to_record(), receipt={"profile": "seed"})   # as an older store holds it
-    assert Account.from_record(stored).receipt["profile"] == "standard"
+    assert Account.from_record(stored).settings.receipt["profile"] == "standard"
     with pytest.raises(ValueError, match="standard, tlv"):
         Account.from_config({"system_id": "a", "password": "p", "receipt": "fancy"})

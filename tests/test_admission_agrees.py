@@ -22,7 +22,8 @@ from datetime import date, datetime, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hlrsmpp.accounts.policy import INF, Account, AccountBook, Limits, Package
+from hlrsmpp.accounts import Account, AccountBook, AccountSettings, Limits, Package
+from hlrsmpp.accounts.book import INF
 from hlrsmpp.accounts.refusal import Refusal as R
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc).timestamp()  # a Monday
@@ -37,8 +38,9 @@ packages = st.none() | st.lists(
     st.builds(Package, st.integers(0, 2_000_000), st.none() | st.sampled_from([date(2026, 1, 5), date(2026, 2, 1)])),
     max_size=3)
 accounts = st.builds(
-    lambda price, lim, pk, cov, expires: Account("a", "pw", price=price, limits=lim, packages=pk,
-                                                 coverage=frozenset(cov), expires=expires),
+    lambda price, lim, pk, cov, expires: Account(AccountSettings(system_id="a", password="pw", price=price,
+                                                                 limits=lim, coverage=frozenset(cov),
+                                                                 expires=expires), pk),
     st.sampled_from([0, 1, 100_000, 250_000]), limits, packages,
     st.sets(st.sampled_from(CCS), max_size=2), st.none() | st.sampled_from([date(2026, 3, 2), date(2026, 3, 10)]))
 # Each request: seconds since the previous one, and its numbers' country codes.
@@ -49,7 +51,7 @@ requests = st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.9, 2.0, 3600.0, 86_40
 
 def state(acc: Account) -> tuple:
     pk = None if acc.packages is None else [(p.credit, p.bought) for p in acc.packages]
-    return (acc.credit, pk, acc.n_day, acc.n_week, acc.n_month, acc._last)
+    return (acc.credit, pk, acc.usage.n_day, acc.usage.n_week, acc.usage.n_month, acc.usage.last)
 
 
 def singly(book: AccountBook, acc: Account, ccs: list[str], now: float) -> tuple[R | None, int]:
@@ -58,7 +60,7 @@ def singly(book: AccountBook, acc: Account, ccs: list[str], now: float) -> tuple
     first = book.admit(acc, ccs[0], now)
     if first is not None:
         return first, 0
-    acc._delay, acc._tps = 0.0, 0.0
+    acc.usage.delay, acc.usage.tps = 0.0, 0.0
     for i, cc in enumerate(ccs[1:], 1):
         refusal = book.admit(acc, cc, now)
         if refusal is not None:
@@ -68,23 +70,23 @@ def singly(book: AccountBook, acc: Account, ccs: list[str], now: float) -> tuple
 
 def reference(book: AccountBook, acc: Account, ccs: list[str], now: float):
     """The statuses and the account's state `admit_many` must give, from `admit` alone."""
-    covered = [cc for cc in ccs if not acc.coverage or cc in acc.coverage]
+    covered = [cc for cc in ccs if not acc.settings.coverage or cc in acc.settings.coverage]
     if not covered:
-        return [R.NO_COVERAGE] * len(ccs), state(acc), acc._tokens
+        return [R.NO_COVERAGE] * len(ccs), state(acc), acc.usage.tokens
     b, a = copy.deepcopy((book, acc))
-    delay, tps = a._delay, a._tps
+    delay, tps = a.usage.delay, a.usage.tps
     refusal, admitted = singly(b, a, covered, now)
     if refusal is None:
-        a._delay, a._tps = delay, tps
-        return [None if cc in covered else R.NO_COVERAGE for cc in ccs], state(a), a._tokens
+        a.usage.delay, a.usage.tps = delay, tps
+        return [None if cc in covered else R.NO_COVERAGE for cc in ccs], state(a), a.usage.tokens
     if len(covered) == 1 or refusal in (R.EXPIRED, R.DISABLED, R.LIMIT_DELAY, R.LIMIT_TPS):
-        return [refusal] * len(ccs), state(a), a._tokens
+        return [refusal] * len(ccs), state(a), a.usage.tokens
     # Refused by a window or the credit: the batch names the first rule that n lookups break.
     for rule in (R.LIMIT_DAY, R.LIMIT_WEEK, R.LIMIT_MONTH, R.NO_CREDIT):
         b1, a1 = copy.deepcopy((book, acc))
-        for cap, r in (("_cap_day", R.LIMIT_DAY), ("_cap_week", R.LIMIT_WEEK), ("_cap_month", R.LIMIT_MONTH)):
+        for cap, r in (("cap_day", R.LIMIT_DAY), ("cap_week", R.LIMIT_WEEK), ("cap_month", R.LIMIT_MONTH)):
             if r != rule:
-                setattr(a1, cap, INF)
+                setattr(a1.usage, cap, INF)
         if rule != R.NO_CREDIT:
             a1.packages = None
         if singly(b1, a1, covered, now)[0] == rule:
@@ -94,7 +96,7 @@ def reference(book: AccountBook, acc: Account, ccs: list[str], now: float):
     # Nothing charged or counted; the tps bucket refilled to `now`, its token not taken.
     untouched = copy.deepcopy(acc)
     b._count_period(untouched)
-    return [rule] * len(ccs), state(untouched), a._tokens + (1.0 if tps and admitted else 0.0)
+    return [rule] * len(ccs), state(untouched), a.usage.tokens + (1.0 if tps and admitted else 0.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,7 +109,7 @@ def test_a_batch_decides_as_its_single_lookups(acc, reqs):
         statuses, after, tokens = reference(book, acc, ccs, now)
         assert book.admit_many(acc, ccs, now) == statuses
         assert state(acc) == after
-        assert acc._tokens == pytest.approx(tokens, abs=1e-9)
+        assert acc.usage.tokens == pytest.approx(tokens, abs=1e-9)
 
 
 @settings(max_examples=300, deadline=None)
@@ -119,7 +121,7 @@ def test_a_batch_of_one_is_a_single_lookup(acc, reqs):
     for gap, ccs in reqs:
         now += gap
         expected = book1.admit(single, ccs[0], now)
-        if single.coverage and ccs[0] not in single.coverage:
+        if single.settings.coverage and ccs[0] not in single.settings.coverage:
             expected = R.NO_COVERAGE  # the batch decides coverage first (see the module docstring)
         assert book.admit_many(acc, ccs[:1], now) == [expected]
-        assert state(acc) == state(single) and acc._tokens == single._tokens and acc._stamp == single._stamp
+        assert state(acc) == state(single) and acc.usage.tokens == single.usage.tokens and acc.usage.stamp == single.usage.stamp

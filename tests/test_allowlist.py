@@ -2,7 +2,7 @@
 import pytest
 
 from hlrsmpp.accounts.allowlist import ip_allowed, parse_allowlist
-from hlrsmpp.accounts.policy import Account
+from hlrsmpp.accounts import Account
 from hlrsmpp.server.http.prepaid import parse_service
 
 
@@ -34,6 +34,6 @@ def test_a_peer_is_checked_against_the_networks(ip, allowed):
 def test_accounts_and_prepaid_services_parse_alike():
     acc = Account.from_config({"system_id": "a", "password": "pw", "allowed_ips": ["10.0.0.0/8", "::1"]})
     svc = parse_service({"service_id": 1, "user_id": 2, "account": "a", "allowed_ips": ["10.0.0.0/8", "::1"]}, 0)
-    assert acc.allowed_ips == svc.allowed_ips
+    assert acc.settings.allowed_ips == svc.allowed_ips
     with pytest.raises(ValueError, match=r"prepaid.services\[0\].allowed_ips: 'x' is not an IP"):
         parse_service({"service_id": 1, "user_id": 2, "account": "a", "allowed_ips": ["x"]}, 0)

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, strategies as st
 
 from hlrsmpp.accounts.calendar import Calendar
-from hlrsmpp.accounts.policy import AccountBook
+from hlrsmpp.accounts import AccountBook
 
 
 def at(y, m, d, hh=0, mm=0, ss=0.0, tz="UTC") -> float:

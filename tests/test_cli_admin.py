@@ -50,7 +50,7 @@ def test_accounts_create_top_up_disable_enable(admin):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "account shop created, credit 2.5"
     acc = admin.server.book.get("shop")
-    assert acc.credit == 2_500_000 and acc.coverage == frozenset({"44", "33"}) and acc.password == "pw"
+    assert acc.credit == 2_500_000 and acc.settings.coverage == frozenset({"44", "33"}) and acc.settings.password == "pw"
     p = cli(admin, "accounts", "top-up", "shop", "10", "--note", "invoice 42")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "account shop topped up by 10: credit 12.5"
@@ -62,11 +62,11 @@ def test_accounts_create_top_up_disable_enable(admin):
     esme.bind(system_id="shop", password="pw")
     esme.close()
     assert cli(admin, "accounts", "disable", "shop").stdout.strip() == "account shop disabled"
-    assert admin.server.book.get("shop").enabled is False
+    assert admin.server.book.get("shop").settings.enabled is False
     p = hlrsmpp("lookup", REACHABLE, "--system-id", "shop", "--password", "pw", "--port", admin.smpp_port)
     assert p.returncode == 2 and "refused" in p.stderr
     assert cli(admin, "accounts", "enable", "shop").stdout.strip() == "account shop enabled"
-    assert admin.server.book.get("shop").enabled is True
+    assert admin.server.book.get("shop").settings.enabled is True
 
 
 def test_accounts_errors_are_one_line(admin):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hlrsmpp import config
-from hlrsmpp.accounts import policy
+from hlrsmpp.accounts import settings as policy
 from hlrsmpp.hlr import resolver
 from hlrsmpp.tools import confdoc
 

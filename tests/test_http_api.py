@@ -400,7 +400,7 @@ async def test_accounts_and_credit(make_server, api):
                 {"expires": "9999-12-31"}, {"limits": {"per_day": -1}}, {"enabled": "no"}):
         status, body, _ = await a.call("PATCH", "/accounts/acme", ADMIN, json=bad)
         assert_error(status, body, 422, "invalid_account", None)
-    assert st.server.book.get("acme").price == 200_000
+    assert st.server.book.get("acme").settings.price == 200_000
     assert (await a.call("PATCH", "/accounts/nobody", ADMIN, json={"price": 1}))[0] == 404
     # Top up: a package, durable, in the ledger.
     before = st.server.book.get("acme").credit

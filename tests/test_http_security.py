@@ -70,7 +70,7 @@ async def test_trace_file_from_the_api_is_a_bare_name(make_server, api, tmp_path
                                        json={"system_id": "new1", "password": "pw", "trace": bad})
         assert error_code(status, body, 422) == "invalid_trace", (bad, body)
     assert not outside.exists() and not (data.parent / "owned").exists()
-    assert st.server.book.get("demo").trace is False and st.server.book.get("new1") is None
+    assert st.server.book.get("demo").settings.trace is False and st.server.book.get("new1") is None
     # A bare name lands under traces/; the path the API then shows is accepted back.
     status, body, _ = await a.call("PATCH", "/accounts/demo", ADMIN, json={"trace": "demo.log"})
     assert status == 200, body

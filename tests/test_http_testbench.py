@@ -228,7 +228,7 @@ async def test_trace_names_never_paths(make_server, api, tmp_path):
         assert error_code(status, body, 400) == "bad_request", body_
     status, body = await a.call("PUT", "/accounts/acme/trace", data="nope")
     assert error_code(status, body, 400) == "bad_request"
-    assert st.server.book.get("acme").trace is False
+    assert st.server.book.get("acme").settings.trace is False
     assert not (Path(st.cfg["storage"]["path"]) / "traces").exists()
     assert not list(tmp_path.rglob("y")) and not list(tmp_path.rglob("x"))
     for method, kw in (("GET", {}), ("PUT", {"json": {"trace": True}})):

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from hlrsmpp.accounts.policy import AccountBook
+from hlrsmpp.accounts import AccountBook
 from hlrsmpp.accounts.store import COMMIT_IN_C, Store
 from hlrsmpp.domain import LOOKUP_COLUMNS
 from hlrsmpp.server.journal import Journal

@@ -295,8 +295,8 @@ def test_accountbook_leases_grant_withdraw_and_elsewhere():
     book.grant(acc, [Package(2 * M, date(2026, 1, 1), "a"), Package(1 * M, None, "")])
     book.grant(acc, [Package(1 * M, date(2026, 1, 1), "a")])   # joins the same package
     assert [(p.credit, p.label) for p in acc.packages] == [(1 * M, ""), (3 * M, "a")]
-    acc._elsewhere = 100 * M   # the rest of the deployment holds plenty: no low-credit alert
+    acc.usage.elsewhere = 100 * M   # the rest of the deployment holds plenty: no low-credit alert
     assert book.admit(acc, "44", now) is None and acc.credit == 103 * M and alerts == []
-    assert book.withdraw(acc, 10 * M) == 3 * M and acc._credit == 0
+    assert book.withdraw(acc, 10 * M) == 3 * M and acc.usage.credit == 0
     book.count_elsewhere(acc, 5, 6, 7, now)
-    assert (acc.n_day, acc.n_week, acc.n_month) == (6, 7, 8)
+    assert (acc.usage.n_day, acc.usage.n_week, acc.usage.n_month) == (6, 7, 8)

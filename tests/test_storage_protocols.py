@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from hlrsmpp.accounts import Account
 from hlrsmpp.accounts.store import Store as SQLiteStore
 from hlrsmpp.redis import Cluster, RedisStore
 from hlrsmpp.redis.cluster import RedisRegistry
@@ -78,7 +79,7 @@ async def test_a_local_claim_is_decided_at_once():
     """Already done when it returns: a submit_sm pipelined behind the bind finds the
     session bound in the same read."""
     registry = LocalRegistry()
-    account = SimpleNamespace(system_id="a", max_tx=1)
+    account = Account.from_config({"system_id": "a", "password": "pw", "max_tx": 1})
     rx, tx, tx2 = object(), object(), object()
     answers = [registry.claim(account, BindMode.RX, rx), registry.claim(account, BindMode.TRX, tx),
                registry.claim(account, BindMode.TX, tx), registry.claim(account, BindMode.TX, tx2)]

@@ -1,6 +1,8 @@
-"""Accounts: authentication, admission (limits, coverage) and prepaid credit."""
-from .policy import (MICRO, Account, AccountBook, Limits, Package, from_micro, to_micro)
+"""Accounts: settings (settings.py), the book of what each used (book.py: credit,
+counters, admission, bans, authentication) and why a lookup or a bind is refused."""
+from .book import Account, AccountBook, Package, Reservation, Usage
 from .refusal import HttpError, Refusal
+from .settings import MICRO, AccountSettings, Limits, from_micro, to_micro
 
-__all__ = ["MICRO", "Account", "AccountBook", "HttpError", "Limits", "Package", "Refusal",
-           "from_micro", "to_micro"]
+__all__ = ["MICRO", "Account", "AccountBook", "AccountSettings", "HttpError", "Limits", "Package",
+           "Refusal", "Reservation", "Usage", "from_micro", "to_micro"]

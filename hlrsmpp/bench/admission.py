@@ -8,18 +8,18 @@ import sys
 import time
 from datetime import date
 
-from ..accounts.policy import MICRO, Account, AccountBook, Limits, Package
+from ..accounts import MICRO, Account, AccountBook, AccountSettings, Limits, Package
 
 
 def bench_admit(n: int = 200_000) -> float:
     """Nanoseconds per accepted AccountBook.admit, best of 3 runs."""
     best = float("inf")
     for _ in range(3):
-        acc = Account("bench", "x", coverage=frozenset({"91", "44", "359"}), expires=date(2099, 1, 1),
-                      limits=Limits(per_day=10 * n, per_week=10 * n, per_month=10 * n,
-                                    min_delay_ms=0, tps=1e9),
-                      packages=[Package(n * MICRO // 20, date(2026, 1, 1)),
-                                Package(n * MICRO, date(2026, 2, 1))])
+        acc = Account(AccountSettings(system_id="bench", password="x", coverage=frozenset({"91", "44", "359"}),
+                                      expires=date(2099, 1, 1),
+                                      limits=Limits(per_day=10 * n, per_week=10 * n, per_month=10 * n,
+                                                    min_delay_ms=0, tps=1e9)),
+                      [Package(n * MICRO // 20, date(2026, 1, 1)), Package(n * MICRO, date(2026, 2, 1))])
         book = AccountBook([acc], tz="Europe/Sofia")
         admit, now, step = book.admit, 1_780_000_000.0, 1e-6
         t0 = time.perf_counter_ns()

@@ -87,13 +87,13 @@ class RedisRegistry(LocalRegistry):
             self.fences[sid] = fence
             return Status.ROK
         txs = self.transmitters.setdefault(sid, set())
-        if len(txs) + self._tx_claiming.get(sid, 0) >= account.max_tx:
+        if len(txs) + self._tx_claiming.get(sid, 0) >= account.settings.max_tx:
             return Status.RBINDFAIL
         self._n += 1
         member = f"{self.store.node}:{self._n}"
         self._tx_claiming[sid] = self._tx_claiming.get(sid, 0) + 1
         try:
-            ok = await self.cluster.run(self.store.tx_claim, sid, member, account.max_tx)
+            ok = await self.cluster.run(self.store.tx_claim, sid, member, account.settings.max_tx)
         finally:
             self._tx_claiming[sid] -= 1
         if not ok:
@@ -196,7 +196,7 @@ class Cluster:
         await self._refresh_once()
         # A first lease for every credit-limited account: the first burst is admitted here.
         await asyncio.gather(*(self._refill(a, self._target(a)) for a in book
-                               if a.packages is not None and a.price))
+                               if a.packages is not None and a.settings.price))
         wake = store.wake_key()
         try:
             await self.run(lambda: store._ops.xgroup_create(wake, GROUP, id="$", mkstream=True))
@@ -391,7 +391,7 @@ class Cluster:
     def _target(self, acc) -> int:
         st = self._leases.get(acc.system_id)
         rate = st.rate if st else 0.0
-        return max(self.opts.lease_lookups * acc.price, int(rate * self.opts.lease_seconds))
+        return max(self.opts.lease_lookups * acc.settings.price, int(rate * self.opts.lease_seconds))
 
     def _on_no_credit(self, acc) -> None:
         """AccountBook refused for want of credit here: lease more (not more than once per
@@ -402,15 +402,16 @@ class Cluster:
         self._maybe_refill(acc, force=True)
 
     def _maybe_refill(self, acc, force: bool = False) -> None:
-        if acc.packages is None or not acc.price or self._stopping:
+        if acc.packages is None or not acc.settings.price or self._stopping:
             return
         st = self._leases.setdefault(acc.system_id, _Lease())
         if st.inflight:
             return
         target = self._target(acc)
-        if acc._credit >= target // 2 and not force:
+        book = self.server.book
+        if book.held(acc) >= target // 2 and not force:
             return
-        want = max(target - acc._credit, acc.price)
+        want = max(target - book.held(acc), acc.settings.price)
         st.inflight = True
         self.loop.create_task(self._refill(acc, want))
 
@@ -432,7 +433,7 @@ class Cluster:
             if book.get(sid) is acc and acc.packages is not None:
                 book.grant(acc, [Package(c, date.fromisoformat(b) if b else None, label)
                                  for c, b, label in slices])
-                acc._elsewhere = max(0, acc._elsewhere - granted)
+                book.set_elsewhere(acc, acc.usage.elsewhere - granted)
             else:  # the account went away meanwhile: straight back
                 self.spawn(self.store.give_back, sid, granted)
         if granted < want:
@@ -440,9 +441,10 @@ class Cluster:
             self.spawn(self.store.want_credit, sid)
 
     async def _give_back(self, acc, amount: int) -> None:
-        taken = self.server.book.withdraw(acc, amount)
+        book = self.server.book
+        taken = book.withdraw(acc, amount)
         if taken:
-            acc._elsewhere += taken
+            book.set_elsewhere(acc, acc.usage.elsewhere + taken)
             try:
                 await self.run(self.store.give_back, acc.system_id, taken)
             except Exception as err:
@@ -461,7 +463,7 @@ class Cluster:
             if box is not None:
                 box.size = queued
             acc = book.get(sid)
-            if acc is not None and acc.packages is not None and acc.price:
+            if acc is not None and acc.packages is not None and acc.settings.price:
                 st = self._leases.setdefault(sid, _Lease())
                 st.spent += cost
                 dt = now - st.rate_at
@@ -520,7 +522,7 @@ class Cluster:
             sid = acc.system_id
             if credit is not None and acc.packages is not None:
                 mine_lease = credit["leased"].get(self.node, 0)
-                acc._elsewhere = max(0, credit["total"] - mine_lease)
+                server.book.set_elsewhere(acc, credit["total"] - mine_lease)
                 self._leases.setdefault(sid, _Lease()).free = credit["free"]
             self._sync_counts(sid, keys, counts, tuple(mine.get((sid, k), 0) for k in keys), now)
             box = server.outboxes.get(sid)
@@ -532,21 +534,22 @@ class Cluster:
         that ran short try again."""
         wanted = set(await self.run(self.store.wanted))
         now = time.time()
-        for acc in self.server.book:
-            if acc.packages is None or not acc.price:
+        book = self.server.book
+        for acc in book:
+            if acc.packages is None or not acc.settings.price:
                 continue
             st = self._leases.setdefault(acc.system_id, _Lease())
             idle = now - st.last_use
-            if acc._credit > 0 and not st.inflight:
+            if book.held(acc) > 0 and not st.inflight:
                 keep = None
                 if acc.system_id in wanted and idle > 0.5:
                     keep = 0
                 elif idle > self.opts.lease_idle:
-                    keep = self.opts.lease_lookups * acc.price // 4  # for the next burst
-                if keep is not None and acc._credit > keep:
-                    await self._give_back(acc, acc._credit - keep)
+                    keep = self.opts.lease_lookups * acc.settings.price // 4  # for the next burst
+                if keep is not None and book.held(acc) > keep:
+                    await self._give_back(acc, book.held(acc) - keep)
                     continue
-            if now - st.short < 10 and st.free and acc._credit < self._target(acc) // 2:
+            if now - st.short < 10 and st.free and book.held(acc) < self._target(acc) // 2:
                 self._maybe_refill(acc, force=True)
 
     def _apply_settings(self, sid: str, rec: dict) -> None:
@@ -558,12 +561,12 @@ class Cluster:
             server.add_account(account)
             self.spawn(self.store.ensure_group, sid)
         else:
-            was_enabled = live.enabled
+            was_enabled = live.settings.enabled
             account.packages = live.packages if (live.packages is None) == (account.packages is None) \
                 else account.packages
             server.book.replace(account, with_packages=True)
             server.ensure_outbox(live)
-            if was_enabled and not live.enabled:
+            if was_enabled and not live.settings.enabled:
                 for proto in list(server.protocols):
                     if proto.account is live:
                         proto.unbind()

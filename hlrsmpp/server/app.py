@@ -22,7 +22,7 @@ from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.allowlist import parse_allowlist
 from ..accounts.passwords import hash_password
-from ..accounts.policy import merge_settings
+from ..accounts.book import merge_settings
 from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
 from ..storage.protocols import Deployment, Store
@@ -280,14 +280,14 @@ class Server:
             if rec is not None:
                 # Settings come from the file; credit as spent and topped up, from the store.
                 account.packages = Account.from_record(rec).packages
-                if "password" in rec or rec.get("password_hash") != account.password_hash:
+                if "password" in rec or rec.get("password_hash") != account.settings.password_hash:
                     rewrite.append(account)
             else:
                 fresh.append(account)
             self.add_account(account)
         for rec in stored.values():
             account = Account.from_record(rec)
-            if account.password_hash is None:
+            if account.settings.password_hash is None:
                 rewrite.append(account)
             self.add_account(account)
         return fresh, rewrite
@@ -298,16 +298,19 @@ class Server:
         Either way the password is remembered as verified: the first bind is cheap too."""
         verified = self.book.verified
 
-        def work(account: Account) -> None:
-            earlier = (stored.get(account.system_id) or {}).get("password_hash")
-            if isinstance(earlier, str) and verified.check(account.system_id, earlier, account.password):
-                account.password_hash = earlier
-            else:
-                account.password_hash = hash_password(account.password)
-                verified.remember(account.system_id, account.password_hash, account.password)
+        def work(system_id: str, password: str) -> str:
+            earlier = (stored.get(system_id) or {}).get("password_hash")
+            if isinstance(earlier, str) and verified.check(system_id, earlier, password):
+                return earlier
+            encoded = hash_password(password)
+            verified.remember(system_id, encoded, password)
+            return encoded
 
-        todo = [a for a in accounts if a.password_hash is None and a.password is not None]
-        await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a) for a in todo))
+        todo = [a for a in accounts if a.settings.password_hash is None and a.settings.password is not None]
+        hashes = await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a.system_id, a.settings.password)
+                                        for a in todo))
+        for account, encoded in zip(todo, hashes):
+            self.book.set_password_hash(account, encoded)
 
     async def login(self, system_id: str, password: str, ip: str):
         """An HTTP login: AccountBook.authenticate with the password's full check (when
@@ -320,7 +323,7 @@ class Server:
         ok = book.password_known(account, password)
         if ok is None:
             ok = await self.check_password(account, password)
-        return book.conclude(account, ok, account.system_type, ip, time.time())
+        return book.conclude(account, ok, account.settings.system_type, ip, time.time())
 
     async def check_password(self, account: Account, password: str) -> bool:
         return await self.loop.run_in_executor(self.kdf, self.book.verify_password, account, password)
@@ -338,8 +341,9 @@ class Server:
                 account.system_id, self._on_ack, self._call_later, self.cfg["smpp"]["window"],
                 rc["data_coding"], rc["retry_min"], rc["retry_max"])
         box.transmitters = self.registry.transmitters.setdefault(account.system_id, set())
-        box.data_coding = account.data_coding if account.data_coding is not None else rc["data_coding"]
-        box.profile = account.receipt if account.receipt["profile"] != "standard" else None
+        s = account.settings
+        box.data_coding = s.data_coding if s.data_coding is not None else rc["data_coding"]
+        box.profile = s.receipt if s.receipt["profile"] != "standard" else None
 
     # ------------------------------------------------- operator actions
     # Each change takes effect only once it is durable (Journal.change): a change the store
@@ -366,7 +370,8 @@ class Server:
             if "password" in changes:
                 await self._hash_passwords([new], {})
             elif "password_hash" not in changes:
-                new.password = account.password  # the same password: kept in clear if it was
+                # the same password: kept in clear if it was
+                new.settings = new.settings.evolve(password=account.settings.password)
 
             def write():
                 new.packages = account.packages  # the credit as it is at the commit
@@ -488,12 +493,12 @@ class Server:
     def trace_session(self, proto: SmppProtocol, bind) -> None:
         """Start tracing a session being bound, if its account is traced."""
         account = proto.account
-        if not account.trace:
+        if not account.settings.trace:
             return
         sink = self.trace_sinks.get(account.system_id)
         if sink is None:
             sink = self.trace_sinks[account.system_id] = (
-                MemorySink() if account.trace is True else FileSink(account.trace))
+                MemorySink() if account.settings.trace is True else FileSink(account.settings.trace))
         mode = BindMode.of(bind.command).label
         proto.tracer = PduTrace(f"{account.system_id}/{mode}/{proto.peer_ip}:{proto.peer_port}", sink)
         proto.tracer.record("<", bind)
@@ -501,7 +506,7 @@ class Server:
     async def set_trace(self, system_id: str, trace: bool | str) -> None:
         """Trace an account from now on (its sessions bound later, and those bound now).
         A changed setting gets a new sink; the old one (and its file) is closed."""
-        changed = self._account(system_id).trace != trace
+        changed = self._account(system_id).settings.trace != trace
         await self.update_account(system_id, {"trace": trace})
         old = self.trace_sinks.pop(system_id, None) if changed or not trace else None
         for proto in list(self.protocols):
@@ -541,7 +546,7 @@ class Server:
 
     def _low_credit(self, account) -> None:
         log.warning("low_credit", system_id=account.system_id, credit=account.credit / 1_000_000,
-                    threshold=account.low_credit / 1_000_000)
+                    threshold=account.settings.low_credit / 1_000_000)
 
     # --------------------------------------------------------- connections
     def admit_connection(self, proto: SmppProtocol) -> bool:
@@ -608,7 +613,7 @@ class Server:
         address, connect out and send outbind (SMPP 3.4 §4.1.7), at most once per
         ``smpp.outbind_interval``."""
         account = self.book.get(system_id)
-        if account is None or account.outbind is None or self._stopping:
+        if account is None or account.settings.outbind is None or self._stopping:
             return
         if now < self._outbind_next.get(system_id, 0.0):
             return
@@ -616,7 +621,7 @@ class Server:
         self.loop.create_task(self._outbind(account))
 
     async def _outbind(self, account: Account) -> None:
-        ob = account.outbind
+        ob = account.settings.outbind
         try:
             _, proto = await self.loop.create_connection(lambda: SmppProtocol(self), ob["host"], ob["port"])
         except OSError as err:

@@ -56,7 +56,7 @@ class LookupEngine:
         fields = resolver.fast_fields(dest)   # in C for most numbers; None: resolve() decides
         msisdn, cc, nnc, err, ported, p_nnc, roaming, r_cc, r_nnc, latency, map_error = \
             fields if fields is not None else resolver.result_fields(dest)
-        cost = account.price
+        cost = account.usage.price
         if err in REFUNDED_ERRS and cost:
             self.book.refund(account, cost)
             cost = 0

@@ -29,7 +29,7 @@ class LocalRegistry:
             self.receivers[sid] = proto
         else:
             txs = self.transmitters.setdefault(sid, set())
-            if len(txs) >= account.max_tx:
+            if len(txs) >= account.settings.max_tx:
                 return Status.RBINDFAIL
             txs.add(proto)
         return Status.ROK

@@ -4,8 +4,8 @@ Sources, so the reference cannot drift from the code:
 
 - ``hlrsmpp/config.py``: ``DEFAULTS`` (keys and default values) and the comment on
   each key's line (its description), ``_ENV`` (environment overrides);
-- ``hlrsmpp/accounts/policy.py``: ``ACCOUNT_KEYS``, ``LIMIT_KEYS``, ``PACKAGE_KEYS``
-  and the ``Account``/``Limits`` defaults;
+- ``hlrsmpp/accounts/settings.py``: the table of account keys (and of ``limits`` and
+  ``packages``), each with its default and description;
 - ``hlrsmpp/hlr``: the keys ``Resolver.from_config`` accepts, with the defaults of
   ``Resolver.__init__``; their descriptions are the comments of the example in
   docs/numbers.md §7 (that page is the reference for number intelligence).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import inspect
 import io
 import re
@@ -90,55 +89,6 @@ EXTRA_KEYS = {
                                  "and hosts instead of SQLite (docs/scaling.md)"),
 }
 
-ACCOUNT_DOCS = {
-    "system_id": ("(required)", "SMPP system_id (1 to 15 characters); also the HTTP username"),
-    "password": ("(required)", "SMPP password (at most 8 characters: quote digits in YAML); "
-                               "stored only as a salted hash. Give it or `password_hash`"),
-    "password_hash": ("(none)", "the password as a hash from `hlrsmpp hash-password`, instead of "
-                                "`password`: the config file then holds no password either"),
-    "system_type": (None, "system_type a bind must carry"),
-    "credit": ("(unlimited)", "prepaid credit, one opening package; give `credit` or `packages`, "
-                              "neither means unlimited"),
-    "packages": ("(unlimited)", "prepaid packages (below), consumed oldest `bought` first"),
-    "price": (None, "credit charged per accepted lookup (refunded when the HLR side fails: "
-                    "err 14 to 17)"),
-    "expires": ("(never)", "last day the account may be used (`YYYY-MM-DD`, in accounts_timezone); "
-                           "then binds and lookups get ESME_RACCEXPIRY"),
-    "coverage": ("(all)", "country calling codes the account may look up; others get ESME_RCOVERR"),
-    "limits": (None, "rate and volume limits (below); over one: ESME_RTHROTTLED"),
-    "allowed_ips": ("(any)", "CIDR networks binds may come from; others get ESME_RBINDFAIL"),
-    "max_tx": (None, "transmitter sessions at once (the one receiver, Rx or TRx, is apart)"),
-    "low_credit": (None, "log a `low_credit` warning when credit falls below this (0: never)"),
-    "data_coding": ("receipts.data_coding", "data_coding of this account's receipts"),
-    "enabled": (None, "false: binds refused, live sessions unbound"),
-    "receipt": ("standard", "receipt profile: `standard` (the text of docs/smpp.md), `extended` (adds imsi, msc, "
-                        "mccmnc) or `tlv` (adds vendor TLVs `mcc_tag`/`mnc_tag`, default "
-                        "0x1401/0x1402); a name or `{profile, mcc_tag, mnc_tag}`"),
-    "outbind": ("(none)", "`{host, port, system_id?, password?}`: connect out to the ESME "
-                          "(SMPP outbind) to deliver receipts when it has no receiver bound"),
-    "trace": (None, "PDU trace of the account's sessions: true (kept in memory, read over "
-                    "the admin API) or a file path (over the API: a file NAME under "
-                    "`<storage.path>/traces/`)"),
-    "tls_subject": ("(none)", "the client certificate its SMPP binds must present (with "
-                              "`smpp.tls.client_ca`): `CN=esme1,O=Acme` (every attribute named "
-                              "must match) or a bare common name; binds without it are refused "
-                              "ESME_RBINDFAIL, and so are its HTTP logins (HTTP has no client "
-                              "certificate)"),
-}
-LIMIT_DOCS = {
-    "per_day": ("(none)", "accepted lookups per calendar day"),
-    "per_week": ("(none)", "per ISO week (Monday to Sunday)"),
-    "per_month": ("(none)", "per calendar month"),
-    "min_delay_ms": (None, "least time between two lookups (ms)"),
-    "tps": ("(none)", "lookups per second, token bucket"),
-    "burst": ("max(1, tps)", "token bucket depth (needs tps)"),
-}
-PACKAGE_DOCS = {
-    "credit": ("(required)", "credit left in the package"),
-    "bought": ("(opening balance)", "date bought (`YYYY-MM-DD`): older packages are used first"),
-    "label": ('""', "free text, e.g. an invoice number"),
-    "size": ("credit", "credit bought; refunds refill the package up to it"),
-}
 HLR_ARG = {"sandbox": "sandbox_numbers"}   # config key -> Resolver.__init__ argument
 #: hlr keys whose docs/numbers.md comment is missing or too short here: (default, text).
 HLR_DOCS = {
@@ -229,21 +179,11 @@ def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _dataclass_defaults(cls) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
-
-
 # ------------------------------------------------------------------- the page
 
 def generate() -> str:
     from hlrsmpp import config
-    from hlrsmpp.accounts import policy
+    from hlrsmpp.accounts import settings
     from hlrsmpp.hlr import resolver
 
     undocumented: list[str] = []
@@ -252,7 +192,7 @@ def generate() -> str:
         "# Configuration reference",
         "",
         "<!-- Generated by `python -m hlrsmpp.tools.confdoc --write` from hlrsmpp/config.py,",
-        "     hlrsmpp/accounts/policy.py and hlrsmpp/hlr (with docs/numbers.md). Do not edit. -->",
+        "     hlrsmpp/accounts/settings.py and hlrsmpp/hlr (with docs/numbers.md). Do not edit. -->",
         "",
         "hlrsmpp reads one YAML file, `hlrsmpp serve --config FILE` ([`conf/hlrsmpp.yaml`]"
         "(../conf/hlrsmpp.yaml) is the demo). Every key is optional and has the default below; "
@@ -318,57 +258,36 @@ def generate() -> str:
     lines.append("")
 
     # accounts
-    account_defaults = _dataclass_defaults(policy.Account)
-    limit_defaults = _dataclass_defaults(policy.Limits)
     lines += ["## `accounts`", "",
               "A list; each account a mapping with at least `system_id` and `password` (or "
               "`password_hash`):", "",
               "```yaml", "accounts:", "  - {system_id: demo, password: demo}   # unlimited credit",
               "  - system_id: acme", "    password: s3cret", "    credit: 100.0",
-              "    coverage: [91, 44]", "    limits: {per_day: 10000, tps: 100}", "```", "",
-              "| key | default | |", "|---|---|---|"]
-    order = [f.name for f in dataclasses.fields(policy.Account)]
-    order.insert(order.index("packages") if "packages" in order else len(order), "credit")
-    keys = sorted(policy.ACCOUNT_KEYS, key=lambda k: (order.index(k) if k in order else len(order), k))
-    for key in keys:
-        default, text = ACCOUNT_DOCS.get(key, (None, None))
-        if default is None:
-            value = account_defaults.get(key)
-            if key == "price":
-                value = policy.from_micro(value)
-            elif key == "low_credit":
-                value = policy.from_micro(value)
-            elif key == "limits":
-                value = "(none)"
-            elif key == "receipt" and isinstance(value, dict):
-                value = value.get("profile")
-            default = value if isinstance(value, str) and value.startswith("(") else f"`{fmt(value)}`"
-        if not text:
-            undocumented.append(f"accounts[].{key}")
-            text = "**undocumented**"
-        lines.append(f"| `{key}` | {default} | {cell(text)} |")
-    lines += ["", "### `limits`", "", "| key | default | |", "|---|---|---|"]
-    for key in sorted(policy.LIMIT_KEYS, key=lambda k: list(limit_defaults).index(k) if k in limit_defaults else 99):
-        default, text = LIMIT_DOCS.get(key, (None, None))
-        if default is None:
-            default = f"`{fmt(limit_defaults.get(key))}`"
-        if not text:
-            undocumented.append(f"accounts[].limits.{key}")
-            text = "**undocumented**"
-        lines.append(f"| `{key}` | {default} | {cell(text)} |")
+              "    coverage: [91, 44]", "    limits: {per_day: 10000, tps: 100}", "```", ""]
+    lines += _key_table(settings.doc_order(), "accounts[].", undocumented)
+    lines += ["", "### `limits`", ""]
+    lines += _key_table(settings.LIMIT_TABLE.values(), "accounts[].limits.", undocumented)
     lines += ["", "### `packages`", "", "A list of prepaid packages; credit is consumed "
-              "from the oldest.", "", "| key | default | |", "|---|---|---|"]
-    for key in sorted(policy.PACKAGE_KEYS, key=lambda k: list(PACKAGE_DOCS).index(k) if k in PACKAGE_DOCS else 99):
-        default, text = PACKAGE_DOCS.get(key, ("", None))
-        if not text:
-            undocumented.append(f"accounts[].packages[].{key}")
-            text = "**undocumented**"
-        lines.append(f"| `{key}` | {default} | {cell(text)} |")
+              "from the oldest.", ""]
+    lines += _key_table(settings.PACKAGE_TABLE.values(), "accounts[].packages[].", undocumented)
     lines.append("")
     if undocumented:
         lines += ["## Undocumented", "", "Keys the code accepts that nothing describes yet:", ""]
         lines += [f"- `{k}`" for k in undocumented] + [""]
     return "\n".join(lines)
+
+
+def _key_table(keys, prefix: str, undocumented: list[str]) -> list[str]:
+    """A table of keys from the settings table: name, default as shown, description."""
+    lines = ["| key | default | |", "|---|---|---|"]
+    for k in keys:
+        default = k.shown if k.shown is not None else f"`{fmt(k.default)}`"
+        text = k.doc
+        if not text:
+            undocumented.append(prefix + k.name)
+            text = "**undocumented**"
+        lines.append(f"| `{k.name}` | {default} | {cell(text)} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from yarl import URL
 
 from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
 from ...accounts.allowlist import parse_allowlist
-from ...accounts.policy import merge_settings
+from ...accounts.book import merge_settings
 from ...ids import MAX_ID
 from ..app import IdempotencyConflict
 from ...domain import Lookup
@@ -467,7 +467,8 @@ def _validate_account(server, record: dict, new: bool = False) -> str | None:
     except _ACCOUNT_ERRORS as e:
         return str(e) or type(e).__name__
     cap = MAX_AMOUNT * 1_000_000
-    amounts = [acc.price, acc.low_credit] + [x for p in acc.packages or () for x in (p.credit, p.size)]
+    s = acc.settings
+    amounts = [s.price, s.low_credit] + [x for p in acc.packages or () for x in (p.credit, p.size)]
     if any(a > cap for a in amounts):
         return f"amounts above {MAX_AMOUNT} credits are not accepted"
     return None

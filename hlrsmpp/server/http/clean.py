@@ -495,9 +495,9 @@ async def create_job(request: web.Request) -> web.Response:
     if opts["premium"]:
         # Refused before the upload rather than at the first lookup (the job would fail).
         acc = server.book.get(owner)
-        if not acc.enabled:
+        if not acc.settings.enabled:
             return refusal_error(Refusal.DISABLED)
-        if acc.credit is not None and acc.credit < acc.price:
+        if acc.credit is not None and acc.credit < acc.settings.price:
             return refusal_error(Refusal.NO_CREDIT)
     if not jobs.reserve():
         return json_error(429, "too_many_jobs", f"{jobs.max_running} cleaning jobs are running; "

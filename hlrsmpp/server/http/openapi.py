@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from ...accounts.policy import ACCOUNT_KEYS
+from ...accounts.settings import AMOUNT, record_schema, settings_schema
 from ..faults import ACTIONS as FAULT_ACTIONS
 
 VERSION = "0.1.0"
@@ -63,8 +63,7 @@ _ADMIN_ERRORS = {
 }
 _ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "Decimal id (a string: it may exceed 2^53)."}
 _NAME = {"type": ["string", "null"], "description": "The network's name (networks.csv); empty when unnamed"}
-_AMOUNT = {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number"}],
-           "description": "Credits, at most 6 decimals."}
+_AMOUNT = dict(AMOUNT)
 
 SCHEMAS = {
     "SmsSegments": {
@@ -166,16 +165,11 @@ SCHEMAS = {
         "properties": {"items": {"type": "array", "items": _ref("Lookup")},
                        "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."}},
     },
+    # Both from the table of account keys (accounts/settings.py).
     "Account": {
         "type": "object", "description": "An account's settings (never its password) and state.",
         "properties": {
-            "system_id": {"type": "string"}, "system_type": {"type": "string"},
-            "price": {"type": "string"}, "expires": {"type": "string", "format": "date"},
-            "coverage": {"type": "array", "items": {"type": "string"}},
-            "limits": {"type": "object"}, "allowed_ips": {"type": "array", "items": {"type": "string"}},
-            "max_tx": {"type": "integer"}, "low_credit": {"type": "string"},
-            "data_coding": {"type": "integer"}, "enabled": {"type": "boolean"},
-            "packages": {"type": "array", "items": {"type": "object"}},
+            **record_schema(),
             "credit": {"type": ["string", "null"], "description": "null: unlimited"},
             "unlimited": {"type": "boolean"},
             "counters": {"type": "object", "properties": {
@@ -183,26 +177,7 @@ SCHEMAS = {
             "receipts_queued": {"type": "integer"},
         },
     },
-    "AccountSettings": {
-        "type": "object", "additionalProperties": False,
-        "description": "As in the YAML configuration (docs/configuration.md).",
-        "properties": {
-            "system_id": {"type": "string", "minLength": 1, "maxLength": 15},
-            "password": {"type": "string", "maxLength": 8},
-            "system_type": {"type": "string", "maxLength": 12},
-            "credit": _AMOUNT, "packages": {"type": "array", "items": {"type": "object"}},
-            "price": _AMOUNT, "expires": {"type": "string", "format": "date"},
-            "coverage": {"type": "array", "items": {"type": "string"}},
-            "limits": {"type": "object", "properties": {
-                "per_day": {"type": "integer", "minimum": 0}, "per_week": {"type": "integer", "minimum": 0},
-                "per_month": {"type": "integer", "minimum": 0}, "min_delay_ms": {"type": "integer", "minimum": 0},
-                "tps": {"type": "number", "exclusiveMinimum": 0}, "burst": {"type": "number", "minimum": 1}}},
-            "allowed_ips": {"type": "array", "items": {"type": "string"}},
-            "max_tx": {"type": "integer", "minimum": 0}, "low_credit": _AMOUNT,
-            "data_coding": {"type": "integer", "minimum": 0, "maximum": 255},
-            "enabled": {"type": "boolean"},
-        },
-    },
+    "AccountSettings": settings_schema(),
     "TopUp": {
         "type": "object", "required": ["credit"], "additionalProperties": False,
         "properties": {"credit": _AMOUNT, "bought": {"type": "string", "format": "date"},
@@ -303,9 +278,6 @@ SCHEMAS = {
         },
     },
 }
-# Keys the account layer knows that are not detailed above: any value (it validates them).
-for _k in sorted(ACCOUNT_KEYS - set(SCHEMAS["AccountSettings"]["properties"])):
-    SCHEMAS["AccountSettings"]["properties"][_k] = {"description": "See docs/accounts."}
 
 _WEBSMPP_LOOKUP_PARAMS = [
     _q("username", "The account's system_id.", required=True, example="demo"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from ...accounts import Account, AccountBook, Limits, Refusal
+from ...accounts import Account, AccountBook, AccountSettings, Limits, Refusal
 from ...accounts.allowlist import IpNetwork, ip_allowed, parse_allowlist
 from ...smpp.status import Status
 from ...domain import Lookup
@@ -183,15 +183,12 @@ class Services:
                 raise ValueError(f"prepaid.services[{i}]: service_id {svc.service_id} appears twice")
             if accounts.get(svc.account) is None:
                 raise ValueError(f"prepaid.services[{i}].account: no account {svc.account!r}")
-            svc.meter = self.book.add(Account(system_id=f"service:{svc.service_id}", password="",
-                                              price=0, limits=svc.limits))
+            svc.meter = self.book.add(Account(AccountSettings(
+                system_id=f"service:{svc.service_id}", password="", price=0, limits=svc.limits)))
             self.by_id[svc.service_id] = svc
 
     def __len__(self) -> int:
         return len(self.by_id)
-
-
-_METER_STATE = ("_last", "_tokens", "_stamp", "_day", "_week", "_month", "n_day", "n_week", "n_month")
 
 
 def _answer(text: str, status: int = 200) -> web.Response:
@@ -221,25 +218,23 @@ async def handle(request: web.Request) -> web.Response:
     if svc.allowed_ips and not ip_allowed(ip, svc.allowed_ips):
         return _answer(INVALID_IP)
     account = book.get(svc.account)
-    if not svc.enabled or account is None or not account.enabled:
+    if not svc.enabled or account is None or not account.settings.enabled:
         return _answer(SERVICE_DISABLED)
     dest = server.resolver.parse(values["msisdn"], 1, 1)
     if dest is None:
         return _answer(INVALID_MSISDN)
     # The service's own limits first; given back if the account then refuses.
-    meter = svc.meter
-    saved = tuple(getattr(meter, a) for a in _METER_STATE)
-    refusal = services.book.admit(meter, dest.cc, t)
-    if refusal is not None:
-        return _answer(refusal.prepaid_answer)
+    hold = services.book.reserve(svc.meter, dest.cc, t)
+    if isinstance(hold, Refusal):
+        return _answer(hold.prepaid_answer)
     r = server.engine.submit(account, values["msisdn"], 1, 1, channel="http")
     if r.__class__ is not Lookup:
-        for a, v in zip(_METER_STATE, saved):
-            setattr(meter, a, v)
+        services.book.rollback(hold)
         if isinstance(r, Refusal):
             return _answer(r.prepaid_answer)
         return _answer(INVALID_MSISDN if r == Status.RINVDSTADR else SYSTEM_ERROR,
                        200 if r == Status.RINVDSTADR else 503)
+    services.book.commit(hold)
     if not await durable(server, [r], account):
         return _answer(SYSTEM_ERROR, 503)
     # Synchronous (the SMSPAY prepaid API answers in "1 to 3 seconds"): answer once the HLR result is final.

@@ -102,7 +102,7 @@ async def get_trace(request: web.Request) -> web.Response:
     limit = _trace_limit(request.query.get("limit"))
     if limit is None:
         return _bad(f"limit: expected 1..{TRACE_LIMIT_MAX} (the last entries)")
-    return json_response({"account": acc.system_id, "trace": _trace_setting(acc.trace),
+    return json_response({"account": acc.system_id, "trace": _trace_setting(acc.settings.trace),
                           "lines": server.trace_lines(acc.system_id, limit)})
 
 
@@ -132,5 +132,5 @@ async def put_trace(request: web.Request) -> web.Response:
             return json_error(503, "system_error", str(e))
         return json_error(422, "invalid_trace", str(e))
     acc = server.book.get(sid)
-    return json_response({"account": sid, "trace": _trace_setting(acc.trace),
+    return json_response({"account": sid, "trace": _trace_setting(acc.settings.trace),
                           "lines": server.trace_lines(sid, TRACE_LIMIT_DEFAULT)})
