@@ -630,7 +630,8 @@ class Server:
             return
         if proto.closed:
             return
-        proto.outbind(ob.get("system_id", self.cfg["smpp"]["system_id"]), ob.get("password", account.settings.password or ""))
+        proto.outbind(ob.get("system_id", self.cfg["smpp"]["system_id"]),
+                      ob.get("password", account.settings.password or ""))
         log.info("outbind_sent", system_id=account.system_id, host=ob["host"], port=ob["port"])
 
     # ------------------------------------------------------------- shutdown
