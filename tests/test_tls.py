@@ -92,11 +92,14 @@ def test_a_client_certificate_is_required_with_client_ca(make_server, pki):
     esme = SmpplibEsme(port, ssl_context=pki.client_context("esme2"))
     esme.bind()
     esme.close()
-    before = metrics.STATS.connections_rejected["smpp", "tls_handshake"]
+    before = metrics.STATS.connections_rejected["smpp", "tls_handshake"], metrics.STATS.tarpitted
     for cert in (None, "rogue"):    # none at all; one signed by a CA the server does not trust
         with pytest.raises(REFUSED):
             SmpplibEsme(port, ssl_context=pki.client_context(cert)).bind()
-    assert metrics.STATS.connections_rejected["smpp", "tls_handshake"] == before + 2
+    # Refused, each after the tarpit (held unread, then told why).
+    assert (metrics.STATS.connections_rejected["smpp", "tls_handshake"], metrics.STATS.tarpitted) == \
+        (before[0] + 2, before[1] + 2)
+    assert st.call(lambda: st.server.smpp_gate.count) == 0
     assert bound(st) == []
 
 

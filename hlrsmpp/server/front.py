@@ -213,12 +213,23 @@ class Front(asyncio.Protocol):
         log.debug("connection_closed", listener=self.listener.gate.listener, peer=self.peer[0],
                   reason=reason, detail=detail)
         self.state = OPEN
-        self._close_slot()
-        if reason == "tls_handshake":
-            self.channel.flush()   # type: ignore[union-attr]  # the alert that says why
-            self.raw.close()
-        else:
+        if reason != "tls_handshake":
+            self._close_slot()
             self.raw.abort()
+        elif self.listener.tarpit:
+            # A failed handshake is a misbehaving peer: held unread (its slot too), then
+            # told why, as the SMPP session does; each costs one connection per interval.
+            self.raw.pause_reading()
+            metrics.STATS.tarpitted += 1
+            self.listener.loop.call_later(self.listener.tarpit, self._alert_and_close)
+        else:
+            self._alert_and_close()
+
+    def _alert_and_close(self) -> None:
+        self._close_slot()
+        if not self.raw.is_closing():   # type: ignore[union-attr]
+            self.channel.flush()        # type: ignore[union-attr]  # the alert that says why
+            self.raw.close()            # type: ignore[union-attr]
 
     def _close_slot(self) -> None:
         if self.timer is not None:
