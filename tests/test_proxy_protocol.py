@@ -12,6 +12,7 @@ import pytest
 import smpplib.exceptions
 
 from hlrsmpp import metrics
+from certs import Pki
 from conftest import free_port
 from esme import SmpplibEsme
 from test_proxy_header import v1, v2
@@ -220,3 +221,24 @@ def test_a_real_haproxy_in_front(make_server, haproxy):
         other.bind(system_id="pinned", password="pw")
     assert err.value.args[1] == 0x0D   # ESME_RBINDFAIL
     other.close()
+
+
+def test_a_real_haproxy_passes_tls_through(make_server, haproxy, tmp_path):
+    """TLS through HAProxy untouched (mode tcp, send-proxy-v2), ended at hlrsmpp: the
+    client's address for the allowlist, its certificate for the pin."""
+    pki = Pki(tmp_path / "pki")
+    pki.client("esme1", "/CN=esme1/O=Acme")
+    st = make_server([{"system_id": "pinned", "password": "pw", "allowed_ips": ["127.0.0.2"],
+                       "tls_subject": "CN=esme1"}],
+                     smpp={"proxy_protocol": ["127.0.0.1"],
+                           "tls": {"port": 0, "cert": pki.path("server.pem"), "key": pki.path("server.key"),
+                                   "client_ca": pki.path("ca.pem")}})
+    front = haproxy(st.server.smpp_tls_port)
+    esme = SmpplibEsme(front, source="127.0.0.2", ssl_context=pki.client_context("esme1"))
+    try:
+        esme.bind(system_id="pinned", password="pw")
+        assert peers_of(st) == ["127.0.0.2"]
+        seq = esme.submit("447912345678")
+        esme.pump(lambda: seq in esme.resps and esme.receipts)
+    finally:
+        esme.close()
