@@ -10,6 +10,7 @@ import time
 
 import pytest
 import smpplib.exceptions
+from hypothesis import HealthCheck, given, settings, strategies as hs
 
 from hlrsmpp import metrics
 from certs import Pki
@@ -242,3 +243,39 @@ def test_a_real_haproxy_passes_tls_through(make_server, haproxy, tmp_path):
         esme.pump(lambda: seq in esme.resps and esme.receipts)
     finally:
         esme.close()
+
+
+@pytest.mark.e2e
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hs.one_of(
+    hs.binary(min_size=1, max_size=400),
+    hs.binary(max_size=200).map(lambda b: b"PROXY " + b),
+    hs.binary(max_size=200).map(lambda b: b"\r\n\r\n\x00\r\nQUIT\n" + b),
+    hs.binary(max_size=200).map(lambda b: v1("203.0.113.7", "127.0.0.1", 1, 2775) + b)))
+def test_hostile_bytes_from_a_balancer_leave_nothing_behind(proxied_server, data):
+    """Whatever a balancer's connection sends, the connection ends (closed, or bound to
+    nothing and dropped) and gives its slot back."""
+    sock = socket.create_connection(("127.0.0.1", proxied_server.smpp_port))
+    sock.sendall(data)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def proxied_server(tmp_path_factory):
+    from conftest import ServerThread, make_config
+    server = ServerThread(make_config(tmp_path_factory.mktemp("fuzz"), ACCOUNTS,
+                                      smpp={"proxy_protocol": ["127.0.0.1"],
+                                            "session_init_timeout": 0.5})).start()
+    yield server
+    # Every connection gone (the deadline closes the silent ones), the slots all given back,
+    # and a client still served.
+    deadline = time.monotonic() + 10
+    while server.call(lambda: server.server.smpp_gate.count) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert server.call(lambda: (server.server.smpp_gate.count, len(server.server.protocols))) == (0, 0)
+        esme = SmpplibEsme(server.smpp_port, preamble=v1("203.0.113.7", "127.0.0.1", 1, 2775))
+        esme.bind(system_id="pinned", password="pw")
+        esme.close()
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 import smpplib.exceptions
+from hypothesis import HealthCheck, given, settings, strategies as hs
 import yaml
 
 from certs import Pki
@@ -327,3 +328,35 @@ def test_a_banned_clients_handshake_waits_the_tarpit(make_server, pki):
     esme.close()
     # Held back twice: its handshake, then its bind (as any bind from a banned address).
     assert metrics.STATS.tarpitted == before + 2
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory, pki):
+    from conftest import ServerThread, make_config
+    server = ServerThread(make_config(tmp_path_factory.mktemp("fuzz"), smpp={
+        "tls": tls_section(pki), "session_init_timeout": 0.5, "tarpit": 0.1})).start()
+    yield server
+    # Every connection gone, every slot given back, and a client still served.
+    deadline = time.monotonic() + 10
+    while server.call(lambda: server.server.smpp_gate.count) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert server.call(lambda: (server.server.smpp_gate.count, len(server.server.protocols))) == (0, 0)
+        esme = SmpplibEsme(server.server.smpp_tls_port, ssl_context=pki.client_context())
+        esme.bind()
+        esme.close()
+    finally:
+        server.stop()
+
+
+_HELLO = b"\x16\x03\x01"    # a TLS handshake record's start
+
+
+@pytest.mark.e2e
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hs.one_of(hs.binary(min_size=1, max_size=600),
+                      hs.binary(max_size=600).map(lambda b: _HELLO + b)))
+def test_hostile_bytes_on_the_tls_port_leave_nothing_behind(tls_server, data):
+    sock = socket.create_connection(("127.0.0.1", tls_server.server.smpp_tls_port))
+    sock.sendall(data)
+    sock.close()
