@@ -92,6 +92,20 @@ MIGRATIONS = [
     CREATE UNIQUE INDEX ledger_idem ON ledger (system_id, idem_key) WHERE idem_key IS NOT NULL;
     CREATE TABLE health (id INTEGER PRIMARY KEY, at REAL NOT NULL);
     """,
+    # 5: text messages (SMS accounts): what a message is beside its lookups row (same id),
+    # its state as cancel_sm and replace_sm leave it, and when it is final
+    """
+    CREATE TABLE sms (
+        id          INTEGER PRIMARY KEY,
+        segments    INTEGER NOT NULL,
+        data_coding INTEGER NOT NULL,
+        registered_delivery INTEGER NOT NULL,
+        source_addr TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        state       INTEGER NOT NULL,
+        done        REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -150,9 +164,10 @@ class Store:
 
     # ------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False) -> None:
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False,
+               sms: list[tuple] = ()) -> None:
         """One group commit, now, in this thread (see ``steps``)."""
-        steps = self.steps(lookups, acks, accounts, ledger, bans, probe)
+        steps = self.steps(lookups, acks, accounts, ledger, bans, probe, sms)
         if self.committer is not None:
             self.committer.transaction(steps)  # in C, the GIL released throughout
             return
@@ -169,13 +184,13 @@ class Store:
     @staticmethod
     def steps(lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (),
-              probe: bool = False) -> list[tuple[str, list]]:
+              probe: bool = False, sms: list[tuple] = ()) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
         receipts queued), receipts done (``acks``: (PENDING_NONE when acknowledged or
         EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,
         amount, note, then optionally idempotency key, request digest, answer), IP bans
-        ((ip key, until); the ended ones are dropped then), and the health row when
-        ``probe``."""
+        ((ip key, until); the ended ones are dropped then), the health row when
+        ``probe``, and text messages as they are now (``sms``: rows of the sms table)."""
         steps: list[tuple[str, list]] = []
         if lookups:
             _in_chunks(steps, _INSERT_LOOKUPS, lookups)
@@ -194,6 +209,7 @@ class Store:
             steps += [(_SAVE_BAN, [tuple(ban)]) for ban in bans]
         if probe:
             steps.append((_PROBE, [time.time()]))
+        steps += [(_SAVE_SMS, [row]) for row in sms]
         return steps
 
     def close(self) -> None:
@@ -214,6 +230,11 @@ class Store:
     def lookup(self, message_id: int) -> sqlite3.Row | None:
         return self._reader().execute(
             f"SELECT {_COLUMNS} FROM lookups WHERE id = ?", (message_id,)).fetchone()
+
+    def sms(self, message_id: int) -> sqlite3.Row | None:
+        """A text message's row of the sms table (its lookups row has the same id)."""
+        return self._reader().execute(
+            f"SELECT {', '.join(SMS_COLUMNS)} FROM sms WHERE id = ?", (message_id,)).fetchone()
 
     def batch(self, batch_id: int) -> list[sqlite3.Row]:
         return self._reader().execute(
@@ -285,9 +306,12 @@ _PROBE = "INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SE
 _SAVE_BAN = ("INSERT INTO bans (ip, until) VALUES (?, ?) "
              "ON CONFLICT(ip) DO UPDATE SET until=max(until, excluded.until)")
 _END_BANS = "DELETE FROM bans WHERE until <= ?"
+SMS_COLUMNS = ("id", "segments", "data_coding", "registered_delivery", "source_addr", "text", "state", "done")
+_SAVE_SMS = (f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES ({', '.join('?' * len(SMS_COLUMNS))}) "
+             "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in SMS_COLUMNS[1:]))
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS, _PROBE]
+               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS, _PROBE, _SAVE_SMS]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "

@@ -457,9 +457,13 @@ class RedisStore:
 
     # ---------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False) -> None:
+               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False,
+               sms: list[tuple] = ()) -> None:
         """One group commit (see the module docstring). Runs on the journal's writer thread.
-        (Every commit writes, the commit mark at least: ``probe`` needs nothing more.)"""
+        (Every commit writes, the commit mark at least: ``probe`` needs nothing more.)
+        Text messages (SMS accounts) are kept by the embedded store only: refused here."""
+        if sms:
+            raise ValueError("SMS accounts need the embedded store (storage.path), not storage.redis")
         self.cseq += 1
         cseq = self.cseq
         if self.fenced:

@@ -40,6 +40,7 @@ from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Outbox
+from .sms import CHANNEL as SMS_CHANNEL, SmsCenter, service_of
 from .smpp import SmppProtocol
 from .standalone import Standalone
 
@@ -162,6 +163,7 @@ class Server:
         self.submit_window_status = Status[cfg["smpp"]["submit_window_status"].upper().removeprefix("ESME_")]
         self.engine = LookupEngine(self.resolver, self.book, self.journal, self.ids, self.outboxes,
                                    rc["max_queue"])
+        self.sms = SmsCenter(self)
         self.replayed = self._replay_receipts()
         self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
@@ -344,6 +346,7 @@ class Server:
         s = account.settings
         box.data_coding = s.data_coding if s.data_coding is not None else rc["data_coding"]
         box.profile = s.receipt if s.receipt["profile"] != "standard" else None
+        box.sms = s.service == "sms"
 
     # ------------------------------------------------- operator actions
     # Each change takes effect only once it is durable (Journal.change): a change the store
@@ -469,6 +472,10 @@ class Server:
         for row in self.store.pending_receipts():
             box = self.outboxes.get(row["system_id"])
             if box is None:
+                continue
+            if row["channel"] == SMS_CHANNEL:
+                self.sms.replay(row, now)
+                n += 1
                 continue
             box.size += 1
             box.add(Lookup.from_row(row), now)

@@ -37,6 +37,7 @@ class Journal:
         self._acks: list[tuple] = []
         self._ledger: list[tuple] = []
         self._bans: list[tuple[str, float]] = []
+        self._sms: list[tuple] = []
         self._probe = False
         self._after: list[Callable[[bool], None]] = []
         self._scheduled = False
@@ -78,6 +79,12 @@ class Journal:
 
     def add_ledger(self, system_id: str, at: float, kind: str, amount: int, note: str = "") -> None:
         self._ledger.append((system_id, at, kind, amount, note, None, None, None))
+        if not self._scheduled:
+            self._schedule()
+
+    def add_sms(self, row: tuple) -> None:
+        """A text message as it is now (new, cancelled or replaced): a row of the sms table."""
+        self._sms.append(row)
         if not self._scheduled:
             self._schedule()
 
@@ -189,6 +196,7 @@ class Journal:
         acks, self._acks = self._acks, []
         ledger, self._ledger = self._ledger, []
         bans, self._bans = self._bans, []
+        sms, self._sms = self._sms, []
         probe, self._probe = self._probe, False
         after, self._after = self._after, []
         # Snapshot credit now, on the loop: it matches exactly the lookups above.
@@ -207,11 +215,11 @@ class Journal:
                 accounts = [a for a in accounts if a[0] not in changed] + list(records)
                 ledger = ledger + list(entries)
                 after.insert(0, callback)  # applied before anything else hears of the commit
-        if not (lookups or acks or ledger or accounts or bans or probe):
+        if not (lookups or acks or ledger or accounts or bans or probe or sms):
             self._run(after, True)
             self._settle()
             return None
-        return lookups, acks, accounts, ledger, bans, probe, after
+        return lookups, acks, accounts, ledger, bans, probe, sms, after
 
     def _submit(self, change: tuple | None = None) -> None:
         """Hand this turn's batch to the C committer (its values copied now)."""
@@ -220,10 +228,10 @@ class Journal:
         batch = self._take(change)
         if batch is None:
             return
-        lookups, acks, accounts, ledger, bans, probe, after = batch
+        lookups, acks, accounts, ledger, bans, probe, sms, after = batch
         try:
             job, refused = self._committer.submit(
-                self.store.steps(lookups, acks, accounts, ledger, bans, probe)), False
+                self.store.steps(lookups, acks, accounts, ledger, bans, probe, sms)), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
             self.failures += 1
             self.commits += 1
@@ -257,9 +265,9 @@ class Journal:
         """The writer thread: one group commit at a time, its outcome back to the loop."""
         commit, done = self.store.commit, self._done
         while (job := self._jobs.get()) is not None:
-            lookups, acks, accounts, ledger, bans, probe, after = job
+            lookups, acks, accounts, ledger, bans, probe, sms, after = job
             try:
-                commit(lookups, acks, accounts, ledger, bans, probe)
+                commit(lookups, acks, accounts, ledger, bans, probe, sms)
                 err = None
             except Exception as exc:  # the store refused: every reply of the batch says so
                 err = exc

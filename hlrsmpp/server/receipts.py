@@ -23,7 +23,7 @@ class Outbox:
 
     __slots__ = ("system_id", "ready", "inflight", "size", "receiver", "window", "transmitters", "data_coding",
                  "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile",
-                 "acked", "retries", "timeouts")
+                 "acked", "retries", "timeouts", "sms")
 
     def __init__(self, system_id: str, on_ack: Callable[[list[Lookup], int], None], call_later,
                  window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
@@ -44,6 +44,7 @@ class Outbox:
         self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
         self.reverse = False              # test bench: each window out of order
         self.profile: dict | None = None  # the account's receipt profile (None: standard)
+        self.sms = False                  # an SMS account's: its receipts are text messages' (server/sms.py)
         # Metrics, read at scrape time: answered ESME_ROK, sent again after an error
         # status, sent again after no answer within smpp.response_timeout.
         self.acked = self.retries = self.timeouts = 0
@@ -73,14 +74,19 @@ class Outbox:
         sent: list[Lookup] = []
         parts = []
         profile = self.profile
+        sms = self.sms
         while room and ready:
             lookup = ready.popleft()
             text, tlvs = lookup.receipt_parts(profile)
-            parts.append((lookup.msisdn.encode(), text, tlvs))
+            # A text message's receipt comes from the handset to the ESME's address (server/sms.py).
+            parts.append((lookup.msisdn, lookup.source_addr, text, tlvs) if sms else
+                         (lookup.msisdn.encode(), text, tlvs))
             sent.append(lookup)
             room -= 1
         # The session encodes them for its peer (an SMPP 3.3 peer's have no TLVs).
-        sequences = receiver.session.deliver_receipts(parts, self.data_coding, self.reverse)
+        session = receiver.session
+        sequences = (session.deliver_sms_receipts if sms else session.deliver_receipts)(
+            parts, self.data_coding, self.reverse)
         for seq, lookup in zip(sequences, sent):
             inflight[seq] = (lookup, now)
         receiver.flush()

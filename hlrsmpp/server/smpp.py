@@ -27,6 +27,7 @@ from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
+from .sms import SmsMessage, service_of
 from .tls import peer_subject
 
 log = structlog.get_logger("hlrsmpp.smpp")
@@ -45,7 +46,7 @@ class SmppProtocol:
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",
-                 "pdus_in", "flushing", "tarpitted", "probes_unanswered", "backlog")
+                 "pdus_in", "flushing", "tarpitted", "probes_unanswered", "backlog", "sms")
 
     def __init__(self, server):
         self.server = server
@@ -58,6 +59,7 @@ class SmppProtocol:
         self.peer_port = 0
         self.account = None
         self.outbox = None
+        self.sms = None  # the SmsCenter, for an SMS account's session
         self.paused = False
         self.closed = False
         self.log = log
@@ -179,6 +181,7 @@ class SmppProtocol:
         # The accepted lookups of this batch and their submit_sm sequences, in step.
         sequences: list[int] = []
         held: list[Lookup] = []
+        texts: list = []  # an SMS account's accepted messages: (sequence, message)
         answers: list[Pdu] = []  # deliver_sm_resp: settled together after the batch
         if events:
             submit = Command.SUBMIT_SM
@@ -198,6 +201,13 @@ class SmppProtocol:
                         continue
                     if faults is not None and self._submit_fault(pdu, faults):
                         continue
+                    if self.sms is not None:
+                        r = self.sms.submit_sm(self, pdu, time.time())
+                        if r.__class__ is SmsMessage:
+                            texts.append((pdu.sequence, r))
+                        else:
+                            session.submit_sm_resp(pdu.sequence, _status(r))
+                        continue
                     r = engine.submit(account, pdu.destination_addr, pdu.dest_addr_ton, pdu.dest_addr_npi)
                     if r.__class__ is Lookup:
                         sequences.append(pdu.sequence)
@@ -206,6 +216,8 @@ class SmppProtocol:
                         session.submit_sm_resp(pdu.sequence, _status(r))
                 elif cmd == resp:
                     answers.append(pdu)
+                elif self.sms is not None and cmd in _SMS_COMMANDS:
+                    getattr(self.sms, _SMS_COMMANDS[cmd])(self, pdu)
                 else:
                     HANDLERS[cmd](self, pdu)
             if faults is not None:
@@ -216,6 +228,8 @@ class SmppProtocol:
         if held:
             self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(sequences, held, ok))
+        if texts:
+            self.server.journal.after_commit(lambda ok: self.sms.committed(self, texts, ok))
         if answers:
             self.outbox.acknowledge_all(answers)
             self.outbox.pump()
@@ -400,6 +414,7 @@ class SmppProtocol:
         self.log = self.log.bind(system_id=account.system_id, mode=mode.label)
         self.log.info("session_bound", interface_version=hex(pdu.params["interface_version"]))
         self.outbox = server.outboxes[account.system_id]
+        self.sms = server.sms if service_of(account) == "sms" else None
         if mode & BindMode.RX:
             server.attach_receiver(self)
 
@@ -576,6 +591,9 @@ class SmppProtocol:
             self.transport.abort()
 
 
+# What an SMS account's session sends to the SMSC (server/sms.py), by the method taking it.
+_SMS_COMMANDS = {Command.QUERY_SM: "query", Command.SUBMIT_MULTI: "submit_multi", Command.DATA_SM: "data_sm",
+                 Command.CANCEL_SM: "cancel", Command.REPLACE_SM: "replace"}
 _GUESSES = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD, Refusal.IP_BANNED})
 
 #: What the server does with each PDU the session hands over, beyond the two of every

@@ -331,6 +331,28 @@ class SmscSession:
         self.outgoing += b"".join(chunks)
         return sequences
 
+    def deliver_sms_receipts(self, receipts: list[tuple[str, str, bytes, bytes]], data_coding: int,
+                             reverse: bool = False) -> list[int]:
+        """A text message's receipt per ``(source, destination, text, tlvs)``, as an SMSC
+        sends it: from the handset (TON 1, NPI 1) to the ESME's source_addr; otherwise as
+        ``deliver_receipts``."""
+        sequences = []
+        chunks = []
+        has_tlvs = self.encode_receipt is not encode_receipt_smpp33
+        for source, destination, text, tlvs in receipts:
+            seq = self.next_sequence()
+            pdu = encode(Pdu(Command.DELIVER_SM, seq, 0, {
+                "source_addr_ton": 1, "source_addr_npi": 1, "source_addr": source, "destination_addr": destination,
+                "esm_class": 0x04, "data_coding": data_coding, "short_message": text}))
+            if has_tlvs and tlvs:
+                pdu = (len(pdu) + len(tlvs)).to_bytes(4, "big") + pdu[4:] + tlvs
+            chunks.append(pdu)
+            sequences.append(seq)
+        if reverse:
+            chunks.reverse()
+        self.outgoing += b"".join(chunks)
+        return sequences
+
     def outbind(self, system_id: str, password: str) -> None:
         """Ask the ESME we connected to to bind (SMPP 3.4 outbind)."""
         self.outgoing += encode(Pdu(Command.OUTBIND, self.next_sequence(), 0,

@@ -1,0 +1,438 @@
+"""The SMSC of SMS accounts (``service: sms``): text messages submitted over SMPP
+(submit_sm, submit_multi, data_sm), counted in segments and charged per segment, their
+final state from the destination's HLR answer, their receipts in the SMPP 3.4 Appendix B
+form, and query_sm, cancel_sm and replace_sm on messages not yet final (docs/sms.md).
+
+A message is a lookups row (the HLR answer, the charge, its receipt queued) and an sms
+row (segments, coding, state), written in one group commit before the ESME is answered,
+like a lookup. Its final state is known when it is accepted: reachable is DELIVERED
+after the HLR latency, unknown/barred/not provisioned UNDELIVERABLE, absent (or busy, or
+an HLR failure) retried until its validity period ends, then EXPIRED. What the message
+is until then is time: nothing runs per message but the timer of its final state.
+"""
+from __future__ import annotations
+
+import time
+from struct import Struct
+from typing import Any
+
+from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup, receipt_date
+from ..smpp.codec import Pdu, Tag
+from ..smpp.status import Status
+from ..sms import (DELETED, DELIVERED, ENROUTE, EXPIRED, MAX_PARTS, STAT_WORDS, ConcatError, Reassembly,
+                   SmppTimeError,
+                   decode, outcome_of, parse_sar, parse_smpp_time, parse_udh, receipt_text, segments_of,
+                   split_udh)
+from ..sms.concat import UDHI, check_part_length
+from ..sms.message import wants_receipt
+from ..sms.times import format_smpp_time
+from .. import metrics
+
+CHANNEL = "sms"
+_TLV = Struct(">HH")
+
+
+def service_of(account) -> str:
+    """The account's service: ``hlr`` (lookups, the default) or ``sms`` (text messages)."""
+    return getattr(account, "service", "hlr")
+
+
+def sms_price_of(account) -> int:
+    """Micro-credits per SMS segment (default 1 credit)."""
+    return getattr(account, "sms_price", 1_000_000)
+
+
+class SmsMessage(Lookup):
+    """An accepted text message: its lookups row (``done``: when its final state is
+    reached, ``err``: the HLR answer) and what the sms row keeps."""
+
+    __slots__ = ("segments", "data_coding", "registered_delivery", "source_addr", "text", "state",
+                 "version", "entry", "key")
+
+    def sms_row(self) -> tuple:
+        return (self.id, self.segments, self.data_coding, self.registered_delivery, self.source_addr,
+                self.text, self.state, self.done)
+
+    def message_state(self, now: float) -> int:
+        return ENROUTE if now < self.done else self.state
+
+    @property
+    def stat(self) -> str:
+        return STAT_WORDS[self.state]
+
+    def receipt_err(self) -> int:
+        return 0 if self.state in (DELIVERED, DELETED) else self.err
+
+    def receipt_text(self, extended: bool = False) -> str:
+        text = self.text
+        entry = self.entry
+        if entry is not None and 1 in entry.parts:  # the start of the whole message, once seen
+            text = entry.text()
+        return receipt_text(self.id, receipt_date(self.submitted), receipt_date(self.done), self.state,
+                            self.receipt_err(), text)
+
+    def receipt_parts(self, profile: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+        """(short_message, TLVs): the Appendix B text, message_state, network_error_code
+        when not delivered, receipted_message_id last (as a lookup's receipt)."""
+        mid = str(self.id).encode()
+        tlvs = [_TLV.pack(Tag.MESSAGE_STATE, 1), bytes((self.state,))]
+        err = self.receipt_err()
+        if err:
+            code = self.map_error if self.map_error is not None else err
+            tlvs.append(_TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
+        tlvs += [_TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0"]
+        return self.receipt_text().encode("latin-1", "replace"), b"".join(tlvs)
+
+
+
+class Parsed:
+    """A submitted message, checked: what every destination of it shares."""
+    __slots__ = ("payload", "body", "data_coding", "segments", "concat", "registered_delivery", "schedule",
+                 "validity", "text")
+
+
+def _reassembly_text(payload: bytes, data_coding: int) -> str:
+    text = decode(payload, data_coding)
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:20])
+
+
+class SmsCenter:
+    def __init__(self, server):
+        self.server = server
+        cfg = server.cfg.get("sms") or {}
+        self.default_validity = float(cfg.get("validity", 172800))
+        self.reassembly = Reassembly(ttl=float(cfg.get("reassembly_ttl", 3600)))
+        # Messages not final yet, by id: what query_sm, cancel_sm and replace_sm act on.
+        self.live: dict[int, SmsMessage] = {}
+        # (system_id, source_addr, destination_addr, service_type) -> id: replace_if_present_flag.
+        self.by_address: dict[tuple, int] = {}
+
+    # ------------------------------------------------------------ parsing
+    def parse(self, params: dict, tlvs: dict, now: float, short_message: bool = True) -> Parsed | Status:
+        """The message of a submit_sm, submit_multi or data_sm, checked once for all its
+        destinations: registered_delivery, the text (short_message or message_payload),
+        the concatenation header or SAR TLVs, segments, schedule and validity."""
+        p = Parsed()
+        rd = params.get("registered_delivery", 0)
+        if rd & 3 == 3:
+            return Status.RINVREGDLVFLG
+        p.registered_delivery = rd & 3
+        sm = params.get("short_message", b"") if short_message else b""
+        payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+        if payload is not None and sm:
+            return Status.RINVOPTPARAMVAL  # short_message or message_payload, not both
+        payload = sm if payload is None else payload
+        dc = p.data_coding = params.get("data_coding", 0)
+        p.payload = payload
+        try:
+            udh, body = split_udh(payload) if params.get("esm_class", 0) & UDHI else (b"", payload)
+            concat = parse_udh(udh) if udh else None
+            sar = parse_sar(_int(tlvs.get(Tag.SAR_MSG_REF_NUM)), _int(tlvs.get(Tag.SAR_TOTAL_SEGMENTS)),
+                            _int(tlvs.get(Tag.SAR_SEGMENT_SEQNUM)))
+            if concat is not None and sar is not None:
+                return Status.RINVESMCLASS  # split two ways at once
+            if concat is not None:
+                check_part_length(udh, body, dc)
+            elif sar is not None:
+                check_part_length(b"", body, dc, sar.total)
+                concat = sar
+        except ConcatError as err:
+            return err.status
+        if dc == 8 and len(body) % 2:
+            return Status.RINVMSGLEN  # UCS2 is two octets a code unit
+        p.body = body
+        p.concat = concat
+        p.segments = 1 if concat is not None else segments_of(payload, dc)
+        if p.segments > MAX_PARTS:
+            return Status.RINVMSGLEN
+        try:
+            p.schedule = parse_smpp_time(params.get("schedule_delivery_time", ""), now)
+        except SmppTimeError:
+            return Status.RINVSCHED
+        try:
+            validity = parse_smpp_time(params.get("validity_period", ""), now)
+        except SmppTimeError:
+            return Status.RINVEXPIRY
+        start = max(now, p.schedule or now)
+        p.validity = validity if validity is not None else start + self.default_validity
+        if p.validity <= start:
+            return Status.RINVEXPIRY
+        p.text = _reassembly_text(body, dc)
+        return p
+
+    # ------------------------------------------------------------ submit
+    def submit(self, account, msg: Parsed, ton: int, npi: int, destination_addr: str, source_addr: str,
+               service_type: str, now: float, lookup_id: int | None = None,
+               replace_if_present: bool = False) -> SmsMessage | Status:
+        """Accept (charge, record) or refuse one message to one destination; accepted,
+        it is in the journal and durable once its next commit completes."""
+        server = self.server
+        resolver = server.resolver
+        dest = resolver.parse(destination_addr, ton, npi)
+        if dest is None:
+            metrics.STATS.refusals[CHANNEL, "invalid_destination"] += 1
+            return Status.RINVDSTADR
+        receipt = msg.registered_delivery != 0
+        box = server.outboxes[account.system_id]
+        if receipt and box.size >= server.engine.max_queue:
+            metrics.STATS.refusals[CHANNEL, "queue_full"] += 1
+            return Status.RMSGQFUL
+        entry = None
+        if msg.concat is not None:
+            try:
+                entry = self.reassembly.add((account.system_id, source_addr, dest.msisdn), msg.concat, msg.body,
+                                            msg.data_coding, now)
+            except ConcatError as err:
+                return err.status
+        cost = msg.segments * sms_price_of(account)
+        refusal = server.book.admit(account, dest.cc, now, cost)
+        if refusal is not None:
+            metrics.STATS.refusals[CHANNEL, refusal.name.lower()] += 1
+            return refusal
+        if receipt:
+            box.size += 1
+        fields = resolver.fast_fields(dest)
+        msisdn, cc, nnc, err, ported, p_nnc, roaming, r_cc, r_nnc, latency, map_error = \
+            fields if fields is not None else resolver.result_fields(dest)
+        outcome = outcome_of(err)
+        start = max(now, msg.schedule or now)
+        done, state = start + latency, outcome.state
+        if outcome.retried or done > msg.validity:
+            done, state = msg.validity, EXPIRED  # retried until its validity period ends
+        row = (lookup_id or server.ids.next(now), None, account.system_id, CHANNEL, msisdn, now, done, cost,
+               err, cc, nnc, int(ported), p_nnc, int(roaming), r_cc, r_nnc, map_error,
+               PENDING_RECEIPT if receipt else PENDING_NONE)
+        m = SmsMessage(*row)
+        m.segments, m.data_coding, m.registered_delivery = msg.segments, msg.data_coding, msg.registered_delivery
+        m.source_addr, m.text, m.state, m.version, m.entry = source_addr, msg.text, state, 0, entry
+        m.key = (account.system_id, source_addr, msisdn, service_type)
+        journal = server.journal
+        if replace_if_present:
+            old = self.live.get(self.by_address.get(m.key, -1))
+            if old is not None and now < old.done:
+                self._end(old, DELETED, now)
+        journal.add_lookup(row)
+        journal.add_sms(m.sms_row())
+        metrics.STATS.lookups[CHANNEL, err] += 1
+        return m
+
+    def abandon(self, account, m: SmsMessage) -> None:
+        """The commit holding ``m`` failed: give the credit back, forget it."""
+        self.server.engine.abandon(account, m)
+
+    def accepted(self, messages: list[SmsMessage]) -> None:
+        """Durable and answered: each waits for its final state."""
+        now = time.time()
+        call_later = self.server.loop.call_later
+        for m in messages:
+            self.live[m.id] = m
+            self.by_address[m.key] = m.id
+            call_later(max(0.0, m.done - now), self._final, m, m.version)
+
+    def replay(self, row, now: float) -> None:
+        """A message whose receipt was still owed at start-up."""
+        extra = self.server.store.sms(row["id"])
+        if extra is None:
+            return
+        self.server.outboxes[row["system_id"]].size += 1
+        self.accepted([self.rebuild(row, extra)])
+
+    def _final(self, m: SmsMessage, version: int) -> None:
+        """The message reached its final state: its receipt goes out if one was asked for."""
+        if version != m.version:
+            return  # cancelled or replaced since: its new timer decides
+        self.live.pop(m.id, None)
+        if self.by_address.get(m.key) == m.id:
+            del self.by_address[m.key]
+        if not m.pending:
+            return
+        box = self.server.outboxes.get(m.system_id)
+        if box is None:
+            return
+        if wants_receipt(m.registered_delivery, m.state):
+            box.add(m, time.time())
+            box.pump()
+        else:  # registered_delivery 2 and delivered: nothing to say
+            box.size -= 1
+            self.server.journal.add_acks([m.id])
+
+    def _end(self, m: SmsMessage, state: int, now: float) -> None:
+        m.state, m.done = state, now
+        m.version += 1
+        self.server.journal.add_sms(m.sms_row())
+        self.server.loop.call_soon(self._final, m, m.version)
+
+    # ----------------------------------------------------- the PDUs
+    def find(self, account, message_id: str) -> SmsMessage | None:
+        """The account's message by id: in memory while not final, else from the store."""
+        try:
+            mid = int(message_id)
+        except ValueError:
+            return None
+        m = self.live.get(mid)
+        if m is None and 0 <= mid < 1 << 63:
+            row = self.server.store.lookup(mid)
+            extra = self.server.store.sms(mid) if row is not None else None
+            if extra is not None:
+                m = self.rebuild(row, extra)
+        return m if m is not None and m.system_id == account.system_id else None
+
+    @staticmethod
+    def rebuild(row, extra) -> SmsMessage:
+        m = SmsMessage.from_row(row)
+        (_, m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text, m.state, m.done) = tuple(extra)
+        m.version, m.entry = 0, None
+        m.key = (m.system_id, m.source_addr, m.msisdn, "")
+        return m
+
+    def query(self, proto, pdu: Pdu) -> None:
+        m = self.find(proto.account, pdu.params["message_id"])
+        if m is None:
+            proto.session.respond(pdu, Status.RQUERYFAIL)
+            return
+        now = time.time()
+        state = m.message_state(now)
+        proto.session.respond(pdu, 0, {
+            "message_id": pdu.params["message_id"], "final_date": "" if state == ENROUTE else format_smpp_time(m.done),
+            "message_state": state, "error_code": m.receipt_err() if state != ENROUTE else 0})
+
+    def cancel(self, proto, pdu: Pdu) -> None:
+        """cancel_sm of one message (by message_id) not yet final: DELETED."""
+        m = self.find(proto.account, pdu.params["message_id"])
+        now = time.time()
+        if m is None or now >= m.done or m.id not in self.live:
+            proto.session.respond(pdu, Status.RCANCELFAIL)
+            return
+        self._end(m, DELETED, now)
+        self._answer_after_commit(proto, pdu)
+
+    def replace(self, proto, pdu: Pdu) -> None:
+        """replace_sm of a message not yet final: its text, registered_delivery, schedule
+        and validity (its segments at most those it was charged for)."""
+        p = pdu.params
+        m = self.find(proto.account, p["message_id"])
+        now = time.time()
+        if (m is None or now >= m.done or m.id not in self.live
+                or (p["source_addr"] and p["source_addr"] != m.source_addr)):
+            proto.session.respond(pdu, Status.RREPLACEFAIL)
+            return
+        params = dict(p, data_coding=m.data_coding, esm_class=0)
+        msg = self.parse(params, {}, now)
+        if isinstance(msg, Status):
+            proto.session.respond(pdu, msg)
+            return
+        if msg.segments > m.segments:
+            proto.session.respond(pdu, Status.RREPLACEFAIL)
+            return
+        outcome = outcome_of(m.err)
+        done, state = max(now, msg.schedule or now), outcome.state  # the HLR answered already
+
+        if outcome.retried or done > msg.validity:
+            done, state = msg.validity, EXPIRED
+        m.text, m.registered_delivery, m.state, m.done = msg.text, msg.registered_delivery or m.registered_delivery, \
+            state, done
+        m.entry = None
+        m.version += 1
+        self.server.journal.add_sms(m.sms_row())
+        self.server.loop.call_later(max(0.0, done - now), self._final, m, m.version)
+        self._answer_after_commit(proto, pdu)
+
+    def _answer_after_commit(self, proto, pdu: Pdu) -> None:
+        def committed(ok: bool) -> None:
+            proto.session.respond(pdu, Status.ROK if ok else Status.RSYSERR)
+            proto.flush()
+        self.server.journal.after_commit(committed)
+
+    def submit_sm(self, proto, pdu: Pdu, now: float) -> SmsMessage | Status:
+        p = pdu.params
+        msg = self.parse(p, pdu.tlvs, now)
+        if isinstance(msg, Status):
+            return msg
+        return self.submit(proto.account, msg, p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"],
+                           p["source_addr"], p["service_type"], now,
+                           replace_if_present=p.get("replace_if_present_flag", 0) == 1)
+
+    def data_sm(self, proto, pdu: Pdu) -> None:
+        """data_sm: the message in message_payload, answered by data_sm_resp."""
+        p, now = pdu.params, time.time()
+        msg = self.parse(p, pdu.tlvs, now, short_message=False)
+        r = msg if isinstance(msg, Status) else self.submit(
+            proto.account, msg, p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"], p["source_addr"],
+            p["service_type"], now)
+        if not isinstance(r, SmsMessage):
+            proto.session.respond(pdu, _status(r))
+            return
+        account = proto.account
+
+        def committed(ok: bool) -> None:
+            if not ok:
+                self.abandon(account, r)
+                proto.session.respond(pdu, Status.RSYSERR)
+            else:
+                proto.session.respond(pdu, 0, {"message_id": str(r.id)})
+                self.accepted([r])
+            proto.flush()
+
+        self.server.journal.after_commit(committed)
+
+    def submit_multi(self, proto, pdu: Pdu) -> None:
+        """One message to up to 254 destinations, each charged and recorded as a
+        submit_sm, in one commit; the k-th destination's id is message_id + k."""
+        p, now = pdu.params, time.time()
+        account, engine = proto.account, self.server.engine
+        msg = self.parse(p, pdu.tlvs, now)
+        if isinstance(msg, Status):
+            proto.session.respond(pdu, msg)
+            return
+        dests = p["dest_address"]
+        first = engine.ids.reserve(len(dests))
+        accepted: list[SmsMessage] = []
+        unsuccess = []
+        for k, dest in enumerate(dests):
+            if isinstance(dest, str):
+                unsuccess.append((0, 0, dest[:20], Status.RINVDLNAME))
+                continue
+            ton, npi, addr = dest
+            r = self.submit(account, msg, ton, npi, addr, p["source_addr"], p["service_type"], now,
+                            lookup_id=first + k)
+            if isinstance(r, SmsMessage):
+                accepted.append(r)
+            else:
+                unsuccess.append((ton, npi, addr, _status(r)))
+
+        def committed(ok: bool) -> None:
+            if not ok:
+                for m in accepted:
+                    self.abandon(account, m)
+                bad = [(0, 0, m.msisdn, Status.RSYSERR) for m in accepted] + unsuccess
+            else:
+                bad = unsuccess
+            status = Status.ROK if accepted and ok else (bad[0][3] if bad else Status.RSYSERR)
+            body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
+            proto.session.respond(pdu, status, body)
+            proto.flush()
+            if ok:
+                self.accepted(accepted)
+
+        self.server.journal.after_commit(committed)
+
+    def committed(self, proto, texts: list[tuple[int, SmsMessage]], ok: bool) -> None:
+        """A batch of submit_sm (sequence, message) is durable (or failed): answer them."""
+        session = proto.session
+        if not ok:
+            for _, m in texts:
+                self.abandon(proto.account, m)
+            session.submit_sm_failed([seq for seq, _ in texts], Status.RSYSERR)
+        else:
+            session.submit_sm_resps([seq for seq, _ in texts], [m for _, m in texts])
+            self.accepted([m for _, m in texts])
+        proto.flush()
+
+
+def _int(value: bytes | None) -> int | None:
+    return None if value is None else int.from_bytes(value, "big")
+
+
+def _status(r) -> int:
+    return r if isinstance(r, int) else r.smpp_status
+
