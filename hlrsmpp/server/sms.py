@@ -325,7 +325,8 @@ class SmsCenter:
             proto.session.respond(pdu, Status.RREPLACEFAIL)
             return
         outcome = outcome_of(m.err)
-        done, state = max(now, msg.schedule or now), outcome.state  # the HLR answered already
+        # What was left of its way to the handset, from its new start.
+        done, state = max(now, msg.schedule or now) + max(0.0, m.done - now), outcome.state
 
         if outcome.retried or done > msg.validity:
             done, state = msg.validity, EXPIRED
