@@ -81,6 +81,10 @@ DEFAULTS: dict = {
         "data_coding": 3,              # Latin-1: 0x5F reads '_' everywhere (GSM 03.38 makes it '§')
         "timezone": "UTC",             # of submit date / done date
     },
+    "sms": {                           # SMS accounts (service: sms, docs/sms.md)
+        "validity": 172800.0,          # s a message is retried when it carries no validity_period
+        "reassembly_ttl": 3600.0,      # s the parts of a split message are kept to rebuild its text
+    },
     "accounts_timezone": "UTC",        # calendar of per_day/per_week/per_month
     "bans": {"after": 5, "window": 60.0, "time": 300.0},
     "hlr": {"latency_ms": 0},
@@ -187,6 +191,10 @@ def load(path: str | Path | None = None, overrides: dict | None = None,
         raise ConfigError(f"history.retention_days: {days!r} is not a number of days (0: keep everything)")
     if isinstance(hist["readers"], bool) or not isinstance(hist["readers"], int) or not 0 <= hist["readers"] <= 64:
         raise ConfigError(f"history.readers: {hist['readers']!r} is not a count of processes (0..64)")
+    for key in ("validity", "reassembly_ttl"):
+        value = cfg["sms"][key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"sms.{key}: {value!r} is not a positive number of seconds")
     if not isinstance(cfg["accounts"], list):
         raise ConfigError("accounts: must be a list of accounts")
     seen = set()

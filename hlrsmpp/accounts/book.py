@@ -314,8 +314,9 @@ class AccountBook:
 
     # --- admission and billing (the hot path) ----------------------------------------
 
-    def admit(self, acc: Account, cc: str, now: float) -> Refusal | None:
-        """Admit one lookup to country calling code `cc` at epoch `now`, charging it.
+    def admit(self, acc: Account, cc: str, now: float, price: int | None = None) -> Refusal | None:
+        """Admit one lookup to country calling code `cc` at epoch `now`, charging it
+        (`price` micro-credits, else the account's price: a text message its segments').
 
         A refused lookup charges and counts nothing."""
         if now >= self._day_end or now < self._day_start:
@@ -349,7 +350,8 @@ class AccountBook:
             return Refusal.LIMIT_WEEK
         if u.n_month >= u.cap_month:
             return Refusal.LIMIT_MONTH
-        price = u.price
+        if price is None:
+            price = u.price
         if acc.packages is not None and u.credit < price:
             return self._no_credit(acc)
         # Accepted: from here on nothing refuses.
@@ -697,7 +699,8 @@ class AccountBook:
         if not password_ok:
             self.record_failure(ip, now)
             return Refusal.BAD_PASSWORD, None
-        if system_type != acc.settings.system_type:
+        expected = acc.settings.system_type
+        if system_type != expected and (expected or acc.settings.service != "sms"):
             return Refusal.BAD_SYSTEM_TYPE, None
         if not acc.usage.enabled:
             return Refusal.DISABLED, None

@@ -32,6 +32,8 @@ MAX_SYSTEM_ID, MAX_PASSWORD, MAX_SYSTEM_TYPE = 15, 8, 12
 #: Receipt profiles: the standard text; the standard text plus imsi/msc/mccmnc keys;
 #: the standard text plus vendor TLVs carrying MCC and MNC.
 RECEIPT_PROFILES = frozenset({"standard", "extended", "tlv"})
+#: What an account's submit_sm are: HLR lookups, or text messages (server/sms.py).
+SERVICES = ("hlr", "sms")
 
 
 # --- amounts ------------------------------------------------------------------------
@@ -279,6 +281,12 @@ def _trace(v: Any, where: str) -> bool | str:
     raise ValueError(f"{where}: true (in memory), false, or a file path")
 
 
+def _service(v: Any, where: str) -> str:
+    if v not in SERVICES:
+        raise ValueError(f"{where}: expected {' or '.join(SERVICES)}, got {v!r}")
+    return str(v)
+
+
 def _tls_subject(v: Any, where: str) -> str | None:
     if v is None:
         return None
@@ -465,6 +473,14 @@ class AccountSettings:
                                       "ESME_RBINDFAIL, and so are its HTTP logins (HTTP has no client "
                                       "certificate)")
 
+    service: str = key("hlr", parse=_service, schema={"type": "string", "enum": list(SERVICES)},
+                       doc="`hlr`: submit_sm are HLR lookups; `sms`: text messages, counted in segments and "
+                           "charged `sms_price` each, with Appendix B receipts (docs/sms.md); its binds take "
+                           "any `system_type` unless the account sets one")
+    # micro-credits per SMS segment
+    sms_price: int = key(1, parse=amount, dump=from_micro, shown="`1`", schema=AMOUNT, record_schema=AMOUNT_TEXT,
+                         doc="credit charged per SMS segment (`service: sms`)")
+
     def __copy__(self) -> AccountSettings:
         return self
 
@@ -490,6 +506,8 @@ class AccountSettings:
         no_unknown(d, ACCOUNT_KEYS, at)
         s: AccountSettings = parse_keys(cls, ACCOUNT_TABLE, {k: v for k, v in d.items() if k not in BALANCE_KEYS},
                                         at, ": ")
+        if s.service == "sms" and "system_type" not in d:
+            s = s.evolve(system_type="")  # an SMS account's binds carry any system_type
         if (s.password is None) == (s.password_hash is None):
             raise ValueError(f"{at}: password: give it, or password_hash (from `hlrsmpp "
                              "hash-password`): one of the two")

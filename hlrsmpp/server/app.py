@@ -40,7 +40,7 @@ from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
 from .receipts import Outbox
-from .sms import CHANNEL as SMS_CHANNEL, SmsCenter, service_of
+from .sms import CHANNEL as SMS_CHANNEL, SmsCenter
 from .smpp import SmppProtocol
 from .standalone import Standalone
 

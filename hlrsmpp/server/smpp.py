@@ -27,7 +27,7 @@ from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
-from .sms import SmsMessage, service_of
+from .sms import SmsMessage
 from .tls import peer_subject
 
 log = structlog.get_logger("hlrsmpp.smpp")
@@ -414,7 +414,7 @@ class SmppProtocol:
         self.log = self.log.bind(system_id=account.system_id, mode=mode.label)
         self.log.info("session_bound", interface_version=hex(pdu.params["interface_version"]))
         self.outbox = server.outboxes[account.system_id]
-        self.sms = server.sms if service_of(account) == "sms" else None
+        self.sms = server.sms if account.settings.service == "sms" else None
         if mode & BindMode.RX:
             server.attach_receiver(self)
 

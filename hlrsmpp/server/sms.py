@@ -32,16 +32,6 @@ CHANNEL = "sms"
 _TLV = Struct(">HH")
 
 
-def service_of(account) -> str:
-    """The account's service: ``hlr`` (lookups, the default) or ``sms`` (text messages)."""
-    return getattr(account, "service", "hlr")
-
-
-def sms_price_of(account) -> int:
-    """Micro-credits per SMS segment (default 1 credit)."""
-    return getattr(account, "sms_price", 1_000_000)
-
-
 class SmsMessage(Lookup):
     """An accepted text message: its lookups row (``done``: when its final state is
     reached, ``err``: the HLR answer) and what the sms row keeps."""
@@ -99,9 +89,9 @@ def _reassembly_text(payload: bytes, data_coding: int) -> str:
 class SmsCenter:
     def __init__(self, server):
         self.server = server
-        cfg = server.cfg.get("sms") or {}
-        self.default_validity = float(cfg.get("validity", 172800))
-        self.reassembly = Reassembly(ttl=float(cfg.get("reassembly_ttl", 3600)))
+        cfg = server.cfg["sms"]
+        self.default_validity = float(cfg["validity"])
+        self.reassembly = Reassembly(ttl=float(cfg["reassembly_ttl"]))
         # Messages not final yet, by id: what query_sm, cancel_sm and replace_sm act on.
         self.live: dict[int, SmsMessage] = {}
         # (system_id, source_addr, destination_addr, service_type) -> id: replace_if_present_flag.
@@ -184,7 +174,7 @@ class SmsCenter:
                                             msg.data_coding, now)
             except ConcatError as err:
                 return err.status
-        cost = msg.segments * sms_price_of(account)
+        cost = msg.segments * account.settings.sms_price
         refusal = server.book.admit(account, dest.cc, now, cost)
         if refusal is not None:
             metrics.STATS.refusals[CHANNEL, refusal.name.lower()] += 1
