@@ -113,11 +113,13 @@ class HandshakePacer:
 
     def _run(self) -> None:
         self.scheduled = False
-        if self.waiting:
-            self.waiting.popleft().step()
-        if self.waiting and not self.scheduled:
+        if not self.waiting:
+            return
+        channel = self.waiting.popleft()
+        if self.waiting:   # the next turn is booked first: a step that fails stalls no one
             self.scheduled = True
             self.loop.call_soon(self._run)
+        channel.step()
 
 
 class TlsChannel(asyncio.Protocol, asyncio.Transport):
