@@ -15,7 +15,7 @@ import pytest
 from conftest import ServerProcess, free_port
 from esme import RECEIPT_RE, SmpplibEsme
 from hlrsmpp import metrics
-from hlrsmpp.bench.hostile import run_hostile
+from hlrsmpp.bench.misbehaving import run_misbehaving
 from hlrsmpp.smpp.codec import Command, Pdu, encode
 
 A = {"system_id": "a", "password": "p"}
@@ -197,7 +197,7 @@ def test_stuck_receiver_does_not_slow_another_account(make_server):
 def _run_hostile(port: int, n: int, stop_flag: threading.Event) -> None:
     async def main():
         stop = asyncio.Event()
-        runner = asyncio.create_task(run_hostile("127.0.0.1", port, n, stop))
+        runner = asyncio.create_task(run_misbehaving("127.0.0.1", port, n, stop))
         while not stop_flag.is_set():
             await asyncio.sleep(0.05)
         stop.set()

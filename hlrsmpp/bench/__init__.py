@@ -1,4 +1,4 @@
 """Benchmarks, off the runtime path: load.py (``hlrsmpp bench``, the load generator),
-hostile.py (its misbehaving clients), admission.py (AccountBook.admit), resolver.py
+misbehaving.py (its misbehaving clients), admission.py (AccountBook.admit), resolver.py
 (parse + resolve a number) and redis.py (``make bench-redis``, a shared deployment).
 No runtime module imports from this package."""

@@ -10,9 +10,10 @@ that process's CPU and RSS; ``--idle-sessions N`` measures the server's RSS per 
 idle session instead.
 
 The generator must not be the bottleneck, so it is lean on purpose: an
-``asyncio.Protocol`` (uvloop when installed), submit_sm bodies precomputed per number
-(each PDU is one header ``pack`` plus a prebuilt body), responses read from the
-16-byte header and only the fields needed, one ``write`` per ``data_received``.
+``asyncio.Protocol`` (uvloop when installed) around the ESME session's batch calls:
+submit_sm bodies precomputed per number (``submit_sm_many``: each PDU is one header
+``pack`` plus a prebuilt body), responses and receipts read into flat tuples with
+only the fields needed (``receive_lean``), one ``write`` per ``data_received``.
 It reports its own CPU next to the server's; ``--workers-bench K`` runs it in K
 processes (trx mode) to show whether one generator process limits the figures.
 """
@@ -37,29 +38,23 @@ from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from struct import Struct
 
-from ..smpp.codec import HEADER, Command, Pdu, encode
+from ..smpp.codec import (COMMANDS, HEADER, Command, Pdu, Tag, encode, encode_header_only, encode_receipt,
+                          encode_submit_sm_resp, encode_tlvs)
+from ..smpp.esme import EsmeSession, submit_sm_body
+from ..smpp.framer import Framer
+from ..smpp.session import BindMode, State
 from ..smpp.status import Status
 from .tls import client_context, self_signed
 
 # Plain ints for the hot comparisons (IntEnum compares slower).
 _SUBMIT_SM = int(Command.SUBMIT_SM)
-_SUBMIT_SM_RESP = int(Command.SUBMIT_SM_RESP)
-_DELIVER_SM = int(Command.DELIVER_SM)
 _DELIVER_SM_RESP = int(Command.DELIVER_SM_RESP)
-_ENQUIRE_LINK = int(Command.ENQUIRE_LINK)
 _ENQUIRE_LINK_RESP = int(Command.ENQUIRE_LINK_RESP)
-_UNBIND = int(Command.UNBIND)
-_UNBIND_RESP = int(Command.UNBIND_RESP)
 _GENERIC_NACK = int(Command.GENERIC_NACK)
-_DATA_SM = int(Command.DATA_SM)
 _BIND_RESPS = frozenset(int(c) for c in (Command.BIND_TRANSMITTER_RESP, Command.BIND_RECEIVER_RESP,
                                           Command.BIND_TRANSCEIVER_RESP))
-_BIND_CMD = {"trx": Command.BIND_TRANSCEIVER, "tx": Command.BIND_TRANSMITTER, "rx": Command.BIND_RECEIVER}
-_TLV = Struct(">HH")
-_RECEIPTED_MESSAGE_ID = 0x001E
-_MESSAGE_STATE = 0x0427
+_BIND_MODE = {"trx": BindMode.TRX, "tx": BindMode.TX, "rx": BindMode.RX}
 
 #: Mobile number patterns (``x`` = any digit) valid for phonenumbers, across countries,
 #: so the resolver does its real work (longest-prefix match, network, country).
@@ -121,7 +116,7 @@ class BenchConfig:
     credit: str = "1000000000"       # spawned accounts: prepaid (charging on) or "unlimited"
     keep: bool = False
     server_args: list[str] = field(default_factory=list)
-    hostile: int = 0                 # hostile connections (hlrsmpp.bench.hostile) during the load
+    hostile: int = 0                 # misbehaving connections (hlrsmpp.bench.misbehaving) during the load
     data: str | None = None          # spawned server's store: this directory (kept), not a fresh one
     prefill: int = 0                 # lookups written into the spawned server's store before it starts
     tls: bool = False                # SMPP over TLS (with --spawn: the spawned server's TLS port)
@@ -158,21 +153,10 @@ def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
     return [gens[i % len(gens)]() for i in range(size)]
 
 
-def submit_bodies(numbers: list[str]) -> list[tuple[int, bytes]]:
-    """(command_length, body) of a submit_sm per number: only the header changes per PDU."""
-    out = []
-    for n in numbers:
-        body = b"".join((
-            b"\0",                    # service_type ""
-            b"\0\0\0",                # source TON 0, NPI 0, source_addr ""
-            b"\x01\x01", n.encode("ascii"), b"\0",   # destination TON 1 NPI 1
-            b"\0\0\0",                # esm_class, protocol_id, priority_flag
-            b"\0\0",                  # schedule_delivery_time, validity_period
-            b"\x01\0\0\0",            # registered_delivery 1, replace, data_coding, sm_default
-            b"\0",                    # sm_length 0
-        ))
-        out.append((16 + len(body), body))
-    return out
+def submit_bodies(numbers: list[str]) -> list[bytes]:
+    """The body of a submit_sm per number (destination TON 1 NPI 1, registered_delivery
+    1, no text): only the header changes per PDU."""
+    return [submit_sm_body(n) for n in numbers]
 
 
 # ------------------------------------------------------------ measurements
@@ -308,18 +292,20 @@ class _Run:
 
 
 class _Esme:
-    """One client session (duck-typed asyncio.Protocol)."""
+    """One client session: the asyncio adapter of an ``EsmeSession`` (duck-typed
+    asyncio.Protocol), on the session's batch calls: ``receive_lean`` reads a read's
+    submit_sm_resp and receipts into flat tuples (and answers the receipts),
+    ``submit_sm_many`` writes the window's submit_sm from the prebuilt bodies."""
 
-    __slots__ = ("run", "role", "transport", "buf", "seq", "outstanding", "bodies", "idx",
+    __slots__ = ("run", "role", "transport", "session", "outstanding", "bodies", "idx",
                  "bound", "closed", "submits", "paused", "deficit", "loop", "quitting",
-                 "intended", "lags")
+                 "intended", "lags", "resps", "receipts")
 
     def __init__(self, run: _Run, role: str, offset: int = 0):
         self.run = run
         self.role = role
         self.transport = None
-        self.buf = b""
-        self.seq = 0
+        self.session = EsmeSession()
         self.outstanding: dict[int, float] = {}
         self.bodies = run.bodies
         self.idx = offset % len(self.bodies) if self.bodies else 0
@@ -332,6 +318,8 @@ class _Esme:
         self.quitting = False
         self.intended: deque[list] = deque()   # open loop: [scheduled time, how many]
         self.lags: dict[int, float] = {}       # open loop: seq -> sent minus scheduled
+        self.resps: list[tuple[int, int, bytes]] = []   # what one read brought, reused
+        self.receipts: list = []
 
     # asyncio hooks
     def connection_made(self, transport) -> None:
@@ -362,78 +350,40 @@ class _Esme:
         return False
 
     def send_bind(self, system_id: str, password: str, system_type: str, mode: str) -> None:
-        self.seq += 1
-        self.transport.write(encode(Pdu(_BIND_CMD[mode], self.seq, 0, {
-            "system_id": system_id, "password": password, "system_type": system_type,
-            "interface_version": 0x34, "addr_ton": 0, "addr_npi": 0, "address_range": ""})))
+        self.session.bind(_BIND_MODE[mode], system_id, password, system_type)
+        self.transport.write(self.session.data_to_send())
 
     def unbind(self) -> None:
         self.quitting = True
         if self.transport is not None and not self.transport.is_closing():
-            self.seq += 1
-            self.transport.write(HEADER.pack(16, _UNBIND, 0, self.seq))
+            self.session.unbind()
+            self.transport.write(self.session.data_to_send())
 
     # the hot path
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
-        buf = self.buf + data if self.buf else data
-        size = len(buf)
-        pos = 0
-        unpack = HEADER.unpack_from
-        pack = HEADER.pack
-        out: list[bytes] = []
         run = self.run
         outstanding = self.outstanding
-        while size - pos >= 16:
-            length, cmd, status, seq = unpack(buf, pos)
-            end = pos + length
-            if end > size:
-                break
-            if cmd == _SUBMIT_SM_RESP:
-                t = outstanding.pop(seq, None)
-                if t is not None:
-                    run.resp_lat.append(now - t)
-                    if status == 0:
-                        mid = buf[pos + 16:end - 1]
-                        early = run.early.pop(mid, None) if run.early else None
-                        if run.rate is not None:
-                            run.lag_by_id[mid] = self.lags.pop(seq, 0.0)
-                        if early is None:
-                            run.sent_at[mid] = t
-                        else:
-                            run.lat.append(early - t)
-                            if run.rate is not None:
-                                run.lat_sched.append(early - t + run.lag_by_id.pop(mid, 0.0))
-                            run.receipts += 1
-                            run.last_receipt = early
-                        run.resp_ok += 1
-                        run.last_resp = now
-                    else:
-                        run.errors[status] += 1
-                        if run.rate is not None:
-                            self.lags.pop(seq, None)
-            elif cmd == _DELIVER_SM:
-                out.append(pack(17, _DELIVER_SM_RESP, 0, seq))
-                out.append(b"\0")
-                self._receipt(buf, pos + 16, end, now)
-            elif cmd == _ENQUIRE_LINK:
-                out.append(pack(16, _ENQUIRE_LINK_RESP, 0, seq))
-            elif cmd in _BIND_RESPS:
+        session = self.session
+        resps, receipts = self.resps, self.receipts
+        for pdu in session.receive_lean(data, resps, receipts):
+            cmd = pdu.command
+            if cmd in _BIND_RESPS:
                 if not self.bound.done():
-                    self.bound.set_result(status)
+                    self.bound.set_result(pdu.status)
             elif cmd == _GENERIC_NACK:
-                if outstanding.pop(seq, None) is not None:
-                    run.errors[status or Status.RSYSERR] += 1
-            elif cmd == _UNBIND:
-                out.append(pack(16, _UNBIND_RESP, 0, seq))
-            elif cmd == _UNBIND_RESP:
-                self.transport.close()
-            elif cmd == _DATA_SM:
-                out.append(pack(17, cmd | 0x80000000, 0, seq) + b"\0")
-            elif not cmd & 0x80000000:
-                out.append(pack(16, _GENERIC_NACK, Status.RINVCMDID, seq))
-            pos = end
-        self.buf = buf[pos:] if pos < size else b""
+                if outstanding.pop(pdu.sequence, None) is not None:
+                    run.errors[pdu.status or Status.RSYSERR] += 1
+        if resps:
+            self._resps(resps, now)
+            resps.clear()
+        if receipts:
+            self._receipts(receipts, now)
+            receipts.clear()
+        if session.state is State.CLOSED:  # unbound, or a stream that is not SMPP
+            self.transport.write(session.data_to_send())
+            self.transport.close()
+            return
         if self.submits and not self.paused:
             room = run.window - len(outstanding)
             if room > 0:
@@ -443,71 +393,87 @@ class _Esme:
                     k = self.deficit if self.deficit < room else room
                     self.deficit -= k
                 if k:
-                    self._submits(k, out, now)
-        if out:
-            self.transport.write(b"".join(out))
+                    self._submits(k, now)
+        if session.outgoing:
+            self.transport.write(session.data_to_send())
 
-    def _receipt(self, buf: bytes, p: int, end: int, now: float) -> None:
-        """Find receipted_message_id (0x001E) and message_state in the TLVs of a deliver_sm."""
+    def _resps(self, resps: list[tuple[int, int, bytes]], now: float) -> None:
         run = self.run
-        run.deliver_sm += 1
-        try:
-            find = buf.index
-            p = find(0, p) + 3            # service_type; source TON, NPI
-            p = find(0, p) + 3            # source_addr; dest TON, NPI
-            p = find(0, p) + 4            # destination_addr; esm_class, protocol_id, priority
-            p = find(0, p) + 1            # schedule_delivery_time
-            p = find(0, p) + 5            # validity; registered_delivery, replace, dc, default id
-            p += 1 + buf[p]               # sm_length, short_message
-        except (ValueError, IndexError):
-            run.errors["bad deliver_sm"] += 1
-            return
-        mid = None
-        unpack = _TLV.unpack_from
-        while p + 4 <= end:
-            tag, length = unpack(buf, p)
-            p += 4
-            if tag == _RECEIPTED_MESSAGE_ID:
-                mid = buf[p:p + length - 1] if length and buf[p + length - 1] == 0 else buf[p:p + length]
-            elif tag == _MESSAGE_STATE and length == 1:
-                run.states[buf[p]] += 1
-            p += length
-        if mid is None:
-            run.errors["receipt without receipted_message_id"] += 1
-            return
-        t = run.sent_at.pop(mid, None)
-        if t is None:
-            run.early[mid] = now
-        else:
-            run.lat.append(now - t)
-            if run.rate is not None:
-                run.lat_sched.append(now - t + run.lag_by_id.pop(mid, 0.0))
-            run.receipts += 1
+        pop = self.outstanding.pop
+        resp_lat = run.resp_lat.append
+        sent_at, early, errors = run.sent_at, run.early, run.errors
+        closed_loop = run.rate is None
+        ok = 0
+        for seq, status, mid in resps:
+            t = pop(seq, None)
+            if t is None:
+                continue
+            resp_lat(now - t)
+            if status == 0:
+                ok += 1
+                if not closed_loop:
+                    run.lag_by_id[mid] = self.lags.pop(seq, 0.0)
+                t_receipt = early.pop(mid, None) if early else None
+                if t_receipt is None:
+                    sent_at[mid] = t
+                else:
+                    run.lat.append(t_receipt - t)
+                    if not closed_loop:
+                        run.lat_sched.append(t_receipt - t + run.lag_by_id.pop(mid, 0.0))
+                    run.receipts += 1
+                    run.last_receipt = t_receipt
+            else:
+                errors[status] += 1
+                if not closed_loop:
+                    self.lags.pop(seq, None)
+        if ok:
+            run.resp_ok += ok
+            run.last_resp = now
+
+    def _receipts(self, receipts: list, now: float) -> None:
+        """Match each receipt's receipted_message_id to its submit_sm_resp."""
+        run = self.run
+        run.deliver_sm += len(receipts)
+        pop, lat, states = run.sent_at.pop, run.lat.append, run.states
+        closed_loop = run.rate is None
+        matched = 0
+        for ids in receipts:
+            if ids is None:
+                run.errors["bad deliver_sm"] += 1
+                continue
+            mid, state = ids
+            if state is not None:
+                states[state] += 1
+            if mid is None:
+                run.errors["receipt without receipted_message_id"] += 1
+                continue
+            t = pop(mid, None)
+            if t is None:
+                run.early[mid] = now
+            else:
+                lat(now - t)
+                if not closed_loop:
+                    run.lat_sched.append(now - t + run.lag_by_id.pop(mid, 0.0))
+                matched += 1
+        if matched:
+            run.receipts += matched
             run.last_receipt = now
 
-    def _submits(self, k: int, out: list, now: float) -> None:
-        bodies = self.bodies
-        nb = len(bodies)
-        i = self.idx
-        seq = self.seq
+    def _submits(self, k: int, now: float) -> None:
+        session = self.session
+        self.idx = session.submit_sm_many(self.bodies, self.idx, k)
+        last = session.last_sequence
         outstanding = self.outstanding
-        pack = HEADER.pack
-        for _ in range(k):
-            seq += 1
-            length, body = bodies[i]
-            i += 1
-            if i == nb:
-                i = 0
-            out.append(pack(length, _SUBMIT_SM, 0, seq))
-            out.append(body)
+        first = last - k + 1
+        # Their sequence numbers (round from 0x7FFFFFFF to 1, once in 2**31 submits).
+        sequences = range(first, last + 1) if first > 0 else [(first + j - 1) % 0x7FFFFFFF + 1 for j in range(k)]
+        for seq in sequences:
             outstanding[seq] = now
-        self.idx = i
-        self.seq = seq
         self.run.submitted += k
         if self.intended:
             # Open loop: how late each submit left against its schedule (window full, loop busy).
-            q, lags, first = self.intended, self.lags, seq - k + 1
-            for s in range(first, seq + 1):
+            q, lags = self.intended, self.lags
+            for s in sequences:
                 head = q[0]
                 lags[s] = now - head[0]
                 head[1] -= 1
@@ -530,11 +496,8 @@ class _Esme:
             k = self.deficit if self.deficit < room else room
             self.deficit -= k
         if k:
-            out: list[bytes] = []
-            self._submits(k, out, time.perf_counter())
-            self.transport.write(b"".join(out))
-
-
+            self._submits(k, time.perf_counter())
+            self.transport.write(self.session.data_to_send())
 
 
 # ----------------------------------------------------------- running a load
@@ -1111,7 +1074,7 @@ class _NullSmsc:
     to measure how many lookups/s the generator itself can drive."""
 
     def __init__(self):
-        self.buf = b""
+        self.framer = Framer()
         self.seq = 0
         self.transport = None
 
@@ -1125,39 +1088,35 @@ class _NullSmsc:
         return False
 
     def data_received(self, data):
-        buf = self.buf + data if self.buf else data
-        size, pos, out = len(buf), 0, []
-        pack = HEADER.pack
-        while size - pos >= 16:
+        buf, size = self.framer.feed(data)
+        pos, out = 0, []
+        while pos < size:
             length, cmd, status, seq = HEADER.unpack_from(buf, pos)
-            if pos + length > size:
-                break
             pos += length
             if cmd == _SUBMIT_SM:
                 _NullSmsc.next_id += 1
                 mid = b"%d" % _NullSmsc.next_id
-                out.append(pack(17 + len(mid), _SUBMIT_SM_RESP, 0, seq) + mid + b"\0")
+                out.append(encode_submit_sm_resp(seq, 0, mid))
                 self.seq += 1
-                body = _NULL_RECEIPT_HEAD + _NULL_RECEIPT_STATE + \
-                    _TLV.pack(_RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
-                out.append(pack(16 + len(body), _DELIVER_SM, 0, self.seq) + body)
+                out.append(encode_receipt(self.seq, b"", b"stat:ok", 3, _NULL_RECEIPT_STATE
+                                          + encode_tlvs({Tag.RECEIPTED_MESSAGE_ID: mid + b"\0"})))
             elif cmd in (_DELIVER_SM_RESP, _ENQUIRE_LINK_RESP):
                 pass
-            elif cmd & 0xFFFFFFF0 == 0 and cmd in (1, 2, 9):
-                out.append(pack(24, cmd | 0x80000000, 0, seq) + b"nullsmsc")
-            elif cmd == _UNBIND:
-                out.append(pack(16, _UNBIND_RESP, 0, seq))
+            elif cmd in _BINDS:
+                out.append(encode(Pdu(cmd | 0x80000000, seq, 0, {"system_id": "nullsmsc"})))
             elif not cmd & 0x80000000:
-                out.append(pack(16, cmd | 0x80000000, 0, seq))
-        self.buf = buf[pos:] if pos < size else b""
-        if out:
+                out.append(encode_header_only(Command(cmd).response if cmd in COMMANDS else Command.GENERIC_NACK,
+                                              0, seq))
+        if self.framer.broken is not None:
+            self.transport.abort()
+        elif out:
             self.transport.write(b"".join(out))
 
     next_id = 0
 
 
-_NULL_RECEIPT_HEAD = b"\0\0\0HLR\0\0\0\0\x04\0\0\0\0\0\0\x03\0\x07stat:ok"
-_NULL_RECEIPT_STATE = _TLV.pack(_MESSAGE_STATE, 1) + b"\x02"
+_NULL_RECEIPT_STATE = encode_tlvs({Tag.MESSAGE_STATE: b"\x02"})
+_BINDS = frozenset(int(c) for c in (Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER))
 
 
 def _null_server_main(port: int, ready) -> None:
@@ -1196,7 +1155,7 @@ def bench(cfg: BenchConfig) -> dict:
         spawned = SpawnedServer(cfg).start()
         cfg = replace(cfg, host="127.0.0.1", port=spawned.tls_port or spawned.smpp_port,
                       server_pid=spawned.proc.pid)
-    hostile = _start_hostile(cfg) if cfg.hostile else None
+    hostile = _start_misbehaving(cfg) if cfg.hostile else None
     try:
         if cfg.idle_sessions:
             result = _run_loop(_idle(cfg))
@@ -1222,14 +1181,14 @@ def bench(cfg: BenchConfig) -> dict:
     return result
 
 
-def _start_hostile(cfg: BenchConfig):
-    """Hostile clients in their own process, against the server under test, settled
+def _start_misbehaving(cfg: BenchConfig):
+    """Misbehaving clients in their own process, against the server under test, settled
     for a second before the load starts."""
     import multiprocessing as mp
-    from .hostile import hostile_process_main
+    from .misbehaving import misbehaving_process_main
     ctx = mp.get_context("fork")
     stop = ctx.Event()
-    proc = ctx.Process(target=hostile_process_main, args=(cfg.host, cfg.port, cfg.hostile, stop),
+    proc = ctx.Process(target=misbehaving_process_main, args=(cfg.host, cfg.port, cfg.hostile, stop),
                        daemon=True)
     proc.start()
     time.sleep(1.0)

@@ -1,4 +1,4 @@
-"""An asyncio SMPP 3.4 ESME for HLR lookups, on the project's codec.
+"""An asyncio SMPP 3.4 ESME for HLR lookups, on the project's ESME session.
 
 It binds to any SMPP HLR server (ours or another provider's), submits numbers
 (windowed: many submit_sm in flight), answers every deliver_sm and matches the
@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..smpp.codec import (
-    B, BODIES, C, HEADER, SM, TLV_HEAD, U16, Command, DecodeError, Pdu, Tag, decode, encode,
-)
+from ..smpp.codec import U16, Command, Pdu, Tag
+from ..smpp.esme import EsmeSession
+from ..smpp.session import BindMode, State
 from ..hlr import ERR_NAMES
 from ..smpp.status import Status
 from . import ToolError
@@ -156,57 +156,20 @@ def id_keys(message_id: str) -> set[str]:
     return keys
 
 
-# -------------------------------------------------------------------- decoding
-
-def _decode_lenient(command: int, status: int, sequence: int, body: bytes) -> Pdu:
-    """Walk the mandatory parameters without SMPP 3.4's size limits and read TLVs
-    loosely: another provider's small deviation must not lose a receipt."""
-    params: dict = {}
-    pos, end = 0, len(body)
-    fields = BODIES[command][0] if command in BODIES else []
-    for f in fields:
-        name, kind = f[0], f[1]
-        if kind is C:
-            nul = body.find(b"\0", pos)
-            nul = end if nul < 0 else nul
-            params[name] = body[pos:nul].decode("latin-1")
-            pos = nul + 1
-        elif kind is B:
-            params[name] = body[pos] if pos < end else 0
-            pos += 1
-        elif kind is SM:
-            n = body[pos] if pos < end else 0
-            params[name] = bytes(body[pos + 1:pos + 1 + n])
-            pos += 1 + n
-        else:
-            break
-    tlvs: dict[int, bytes] = {}
-    while pos + 4 <= end:
-        tag, length = TLV_HEAD.unpack_from(body, pos)
-        tlvs[tag] = bytes(body[pos + 4:pos + 4 + length])
-        pos += 4 + length
-    return Pdu(command, sequence, status, params, tlvs)
-
-
-def decode_pdu(data: bytes) -> Pdu:
-    try:
-        return decode(data)
-    except DecodeError:
-        _, command, status, sequence = HEADER.unpack_from(data)
-        return _decode_lenient(command, status, sequence, data[16:])
-
-
 # ---------------------------------------------------------------------- client
 
+_MODES = {"transceiver": BindMode.TRX, "transmitter": BindMode.TX, "receiver": BindMode.RX}
+
+
 class EsmeClient(asyncio.Protocol):
-    """One SMPP connection, ESME side. ``on_receipt(receipt) -> status`` decides how
-    each deliver_sm is answered (ESME_ROK unless it says otherwise)."""
+    """One SMPP connection, ESME side: the asyncio adapter of an ``EsmeSession``
+    (smpp/esme.py), which produces and reads every byte. ``on_receipt(receipt) ->
+    status`` decides how each deliver_sm is answered (ESME_ROK unless it says otherwise)."""
 
     def __init__(self, on_receipt: Callable[[Receipt], int] | None = None):
         self.on_receipt = on_receipt
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._seq = 0
+        self.session = EsmeSession(MAX_PDU, auto_ack=False)
         # sequence -> the Future of the response, or a callback(pdu, exc) run at once
         self._pending: dict[int, asyncio.Future | Callable] = {}
         self._can_write = asyncio.Event()
@@ -214,7 +177,10 @@ class EsmeClient(asyncio.Protocol):
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
         self.last_write = time.monotonic()
         self._keepalive: asyncio.Task | None = None
-        self.bound = False
+
+    @property
+    def bound(self) -> bool:
+        return self.session.bound and not self.lost.done()
 
     # ---------------------------------------------------------- set-up
     @classmethod
@@ -234,14 +200,13 @@ class EsmeClient(asyncio.Protocol):
     async def bind(self, system_id: str, password: str, system_type: str = "HLR",
                    mode: str = "transceiver", timeout: float = 10.0, keepalive: float = 30.0) -> str:
         """Bind; returns the server's system_id. Raises SmppError with the ESME_R* name."""
-        command = {"transceiver": Command.BIND_TRANSCEIVER, "transmitter": Command.BIND_TRANSMITTER,
-                   "receiver": Command.BIND_RECEIVER}[mode]
-        params = {"system_id": system_id, "password": password, "system_type": system_type,
-                  "interface_version": 0x34, "addr_ton": 0, "addr_npi": 0, "address_range": ""}
-        for name, limit in (("system_id", 15), ("password", 8), ("system_type", 12)):
-            if len(params[name].encode("latin-1", "replace")) > limit:
+        for name, value, limit in (("system_id", system_id, 15), ("password", password, 8),
+                                   ("system_type", system_type, 12)):
+            if len(value.encode("latin-1", "replace")) > limit:
                 raise ToolError(f"{name.replace('_', ' ')} longer than {limit} characters (SMPP 3.4 limit)")
-        resp = await self.request(Pdu(command, params=params), timeout, f"bind_{mode}")
+        self._check_open()
+        sequence = self.session.bind(_MODES[mode], system_id, password, system_type)
+        resp = await self._answer(self._sent(sequence), sequence, timeout, f"bind_{mode}")
         if resp.status:
             hint = {Status.RINVPASWD: " — wrong password", Status.RINVSYSID: " — unknown system_id",
                     Status.RINVSYSTYP: " — wrong system_type (try --system-type)",
@@ -249,7 +214,6 @@ class EsmeClient(asyncio.Protocol):
                                       "IP not allowed or banned, or too many sessions)",
                     Status.RACCEXPIRY: " — account expired"}.get(resp.status, "")
             raise SmppError(f"bind as {system_id!r} refused", resp.status, hint)
-        self.bound = True
         if keepalive:
             self._keepalive = asyncio.get_running_loop().create_task(self._ping(keepalive))
         return resp.params.get("system_id", "")
@@ -257,62 +221,72 @@ class EsmeClient(asyncio.Protocol):
     async def _ping(self, interval: float) -> None:
         while not self.lost.done():
             await asyncio.sleep(interval / 3)
-            if time.monotonic() - self.last_write >= interval:
+            if time.monotonic() - self.last_write >= interval and not self.lost.done():
+                sequence = self.session.enquire_link()
                 try:
-                    await self.request(Pdu(Command.ENQUIRE_LINK), interval, "enquire_link")
+                    await self._answer(self._sent(sequence), sequence, interval, "enquire_link")
                 except (ToolError, asyncio.TimeoutError):
                     pass
 
     # ------------------------------------------------------------ requests
-    def _next_seq(self) -> int:
-        self._seq = self._seq % 0x7FFFFFFF + 1
-        return self._seq
+    def _check_open(self) -> None:
+        if self.lost.done():
+            raise ConnectionLost()
+
+    def _sent(self, sequence: int, on_resp: Callable | None = None) -> asyncio.Future | None:
+        """The request numbered ``sequence`` is in the session's output: write it, and
+        keep where its response goes."""
+        fut = on_resp or asyncio.get_running_loop().create_future()
+        self._pending[sequence] = fut
+        self._flush()
+        return None if on_resp else fut
+
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.last_write = time.monotonic()
 
     def send(self, pdu: Pdu, on_resp: Callable | None = None) -> asyncio.Future | None:
         """Write a request now. Its response PDU goes to the returned future, or, with
         ``on_resp``, to ``on_resp(pdu, None)`` as soon as it is read (before any PDU read
         after it: a receipt right behind its submit_sm_resp finds the id known);
         ``on_resp(None, exc)`` if the connection is lost first."""
-        if self.lost.done():
-            raise ConnectionLost()
-        pdu.sequence = self._next_seq()
-        fut = on_resp or asyncio.get_running_loop().create_future()
-        self._pending[pdu.sequence] = fut
-        self.transport.write(encode(pdu))
-        self.last_write = time.monotonic()
-        return fut
+        self._check_open()
+        return self._sent(self.session.send(pdu), on_resp)
 
-    async def request(self, pdu: Pdu, timeout: float, what: str) -> Pdu:
-        fut = self.send(pdu)
+    async def _answer(self, fut, sequence: int, timeout: float, what: str) -> Pdu:
         try:
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
-            self._pending.pop(pdu.sequence, None)
+            self._pending.pop(sequence, None)
             raise ToolError(f"{what}: no answer from the SMPP server within {timeout:g}s", 2) from None
+
+    async def request(self, pdu: Pdu, timeout: float, what: str) -> Pdu:
+        fut = self.send(pdu)
+        return await self._answer(fut, pdu.sequence, timeout, what)
 
     def submit(self, number: str, ton: int = 1, npi: int = 1, source: str = "",
                registered_delivery: int = 1, on_resp: Callable | None = None) -> asyncio.Future | None:
         """submit_sm for one number; its submit_sm_resp goes as in ``send``."""
-        return self.send(Pdu(Command.SUBMIT_SM, params={
-            "service_type": "", "source_addr_ton": 0 if not source.isdigit() else 1,
-            "source_addr_npi": 0 if not source.isdigit() else 1, "source_addr": source,
-            "dest_addr_ton": ton, "dest_addr_npi": npi, "destination_addr": number,
-            "esm_class": 0, "registered_delivery": registered_delivery, "data_coding": 0,
-            "short_message": b""}), on_resp)
+        self._check_open()
+        numeric = 1 if source.isdigit() else 0
+        sequence = self.session.submit_sm(number, ton, npi, source, numeric, numeric, registered_delivery)
+        return self._sent(sequence, on_resp)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""
         if not self._can_write.is_set():
             await self._can_write.wait()
-        if self.lost.done():
-            raise ConnectionLost()
+        self._check_open()
 
     async def unbind(self, timeout: float = 5.0) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
-        if self.bound and not self.lost.done():
+        if self.bound:
+            sequence = self.session.unbind()
             try:
-                await self.request(Pdu(Command.UNBIND), timeout, "unbind")
+                await self._answer(self._sent(sequence), sequence, timeout, "unbind")
             except ToolError:
                 pass
         self.close()
@@ -328,7 +302,6 @@ class EsmeClient(asyncio.Protocol):
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
-        self.bound = False
         self._can_write.set()
         if not self.lost.done():
             self.lost.set_result(exc)
@@ -347,24 +320,14 @@ class EsmeClient(asyncio.Protocol):
         self._can_write.set()
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        out: list[bytes] = []
-        while len(buf) >= 16:
-            length = int.from_bytes(buf[:4], "big")
-            if length < 16 or length > MAX_PDU:
-                self.transport.abort()   # not SMPP: connection_lost fails what waits
-                return
-            if len(buf) < length:
-                break
-            raw = bytes(buf[:length])
-            del buf[:length]
-            self._handle(decode_pdu(raw), out)
-        if out:
-            self.transport.write(b"".join(out))
-            self.last_write = time.monotonic()
+        session = self.session
+        for pdu in session.receive_data(data):
+            self._handle(pdu)
+        self._flush()
+        if session.state is State.CLOSED and session.close_reason not in ("unbind", "unbound"):
+            self.transport.abort()   # not SMPP: connection_lost fails what waits
 
-    def _handle(self, pdu: Pdu, out: list[bytes]) -> None:
+    def _handle(self, pdu: Pdu) -> None:
         cmd = pdu.command
         if cmd & 0x80000000:   # a response (generic_nack included) to one of ours
             waiter = self._pending.pop(pdu.sequence, None)
@@ -373,24 +336,14 @@ class EsmeClient(asyncio.Protocol):
                     waiter.set_result(pdu)
             elif waiter is not None:
                 waiter(pdu, None)
-            return
-        if cmd == Command.DELIVER_SM or cmd == Command.DATA_SM:
+        elif cmd == Command.DELIVER_SM or cmd == Command.DATA_SM:
             status = Status.ROK
             if self.on_receipt is not None:
                 status = self.on_receipt(Receipt.from_pdu(pdu))
-            resp = Command.DELIVER_SM_RESP if cmd == Command.DELIVER_SM else Command.DATA_SM_RESP
-            out.append(encode(Pdu(resp, pdu.sequence, status, {"message_id": ""})))
-        elif cmd == Command.ENQUIRE_LINK:
-            out.append(encode(Pdu(Command.ENQUIRE_LINK_RESP, pdu.sequence)))
-        elif cmd == Command.UNBIND:
-            out.append(encode(Pdu(Command.UNBIND_RESP, pdu.sequence)))
-            self.bound = False
+            self.session.acknowledge(pdu, status)
+        elif cmd == Command.UNBIND:   # the session answered it
             asyncio.get_running_loop().call_soon(self.close)
-        elif cmd == Command.ALERT_NOTIFICATION:
-            pass   # has no response
-        else:
-            out.append(encode(Pdu(Command.GENERIC_NACK, pdu.sequence, Status.RINVCMDID)))
 
 
-__all__ = ["ERR_NAMES", "ConnectionLost", "EsmeClient", "Receipt", "SmppError", "decode_pdu",
-           "id_keys", "parse_receipt_text", "status_name"]
+__all__ = ["ERR_NAMES", "ConnectionLost", "EsmeClient", "Receipt", "SmppError", "id_keys",
+           "parse_receipt_text", "status_name"]
