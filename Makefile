@@ -30,8 +30,10 @@ build-deps:
 	  fi; }
 
 # Programs the tests start, never fakes: redis-server (shared deployments), Kannel's
-# bearerbox and smsbox (the interop matrix; its upstream version pinned) and haproxy (the
-# PROXY protocol in front of the SMPP port; openssl makes the tests' certificates), installed with
+# bearerbox and smsbox (the interop matrix; its upstream version pinned), haproxy (the
+# PROXY protocol in front of the SMPP port; openssl makes the tests' certificates), and
+# Debian's chromium and its chromium-driver (the console's browser tests; Debian's security
+# updates move them, so not pinned: 156.0.8078.114-1~deb12u1 when written), installed with
 # apt-get when missing (as root; otherwise say how); the npm smpp client from its lockfile.
 KANNEL_DEB  := kannel=1.4.5*
 NODE_CLIENT := tests/interop/node
@@ -42,6 +44,8 @@ deps: $(NODE_CLIENT)/node_modules/.package-lock.json
 	{ command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	{ command -v bearerbox || [ -x /usr/sbin/bearerbox ]; } >/dev/null 2>&1 || missing="$$missing $(KANNEL_DEB)"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \

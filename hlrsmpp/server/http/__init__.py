@@ -18,6 +18,7 @@ from ... import metrics
 from ...accounts.allowlist import parse_allowlist
 from .openapi import document
 from . import api, clean, prepaid, websmpp, testbench
+from .. import console
 from .common import SERVER, json_error, json_response
 from .guard import GuardedSite, forwarded_middleware
 
@@ -80,11 +81,15 @@ async def healthz(request: web.Request) -> web.Response:
     """200 only while the SMPP listener serves, the store commits (a real write, now) and
     its data directory takes a file, and the HLR tables are loaded; else 503 with what is
     down."""
-    server = request.app[SERVER]
-    checks = {"smpp": _smpp_up(server), "storage": await _storage_up(server), "hlr": _hlr_up(server)}
+    checks = await health_checks(request.app[SERVER])
     ok = all(checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                          200 if ok else 503)
+
+
+async def health_checks(server) -> dict[str, bool]:
+    """What /healthz (and the console's system page) checks: up or not, each."""
+    return {"smpp": _smpp_up(server), "storage": await _storage_up(server), "hlr": _hlr_up(server)}
 
 
 def _smpp_up(server) -> bool:
@@ -186,6 +191,7 @@ def build_app(server) -> web.Application:
     app[api.HISTORY] = api.HistoryReaders(server.store, server.cfg["history"]["readers"],
                                               server.resolver.network_names)
     clean.setup(app, server)
+    console.setup(app, server)
     r = app.router
     # The AMS HLR API (lookups have side effects: no implicit HEAD).
     r.add_route("GET", "/websmpp/hlr/lookup", websmpp.lookup)

@@ -185,17 +185,10 @@ async def create_lookups(request: web.Request) -> web.Response:
         return _bad("timeout: expected seconds between 0 and 3600")
     timeout = min(float(timeout), limit)
 
-    batch_id = await new_batch_id(server)
-    results = server.engine.submit_many(account, [n.strip() for n in numbers], "http", batch_id,
-                                        server.ids.reserve(len(numbers)))
-    accepted = [r for r in results if r.__class__ is Lookup]
-    rejected = [{"index": k, "number": numbers[k], "error": refusal_detail(r)}
-                for k, r in enumerate(results) if r.__class__ is not Lookup]
-    if not accepted:
-        return refusal_error(results[0], rejected=rejected)
-    if not await durable(server, accepted, account):
-        return json_error(503, "system_error", "the store refused the commit; nothing was charged",
-                          None)
+    submitted = await submit_lookups(server, account, numbers)
+    if isinstance(submitted, web.Response):
+        return submitted
+    batch_id, accepted, rejected = submitted
     if callback is not None:
         request.app[WEBHOOKS].send(callback, batch_id, accepted)
     if wait:
@@ -209,6 +202,26 @@ async def create_lookups(request: web.Request) -> web.Response:
         "lookups": views,
         "rejected": rejected,
     }, 200 if wait else 202)
+
+
+async def submit_lookups(server, account: Account, numbers: list[str]
+                         ) -> tuple[int, list[Lookup], list[dict]] | web.Response:
+    """One request of 1..100 numbers for ``account`` over HTTP (the JSON API and the
+    console): admitted as a whole, durable before it returns. (batch id, the accepted
+    lookups, the rejected numbers with their error), or the error to answer when none
+    was accepted or the store refused the commit."""
+    batch_id = await new_batch_id(server)
+    results = server.engine.submit_many(account, [n.strip() for n in numbers], "http", batch_id,
+                                        server.ids.reserve(len(numbers)))
+    accepted = [r for r in results if r.__class__ is Lookup]
+    rejected = [{"index": k, "number": numbers[k], "error": refusal_detail(r)}
+                for k, r in enumerate(results) if r.__class__ is not Lookup]
+    if not accepted:
+        return refusal_error(results[0], rejected=rejected)
+    if not await durable(server, accepted, account):
+        return json_error(503, "system_error", "the store refused the commit; nothing was charged",
+                          None)
+    return batch_id, accepted, rejected
 
 
 def _callback_url(value, hooks: "Webhooks") -> str | web.Response:
@@ -266,6 +279,13 @@ async def get_lookup(request: web.Request) -> web.Response:
     return json_response(lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names))
 
 
+async def batch_rows(server, batch_id: int | None, system_id: str | None) -> list:
+    """The lookups of a batch, in the order of its request; only ``system_id``'s (None:
+    the operator, any account's)."""
+    rows = await read(server.store.batch, batch_id) if batch_id is not None else []
+    return [r for r in rows if system_id is None or r["system_id"] == system_id]
+
+
 async def get_batch(request: web.Request) -> web.Response:
     """GET /api/v1/batches/{id}"""
     server = request.app[SERVER]
@@ -273,8 +293,7 @@ async def get_batch(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     bid = _lookup_id(request.match_info["id"])
-    rows = await read(server.store.batch, bid) if bid is not None else []
-    rows = [r for r in rows if _owned(who, r)]
+    rows = await batch_rows(server, bid, None if who.admin else who.account.system_id)
     if not rows:
         unknown_batch(server, request)
         return _not_found(f"no batch {request.match_info['id']}")
@@ -357,8 +376,15 @@ async def history(request: web.Request) -> web.StreamResponse:
     query = (account, since, until, after, desc)
     if fmt == "json":
         return web.Response(body=await readers.page(query, limit), content_type="application/json")
-    # CSV: every matching lookup (or `limit` of them), streamed a chunk at a time; each
-    # write waits for the client to drain (back-pressure).
+    return await history_csv(request, query, limit)
+
+
+async def history_csv(request: web.Request, query: tuple, limit: int | None) -> web.StreamResponse:
+    """The history as CSV (the JSON API's and the console's download): every lookup of
+    ``query`` (account, since, until, after, newest first), or ``limit`` of them, streamed
+    a chunk at a time; each write waits for the client to drain (back-pressure)."""
+    readers = request.app[HISTORY]
+    account = query[0]
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="hlrsmpp-history-{_filename(account)}.csv"'})
@@ -487,6 +513,11 @@ async def create_account(request: web.Request) -> web.Response:
     body = await admin_body(request)
     if isinstance(body, web.Response):
         return body
+    return await create_account_from(server, body)
+
+
+async def create_account_from(server, body: dict) -> web.Response:
+    """A new account from the operator's settings (the JSON API and the console)."""
     sid = body.get("system_id")
     if isinstance(sid, str) and server.book.get(sid) is not None:
         return json_error(409, "exists", f"account {sid!r} already exists")
@@ -524,6 +555,11 @@ async def update_account(request: web.Request) -> web.Response:
     if isinstance(got, web.Response):
         return got
     acc, body = got
+    return await update_account_with(server, acc, body)
+
+
+async def update_account_with(server, acc: Account, body: dict) -> web.Response:
+    """Change an account's settings and/or ``enabled`` (the JSON API and the console)."""
     for k, why in UPDATE_FORBIDDEN.items():
         if k in body and not (k == "system_id" and body[k] == acc.system_id):
             return json_error(422, "invalid_account", f"{k}: {why}")
@@ -554,6 +590,12 @@ async def top_up(request: web.Request) -> web.Response:
     if isinstance(got, web.Response):
         return got
     acc, body = got
+    return await top_up_account(server, acc, body, request.headers.get("Idempotency-Key"))
+
+
+async def top_up_account(server, acc: Account, body: dict, key: str | None) -> web.Response:
+    """Add a package of credit, once per idempotency ``key`` (the JSON API's
+    Idempotency-Key header, the console's form): the JSON API's answer."""
     extra = set(body) - {"credit", "bought", "note"}
     if extra:
         return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
@@ -582,7 +624,7 @@ async def top_up(request: web.Request) -> web.Response:
         return json_error(409, "unlimited_credit",
                           f"account {acc.system_id!r} has unlimited credit: nothing to top up")
     idempotency = None
-    if (key := request.headers.get("Idempotency-Key")) is not None:
+    if key is not None:
         if not IDEMPOTENCY_KEY_RE.fullmatch(key):
             return _bad("Idempotency-Key: 1 to 255 visible ASCII characters")
         # The request as understood (an amount written "50" or 50.0 is the same top-up).
@@ -606,6 +648,10 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     if isinstance(got, web.Response):
         return got
     acc, _ = got
+    return await set_enabled_of(server, acc, enabled)
+
+
+async def set_enabled_of(server, acc: Account, enabled: bool) -> web.Response:
     try:
         await server.set_enabled(acc.system_id, enabled)
     except RuntimeError as e:
@@ -627,10 +673,13 @@ async def ledger(request: web.Request) -> web.Response:
     if isinstance(got, web.Response):
         return got
     acc, _ = got
+    return json_response({"account": acc.system_id, "entries": await ledger_entries(server, acc)})
+
+
+async def ledger_entries(server, acc: Account) -> list[dict]:
     rows = await read(server.store.ledger, acc.system_id)
-    return json_response({"account": acc.system_id, "entries": [
-        {"at": iso(r["at"]), "kind": r["kind"], "amount": from_micro(r["amount"]), "note": r["note"]}
-        for r in rows]})
+    return [{"at": iso(r["at"]), "kind": r["kind"], "amount": from_micro(r["amount"]), "note": r["note"]}
+            for r in rows]
 
 
 # ------------------------------------------------------------------ webhooks

@@ -465,6 +465,18 @@ async def _receive(request: web.Request, entry: Entry, limit: int,
     return None
 
 
+async def _copy(source: Path, entry: Entry, filename: str) -> web.Response | None:
+    """A file already on the server as the job's input (copied off the event loop)."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, shutil.copyfile, source, entry.input)
+    except OSError as e:
+        return json_error(503, "system_error", f"cannot copy the file: {e.strerror or e}")
+    entry.filename = filename or source.name
+    entry.kind = "csv" if entry.filename.lower().endswith(".csv") else "auto"
+    entry.size = entry.input.stat().st_size
+    return None
+
+
 def _too_big(limit: int) -> web.Response:
     return json_error(413, "too_large", f"the file is over the upload limit of {limit} bytes "
                                         "(http.clean_max_bytes)", limit=limit)
@@ -482,7 +494,6 @@ def _over_quota(jobs: CleanJobs, owner: str, need: int | None = None) -> web.Res
 async def create_job(request: web.Request) -> web.Response:
     """POST /api/v1/clean?premium=&style=&drop_absent=&delimiter=&account=&format=&column=&encoding="""
     server = request.app[SERVER]
-    jobs = request.app[JOBS]
     who = await authenticate(request)
     if isinstance(who, web.Response):
         return who
@@ -492,6 +503,16 @@ async def create_job(request: web.Request) -> web.Response:
     owner = _owner(server, who, request.query, opts["premium"])
     if isinstance(owner, web.Response):
         return owner
+    return await start_job(request, owner, opts)
+
+
+async def start_job(request: web.Request, owner: str | None, opts: dict, source: Path | None = None,
+                    filename: str = "") -> web.Response:
+    """Start a cleaning job of ``owner`` with ``opts`` (``_options``) on the request's
+    upload, or on a copy of ``source`` (a console contact book's file, named ``filename``):
+    the JSON API's answer (202 and the job's id, or the error)."""
+    server = request.app[SERVER]
+    jobs = request.app[JOBS]
     if opts["premium"]:
         # Refused before the upload rather than at the first lookup (the job would fail).
         acc = server.book.get(owner)
@@ -522,7 +543,10 @@ async def create_job(request: web.Request) -> web.Response:
         except OSError as e:
             return json_error(503, "system_error", f"cannot store the upload: {e.strerror or e}")
         try:
-            err = await _receive(request, entry, jobs.max_bytes, room)
+            if source is None:
+                err = await _receive(request, entry, jobs.max_bytes, room)
+            else:
+                err = await _copy(source, entry, filename)
         finally:
             if room is not None:   # from now on the job's files count, not the reservation
                 left = jobs.uploading.get(owner, 0) - 2 * room

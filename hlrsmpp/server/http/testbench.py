@@ -66,7 +66,11 @@ async def put_faults(request: web.Request) -> web.Response:
         return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
     if "faults" not in body:
         return _bad('faults: expected {"faults": [rule, ...]} ([] removes every rule)')
-    rules = body["faults"]
+    return replace_faults(server, body["faults"])
+
+
+def replace_faults(server, rules) -> web.Response:
+    """Replace the fault rules in force, all validated first (the JSON API and the console)."""
     if not isinstance(rules, list):
         return _bad("faults: expected a list of rules")
     if (why := _validate_faults(rules)) is not None:
@@ -116,7 +120,12 @@ async def put_trace(request: web.Request) -> web.Response:
     extra = set(body) - {"trace"}
     if extra:
         return _bad(f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
-    trace = body.get("trace")
+    return await set_trace(server, acc, body.get("trace"))
+
+
+async def set_trace(server, acc, trace) -> web.Response:
+    """Turn an account's PDU trace on (in memory, or to a file NAME) or off (the JSON API
+    and the console)."""
     if not isinstance(trace, (bool, str)):
         return _bad('trace: expected true (in memory), false (off) or a file NAME')
     if isinstance(trace, str):

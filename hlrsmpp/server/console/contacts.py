@@ -1,0 +1,6 @@
+"""(in progress)"""
+from aiohttp import web
+
+
+def routes(r: web.UrlDispatcher) -> None:
+    pass

@@ -1,0 +1,165 @@
+"""A customer's pages: the dashboard, a new request, past requests, the account."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from aiohttp import web
+
+from ...accounts import from_micro
+from ...domain import Lookup
+from ..http import api
+from ..http.common import MAX_BATCH, SERVER, lookup_view, unknown_batch
+from .common import api_error, customer, form, missing, render, viewer
+from .sessions import account_sessions
+
+#: Rows of a page of past requests.
+HISTORY_PAGE = 50
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _account_summary(server, acc) -> dict:
+    c = server.book.counters(acc)
+    return {"credit": from_micro(acc.credit) if acc.credit is not None else None,
+            "counters": {"day": c["day"], "week": c["week"], "month": c["month"]},
+            "auto_recharge": getattr(acc, "auto_recharge", None),
+            "expires": acc.expires.isoformat() if acc.expires else None,
+            "price": from_micro(acc.price), "limits": acc.limits.to_config(),
+            "low_credit": from_micro(acc.low_credit) if acc.low_credit else None}
+
+
+@customer
+async def dashboard(request: web.Request) -> web.Response:
+    server, acc = request.app[SERVER], viewer(request).account
+    return render(request, "dashboard.html", {"title": "Dashboard", "me": _account_summary(server, acc),
+                                              "chart": None, "top_networks": [], "top_errors": []})
+
+
+# ------------------------------------------------------------------ new request
+
+@customer
+async def lookup_form(request: web.Request) -> web.Response:
+    return render(request, "lookup.html", {"title": "New request", "numbers": "", "error": None,
+                                           "max": MAX_BATCH})
+
+
+@customer
+async def lookup_post(request: web.Request) -> web.Response:
+    server, acc = request.app[SERVER], viewer(request).account
+    text = (await form(request)).get("numbers", "")
+    numbers = [n for n in _SPLIT.split(text) if n]
+
+    def again(message: str, status: int) -> web.Response:
+        return render(request, "lookup.html", {"title": "New request", "numbers": text,
+                                               "error": message, "max": MAX_BATCH}, status)
+
+    if not numbers:
+        return again("Give a number, or a list of numbers (one a line).", 422)
+    if len(numbers) > MAX_BATCH:
+        return again(f"At most {MAX_BATCH} numbers a request ({len(numbers)} given): split the list, "
+                     "or clean it as a contact list.", 422)
+    submitted = await api.submit_lookups(server, acc, numbers)
+    if isinstance(submitted, web.Response):
+        return again(api_error(submitted), submitted.status)
+    batch_id, accepted, rejected = submitted
+    return _batch_page(request, batch_id, [lookup_view(lk, time.time()) for lk in accepted], rejected)
+
+
+def _batch_page(request: web.Request, batch_id: int, views: list[dict], rejected: list[dict]) -> web.Response:
+    return render(request, "batch.html", {
+        "title": "Request results", "batch_id": str(batch_id), "rows": views, "rejected": rejected,
+        "pending": any(v["status"] == "ENROUTE" for v in views)})
+
+
+async def _batch_views(request: web.Request) -> tuple[int, list[dict]]:
+    server, acc = request.app[SERVER], viewer(request).account
+    bid = api._lookup_id(request.match_info["batch"])
+    rows = await api.batch_rows(server, bid, acc.system_id)
+    if not rows:
+        unknown_batch(server, request)
+        raise missing(request, "No such request in this account.")
+    at = time.time()
+    return bid, [lookup_view(Lookup.from_row(r), at) for r in rows]
+
+
+@customer
+async def batch(request: web.Request) -> web.Response:
+    bid, views = await _batch_views(request)
+    return _batch_page(request, bid, views, [])
+
+
+@customer
+async def batch_rows(request: web.Request) -> web.Response:
+    """The results table alone: what the page's script polls until every result is in."""
+    bid, views = await _batch_views(request)
+    return render(request, "_results.html", {"batch_id": str(bid), "rows": views,
+                                             "pending": any(v["status"] == "ENROUTE" for v in views)})
+
+
+# ------------------------------------------------------------------ past requests
+
+def _range(q) -> tuple[float | None, float | None]:
+    """The filter's dates (inclusive days, UTC); ValueError names the bad one."""
+    since = api._when(q["since"], "from") if q.get("since") else None
+    until = api._when(q["until"], "to") + 86400 if q.get("until") else None
+    return since, until
+
+
+@customer
+async def history(request: web.Request) -> web.Response:
+    acc = viewer(request).account
+    q = request.query
+    error = None
+    try:
+        since, until = _range(q)
+    except ValueError as e:
+        since = until = None
+        error = str(e)
+    after = api._lookup_id(q.get("before", "") or "0")
+    if after is None:
+        after, error = 0, "before: not a lookup id"
+    page = await request.app[api.HISTORY].page((acc.system_id, since, until, after, True), HISTORY_PAGE)
+    views = json.loads(page)["items"]
+    filters = {k: q.get(k, "") for k in ("since", "until")}
+    return render(request, "history.html", {
+        "title": "Past requests", "rows": views, "filters": filters, "error": error,
+        "older": views[-1]["id"] if len(views) == HISTORY_PAGE else None, "first": after == 0},
+        400 if error else 200)
+
+
+@customer
+async def history_csv(request: web.Request) -> web.StreamResponse:
+    acc = viewer(request).account
+    try:
+        since, until = _range(request.query)
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=str(e)) from None
+    return await api.history_csv(request, (acc.system_id, since, until, 0, True), None)
+
+
+# ------------------------------------------------------------------ account
+
+@customer
+async def account(request: web.Request) -> web.Response:
+    server, acc = request.app[SERVER], viewer(request).account
+    sc = server.cfg["smpp"]
+    return render(request, "account.html", {
+        "title": "Account", "me": _account_summary(server, acc), "acc": acc,
+        "coverage": sorted(acc.coverage, key=lambda c: (len(c), c)),
+        "allowed_ips": [str(n) for n in acc.allowed_ips],
+        "smpp": {"host": request.url.host or "", "port": getattr(server, "smpp_port", sc["port"]),
+                 "system_id": acc.system_id, "system_type": acc.system_type, "max_tx": acc.max_tx},
+        "sessions": account_sessions(server, acc.system_id),
+        "notify": getattr(acc, "notify", None)})
+
+
+def routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/console/", dashboard)
+    r.add_get("/console/lookup", lookup_form)
+    r.add_post("/console/lookup", lookup_post)
+    r.add_get("/console/lookup/{batch}", batch)
+    r.add_get("/console/lookup/{batch}/rows", batch_rows)
+    r.add_get("/console/history", history)
+    r.add_get("/console/history.csv", history_csv)
+    r.add_get("/console/account", account)
