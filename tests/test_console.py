@@ -37,12 +37,12 @@ async def test_anonymous_is_sent_to_the_login_and_refused_any_action(st):
     async with console_session() as s:
         c = Console(st, s)
         for path in ("/console/", "/console/lookup", "/console/history", "/console/history.csv",
-                     "/console/account", "/console/admin/accounts",
+                     "/console/account", "/console/contacts", "/console/contacts/" + "0" * 32, "/console/admin/accounts",
                      "/console/admin/sessions", "/console/admin/testbench", "/console/admin/system",
                      "/console/lookup/123"):
             status, _, r = await c.get(path, allow_redirects=False)
             assert status == 303 and r.headers["Location"].startswith("/console/login?next=/console/"), path
-        for path in ("/console/lookup", "/console/admin/accounts/acme/top-up"):
+        for path in ("/console/lookup", "/console/contacts", "/console/admin/accounts/acme/top-up"):
             status, _, _ = await c.post(path, {"numbers": "447400123456", "credit": "5"}, allow_redirects=False)
             assert status == 403, path
     assert st.server.book.get("acme").credit == 10_000_000
@@ -345,3 +345,100 @@ async def test_the_operator_is_not_a_customer(st):
         assert status == 303 and r.headers["Location"] == "/console/admin/accounts"
         status, _, _ = await op.post("/console/lookup", {"numbers": "447400123456"}, allow_redirects=False)
         assert status == 403
+
+
+# ------------------------------------------------------------------ contact lists
+
+CSV = "name,numbers\nann,447400123456\nbob,447400123456\ncid,12\ndan,919589123456\n"
+
+
+async def _upload(c: Console, name: str, content: str, csrf: bool = True):
+    import aiohttp
+    data = aiohttp.FormData()
+    data.add_field("file", content.encode(), filename=name, content_type="text/csv")
+    q = f"?csrf={c.csrf}" if csrf else ""
+    async with c.session.post(f"{c.base}/console/contacts{q}", data=data) as r:
+        text = await r.text()
+        return r.status, text, r
+
+
+async def _wait_cleaned(c: Console, book: str) -> str:
+    import asyncio
+    for _ in range(200):
+        status, state, _ = await c.get(f"/console/contacts/{book}/state")
+        assert status == 200
+        if "data-done" in state:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cleaning did not finish")
+
+
+async def test_contact_list_uploaded_cleaned_premium_and_restored(st):
+    async with console_session() as s:
+        c = Console(st, s)
+        await c.login("acme", "s3cret")
+        await c.get("/console/contacts")
+        status, page, r = await _upload(c, "clients <1>.csv", CSV)
+        assert status == 200, page
+        book = re.search(r"/console/contacts/([0-9a-f]{32})$", str(r.url)).group(1)
+        assert "Not cleaned yet" in page and "clients_1_.csv" in page   # the name is only a label
+        status, page, _ = await c.post(f"/console/contacts/{book}/clean", {"mode": "premium"})
+        assert status == 200
+        state = await _wait_cleaned(c, book)
+        assert "Premium cleaning: finished" in state and 'id="report"' in state
+        assert re.search(r"Contacts read</th><td class=\"num\">4<", state)
+        assert re.search(r"Duplicates</th><td class=\"num\">1<", state)
+        status, cleaned, _ = await c.get(f"/console/contacts/{book}/download?file=list")
+        assert "447400123456" in cleaned and cleaned.count("447400123456") == 1 and "cid" not in cleaned
+        status, original, _ = await c.get(f"/console/contacts/{book}/download?file=original")
+        assert original == CSV
+        status, report, r = await c.get(f"/console/contacts/{book}/download?file=report")
+        assert r.headers["Content-Type"].startswith("application/json") and '"mode": "premium"' in report
+        status, page, _ = await c.post(f"/console/contacts/{book}/restore")
+        assert status == 200 and "Not cleaned yet" in page
+        _, listed, _ = await c.get(f"/console/contacts/{book}/download?file=list")
+        assert listed == CSV
+        status, _, _ = await c.get(f"/console/contacts/{book}/download?file=original")
+        assert status == 404
+    # Premium: the two distinct possible numbers were looked up and charged.
+    assert st.server.book.get("acme").credit == 10_000_000 - 2 * 100_000
+
+
+async def test_contact_list_refusals(st):
+    async with console_session() as s:
+        c = Console(st, s)
+        await c.login("acme", "s3cret")
+        await c.get("/console/contacts")
+        status, page, _ = await _upload(c, "list.csv", "name,phone\nann,447400123456\n")
+        assert status == 422 and "numbers" in page
+        status, page, _ = await _upload(c, "list.csv", CSV, csrf=False)
+        assert status == 403
+        status, page, _ = await c.get("/console/contacts")
+        assert "No contact list yet" in page
+
+
+async def test_another_accounts_contact_list_is_not_found(st):
+    async with console_session() as s:
+        c = Console(st, s)
+        await c.login("acme", "s3cret")
+        await c.get("/console/contacts")
+        _, _, r = await _upload(c, "list.csv", CSV)
+        book = str(r.url).rsplit("/", 1)[1]
+    async with console_session() as s:
+        rival = Console(st, s)
+        await rival.login("rival", "other1")
+        _, page, _ = await rival.get("/console/contacts")
+        assert "list.csv" not in page
+        for path in (f"/console/contacts/{book}", f"/console/contacts/{book}/state",
+                     f"/console/contacts/{book}/download?file=list", f"/console/contacts/{book}/download?file=original"):
+            status, page, _ = await rival.get(path)
+            assert status == 404 and "447400123456" not in page, path
+        for action in ("clean", "restore", "delete"):
+            status, _, _ = await rival.post(f"/console/contacts/{book}/{action}", {"mode": "premium"})
+            assert status == 404, action
+    assert st.server.book.get("rival").credit == 5_000_000
+    async with console_session() as s:
+        c = Console(st, s)
+        await c.login("acme", "s3cret")
+        status, page, _ = await c.get(f"/console/contacts/{book}")
+        assert status == 200 and "Not cleaned yet" in page

@@ -165,6 +165,36 @@ def test_customer_logs_in_looks_up_and_finds_it_in_past_requests(browser, st, sh
     p.shot("account")
 
 
+def test_customer_cleans_a_contact_list_premium_and_restores_the_original(browser, st, shots, tmp_path):
+    contacts = tmp_path / "clients.csv"
+    numbers = [f"4474001234{i:02d}" for i in range(30)]
+    contacts.write_text("name,numbers\n" + "".join(f"c{i},{n}\n" for i, n in enumerate(numbers + numbers[:5] + ["12"])))
+    p = Page(browser, st, shots)
+    p.login("acme", "s3cret")
+    p.wait_text("#credit", "50")
+    p.go("/console/contacts")
+    p.el("#file").send_keys(str(contacts))
+    p.shot("contacts")
+    p.el("form.card button[type=submit]").click()
+    p.wait_text("main h1", "clients.csv")
+    p.wait_text("#state", "Not cleaned yet")
+    p.el("#mode-premium").click()
+    p.el("#clean").click()
+    # The progress bar, then the report, without a reload.
+    p.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#state progress")))
+    p.wait_text("#state", "Premium cleaning: finished", timeout=30)
+    assert p.el("#state progress").get_attribute("value") == "100"
+    report = p.el("#report").text
+    assert "Contacts read 36" in report and "Duplicates 5" in report and "Looked up (HLR) 30" in report
+    p.shot("contact-list")
+    p.el("#restore").click()
+    browser.switch_to.alert.accept()
+    p.wait_text("#state", "Not cleaned yet")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#original")
+    p.go("/console/")
+    p.wait_text("#credit", "47")   # 30 contacts looked up at 0.1
+
+
 def test_wrong_password_csrf_less_post_and_another_accounts_url_are_refused(browser, st, shots):
     p = Page(browser, st, shots)
     p.login("acme", "wrong")

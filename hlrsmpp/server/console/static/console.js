@@ -11,7 +11,10 @@ function poll(el) {
       const resp = await fetch(url, {credentials: "same-origin", headers: {"Accept": "text/html"}});
       if (resp.ok) {
         el.innerHTML = await resp.text();
-        if (el.querySelector("[data-done]")) return;
+        if (el.querySelector("[data-done]")) {
+          for (const b of document.querySelectorAll("[data-enable-when-done]")) b.disabled = false;
+          return;
+        }
         delay = 700;
       } else if (resp.status >= 400 && resp.status < 500) {
         return;  // logged out, or gone: a reload says why
@@ -26,16 +29,13 @@ function poll(el) {
   if (!el.querySelector("[data-done]")) setTimeout(tick, delay);
 }
 
-// A button with data-confirm asks before its form is sent.
-function confirmations() {
-  for (const b of document.querySelectorAll("[data-confirm]")) {
-    b.addEventListener("click", (ev) => {
-      if (!window.confirm(b.getAttribute("data-confirm"))) ev.preventDefault();
-    });
-  }
-}
+// A button with data-confirm asks before its form is sent (buttons that a poll brings in
+// later too).
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest && ev.target.closest("[data-confirm]");
+  if (b && !window.confirm(b.getAttribute("data-confirm"))) ev.preventDefault();
+});
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const el of document.querySelectorAll("[data-poll]")) poll(el);
-  confirmations();
 });
