@@ -63,7 +63,7 @@ async def lookup_post(request: web.Request) -> web.Response:
     if isinstance(submitted, web.Response):
         return again(api_error(submitted), submitted.status)
     batch_id, accepted, rejected = submitted
-    return _batch_page(request, batch_id, [lookup_view(lk, time.time()) for lk in accepted], rejected)
+    return _batch_page(request, batch_id, [lookup_view(lk, time.time(), server.resolver.network_names) for lk in accepted], rejected)
 
 
 def _batch_page(request: web.Request, batch_id: int, views: list[dict], rejected: list[dict]) -> web.Response:
@@ -80,7 +80,7 @@ async def _batch_views(request: web.Request) -> tuple[int, list[dict]]:
         unknown_batch(server, request)
         raise missing(request, "No such request in this account.")
     at = time.time()
-    return bid, [lookup_view(Lookup.from_row(r), at) for r in rows]
+    return bid, [lookup_view(Lookup.from_row(r), at, server.resolver.network_names) for r in rows]
 
 
 @customer
