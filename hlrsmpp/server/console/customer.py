@@ -63,7 +63,8 @@ async def lookup_post(request: web.Request) -> web.Response:
     if isinstance(submitted, web.Response):
         return again(api_error(submitted), submitted.status)
     batch_id, accepted, rejected = submitted
-    return _batch_page(request, batch_id, [lookup_view(lk, time.time(), server.resolver.network_names) for lk in accepted], rejected)
+    at, names = time.time(), server.resolver.network_names
+    return _batch_page(request, batch_id, [lookup_view(lk, at, names) for lk in accepted], rejected)
 
 
 def _batch_page(request: web.Request, batch_id: int, views: list[dict], rejected: list[dict]) -> web.Response:
