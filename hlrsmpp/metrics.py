@@ -128,7 +128,8 @@ def _pdu_samples(table: dict, extra: dict | None = None):
 
 
 class ServerCollector:
-    """Reads live server state (sessions, queues, credit) plus STATS."""
+    """Reads live server state (sessions, queues, credit) plus STATS. ``server`` is a
+    started Server, or None: the counters of this process (STATS) only."""
 
     def __init__(self, server):
         self.server = server
@@ -141,7 +142,7 @@ class ServerCollector:
         g.add_metric([VERSION, CODEC, COMMIT, DRAWS], 1)
         yield g
         g = GaugeMetricFamily("hlrsmpp_connections", "Open SMPP TCP connections")
-        g.add_metric([], len(getattr(server, "protocols", ())))
+        g.add_metric([], len(server.protocols) if server is not None else 0)
         yield g
         c = CounterMetricFamily("hlrsmpp_connections_rejected",
                                 "Connections refused, by listener (smpp, http) and reason "
@@ -161,7 +162,7 @@ class ServerCollector:
         c.add_metric([], s.tarpitted)
         yield c
         g = GaugeMetricFamily("hlrsmpp_sessions", "Bound SMPP sessions by mode", labels=["mode"])
-        counts = server.session_counts() if hasattr(server, "registry") else {}
+        counts = server.session_counts() if server is not None else {}
         for mode in ("tx", "rx", "trx"):
             g.add_metric([mode], counts.get(mode, 0))
         yield g
@@ -203,11 +204,11 @@ class ServerCollector:
                                   "From submit_sm accepted to its receipt's deliver_sm_resp ESME_ROK")
         h.add_metric([], buckets, s.latency_sum)
         yield h
-        yield from self._receipts()
+        if server is not None:
+            yield from self._receipts()
         g = GaugeMetricFamily("hlrsmpp_account_credit", "Remaining prepaid credit (credits)",
                               labels=["account"])
-        book = getattr(server, "book", None)
-        for account in (book if book is not None else ()):
+        for account in (server.book if server is not None else ()):
             credit = account.credit
             if credit is not None:
                 g.add_metric([account.system_id], credit / 1_000_000)
@@ -221,17 +222,17 @@ class ServerCollector:
         for action, n in sorted(s.faults.items()):
             c.add_metric([action], n)
         yield c
-        journal = getattr(server, "journal", None)
+        if server is None:
+            return
         c = CounterMetricFamily("hlrsmpp_journal_commits", "Group commits to the store")
-        c.add_metric([], getattr(journal, "commits", 0))
+        c.add_metric([], server.journal.commits)
         yield c
         c = CounterMetricFamily("hlrsmpp_journal_commit_failures",
                                 "Group commits the store refused (their lookups answered ESME_RSYSERR)")
-        c.add_metric([], getattr(journal, "failures", 0))
+        c.add_metric([], server.journal.failures)
         yield c
-        retention = getattr(server, "retention", None)
-        if retention is not None:
-            yield from retention_families(retention)
+        if server.retention is not None:
+            yield from retention_families(server.retention)
 
     def _receipts(self):
         s = STATS
@@ -246,14 +247,14 @@ class ServerCollector:
                                       labels=["account", "cause"])
         expired = CounterMetricFamily("hlrsmpp_receipts_expired", "Receipts dropped past receipts.ttl",
                                       labels=["account"])
-        outboxes = getattr(self.server, "outboxes", {})
+        outboxes = self.server.outboxes
         for sid in sorted(outboxes):
             box = outboxes[sid]
             queued.add_metric([sid], box.size)
             inflight.add_metric([sid], len(box.inflight))
-            acked.add_metric([sid], getattr(box, "acked", 0))
-            retries.add_metric([sid, "error"], getattr(box, "retries", 0))
-            retries.add_metric([sid, "timeout"], getattr(box, "timeouts", 0))
+            acked.add_metric([sid], box.acked)
+            retries.add_metric([sid, "error"], box.retries)
+            retries.add_metric([sid, "timeout"], box.timeouts)
             expired.add_metric([sid], s.receipts_expired.get(sid, 0))
         yield from (queued, inflight, acked, retries, expired)
 
@@ -280,8 +281,9 @@ def retention_families(retention):
 
 
 def registry_for(server, process: bool = True) -> CollectorRegistry:
-    """The registry /metrics serves: the server's families, plus process_* and
-    python_info (``process=False`` leaves those out)."""
+    """The registry /metrics serves: the server's families (``server`` None: this
+    process's counters only), plus process_* and python_info (``process=False`` leaves
+    those out)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ServerCollector(server))
     if process:

@@ -342,9 +342,8 @@ def test_count_out_and_names():
         metrics.STATS.count_out(0x7777, 0)
         framer.count_pdus(metrics.STATS.pdus_out, encode_submit_sm_resp(1, 0, b"7") * 3)
 
-        class Bare:   # a server with no state yet: the collector still answers
-            pass
-        s = Scrape(metrics.exposition(metrics.registry_for(Bare(), process=False)).decode())
+        # No server: the collector still answers with the process's counters.
+        s = Scrape(metrics.exposition(metrics.registry_for(None, process=False)).decode())
         assert s.v("hlrsmpp_pdus_sent_total", command="submit_sm_resp", status="ESME_RTHROTTLED") == 2
         assert s.v("hlrsmpp_pdus_sent_total", command="submit_sm_resp", status="ESME_ROK") == 3
         assert s.v("hlrsmpp_pdus_sent_total", command="unknown", status="ESME_ROK") == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import signal
 import sys
@@ -22,12 +21,12 @@ from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.allowlist import parse_allowlist
 from ..accounts.passwords import hash_password
-from ..accounts.book import merge_settings
 from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
 from ..storage.protocols import Deployment, Store
 from ..hlr import Resolver
 from ..smpp.status import Status
+from .admin import AccountAdmin
 from .engine import LookupEngine
 from .faults import FaultPlan
 from .front import Listener, listen
@@ -39,6 +38,7 @@ from ..smpp.codec import Command, Pdu
 from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
+from .outbind import Outbinder
 from .receipts import Outbox
 from .sms import CHANNEL as SMS_CHANNEL, SmsCenter
 from .smpp import SmppProtocol
@@ -57,24 +57,11 @@ def open_store(storage: dict) -> tuple[Store, Callable[[Server, Store], Deployme
     return SQLiteStore(storage["path"], storage.get("synchronous", "NORMAL")), Standalone
 
 
-class StoreRefused(RuntimeError):
-    """An operator's change the store could not make durable: it was not applied."""
-
-
-class IdempotencyConflict(ValueError):
-    """An Idempotency-Key used again with a different request."""
-
-
 def _lower_priority() -> None:
     try:  # Linux: a thread's nice value is its own (best effort elsewhere)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):
         pass
-
-
-def _record(account: Account) -> tuple[str, str]:
-    """An account's durable record, as a commit writes it."""
-    return account.system_id, json.dumps(account.to_record(), default=str)
 
 
 class Server:
@@ -92,7 +79,6 @@ class Server:
                                         self.descriptors, reserve)
         self.outboxes: dict[str, Outbox] = {}
         self.trace_sinks: dict = {}
-        self._outbind_next: dict[str, float] = {}
         self.smpp_server: asyncio.AbstractServer | None = None
         self.smpp_tls_server: asyncio.AbstractServer | None = None
         self.smpp_tls_port: int | None = None
@@ -102,8 +88,17 @@ class Server:
         self.retention: Retention | None = None
         self._stopping = False
         self.stopped = asyncio.Event()
-        self._admin = asyncio.Lock()  # one operator change at a time: checked, then made
         self.exit_code = 0
+        # Password checks (scrypt) on ONE thread of lower priority: a flood of wrong
+        # passwords, or the hashing at start-up, never takes more than a core from the
+        # lookups, the heartbeat of a shared deployment or the other processes of one.
+        self.kdf = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hlrsmpp-kdf",
+                                      initializer=_lower_priority)
+        self.faults = FaultPlan()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     # ------------------------------------------------------------ start-up
     async def start(self) -> None:
@@ -115,19 +110,12 @@ class Server:
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
                                 on_low_credit=self._low_credit)
-        # Password checks (scrypt) on ONE thread of lower priority: a flood of wrong
-        # passwords, or the hashing at start-up, never takes more than a core from the
-        # lookups, the heartbeat of a shared deployment or the other processes of one.
-        self.kdf = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hlrsmpp-kdf",
-                                      initializer=_lower_priority)
         try:
             await self._start_from_config(join)
         except ValueError as err:
             # The validators of accounts, hlr and faults name what is wrong: one line for
-            # the operator (exit 2), not a traceback; what was opened is closed.
-            if getattr(self, "journal", None) is not None:
-                await self.journal.drain()
-                self.journal.close()
+            # the operator (exit 2), not a traceback; what was opened is closed (they are
+            # all checked before the journal starts).
             self.store.close()
             self.kdf.shutdown(wait=False)
             raise ConfigError(str(err)) from None
@@ -152,20 +140,23 @@ class Server:
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
+        self.replace_faults(cfg.get("faults") or [])
         self.journal = Journal(self.store, self.book, self.loop)
+        self.admin = AccountAdmin(self.book, self.journal, self.store, self._hash_passwords, self.add_account,
+                                  self.ensure_outbox, self.unbind_account)
+        self.outbinder = Outbinder(self.book, lambda: SmppProtocol(self), cfg["smpp"]["system_id"],
+                                   cfg["smpp"]["outbind_interval"])
         now = time.time()
         self.book.restore_bans(self.store.bans(now), now)
         self.book.on_ban = self.journal.add_ban
         self.ids = IdGenerator(self.deployment.node, floor=self.store.max_id())
         rc = cfg["receipts"]
-        self.faults = FaultPlan()
         self.submit_window = cfg["smpp"]["submit_window"]
         self.submit_window_status = Status[cfg["smpp"]["submit_window_status"].upper().removeprefix("ESME_")]
         self.engine = LookupEngine(self.resolver, self.book, self.journal, self.ids, self.outboxes,
                                    rc["max_queue"])
         self.sms = SmsCenter(self)
         self.replayed = self._replay_receipts()
-        self.replace_faults(cfg.get("faults") or [])
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
         if opening := [a for a in fresh if a.credit]:
@@ -348,117 +339,6 @@ class Server:
         box.profile = s.receipt if s.receipt["profile"] != "standard" else None
         box.sms = s.service == "sms"
 
-    # ------------------------------------------------- operator actions
-    # Each change takes effect only once it is durable (Journal.change): a change the store
-    # refuses raises StoreRefused and changes nothing, in memory or on disk.
-    async def create_account(self, d: dict) -> Account:
-        async with self._admin:
-            if self.book.get(str(d.get("system_id"))) is not None:
-                raise ValueError(f"account {d.get('system_id')!r} already exists")
-            account = Account.from_config(d)
-            await self._hash_passwords([account], {})
-            sid, now = account.system_id, time.time()
-            opening = [(sid, now, "top_up", account.credit, "created")] if account.credit else []
-            await self._change(lambda: ([_record(account)], opening), lambda: self.add_account(account))
-        log.info("account_created", system_id=sid)
-        return account
-
-    async def update_account(self, system_id: str, changes: dict) -> Account:
-        """Change settings (not credit: that is top_up) of a live account."""
-        async with self._admin:
-            account = self._account(system_id)
-            record = merge_settings(account.to_record(), changes)
-            record["system_id"] = account.system_id
-            new = Account.from_config(record)
-            if "password" in changes:
-                await self._hash_passwords([new], {})
-            elif "password_hash" not in changes:
-                # the same password: kept in clear if it was
-                new.settings = new.settings.evolve(password=account.settings.password)
-
-            def write():
-                new.packages = account.packages  # the credit as it is at the commit
-                return [_record(new)], []
-
-            await self._change(write, lambda: self.ensure_outbox(self.book.replace(new)))
-        # The names of what changed (a password change too), never the values.
-        log.info("account_updated", system_id=system_id, keys=sorted(changes))
-        return self.book.get(system_id)
-
-    async def top_up(self, system_id: str, credit, bought=None, note: str = "",
-                     idempotency: tuple[str, str] | None = None) -> tuple[dict, bool]:
-        """Add a package; (the package as recorded, whether this is the answer of an
-        earlier top-up made with the same Idempotency-Key). ``idempotency`` is (key,
-        digest of the request): the key is kept with the ledger entry, so a retry (after
-        a timeout, a 503, a lost answer) is answered, never credited twice; the same key
-        with another request raises IdempotencyConflict."""
-        from ..accounts import to_micro
-        async with self._admin:
-            account = self._account(system_id)
-            amount = to_micro(credit)
-            if amount <= 0:
-                raise ValueError("a top-up must be a positive amount of credit")
-            key, digest = idempotency or (None, None)
-            if key is not None and (earlier := await self._idempotent(system_id, key, digest)):
-                return earlier, True
-            package = self.book.new_package(account, amount, bought, note)
-            answer = json.dumps(package.to_record())
-            entry = (system_id, time.time(), "top_up", amount, note, key, digest, answer)
-
-            def write():
-                record = account.to_record()
-                record["packages"] = [p.to_record() for p in self.book.with_package(account, package)]
-                return [(system_id, json.dumps(record, default=str))], [entry]
-
-            def apply():
-                if (system_id, key) not in self.store.duplicates:
-                    self.book.add_package(account, package)
-
-            await self._change(write, apply)
-            if key is not None and (system_id, key) in self.store.duplicates:
-                self.store.duplicates.discard((system_id, key))  # another process took the key first
-                return await self._idempotent(system_id, key, digest), True
-        log.info("credit_topped_up", system_id=system_id, credit=amount / 1_000_000)
-        return package.to_record(), False
-
-    async def _idempotent(self, system_id: str, key: str, digest: str) -> dict | None:
-        earlier = await self.loop.run_in_executor(None, self.store.idempotent, system_id, key)
-        if earlier is None:
-            return None
-        if earlier[0] != digest:
-            raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another top-up")
-        return json.loads(earlier[1])
-
-    async def set_enabled(self, system_id: str, enabled: bool) -> Account:
-        async with self._admin:
-            account = self._account(system_id)
-
-            def write():
-                record = account.to_record()
-                record["enabled"] = enabled
-                return [(system_id, json.dumps(record, default=str))], []
-
-            def apply():
-                self.book.disable(system_id, enabled)
-                if not enabled:
-                    for proto in list(self.protocols):
-                        if proto.account is not None and proto.account.system_id == system_id:
-                            proto.unbind()
-
-            await self._change(write, apply)
-        log.info("account_enabled" if enabled else "account_disabled", system_id=system_id)
-        return account
-
-    async def _change(self, write, apply) -> None:
-        if not await self.journal.change(write, apply):
-            raise StoreRefused("the store refused the commit; nothing was changed")
-
-    def _account(self, system_id: str) -> Account:
-        account = self.book.get(system_id)
-        if account is None:
-            raise KeyError(f"no account {system_id!r}")
-        return account
-
     async def persist(self) -> None:
         """Commit whatever changed now (dirty accounts, ledger) and wait for it."""
         done = self.loop.create_future()
@@ -490,11 +370,7 @@ class Server:
 
     def replace_faults(self, rules: list[dict]) -> None:
         """The test bench's rules, from the config or the admin API (validated first)."""
-        self.faults.replace(rules)
-        reverse = {f.account for f in self.faults.receipt if f.action == "out_of_order"}
-        for sid, box in self.outboxes.items():
-            box.reverse = None in reverse or sid in reverse
-        log.info("faults_replaced", rules=len(self.faults.faults))
+        self.faults.replace(rules, self.outboxes)
 
     # ---------------------------------------------------------- PDU trace
     def trace_session(self, proto: SmppProtocol, bind) -> None:
@@ -513,8 +389,8 @@ class Server:
     async def set_trace(self, system_id: str, trace: bool | str) -> None:
         """Trace an account from now on (its sessions bound later, and those bound now).
         A changed setting gets a new sink; the old one (and its file) is closed."""
-        changed = self._account(system_id).settings.trace != trace
-        await self.update_account(system_id, {"trace": trace})
+        changed = self.admin.account(system_id).settings.trace != trace
+        await self.admin.update(system_id, {"trace": trace})
         old = self.trace_sinks.pop(system_id, None) if changed or not trace else None
         for proto in list(self.protocols):
             if proto.account is not None and proto.account.system_id == system_id:
@@ -527,6 +403,12 @@ class Server:
     def trace_lines(self, system_id: str, limit: int = 1000) -> list[str]:
         sink = self.trace_sinks.get(system_id)
         return list(sink.lines)[-limit:] if sink is not None else []
+
+    def unbind_account(self, system_id: str) -> None:
+        """Unbind every session of the account (it was disabled)."""
+        for proto in list(self.protocols):
+            if proto.account is not None and proto.account.system_id == system_id:
+                proto.unbind()
 
     def attach_receiver(self, proto: SmppProtocol) -> None:
         self.deployment.attach_receiver(proto)
@@ -611,35 +493,8 @@ class Server:
                         log.warning("receipts_expired", system_id=box.system_id, count=expired,
                                     ttl=ttl)
                     if box.receiver is None:
-                        self._maybe_outbind(box.system_id, now)
+                        self.outbinder.maybe(box.system_id, now)
                     box.pump()
-
-    # -------------------------------------------------------------- outbind
-    def _maybe_outbind(self, system_id: str, now: float) -> None:
-        """Receipts wait and nobody receives: if the account names its ESME's
-        address, connect out and send outbind (SMPP 3.4 §4.1.7), at most once per
-        ``smpp.outbind_interval``."""
-        account = self.book.get(system_id)
-        if account is None or account.settings.outbind is None or self._stopping:
-            return
-        if now < self._outbind_next.get(system_id, 0.0):
-            return
-        self._outbind_next[system_id] = now + self.cfg["smpp"]["outbind_interval"]
-        self.loop.create_task(self._outbind(account))
-
-    async def _outbind(self, account: Account) -> None:
-        ob = account.settings.outbind
-        try:
-            _, proto = await self.loop.create_connection(lambda: SmppProtocol(self), ob["host"], ob["port"])
-        except OSError as err:
-            log.warning("outbind_failed", system_id=account.system_id, host=ob["host"], port=ob["port"],
-                        error=str(err))
-            return
-        if proto.closed:
-            return
-        proto.outbind(ob.get("system_id", self.cfg["smpp"]["system_id"]),
-                      ob.get("password", account.settings.password or ""))
-        log.info("outbind_sent", system_id=account.system_id, host=ob["host"], port=ob["port"])
 
     # ------------------------------------------------------------- shutdown
     def reload(self) -> None:
@@ -665,6 +520,7 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
+        self.outbinder.stopping = True
         self.smpp_gate.closed = self.http_gate.closed = True
         log.info("server_stopping", sessions=len(self.protocols))
         for listening in (self.smpp_server, self.smpp_tls_server):
@@ -689,8 +545,7 @@ class Server:
         await self.deployment.stop()  # shared: sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()
-        if hasattr(self, "kdf"):
-            self.kdf.shutdown(wait=False, cancel_futures=True)
+        self.kdf.shutdown(wait=False, cancel_futures=True)
         log.info("server_stopped")
         self.stopped.set()
 
@@ -704,8 +559,9 @@ async def serve(cfg: dict) -> int:
     asked = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, asked.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: server.reload() if hasattr(server, "resolver") else None)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # nothing to reload before it has started
     await server.start()
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
 
     async def stop_when_asked() -> None:
         await asked.wait()

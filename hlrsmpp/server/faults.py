@@ -24,8 +24,13 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import structlog
 
 from ..smpp.status import Status
+
+log = structlog.get_logger("hlrsmpp.server")
 
 SUBMIT_ACTIONS = frozenset({"status", "generic_nack", "no_response", "delay_response", "close", "unbind"})
 RECEIPT_ACTIONS = frozenset({"duplicate_receipt", "out_of_order", "delay_receipt", "withhold_receipts"})
@@ -126,7 +131,9 @@ class FaultPlan:
     def __init__(self, rules: list[dict] | None = None):
         self.replace(rules or [])
 
-    def replace(self, rules: list[dict]) -> None:
+    def replace(self, rules: list[dict], outboxes: Mapping[str, Any] | None = None) -> None:
+        """Put `rules` in force (all checked first: a bad one changes nothing), and turn
+        the accounts' `outboxes` out of order where a rule says so."""
         if not isinstance(rules, list):
             raise FaultError("faults: must be a list of rules")
         faults = [Fault.from_config(d, i) for i, d in enumerate(rules)]
@@ -135,6 +142,11 @@ class FaultPlan:
         self.receipt = [f for f in faults if f.action in RECEIPT_ACTIONS]
         self.faults = faults
         self.active = bool(faults)
+        if outboxes is not None:
+            reverse = {f.account for f in self.receipt if f.action == "out_of_order"}
+            for sid, box in outboxes.items():
+                box.reverse = None in reverse or sid in reverse
+            log.info("faults_replaced", rules=len(faults))
 
     def on_submit(self, system_id: str, msisdn: str) -> Fault | None:
         for f in self.submit:

@@ -93,8 +93,8 @@ async def health_checks(server) -> dict[str, bool]:
 
 
 def _smpp_up(server) -> bool:
-    s = getattr(server, "smpp_server", None)
-    return s is not None and s.is_serving() and not getattr(server, "_stopping", False)
+    s = server.smpp_server
+    return s is not None and s.is_serving() and not server.stopping
 
 
 #: How long the store's probe commit may take before the store counts as down.
@@ -135,20 +135,9 @@ def _writable(directory: Path) -> bool:
             pass
 
 
-# Numbers every numbering plan knows (UK, US, India, Bulgaria mobiles): if none parses,
-# the resolver's tables are not loaded.
-_PROBES = ("447400123456", "12025550143", "919589123456", "359888123456")
-
-
 def _hlr_up(server) -> bool:
-    resolver = getattr(server, "resolver", None)
-    if resolver is None:
-        return False
     try:
-        healthy = getattr(resolver, "healthy", None)
-        if callable(healthy):
-            return bool(healthy())
-        return any(resolver.parse(n, 1, 1) is not None for n in _PROBES)
+        return server.resolver.healthy()
     except Exception:
         return False
 

@@ -27,7 +27,7 @@ from ...accounts import Account, AccountBook, Refusal, from_micro, to_micro
 from ...accounts.allowlist import parse_allowlist
 from ...accounts.book import merge_settings
 from ...ids import MAX_ID
-from ..app import IdempotencyConflict
+from ..admin import IdempotencyConflict
 from ...domain import Lookup
 from ...sms import MAX_PARTS, UnencodableText, count_text, count_view
 from .history import HistoryReaders
@@ -526,7 +526,7 @@ async def create_account_from(server, body: dict) -> web.Response:
     if (why := _validate_account(server, body, new=True)) is not None:
         return json_error(422, "invalid_account", why)
     try:
-        acc = await server.create_account(body)
+        acc = await server.admin.create(body)
     except _ACCOUNT_ERRORS as e:
         return json_error(422, "invalid_account", str(e))
     except RuntimeError as e:
@@ -574,9 +574,9 @@ async def update_account_with(server, acc: Account, body: dict) -> web.Response:
             record = merge_settings(acc.to_record(), body)
             if (why := _validate_account(server, record)) is not None:
                 return json_error(422, "invalid_account", why)
-            await server.update_account(acc.system_id, body)
+            await server.admin.update(acc.system_id, body)
         if enabled is not None:
-            await server.set_enabled(acc.system_id, enabled)
+            await server.admin.set_enabled(acc.system_id, enabled)
     except _ACCOUNT_ERRORS as e:
         return json_error(422, "invalid_account", str(e))
     except RuntimeError as e:
@@ -631,7 +631,7 @@ async def top_up_account(server, acc: Account, body: dict, key: str | None) -> w
         what = json.dumps([from_micro(amount), bought.isoformat() if bought else None, note])
         idempotency = key, hashlib.sha256(what.encode()).hexdigest()
     try:
-        package, replayed = await server.top_up(acc.system_id, credit, bought, note, idempotency)
+        package, replayed = await server.admin.top_up(acc.system_id, credit, bought, note, idempotency)
     except IdempotencyConflict as e:
         return json_error(422, "idempotency_key_reused", str(e))
     except _ACCOUNT_ERRORS as e:
@@ -653,7 +653,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 async def set_enabled_of(server, acc: Account, enabled: bool) -> web.Response:
     try:
-        await server.set_enabled(acc.system_id, enabled)
+        await server.admin.set_enabled(acc.system_id, enabled)
     except RuntimeError as e:
         return json_error(503, "system_error", str(e))
     return json_response(account_view(server, acc))
