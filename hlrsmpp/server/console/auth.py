@@ -81,7 +81,7 @@ def fingerprint(server, operator: bool, account: Account | None) -> str:
     if operator:
         cred = str((server.cfg.get("admin") or {}).get("token") or "")
     else:
-        cred = account.password_hash or account.password or ""
+        cred = account.settings.password_hash or account.settings.password or ""
     return hashlib.sha256(cred.encode()).hexdigest()[:16]
 
 
@@ -129,8 +129,8 @@ class Sessions:
         account = None
         if not operator:
             account = server.book.get(sid)
-            if account is None or not account.enabled or (
-                    account.allowed_ips and not ip_allowed(ip, account.allowed_ips)):
+            if account is None or not account.settings.enabled or (
+                    account.settings.allowed_ips and not ip_allowed(ip, account.settings.allowed_ips)):
                 return None
         if not hmac.compare_digest(fp, fingerprint(server, operator, account)):
             return None

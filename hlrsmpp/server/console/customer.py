@@ -23,10 +23,10 @@ def _account_summary(server, acc) -> dict:
     c = server.book.counters(acc)
     return {"credit": from_micro(acc.credit) if acc.credit is not None else None,
             "counters": {"day": c["day"], "week": c["week"], "month": c["month"]},
-            "auto_recharge": getattr(acc, "auto_recharge", None),
-            "expires": acc.expires.isoformat() if acc.expires else None,
-            "price": from_micro(acc.price), "limits": acc.limits.to_config(),
-            "low_credit": from_micro(acc.low_credit) if acc.low_credit else None}
+            "auto_recharge": getattr(acc.settings, "auto_recharge", None),
+            "expires": acc.settings.expires.isoformat() if acc.settings.expires else None,
+            "price": from_micro(acc.settings.price), "limits": acc.settings.limits.to_config(),
+            "low_credit": from_micro(acc.settings.low_credit) if acc.settings.low_credit else None}
 
 
 @customer
@@ -147,12 +147,12 @@ async def account(request: web.Request) -> web.Response:
     sc = server.cfg["smpp"]
     return render(request, "account.html", {
         "title": "Account", "me": _account_summary(server, acc), "acc": acc,
-        "coverage": sorted(acc.coverage, key=lambda c: (len(c), c)),
-        "allowed_ips": [str(n) for n in acc.allowed_ips],
+        "coverage": sorted(acc.settings.coverage, key=lambda c: (len(c), c)),
+        "allowed_ips": [str(n) for n in acc.settings.allowed_ips],
         "smpp": {"host": request.url.host or "", "port": getattr(server, "smpp_port", sc["port"]),
-                 "system_id": acc.system_id, "system_type": acc.system_type, "max_tx": acc.max_tx},
+                 "system_id": acc.system_id, "system_type": acc.settings.system_type, "max_tx": acc.settings.max_tx},
         "sessions": account_sessions(server, acc.system_id),
-        "notify": getattr(acc, "notify", None)})
+        "notify": getattr(acc.settings, "notify", None)})
 
 
 def routes(r: web.UrlDispatcher) -> None:

@@ -23,10 +23,10 @@ _LIMITS = (("per_day", int), ("per_week", int), ("per_month", int), ("tps", floa
 
 def _account_row(server, acc, counts: dict[str, int]) -> dict:
     c = server.book.counters(acc)
-    return {"system_id": acc.system_id, "enabled": acc.enabled,
+    return {"system_id": acc.system_id, "enabled": acc.settings.enabled,
             "credit": from_micro(acc.credit) if acc.credit is not None else None,
             "day": c["day"], "month": c["month"], "sessions": counts.get(acc.system_id, 0),
-            "expires": acc.expires.isoformat() if acc.expires else ""}
+            "expires": acc.settings.expires.isoformat() if acc.settings.expires else ""}
 
 
 def _back(path: str, notice: str = "", error: str = "") -> web.HTTPSeeOther:
@@ -91,11 +91,12 @@ def _settings(data: dict, new: bool) -> dict:
 def _form_values(acc=None) -> dict:
     if acc is None:
         return {"price": "0.1", "max_tx": "10"}
-    lim = acc.limits.to_config()
-    v = {"price": from_micro(acc.price), "low_credit": from_micro(acc.low_credit) if acc.low_credit else "",
-         "expires": acc.expires.isoformat() if acc.expires else "", "max_tx": str(acc.max_tx),
-         "coverage": ", ".join(sorted(acc.coverage, key=lambda c: (len(c), c))),
-         "allowed_ips": ", ".join(str(n) for n in acc.allowed_ips)}
+    s = acc.settings
+    lim = s.limits.to_config()
+    v = {"price": from_micro(s.price), "low_credit": from_micro(s.low_credit) if s.low_credit else "",
+         "expires": s.expires.isoformat() if s.expires else "", "max_tx": str(s.max_tx),
+         "coverage": ", ".join(sorted(s.coverage, key=lambda c: (len(c), c))),
+         "allowed_ips": ", ".join(str(n) for n in s.allowed_ips)}
     v.update({k: str(lim[k]) for k, _ in _LIMITS if k in lim})
     return v
 
@@ -218,7 +219,7 @@ async def bench(request: web.Request) -> web.Response:
     return render(request, "admin_testbench.html", {
         "title": "Test bench", "faults": json.dumps(server.faults.to_config(), indent=2),
         "accounts": sorted(a.system_id for a in server.book), "account": acc,
-        "trace": testbench._trace_setting(acc.trace) if acc else False,
+        "trace": testbench._trace_setting(acc.settings.trace) if acc else False,
         "lines": server.trace_lines(acc.system_id, 500) if acc else [], **_flash(request)})
 
 
