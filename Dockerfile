@@ -34,7 +34,7 @@ RUN mkdir hlrsmpp && touch hlrsmpp/__init__.py \
 
 # The server itself, a regular install: the HLR tables are package data. setup.py
 # compiles the per-lookup codec, the group commit and the number draws
-# (hlrsmpp/smpp/_speedups.c, hlrsmpp/accounts/_sqlite_batch.c, hlrsmpp/hlr/_draws.c); the
+# (hlrsmpp/smpp/_speedups.c, hlrsmpp/accounts/_sqlite_batch.c, hlrsmpp/hlr/_resolve.c); the
 # compiler and headers are removed in the same layer, and the build fails if any C
 # module did not come out of it.
 COPY setup.py ./
@@ -42,7 +42,7 @@ COPY hlrsmpp ./hlrsmpp
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
     && pip install -c constraints.txt --no-deps . \
     && apt-get purge -y --auto-remove gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/* \
-    && (cd / && python -c "import hlrsmpp.smpp._speedups, hlrsmpp.accounts._sqlite_batch, hlrsmpp.hlr._draws") \
+    && (cd / && python -c "import hlrsmpp.smpp._speedups, hlrsmpp.accounts._sqlite_batch, hlrsmpp.hlr._resolve") \
     && hlrsmpp --help > /dev/null
 
 # A system user owns the data; configuration stays read-only to it.

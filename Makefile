@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 .PHONY: run test test-fast lint bench bench-redis install clean deps build-deps asan
 
 $(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c hlrsmpp/accounts/_sqlite_batch.c \
-          hlrsmpp/hlr/_draws.c
+          hlrsmpp/hlr/_resolve.c
 	@$(MAKE) --no-print-directory build-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q pip==26.3
@@ -100,12 +100,12 @@ asan: $(STAMP)
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR) && cp -r hlrsmpp tests conf pyproject.toml $(ASAN_DIR)/
 	$(ASAN_CC) hlrsmpp/smpp/_speedups.c -o $(ASAN_DIR)/hlrsmpp/smpp/_speedups$(EXT)
 	$(ASAN_CC) hlrsmpp/accounts/_sqlite_batch.c -lsqlite3 -o $(ASAN_DIR)/hlrsmpp/accounts/_sqlite_batch$(EXT)
-	$(ASAN_CC) hlrsmpp/hlr/_draws.c -o $(ASAN_DIR)/hlrsmpp/hlr/_draws$(EXT)
+	$(ASAN_CC) hlrsmpp/hlr/_resolve.c -o $(ASAN_DIR)/hlrsmpp/hlr/_resolve$(EXT)
 	cd $(ASAN_DIR) && export PYTHONPATH=$(CURDIR)/$(ASAN_DIR) ASAN_OPTIONS=detect_leaks=0,verify_asan_link_order=0 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  && $(CURDIR)/$(BIN)/python -c "import sys, hlrsmpp.smpp.codec, hlrsmpp.accounts.store, hlrsmpp.hlr.resolver; \
 	       sys.exit(any('$(ASAN_DIR)' not in getattr(sys.modules.get(m), '__file__', '') \
-	                    for m in ('hlrsmpp.smpp._speedups', 'hlrsmpp.accounts._sqlite_batch', 'hlrsmpp.hlr._draws')))" \
+	                    for m in ('hlrsmpp.smpp._speedups', 'hlrsmpp.accounts._sqlite_batch', 'hlrsmpp.hlr._resolve')))" \
 	  && $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider tests/test_speedups.py tests/test_session.py \
 	  tests/test_codec.py tests/test_receipts.py tests/test_store.py tests/test_journal.py \
 	  tests/test_exactness.py tests/test_hlr.py -k "not real_esme"

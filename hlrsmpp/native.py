@@ -1,5 +1,5 @@
 """The compiled modules (setup.py builds them, each optional): hlrsmpp.smpp._speedups,
-hlrsmpp.accounts._sqlite_batch and hlrsmpp.hlr._draws. Their Python twins are the reference and the
+hlrsmpp.accounts._sqlite_batch and hlrsmpp.hlr._resolve. Their Python twins are the reference and the
 fallback; ``HLRSMPP_PURE_PYTHON=1`` runs the server on the fallback."""
 from __future__ import annotations
 

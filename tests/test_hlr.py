@@ -155,7 +155,7 @@ def test_deterministic_across_processes():
         print(hashlib.sha256("\\n".join(out).encode()).hexdigest())
     """)
     digests = set()
-    # Each hash seed, and the draws in C (_draws.c) and in Python (hashlib).
+    # Each hash seed, and the draws in C (_resolve.c) and in Python (hashlib).
     for hashseed, pure in (("1", "0"), ("2", "0"), ("1", "1")):
         env = dict(os.environ, PYTHONHASHSEED=hashseed, PYTHONPATH=str(ROOT), HLRSMPP_PURE_PYTHON=pure)
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
@@ -164,7 +164,7 @@ def test_deterministic_across_processes():
     assert len(digests) == 1
 
 
-@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_draws not built (HLRSMPP_PURE_PYTHON)")
+@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_resolve not built (HLRSMPP_PURE_PYTHON)")
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.integers(), st.text(max_size=40)),
        st.one_of(st.text(st.sampled_from("0123456789"), min_size=1, max_size=15),
@@ -172,19 +172,19 @@ def test_deterministic_across_processes():
 def test_the_c_draws_are_hashlibs(seed, msisdn):
     key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
     h = hashlib.blake2b(msisdn.encode(), digest_size=16, key=key)
-    assert resolver_module._Draws(key).draw(msisdn) == struct.unpack("<IHHII", h.digest())
+    assert resolver_module._NativeResolver(key).draw(msisdn) == struct.unpack("<IHHII", h.digest())
 
 
 def test_the_c_draws_refuse_what_they_cannot_hash():
     if not resolver_module.DRAWS_IN_C:
-        pytest.skip("_draws not built (HLRSMPP_PURE_PYTHON)")
-    draws = resolver_module._Draws(b"k" * 32)
+        pytest.skip("_resolve not built (HLRSMPP_PURE_PYTHON)")
+    draws = resolver_module._NativeResolver(b"k" * 32)
     for bad in ("", "9" * 129):
         with pytest.raises(ValueError):
             draws.draw(bad)
     for key in (b"", b"k" * 65):
         with pytest.raises(ValueError):
-            resolver_module._Draws(key)
+            resolver_module._NativeResolver(key)
     assert draws.draw("9" * 128) == draws.draw("9" * 128)
 
 
@@ -193,7 +193,7 @@ RULES = [{"prefix": "4477009", "err": 11, "latency_ms": 500}, {"prefix": "447911
          {"msisdn": "919589000002", "roaming": {"cc": "33", "nnc": "20801"}}]
 
 
-@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_draws not built (HLRSMPP_PURE_PYTHON)")
+@pytest.mark.skipif(not resolver_module.DRAWS_IN_C, reason="_resolve not built (HLRSMPP_PURE_PYTHON)")
 @pytest.mark.parametrize("hlr", [
     {},                                                                   # the defaults
     {"seed": 7, "mix": {"absent": 20, "timeout": 10, "ported": 30, "roaming": 25}},
@@ -203,7 +203,7 @@ RULES = [{"prefix": "4477009", "err": 11, "latency_ms": 500}, {"prefix": "447911
     {"warm": False},                                                     # tables built on first use
 ])
 def test_the_c_parse_and_resolve_answer_as_the_python_ones(hlr):
-    """parse() and resolve()'s common case in C (_draws.c) against this module's Python,
+    """parse() and resolve()'s common case in C (_resolve.c) against this module's Python,
     on numbers of every kind: mobiles of 20 countries, unallocated and fixed ones, the
     sandbox, the portability and subscriber files, rule prefixes, bad input."""
     r = make(**hlr)

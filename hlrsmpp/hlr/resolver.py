@@ -62,10 +62,10 @@ _new_destination = tuple.__new__
 # bits 0-31 outcome, 32-47 ported, 48-63 roaming, 64-95 latency, 96-127 network picks.
 # One unpack to small ints instead of shifts and masks on a 128-bit int.
 _hash_fields = struct.Struct("<IHHII").unpack
-# The same draws in one C call (hlrsmpp.native, _draws.c); hashlib when not built.
-_Draws = getattr(load_native("hlrsmpp.hlr._draws"), "Draws", None)
+# The same draws in one C call (hlrsmpp.native, _resolve.c); hashlib when not built.
+_NativeResolver = getattr(load_native("hlrsmpp.hlr._resolve"), "NativeResolver", None)
 #: Whether a number's draws are computed in C (for hlrsmpp_build_info and the start-up log).
-DRAWS_IN_C = _Draws is not None
+DRAWS_IN_C = _NativeResolver is not None
 
 
 @dataclass(slots=True)
@@ -157,8 +157,8 @@ class Resolver:
         self._e164 = self._plan.e164
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         self._h0 = hashlib.blake2b(digest_size=16, key=key)
-        # In C when built (_draws.c): the draws, parse, and resolve's common case.
-        self._c = _Draws(key) if _Draws is not None else None
+        # In C when built (_resolve.c): the draws, parse, and resolve's common case.
+        self._c = _NativeResolver(key) if _NativeResolver is not None else None
         self._draws = self._c.draw if self._c is not None else self._hashlib_draws
         self.mix = Mix(mix)
         self._latency = latency_of(latency_ms, "hlr.latency_ms: ")

@@ -1,6 +1,7 @@
-/* A number's seeded draws in one call: the keyed BLAKE2b-128 (RFC 7693) of its digits,
- * as resolver.py's Resolver._draws computes with hashlib, unpacked as "<IHHII"; and, on
- * the same object, Resolver.parse and the common case of Resolver.resolve (below).
+/* The C twin of resolver.py's Resolver: Resolver.parse, the common case of
+ * Resolver.resolve (below), and a number's seeded draws in one call: the keyed
+ * BLAKE2b-128 (RFC 7693) of its digits, as Resolver._draws computes with hashlib,
+ * unpacked as "<IHHII".
  *
  * Why: every mobile number's outcome, ported and roaming bits come from this hash; with
  * hashlib it is copy(), update(), encode(), digest() and an unpack, ~0.5 us a lookup of
@@ -92,7 +93,7 @@ typedef struct {
     PyObject *prefix_lens, *prefixes, *ported_lens, *ported, *special, *latency_s, *timeout_s;
     PyObject *map_error_of, *empty;
     long mix_ported, mix_roaming;
-} Draws;
+} NativeResolver;
 
 #define TABLES(X) X(e164) X(countries) X(node_type) X(destination_type) X(mobile_types) X(errs) \
     X(cuts) X(prefix_lens) X(prefixes) X(ported_lens) X(ported) X(special) X(latency_s) \
@@ -100,13 +101,13 @@ typedef struct {
 
 static PyObject *S_index, *S_depth, *S_map, *S_best;  /* attribute names, interned */
 
-static int draws_init(Draws *self, PyObject *args, PyObject *kw) {
+static int draws_init(NativeResolver *self, PyObject *args, PyObject *kw) {
     Py_buffer key;
     if (!PyArg_ParseTuple(args, "y*", &key))
         return -1;
     if (key.len < 1 || key.len > 64) {
         PyBuffer_Release(&key);
-        PyErr_SetString(PyExc_ValueError, "Draws(key): a key of 1 to 64 bytes");
+        PyErr_SetString(PyExc_ValueError, "NativeResolver(key): a key of 1 to 64 bytes");
         return -1;
     }
     uint8_t block[BLOCK] = {0};
@@ -125,13 +126,13 @@ static int draws_init(Draws *self, PyObject *args, PyObject *kw) {
 
 /* The draws of msisdn: the first 128 bits of its keyed hash in h[0], h[1]. -1 with
  * ValueError for a number of no or more than 128 bytes; -1 on error. */
-static int hash_number(const Draws *self, PyObject *msisdn, uint64_t h[8]) {
+static int hash_number(const NativeResolver *self, PyObject *msisdn, uint64_t h[8]) {
     Py_ssize_t n;
     const char *text = PyUnicode_AsUTF8AndSize(msisdn, &n);
     if (text == NULL)
         return -1;
     if (n < 1 || n > BLOCK) {
-        PyErr_SetString(PyExc_ValueError, "Draws: a number of 1 to 128 bytes");
+        PyErr_SetString(PyExc_ValueError, "NativeResolver: a number of 1 to 128 bytes");
         return -1;
     }
     uint8_t block[BLOCK] = {0};
@@ -143,7 +144,7 @@ static int hash_number(const Draws *self, PyObject *msisdn, uint64_t h[8]) {
 
 /* draw(msisdn) -> (outcome, ported, roaming, latency, pick): hash bits 0-31, 32-47,
  * 48-63, 64-95 and 96-127, little-endian, as struct "<IHHII" reads the digest. */
-static PyObject *draws_draw(Draws *self, PyObject *msisdn) {
+static PyObject *draws_draw(NativeResolver *self, PyObject *msisdn) {
     uint64_t h[8];
     if (hash_number(self, msisdn, h) < 0)
         return NULL;
@@ -162,13 +163,13 @@ static PyObject *draws_draw(Draws *self, PyObject *msisdn) {
 
 /* ------------------------------------------------------------ parse and resolve */
 
-static void draws_clear_tables(Draws *self) {
+static void draws_clear_tables(NativeResolver *self) {
 #define CLEAR(name) Py_CLEAR(self->name);
     TABLES(CLEAR)
 #undef CLEAR
 }
 
-static void draws_dealloc(Draws *self) {
+static void draws_dealloc(NativeResolver *self) {
     draws_clear_tables(self);
     Py_CLEAR(self->empty);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -178,7 +179,7 @@ static void draws_dealloc(Draws *self) {
  * mix.ported, mix.roaming, prefix_lens, prefixes, ported_lens, ported, special,
  * latency_s, timeout_s, map_error_of): what parse() and resolve() read (resolver.py calls
  * it at start-up and on every reload; the objects must not change afterwards). */
-static PyObject *draws_configure(Draws *self, PyObject *args) {
+static PyObject *draws_configure(NativeResolver *self, PyObject *args) {
     PyObject *t[15];  /* in TABLES order */
     long mix_ported, mix_roaming;
     if (!PyArg_ParseTuple(args, "O!O!OOO!O!O!llO!O!O!O!O!OOO!", &PyDict_Type, &t[0], &PyDict_Type, &t[1],
@@ -189,7 +190,7 @@ static PyObject *draws_configure(Draws *self, PyObject *args) {
         return NULL;
     if (!PyType_Check(t[2]) || !PyType_Check(t[3]) || !PyType_IsSubtype((PyTypeObject *)t[3], &PyTuple_Type)
         || PyList_GET_SIZE(t[5]) != PyList_GET_SIZE(t[6]) || PyList_GET_SIZE(t[5]) == 0) {
-        PyErr_SetString(PyExc_TypeError, "Draws.configure: unexpected tables");
+        PyErr_SetString(PyExc_TypeError, "NativeResolver.configure: unexpected tables");
         return NULL;
     }
     draws_clear_tables(self);
@@ -204,7 +205,7 @@ static PyObject *draws_configure(Draws *self, PyObject *args) {
 
 /* Resolver.parse(destination_addr, ton, npi): the same answers (see resolver.py).
  * Keywords are accepted as in Python; the engine passes positionals, which cost nothing more. */
-static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *draws_parse(NativeResolver *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     static const char *const names[3] = {"destination_addr", "ton", "npi"};
     PyObject *given[3] = {NULL, NULL, NULL};  /* NULL: not given (ton and npi default to 1) */
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -226,7 +227,7 @@ static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t narg
     if (given[0] == NULL || !PyUnicode_Check(given[0]))
         goto usage;
     if (self->e164 == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Draws: not configured");
+        PyErr_SetString(PyExc_RuntimeError, "NativeResolver: not configured");
         return NULL;
     }
     long ton = given[1] != NULL ? PyLong_AsLong(given[1]) : 1;
@@ -254,7 +255,7 @@ static PyObject *draws_parse(Draws *self, PyObject *const *args, Py_ssize_t narg
     if (hit == NULL)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 2) {
-        PyErr_SetString(PyExc_TypeError, "Draws.parse: e164 values are (cc, lengths)");
+        PyErr_SetString(PyExc_TypeError, "NativeResolver.parse: e164 values are (cc, lengths)");
         return NULL;
     }
     PyObject *length = PyLong_FromSsize_t(len);
@@ -319,9 +320,9 @@ static long long_attr(PyObject *o, PyObject *name) {
  * number no rule, sandbox, subscriber or portability entry names, neither ported nor
  * roaming by the mix, at a fixed latency. None otherwise: resolve() in Python decides
  * those (the tests hold both to the same answers on every kind of number). */
-static PyObject *draws_resolve_fields(Draws *self, PyObject *dest) {
+static PyObject *draws_resolve_fields(NativeResolver *self, PyObject *dest) {
     if (self->countries == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Draws: not configured");
+        PyErr_SetString(PyExc_RuntimeError, "NativeResolver: not configured");
         return NULL;
     }
     if (!PyTuple_Check(dest) || PyTuple_GET_SIZE(dest) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(dest, 0))) {
@@ -455,19 +456,19 @@ static PyMethodDef draws_methods[] = {
 
 static PyTypeObject DrawsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "hlrsmpp.hlr._draws.Draws",
-    .tp_basicsize = sizeof(Draws),
+    .tp_name = "hlrsmpp.hlr._resolve.NativeResolver",
+    .tp_basicsize = sizeof(NativeResolver),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Draws(key): a number's seeded draws, the keyed BLAKE2b-128 of its digits.",
+    .tp_doc = "NativeResolver(key): a number's seeded draws, the keyed BLAKE2b-128 of its digits.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)draws_init,
     .tp_dealloc = (destructor)draws_dealloc,
     .tp_methods = draws_methods,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_draws", NULL, -1, NULL, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_resolve", NULL, -1, NULL, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__draws(void) {
+PyMODINIT_FUNC PyInit__resolve(void) {
     if ((S_index = PyUnicode_InternFromString("index")) == NULL || (S_depth = PyUnicode_InternFromString("depth")) == NULL
         || (S_map = PyUnicode_InternFromString("map")) == NULL || (S_best = PyUnicode_InternFromString("best")) == NULL)
         return NULL;
@@ -476,7 +477,7 @@ PyMODINIT_FUNC PyInit__draws(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Draws", (PyObject *)&DrawsType) < 0) {
+    if (PyModule_AddObjectRef(m, "NativeResolver", (PyObject *)&DrawsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
