@@ -21,6 +21,7 @@ LOOKUP_COLUMNS = (
 PENDING_NONE, PENDING_RECEIPT = 0, 1
 EXPIRED = 2
 
+_N_COLUMNS = len(LOOKUP_COLUMNS)
 _TLV_STR = Struct(">HH")
 _DATE_CACHE: dict[int, str] = {}
 _STANDARD_TAILS: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id
@@ -77,7 +78,7 @@ class Lookup:
 
     @classmethod
     def from_row(cls, r: Iterable[Any]) -> "Lookup":
-        return cls(*tuple(r))
+        return cls(*tuple(r)[:_N_COLUMNS])  # a read may carry more (a text message's, see views)
 
     @property
     def stat(self) -> str:

@@ -315,3 +315,32 @@ def test_an_hlr_account_is_unchanged(make_server):
     e.pump(lambda: seq in e.resps and e.receipts)
     assert e.receipts[0].short_message.endswith(b"text:dlr")
     e.close()
+
+
+async def test_history_rows_carry_segments_encoding_and_the_final_state(make_server):
+    from http_client import ApiClient, basic, clients
+    st = make_server([SMS])
+    e = _esme(st)
+    delivered = _send(e, "447700900000", ("Ж" * 71).encode("utf-16-be"), data_coding=8).message_id.decode()
+    expired = _send(e, "447700900011", b"gone", validity_period="000000000001000R").message_id.decode()
+    _receipt(e, expired)
+    e.close()
+    async with clients(ApiClient) as factory:
+        a = await factory(st)
+        status, body, _ = await a.call("GET", f"/lookups/{delivered}", basic("texter", "pw"))
+        assert status == 200, body
+        assert (body["channel"], body["status"], body["segments"], body["encoding"], body["cost"]) == \
+            ("sms", "DELIVRD", 2, "UCS2", "2")
+        status, body, _ = await a.call("GET", "/history", basic("texter", "pw"))
+        rows = {r["id"]: r for r in body["items"]}
+        assert rows[expired]["status"] == "EXPIRED" and rows[expired]["err"] == 11
+        assert (rows[expired]["segments"], rows[expired]["encoding"]) == (1, "GSM")
+    metrics = (await _metrics(st))
+    assert 'hlrsmpp_lookups_total{channel="sms"' in metrics
+
+
+async def _metrics(st) -> str:
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{st.http_port}/metrics") as r:
+            return await r.text()

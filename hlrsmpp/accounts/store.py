@@ -315,7 +315,10 @@ _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_R
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
-    "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS)
+    "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS) + (
+    # A text message's segments, data_coding and state, "3,0,2" (NULL for a lookup): one
+    # column after the lookup's, which Lookup.from_row leaves to the views.
+    ", (SELECT segments || ',' || data_coding || ',' || state FROM sms WHERE sms.id = lookups.id) AS sms")
 
 
 def open_reader(file: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:

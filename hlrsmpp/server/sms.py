@@ -92,6 +92,8 @@ class SmsCenter:
         cfg = server.cfg["sms"]
         self.default_validity = float(cfg["validity"])
         self.reassembly = Reassembly(ttl=float(cfg["reassembly_ttl"]))
+        # Messages are kept by the embedded store only (a shared one has no sms table).
+        self.embedded = hasattr(server.store, "sms")
         # Messages not final yet, by id: what query_sm, cancel_sm and replace_sm act on.
         self.live: dict[int, SmsMessage] = {}
         # (system_id, source_addr, destination_addr, service_type) -> id: replace_if_present_flag.
@@ -157,6 +159,8 @@ class SmsCenter:
         """Accept (charge, record) or refuse one message to one destination; accepted,
         it is in the journal and durable once its next commit completes."""
         server = self.server
+        if not self.embedded:
+            return Status.RSYSERR
         resolver = server.resolver
         dest = resolver.parse(destination_addr, ton, npi)
         if dest is None:

@@ -32,7 +32,7 @@ from ...domain import Lookup
 from ...sms import MAX_PARTS, UnencodableText, count_text, count_view
 from .history import HistoryReaders
 from .common import (MAX_BATCH, SERVER, durable, iso, json_error, json_response,
-                     lookup_view, new_batch_id, read, refusal_detail, refusal_error, trace_file,
+                     lookup_view, with_sms, new_batch_id, read, refusal_detail, refusal_error, trace_file,
                      unknown_batch, wait_done)
 
 log = structlog.get_logger("hlrsmpp.http")
@@ -276,7 +276,7 @@ async def get_lookup(request: web.Request) -> web.Response:
     row = await read(server.store.lookup, lid) if lid is not None else None
     if row is None or not _owned(who, row):
         return _not_found(f"no lookup {request.match_info['id']}")
-    return json_response(lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names))
+    return json_response(with_sms(lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names), row))
 
 
 async def batch_rows(server, batch_id: int | None, system_id: str | None) -> list:

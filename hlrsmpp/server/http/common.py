@@ -17,6 +17,8 @@ from ...hlr import ERR_NAMES
 from ...ids import random_id
 from ...smpp.status import Status
 from ...domain import Lookup
+from ...sms import STAT_WORDS
+from ...sms.alphabet import encoding_of
 
 #: Outcomes saying the subscriber does not exist (the history's "active" is false).
 NOT_ACTIVE = frozenset({12, 13, 18})
@@ -111,6 +113,21 @@ def lookup_view(lk: Lookup, at: float, names: Mapping[str, str]) -> dict:
     if not done:
         for k in _RESULT_FIELDS:
             v[k] = None
+    return v
+
+
+def with_sms(v: dict, row) -> dict:
+    """A text message's view (channel sms): its status the message's state (EXPIRED,
+    DELETED too), its segments and encoding, from the row's ``sms`` column."""
+    try:
+        extra = row["sms"]
+    except (IndexError, KeyError):
+        return v
+    if extra:
+        segments, data_coding, state = (int(x) for x in extra.split(","))
+        if v["status"] != "ENROUTE":
+            v["status"] = STAT_WORDS.get(state, v["status"])
+        v.update(segments=segments, data_coding=data_coding, encoding=encoding_of(data_coding))
     return v
 
 

@@ -26,7 +26,7 @@ from typing import AsyncIterator, Callable, Mapping
 
 from ...accounts.store import Store as SQLiteStore, history_page, open_reader
 from ...domain import Lookup
-from .common import LOOKUP_FIELDS, lookup_view
+from .common import LOOKUP_FIELDS, lookup_view, with_sms
 
 #: Rows per CSV chunk: one reader task, one write to the client.
 CSV_CHUNK = 5000
@@ -42,7 +42,7 @@ def render_page(rows_of: Callable, names: Mapping[str, str], query: Query, limit
     account, since, until, after, desc = query
     rows = rows_of(account, since, until, limit, after, desc)
     at = time.time()
-    items = [lookup_view(Lookup.from_row(r), at, names) for r in rows]
+    items = [with_sms(lookup_view(Lookup.from_row(r), at, names), r) for r in rows]
     nxt = items[-1]["id"] if len(items) == limit else None
     return json.dumps({"items": items, "next": nxt}, separators=(",", ":")).encode()
 
