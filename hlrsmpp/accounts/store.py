@@ -232,9 +232,11 @@ class Store:
             f"SELECT {_COLUMNS} FROM lookups WHERE id = ?", (message_id,)).fetchone()
 
     def sms(self, message_id: int) -> sqlite3.Row | None:
-        """A text message's row of the sms table (its lookups row has the same id)."""
+        """A text message's row of the sms table (its lookups row has the same id), with
+        ``sms`` as history pages give it."""
         return self._reader().execute(
-            f"SELECT {', '.join(SMS_COLUMNS)} FROM sms WHERE id = ?", (message_id,)).fetchone()
+            f"SELECT {', '.join(SMS_COLUMNS)}, segments || ',' || data_coding || ',' || state AS sms "
+            "FROM sms WHERE id = ?", (message_id,)).fetchone()
 
     def batch(self, batch_id: int) -> list[sqlite3.Row]:
         return self._reader().execute(
@@ -315,9 +317,10 @@ _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_R
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
-    "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS) + (
-    # A text message's segments, data_coding and state, "3,0,2" (NULL for a lookup): one
-    # column after the lookup's, which Lookup.from_row leaves to the views.
+    "THEN 0 ELSE pending END AS pending" if c == "pending" else c for c in LOOKUP_COLUMNS)
+#: History pages add, after the lookup's columns (which Lookup.from_row takes), a text
+#: message's segments, data_coding and state as "3,0,2" (NULL for a lookup).
+_HISTORY_COLUMNS = _COLUMNS + (
     ", (SELECT segments || ',' || data_coding || ',' || state FROM sms WHERE sms.id = lookups.id) AS sms")
 
 
@@ -351,7 +354,7 @@ def history_page(db: sqlite3.Connection, system_id: str | None = None, since: fl
         args.append(min(below))
     args.append(limit)
     return db.execute(
-        f"SELECT {_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
+        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
         f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
 
 

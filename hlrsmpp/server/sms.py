@@ -274,7 +274,8 @@ class SmsCenter:
     @staticmethod
     def rebuild(row, extra) -> SmsMessage:
         m = SmsMessage.from_row(row)
-        (_, m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text, m.state, m.done) = tuple(extra)
+        (_, m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text, m.state,
+         m.done) = tuple(extra)[:8]
         m.version, m.entry = 0, None
         m.key = (m.system_id, m.source_addr, m.msisdn, "")
         return m

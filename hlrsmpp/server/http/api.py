@@ -276,7 +276,10 @@ async def get_lookup(request: web.Request) -> web.Response:
     row = await read(server.store.lookup, lid) if lid is not None else None
     if row is None or not _owned(who, row):
         return _not_found(f"no lookup {request.match_info['id']}")
-    return json_response(with_sms(lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names), row))
+    view = lookup_view(Lookup.from_row(row), time.time(), server.resolver.network_names)
+    if row["channel"] == "sms" and hasattr(server.store, "sms"):  # a text message (docs/sms.md)
+        view = with_sms(view, await read(server.store.sms, lid))
+    return json_response(view)
 
 
 async def batch_rows(server, batch_id: int | None, system_id: str | None) -> list:

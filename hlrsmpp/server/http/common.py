@@ -121,7 +121,7 @@ def with_sms(v: dict, row) -> dict:
     DELETED too), its segments and encoding, from the row's ``sms`` column."""
     try:
         extra = row["sms"]
-    except (IndexError, KeyError):
+    except (IndexError, KeyError, TypeError):  # a lookup's row, or none
         return v
     if extra:
         segments, data_coding, state = (int(x) for x in extra.split(","))
