@@ -4,6 +4,7 @@ account may pin (``tls_subject``)."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,7 +22,7 @@ def peer_address(ip: str) -> IpAddress | None:
     return a
 
 
-def parse_allowlist(v, where: str) -> tuple[IpNetwork, ...]:
+def parse_allowlist(v: Any, where: str) -> tuple[IpNetwork, ...]:
     """Addresses and CIDR networks, one or a list; None: empty (anyone may connect).
     Host bits are allowed (10.1.2.3/8 means 10.0.0.0/8)."""
     if v is None:

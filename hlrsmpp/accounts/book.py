@@ -130,6 +130,7 @@ class Account:
 
         Amounts are exact decimal strings, so the record is also valid YAML config."""
         if self.settings.password_hash is None:  # made on a worker thread at start-up; else now, once
+            assert self.settings.password is not None  # one of the two, always
             self.settings = self.settings.evolve(password_hash=hash_password(self.settings.password))
         r = self.settings.to_record()
         if self.packages is not None:
@@ -305,7 +306,7 @@ class AccountBook:
                 acc.usage.day, acc.usage.week, acc.usage.month = day, week, month
                 acc.usage.n_day, acc.usage.n_week, acc.usage.n_month = n_day, n_week, n_month
 
-    def counters(self, acc: Account, now: float | None = None) -> dict:
+    def counters(self, acc: Account, now: float | None = None) -> dict[str, Any]:
         """For the admin API: this day/week/month's accepted lookups and the credit."""
         self.periods(time.time() if now is None else now)
         self._count_period(acc)
@@ -515,11 +516,13 @@ class AccountBook:
     @staticmethod
     def with_package(acc: Account, p: Package) -> list[Package]:
         """`acc`'s packages as they are once `p` is added: oldest first, `p` after its equals."""
-        packages = list(acc.packages)
+        packages = list(acc.packages or ())
         bisect.insort_right(packages, p, key=_age)
         return packages
 
     def add_package(self, acc: Account, p: Package) -> Package:
+        if acc.packages is None:
+            raise ValueError(f"account {acc.system_id!r} has unlimited credit")
         acc.packages[:] = self.with_package(acc, p)
         self._rehead(acc)
         self._rearm_alert(acc)
@@ -654,7 +657,7 @@ class AccountBook:
         disabled, expiry. Unknown ids and wrong passwords count towards the IP ban; the
         other refusals are not guessing."""
         refusal, acc = self.identify(system_id, ip, now)
-        if refusal is not None:
+        if acc is None:
             return refusal, None
         ok = self.password_known(acc, password)
         if ok is None:
@@ -716,7 +719,7 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def merge_settings(record: dict, changes: dict) -> dict:
+def merge_settings(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """An account's record with ``changes`` applied: a new password replaces the hash
     (and a new hash the password)."""
     merged = dict(record)

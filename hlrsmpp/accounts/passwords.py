@@ -51,7 +51,7 @@ class Verified:
     """Credentials this process has verified: system_id -> keyed digest of (hash,
     password). Thread-safe enough: one dict store per success, read anywhere."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
         self._ok: dict[str, bytes] = {}
 
@@ -82,7 +82,7 @@ def _kdf(password: str, salt: bytes, n_log2: int, r: int, p: int) -> bytes:
                           dklen=_KEY, maxmem=256 * 1024 * 1024)
 
 
-def _parse(encoded: str):
+def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
     m = _FORM.fullmatch(encoded)
     if m is None:
         return None

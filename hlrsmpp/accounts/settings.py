@@ -140,7 +140,8 @@ def no_unknown(d: Mapping[Any, Any], known: frozenset[str], where: str) -> None:
 def integer(minimum: int | None = None, maximum: int | None = None,
             optional: bool = False) -> Callable[[Any, str], int | None]:
     def parse(v: Any, where: str) -> int | None:
-        return _int(v, where, minimum, maximum, optional)
+        value: int | None = _int(v, where, minimum, maximum, optional)
+        return value
     return parse
 
 
@@ -216,7 +217,7 @@ def _password_hash(v: Any, where: str) -> str | None:
             check_hash(v)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
-    return v
+    return None if v is None else str(v)
 
 
 def _system_type(v: Any, where: str) -> str:
@@ -524,7 +525,7 @@ ACCOUNT_TABLE = table(AccountSettings)
 BALANCE_KEYS: dict[str, Key] = {k.name: k for k in (
     Key(name="credit", parse=amount, default=None, shown="(unlimited)", schema=AMOUNT, record_schema=AMOUNT_TEXT,
         doc="prepaid credit, one opening package; give `credit` or `packages`, neither means unlimited"),
-    Key(name="packages", parse=_same, default=None, shown="(unlimited)",
+    Key(name="packages", parse=lambda v, where: v, default=None, shown="(unlimited)",
         doc="prepaid packages (below), consumed oldest `bought` first",
         schema={"type": "array", "items": {"type": "object"}}),
 )}
