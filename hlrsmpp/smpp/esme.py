@@ -268,15 +268,16 @@ class EsmeSession:
                             state = buf[p]
                         p += tlv_length
                     receipt((mid, state))
-            elif command & 0x80000000:
-                events.append(self._response(decode_lenient(command, status, seq, buf, pos + 16, end)))
-            elif command in _TAKEN:
-                self._request(decode_lenient(command, status, seq, buf, pos + 16, end), events)
             else:
-                out += encode_header_only(Command.GENERIC_NACK, Status.RINVCMDID, seq)
+                if command & 0x80000000:
+                    events.append(self._response(decode_lenient(command, status, seq, buf, pos + 16, end)))
+                elif command in _TAKEN:
+                    self._request(decode_lenient(command, status, seq, buf, pos + 16, end), events)
+                else:
+                    out += encode_header_only(Command.GENERIC_NACK, Status.RINVCMDID, seq)
+                if self.state is State.CLOSED:  # type: ignore[comparison-overlap]  # unbind, unbind_resp
+                    return events
             pos = end
-            if self.state is State.CLOSED:  # type: ignore[comparison-overlap]  # a PDU may close it
-                return events
         broken = self._framer.broken
         if broken is not None:
             self._close(f"command_length {HEADER.unpack(broken)[0]}")
