@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from struct import Struct
 from typing import Any
 
@@ -22,6 +22,55 @@ PENDING_NONE, PENDING_RECEIPT = 0, 1
 EXPIRED = 2
 
 _N_COLUMNS = len(LOOKUP_COLUMNS)
+
+#: A per-day rollup's key: (system_id, day, cc, network, err); its value [count, cost].
+#: ``network`` is the one the subscriber is on (p_nnc if ported, else nnc).
+RollupKey = tuple[str, str, str, str, int]
+
+
+def rollup(rows: Iterable[tuple[Any, ...]],
+           day_of: Callable[[float], tuple[float, float, str]]) -> dict[RollupKey, list[int]]:
+    """The lookup rows of one group commit summed per rollup key, so a commit writes one
+    upsert per distinct key, not one per lookup. ``day_of(t)``: (start, end, name) of the
+    day holding instant t; asked again only when a row leaves the day of the one before."""
+    out: dict[RollupKey, list[int]] = {}
+    lo = hi = 0.0
+    day = ""
+    for r in rows:
+        t = r[5]
+        if not lo <= t < hi:
+            lo, hi, day = day_of(t)
+        key = (r[2], day, r[9], r[12] if r[11] and r[12] else r[10], r[8])
+        v = out.get(key)
+        if v is None:
+            out[key] = [1, r[7]]
+        else:
+            v[0] += 1
+            v[1] += r[7]
+    return out
+
+
+#: What statistics sum a day's rollups by: the whole day (value ""), the country (cc),
+#: the network, the status (err, as decimal text).
+ROLLUP_DIMENSIONS = {"day": "d", "country": "c", "network": "n", "status": "s"}
+
+
+def rollup_dimensions(sums: dict[RollupKey, list[int]]) -> dict[tuple[str, str, str, str], list[int]]:
+    """``rollup``'s sums again per (system_id, dimension, value, day): what a statistic by
+    one dimension reads, a few rows a day instead of every key of the day."""
+    out: dict[tuple[str, str, str, str], list[int]] = {}
+    for (sid, day, cc, network, err), (n, cost) in sums.items():
+        for key in ((sid, "d", "", day), (sid, "c", cc, day), (sid, "n", network, day),
+                    (sid, "s", str(err), day)):
+            v = out.get(key)
+            if v is None:
+                out[key] = [n, cost]
+            else:
+                v[0] += n
+                v[1] += cost
+    return out
+
+
 _TLV_STR = Struct(">HH")
 _DATE_CACHE: dict[int, str] = {}
 _STANDARD_TAILS: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # HLR result -> receipt text and TLVs after the id

@@ -9,6 +9,7 @@ from aiohttp import ClientSession
 
 from http_client import ApiClient, basic, clients
 from hlrsmpp.hlr.networks import DEFAULT_DIR, load_network_names
+from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 
 import pytest
 
@@ -68,3 +69,98 @@ async def test_network_name_beside_each_network_code(make_server, api):
         async with s.get(f"{base}/websmpp/hlr/report", params={"batchid": batch}) as r:
             report = await r.json()
     assert not any(k.endswith("_name") for k in report)
+
+
+# ------------------------------------------------------------------ /api/v1/me
+
+ACME = {"system_id": "acme", "password": "pw", "credit": "10", "low_credit": "2", "expires": "2099-12-31",
+        "limits": {"per_day": 1000}}
+OTHER = {"system_id": "other", "password": "pw2"}
+
+
+async def test_me_with_the_accounts_own_credentials(make_server, api):
+    st = make_server([ACME, OTHER], admin={"token": TOKEN})
+    a = await api(st)
+    assert (await a.call("POST", "/lookups", basic("acme", "pw"), json={"numbers": [uk(1), uk(2)]}))[0] == 200
+    status, me, _ = await a.call("GET", "/me", basic("acme", "pw"))
+    assert status == 200, me
+    assert me["system_id"] == "acme" and me["credit"] == "9.8" and me["low_credit"] == "2"
+    assert me["usage"] == {"day": 2, "week": 2, "month": 2}
+    assert me["limits"] == {"per_day": 1000} and me["expires"] == "2099-12-31"
+    assert me["packages"] == [{"credit": "9.8", "size": "10"}]
+    assert "password" not in me and "password_hash" not in me
+    # Another account sees itself only; unlimited credit is null.
+    status, me, _ = await a.call("GET", "/me", basic("other", "pw2"))
+    assert status == 200 and me["system_id"] == "other" and me["credit"] is None
+    assert me["usage"] == {"day": 0, "week": 0, "month": 0}
+    # Wrong credentials, none, or the operator's token: refused.
+    status, body, headers = await a.call("GET", "/me", basic("acme", "wrong"))
+    assert status == 401 and "Basic" in headers["WWW-Authenticate"]
+    assert (await a.call("GET", "/me"))[0] == 401
+    assert (await a.call("GET", "/me", ADMIN))[0] == 403
+    assert (await a.call("GET", "/me/stats", basic("other", "wrong")))[0] == 401
+
+
+async def test_me_counts_towards_the_ip_ban(make_server, api):
+    st = make_server([ACME], bans={"after": 3, "window": 60, "time": 300})
+    a = await api(st)
+    for _ in range(3):
+        assert (await a.call("GET", "/me", basic("acme", "nope")))[0] == 401
+    status, body, _ = await a.call("GET", "/me", basic("acme", "pw"))
+    assert status == 403, body   # banned: even the right password is refused
+
+
+async def _stats_are_summed_per_day_country_network_status(st, api):
+    names = st.server.resolver.network_names
+    a = await api(st)
+    numbers = [uk(i) for i in range(30)] + [f"3361234{i:04d}" for i in range(20)]
+    status, body, _ = await a.call("POST", "/lookups", basic("acme", "pw"), json={"numbers": numbers})
+    assert status == 200, body
+    assert (await a.call("POST", "/lookups", basic("other", "pw2"), json={"numbers": numbers[:5]}))[0] == 200
+    st.persist()
+    views = body["lookups"]
+    today = views[0]["submitted"][:10]
+    want_cost = sum(float(v["cost"]) for v in views)
+
+    async def stats(**params):
+        status, out, _ = await a.call("GET", "/me/stats", basic("acme", "pw"), params=params)
+        assert status == 200, out
+        return out
+
+    by_day = await stats(by="day")
+    assert by_day["items"] == [{"day": today, "lookups": 50, "cost": by_day["total"]["cost"]}]
+    assert by_day["total"]["lookups"] == 50 and abs(float(by_day["total"]["cost"]) - want_cost) < 1e-9
+    by_country = await stats(by="country")
+    assert [(i["country"], i["lookups"]) for i in by_country["items"]] == [("33", 20), ("44", 30)]
+    by_network = await stats(by="network")
+    want: dict = {}
+    for v in views:
+        want[v["network"]] = want.get(v["network"], 0) + 1
+    assert {i["network"]: i["lookups"] for i in by_network["items"]} == want
+    assert all(i["network_name"] == names.get(i["network"], "") for i in by_network["items"])
+    by_status = await stats(by="status")
+    want = {}
+    for v in views:
+        want[v["err"]] = want.get(v["err"], 0) + 1
+    assert {i["err"]: i["lookups"] for i in by_status["items"]} == want
+    assert all(i["status"] == ("DELIVRD" if i["err"] == 0 else "UNDELIV") for i in by_status["items"])
+    # A range without those days is empty; bad parameters are refused.
+    assert (await stats(since="2020-01-01", until="2020-02-01"))["items"] == []
+    for params in ({"by": "msisdn"}, {"since": "yesterday"}, {"since": today, "until": today}):
+        status, out, _ = await a.call("GET", "/me/stats", basic("acme", "pw"), params=params)
+        assert status == 400, out
+
+
+async def test_stats_from_the_rollups_on_sqlite(make_server, api):
+    st = make_server([dict(ACME, credit="100"), OTHER], admin={"token": TOKEN})
+    await _stats_are_summed_per_day_country_network_status(st, api)
+    # Read from the rollups, not the history: one row per distinct key.
+    rows = st.server.store._reader().execute(
+        "SELECT SUM(count), COUNT(*) FROM rollups WHERE system_id = 'acme'").fetchone()
+    assert rows[0] == 50 and rows[1] < 50
+
+
+async def test_stats_from_the_rollups_on_redis(make_server, api, redis_url):
+    st = make_server([dict(ACME, credit="100"), OTHER], admin={"token": TOKEN},
+                     storage={"redis": {"url": redis_url}})
+    await _stats_are_summed_per_day_country_network_status(st, api)

@@ -77,10 +77,11 @@ def _dump(store: Store) -> dict[str, list]:
     """Every table, every value with its SQLite type."""
     db = sqlite3.connect(store.file)
     out = {}
-    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+    for table, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name"):
         cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
         exprs = ", ".join(f"{c}, typeof({c})" for c in cols)
-        out[table] = db.execute(f"SELECT {exprs} FROM {table} ORDER BY rowid").fetchall()
+        order = ", ".join(cols) if "WITHOUT ROWID" in sql else "rowid"
+        out[table] = db.execute(f"SELECT {exprs} FROM {table} ORDER BY {order}").fetchall()
     return out
 
 

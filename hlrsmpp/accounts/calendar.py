@@ -52,6 +52,15 @@ class Calendar:
             self._day = day
         return day
 
+    def span(self, t: float) -> tuple[float, float, str]:
+        """(start, end, YYYY-MM-DD) of the day holding `t` (a rollup's day); an instant
+        outside the calendar (before year 1, after 9999) has the day ""."""
+        try:
+            day = self.day(t)
+        except (OverflowError, OSError, ValueError):
+            return t, t, ""
+        return day.start, day.end, day.keys[0][1:]
+
     def keys(self, t: float) -> tuple[str, str, str]:
         """The keys of the day, ISO week and month holding `t`."""
         return self.day(t).keys

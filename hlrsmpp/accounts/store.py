@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..domain import LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT
+from ..domain import (LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT, ROLLUP_DIMENSIONS, rollup,
+                      rollup_dimensions)
+from .calendar import Calendar
 from ..ids import first_id_at
 from ..native import load as load_native
 
@@ -106,6 +108,31 @@ MIGRATIONS = [
         done        REAL NOT NULL
     );
     """,
+    # 6: per-day rollups, kept by every group commit (never read from the history):
+    # rollups per (account, day, country, network, err), rollup_sums the same summed per
+    # one dimension (d: the day, c: country, n: network, s: err), what statistics read (a
+    # year by network: ~30,000 rows, not ~300,000); tables of their own, pruned by day
+    """
+    CREATE TABLE rollups (
+        system_id TEXT NOT NULL,
+        day       TEXT NOT NULL,
+        cc        TEXT NOT NULL,
+        network   TEXT NOT NULL,
+        err       INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        cost      INTEGER NOT NULL,
+        PRIMARY KEY (system_id, day, cc, network, err)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_sums (
+        system_id TEXT NOT NULL,
+        dim       TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        day       TEXT NOT NULL,
+        count     INTEGER NOT NULL,
+        cost      INTEGER NOT NULL,
+        PRIMARY KEY (system_id, dim, value, day)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -136,6 +163,8 @@ class Store:
                                     _STATEMENTS) if _Committer else None
         #: Idempotency-Keys another process took first: none, this process is alone here.
         self.duplicates: set[tuple[str, str]] = set()
+        #: The days of the rollups (the server sets the accounts' timezone).
+        self.periods = Calendar("UTC")
 
     @property
     def auto_vacuum(self) -> str:
@@ -181,13 +210,12 @@ class Store:
             db.execute("ROLLBACK")
             raise
 
-    @staticmethod
-    def steps(lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
+    def steps(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (),
               probe: bool = False, sms: list[tuple] = ()) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
-        receipts queued), receipts done (``acks``: (PENDING_NONE when acknowledged or
-        EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,
+        receipts queued, their per-day rollups added up), receipts done (``acks``:
+        (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,
         amount, note, then optionally idempotency key, request digest, answer), IP bans
         ((ip key, until); the ended ones are dropped then), the health row when
         ``probe``, and text messages as they are now (``sms``: rows of the sms table)."""
@@ -197,6 +225,7 @@ class Store:
             queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
             if queued:
                 _in_chunks(steps, _QUEUE_RECEIPTS, queued)
+            rollup_steps(steps, rollup(lookups, self.periods.span))
         if acks:
             _in_chunks(steps, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks])
             steps += [(_EXPIRE, [ack]) for ack in acks if ack[0] != PENDING_NONE]
@@ -281,6 +310,11 @@ class Store:
             "GROUP BY system_id", (day, week, month, min(week, month)))
         return {sid: (d, w, m) for sid, d, w, m in rows}
 
+    def rollups(self, system_id: str, since: str, until: str, by: str) -> list[tuple]:
+        """(value of ``by``, lookups, cost) per value, from the per-day rollups of days
+        ``since`` <= day < ``until`` (YYYY-MM-DD): never the history."""
+        return rollup_sums(self._reader(), system_id, since, until, by)
+
     def max_id(self) -> int:
         return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
 
@@ -311,9 +345,18 @@ _END_BANS = "DELETE FROM bans WHERE until <= ?"
 SMS_COLUMNS = ("id", "segments", "data_coding", "registered_delivery", "source_addr", "text", "state", "done")
 _SAVE_SMS = (f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES ({', '.join('?' * len(SMS_COLUMNS))}) "
              "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in SMS_COLUMNS[1:]))
+_ADD_ROLLUPS = {n: "INSERT INTO rollups (system_id, day, cc, network, err, count, cost) VALUES "
+                   f"{', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * n)} ON CONFLICT (system_id, day, cc, network, err) "
+                   "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
+                for n in _CHUNKS}
+_ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) VALUES "
+                       f"{', '.join(['(?, ?, ?, ?, ?, ?)'] * n)} ON CONFLICT (system_id, dim, value, day) "
+                       "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
+                    for n in _CHUNKS}
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER, _SAVE_BAN, _END_BANS, _PROBE, _SAVE_SMS]
+               *_ADD_ROLLUPS.values(), *_ADD_ROLLUP_SUMS.values(), _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
+               _SAVE_BAN, _END_BANS, _PROBE, _SAVE_SMS]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "
@@ -333,6 +376,20 @@ def open_reader(file: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connec
     db.execute("PRAGMA busy_timeout=5000")
     db.row_factory = sqlite3.Row
     return db
+
+
+def rollup_sums(db: sqlite3.Connection, system_id: str, since: str, until: str,
+                by: str) -> list[tuple]:
+    """See ``Store.rollups``: one range of rollup_sums' primary key, in its order."""
+    dim = ROLLUP_DIMENSIONS[by]
+    if dim == "d":
+        return db.execute(
+            "SELECT day, count, cost FROM rollup_sums WHERE system_id = ? AND dim = 'd' AND value = '' "
+            "AND day >= ? AND day < ? ORDER BY day", (system_id, since, until)).fetchall()
+    rows = db.execute(
+        "SELECT value, SUM(count), SUM(cost) FROM rollup_sums WHERE system_id = ? AND dim = ? "
+        "AND day >= ? AND day < ? GROUP BY value ORDER BY value", (system_id, dim, since, until)).fetchall()
+    return [(int(v), n, cost) for v, n, cost in rows] if dim == "s" else rows
 
 
 def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
@@ -356,6 +413,12 @@ def history_page(db: sqlite3.Connection, system_id: str | None = None, since: fl
     return db.execute(
         f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
         f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
+
+
+def rollup_steps(steps: list, sums: dict) -> None:
+    """The upserts of one commit's rollups (``domain.rollup``): one per distinct key."""
+    _in_chunks(steps, _ADD_ROLLUPS, [key + (n, cost) for key, (n, cost) in sums.items()])
+    _in_chunks(steps, _ADD_ROLLUP_SUMS, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
 
 
 def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:

@@ -22,6 +22,9 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P ack:SEC, exp:SEC  SETs of ids whose receipt was acknowledged / expired, EX history_ttl
   P hist:SID          ZSET (lex) of 19-digit ids: the account's history in id (= time) order
   P batch:BID         SET of 19-digit ids, EX history_ttl
+  P roll:SID:DAY      HASH the account's per-day rollup (DAY YYYY-MM-DD in accounts_timezone):
+                      d: lookups, d$ their cost; c:CC, n:NETWORK, s:ERR the same per country,
+                      network, err (c$CC, n$NETWORK, s$ERR their cost); EX ROLLUP_TTL
   P ledger:SID        LIST of JSON [at, kind, amount, note]
   P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process; an
                       entry holds the receipts of one group commit (r: records, n: node tag,
@@ -273,6 +276,9 @@ return 1
 #: -> per aggregate {day, week, month, receipts queued}, then the "sid\31key" of ledger
 #:    entries left out because their idempotency key was already used
 
+#: How long a day's rollup is kept on Redis (seconds): 400 days, a year and its month.
+ROLLUP_TTL = 400 * 86400
+
 COMMIT = r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('GET', P .. 'node:' .. n) ~= token then
@@ -337,6 +343,15 @@ for _ = 1, nbatch do
   bulk('SADD', key, t)
   redis.call('EXPIRE', key, ttl)
   i = i + 2
+end
+local nroll = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nroll do
+  local key = P .. 'roll:' .. ARGV[i]
+  local nf = tonumber(ARGV[i + 1]); i = i + 2
+  for _ = 1, nf do
+    redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2
+  end
+  redis.call('EXPIRE', key, ROLLUP_TTL)
 end
 local nacks = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nacks do
@@ -408,6 +423,8 @@ redis.call('SET', P .. 'commit:' .. n, token .. ':' .. cseq)
 if #dup > 0 then out[#out + 1] = dup end
 return out
 """
+
+COMMIT = COMMIT.replace("ROLLUP_TTL", str(ROLLUP_TTL))
 
 #: ARGV: P, sid, ttl_s, entry ids (comma-separated), (second, "id id ...")* : receipts past
 #: their TTL leave the stream; their lookups stay in the history, marked expired (2).

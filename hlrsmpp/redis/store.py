@@ -20,6 +20,7 @@ import json
 import secrets
 import threading
 import time
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Callable, Iterable, Iterator
 
@@ -28,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..accounts.calendar import Calendar
-from ..domain import LOOKUP_COLUMNS
+from ..domain import LOOKUP_COLUMNS, ROLLUP_DIMENSIONS, rollup, rollup_dimensions
 from ..config import ConfigError
 from ..ids import MAX_NODE, first_id_at
 from . import scripts
@@ -98,6 +99,18 @@ def second(lookup_id: int) -> int:
 def decode_batch(blob: bytes) -> list[Row]:
     """A receipt stream entry: the records of one group commit's SMPP lookups."""
     return [decode_row(rec) for rec in blob.decode().split(_RS)]
+
+
+def rollup_args(sums: dict) -> list:
+    """The per-day rollups of one commit as the COMMIT script's arguments: per account and
+    day, the fields of its HASH and what each grows by (see scripts.py's key layout)."""
+    days: dict[tuple[str, str], list] = {}
+    for (sid, dim, value, day), (n, cost) in rollup_dimensions(sums).items():
+        days.setdefault((sid, day), []).extend((f"{dim}:{value}", n, f"{dim}${value}", cost))
+    args: list = [len(days)]
+    for (sid, day), fields in days.items():
+        args += [f"{sid}:{day}", len(fields) // 2, *fields]
+    return args
 
 
 def _micro(text) -> int:
@@ -527,6 +540,7 @@ class RedisStore:
                 if not left:
                     del outstanding[eid, gen]
                     done.append((sid, eid))
+        args += rollup_args(rollup(lookups, self.periods.span))
         args.append(len(answered))
         for (b, sid, code), ids in answered.items():
             args += [b, sid, code, " ".join(ids)]
@@ -715,6 +729,33 @@ class RedisStore:
         """Nothing at start-up: this process has counted nothing yet, and what the others
         counted comes in through the cluster's refresh (``AccountBook.count_elsewhere``)."""
         return {}
+
+    def rollups(self, system_id: str, since: str, until: str, by: str) -> list[tuple]:
+        """See ``accounts.store.Store.rollups``: one HASH per day of the range."""
+        first, end = date.fromisoformat(since), date.fromisoformat(until)
+        days = [(first + timedelta(days=k)).isoformat() for k in range((end - first).days)]
+        pipe = self._r.pipeline(transaction=False)
+        for day in days:
+            key = f"{self.P}roll:{system_id}:{day}"
+            if by == "day":
+                pipe.hmget(key, ["d:", "d$"])
+            else:
+                pipe.hgetall(key)
+        sums: dict = {}
+        dim = ROLLUP_DIMENSIONS[by]
+        for day, got in zip(days, pipe.execute()):
+            if dim == "d":
+                if got[0] is not None:
+                    sums[day] = [int(got[0]), int(got[1] or 0)]
+                continue
+            for field, value in got.items():
+                f = field.decode()
+                if f[0] != dim or f[1] not in ":$":
+                    continue
+                v = f[2:]
+                s = sums.setdefault(int(v) if dim == "s" else v, [0, 0])
+                s[f[1] == "$"] += int(value)
+        return [(v, n, cost) for v, (n, cost) in sorted(sums.items())]
 
     def max_id(self) -> int:
         sids = [s.decode() for s in self._r.smembers(self.P + "accounts")]

@@ -20,6 +20,7 @@ from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.allowlist import parse_allowlist
+from ..accounts.calendar import Calendar
 from ..accounts.passwords import hash_password
 from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
@@ -105,6 +106,7 @@ class Server:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
         self.store, join = open_store(cfg["storage"])
+        self.store.periods = Calendar(cfg["accounts_timezone"])   # the days of its rollups
         self._admin_token()
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],

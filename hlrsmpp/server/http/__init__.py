@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ... import metrics
 from ...accounts.allowlist import parse_allowlist
 from .openapi import document
-from . import api, clean, prepaid, websmpp, testbench
+from . import api, clean, me, prepaid, websmpp, testbench
 from .. import console
 from .common import SERVER, json_error, json_response
 from .guard import GuardedSite, forwarded_middleware
@@ -194,6 +194,8 @@ def build_app(server) -> web.Application:
     r.add_get("/api/v1/lookups/{id}", api.get_lookup)
     r.add_get("/api/v1/batches/{id}", api.get_batch)
     r.add_get("/api/v1/history", api.history)
+    r.add_get("/api/v1/me", me.me)
+    r.add_get("/api/v1/me/stats", me.stats)
     r.add_get("/api/v1/sms/segments", api.sms_segments)
     r.add_get("/api/v1/accounts", api.list_accounts)
     r.add_post("/api/v1/accounts", api.create_account)

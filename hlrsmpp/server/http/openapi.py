@@ -167,6 +167,42 @@ SCHEMAS = {
             "rejected": {"type": "array", "items": _ref("Rejected")},
         },
     },
+    "Me": {
+        "type": "object", "description": "An account's own view of itself (GET /api/v1/me).",
+        "required": ["system_id", "credit", "packages", "usage", "limits", "expires", "auto_recharge"],
+        "properties": {
+            "system_id": {"type": "string"}, "enabled": {"type": "boolean"},
+            "credit": {"type": ["string", "null"], "description": "Decimal credits; null: unlimited"},
+            "low_credit": {"type": ["string", "null"], "description": "The low-credit alert threshold"},
+            "packages": {"type": ["array", "null"], "items": {"type": "object"},
+                         "description": "Prepaid packages, oldest first; null: unlimited"},
+            "price": {"type": "string", "description": "Credits per lookup"},
+            "usage": {"type": "object", "description": "Lookups this day, ISO week and month (accounts_timezone)",
+                      "properties": {"day": {"type": "integer"}, "week": {"type": "integer"},
+                                     "month": {"type": "integer"}}},
+            "limits": {"type": "object"},
+            "expires": {"type": ["string", "null"], "format": "date"},
+            "coverage": {"type": "array", "items": {"type": "string"}},
+            "auto_recharge": {"type": ["object", "null"]},
+        },
+    },
+    "Stats": {
+        "type": "object", "required": ["account", "since", "until", "by", "total", "items"],
+        "properties": {
+            "account": {"type": "string"},
+            "since": {"type": "string", "format": "date"}, "until": {"type": "string", "format": "date"},
+            "by": {"type": "string", "enum": ["day", "country", "network", "status"]},
+            "total": {"type": "object", "properties": {"lookups": {"type": "integer"}, "cost": {"type": "string"}}},
+            "items": {"type": "array", "items": {
+                "type": "object", "description": "One value of `by` (day, country, network and "
+                "network_name, or status, err and error), its lookups and their cost.",
+                "properties": {"day": {"type": "string", "format": "date"}, "country": {"type": "string"},
+                               "network": {"type": "string"}, "network_name": {"type": "string"},
+                               "status": {"type": "string", "enum": ["DELIVRD", "UNDELIV"]},
+                               "err": {"type": "integer"}, "error": {"type": "string"},
+                               "lookups": {"type": "integer"}, "cost": {"type": "string"}}}},
+        },
+    },
     "History": {
         "type": "object", "required": ["items", "next"],
         "properties": {"items": {"type": "array", "items": _ref("Lookup")},
@@ -409,6 +445,28 @@ def _paths() -> dict:
                             "application/json": {"schema": _ref("History")},
                             "text/csv": {"schema": {"type": "string"}}}},
                         "400": _err("Bad filter."), **_AUTH_ERRORS}},
+        },
+        "/api/v1/me": {
+            "get": {"tags": ["self-service"], "summary": "The calling account: credit, packages, usage, limits",
+                    "operationId": "me", "security": [{"accountBasic": []}],
+                    "responses": {"200": _json(_ref("Me"), "The account."),
+                                  "403": _err("The operator's token (it has no account), or a banned address."),
+                                  **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
+        },
+        "/api/v1/me/stats": {
+            "get": {"tags": ["self-service"], "summary": "The calling account's lookups and cost, from per-day rollups",
+                    "operationId": "meStats", "security": [{"accountBasic": []}],
+                    "parameters": [
+                        _q("since", "First day (inclusive), YYYY-MM-DD in accounts_timezone; default: "
+                           "30 days before until.", {"type": "string", "format": "date"}),
+                        _q("until", "Last day (exclusive); default: tomorrow.", {"type": "string", "format": "date"}),
+                        _q("by", "day (default), country, network or status.",
+                           {"type": "string", "enum": ["day", "country", "network", "status"]}),
+                    ],
+                    "responses": {"200": _json(_ref("Stats"), "The sums, in order of the value."),
+                                  "400": _err("Bad since, until or by."),
+                                  "403": _err("The operator's token (it has no account), or a banned address."),
+                                  **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
         },
         "/api/v1/sms/segments": {
             "get": {"tags": ["sms"], "summary": "How many SMS a text is (the live counter)",

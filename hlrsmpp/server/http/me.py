@@ -1,0 +1,101 @@
+"""An account's own view, with its own credentials (HTTP Basic system_id:password):
+/api/v1/me (credit, packages, usage, limits), /api/v1/me/stats (from the per-day rollups)
+and /api/v1/me/notifications. The same login as every other route: wrong credentials
+count towards the IP ban, a banned address is refused."""
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+
+from aiohttp import web
+
+from ...accounts import from_micro
+from ...hlr import ERR_NAMES
+from .api import Principal, authenticate
+from .common import SERVER, json_error, json_response, read
+
+
+async def account_of(request: web.Request) -> Principal | web.Response:
+    """The account calling, or the error to answer (the operator has no /me)."""
+    who = await authenticate(request)
+    if isinstance(who, web.Response):
+        return who
+    if who.admin or who.account is None:
+        return json_error(403, "forbidden", "/api/v1/me is an account's own view: authenticate "
+                                            "with HTTP Basic (system_id:password)")
+    return who
+
+
+def me_view(server, acc) -> dict:
+    """What an account sees of itself."""
+    c = server.book.counters(acc)
+    return {
+        "system_id": acc.system_id,
+        "enabled": acc.enabled,
+        "credit": from_micro(acc.credit) if acc.packages is not None else None,
+        "low_credit": from_micro(acc.low_credit) if acc.low_credit else None,
+        "packages": [p.to_record() for p in acc.packages] if acc.packages is not None else None,
+        "price": from_micro(acc.price),
+        "usage": {"day": c["day"], "week": c["week"], "month": c["month"]},
+        "limits": acc.limits.to_config(),
+        "expires": acc.expires.isoformat() if acc.expires is not None else None,
+        "coverage": sorted(acc.coverage, key=lambda cc: (len(cc), cc)),
+        "auto_recharge": None,
+    }
+
+
+async def me(request: web.Request) -> web.Response:
+    """GET /api/v1/me"""
+    who = await account_of(request)
+    if isinstance(who, web.Response):
+        return who
+    return json_response(me_view(request.app[SERVER], who.account))
+
+
+#: What statistics are summed by.
+STATS_BY = ("day", "country", "network", "status")
+#: The longest statistics range, in days (ten years).
+STATS_MAX_DAYS = 3660
+
+
+def _day(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected a date, YYYY-MM-DD") from None
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /api/v1/me/stats?since=&until=&by=day|country|network|status"""
+    who = await account_of(request)
+    if isinstance(who, web.Response):
+        return who
+    server = request.app[SERVER]
+    q = request.query
+    by = q.get("by", "day")
+    if by not in STATS_BY:
+        return json_error(400, "bad_request", "by: expected day, country, network or status")
+    try:
+        today = server.book.calendar.date(time.time())
+        until = _day(q["until"], "until") if q.get("until") else today + timedelta(days=1)
+        since = _day(q["since"], "since") if q.get("since") else until - timedelta(days=30)
+    except ValueError as err:
+        return json_error(400, "bad_request", str(err))
+    if not since < until or (until - since).days > STATS_MAX_DAYS:
+        return json_error(400, "bad_request", f"since must be before until, at most {STATS_MAX_DAYS} days apart")
+    rows = await read(server.store.rollups, who.account.system_id, since.isoformat(), until.isoformat(), by)
+    names = server.resolver.network_names
+    items = []
+    for value, n, cost in rows:
+        item: dict = {by: value}
+        if by == "network":
+            item["network_name"] = names.get(value, "")
+        elif by == "status":
+            item = {"status": "DELIVRD" if value == 0 else "UNDELIV", "err": value,
+                    "error": ERR_NAMES.get(value, "")}
+        item |= {"lookups": n, "cost": from_micro(cost)}
+        items.append(item)
+    return json_response({
+        "account": who.account.system_id, "since": since.isoformat(), "until": until.isoformat(),
+        "by": by, "total": {"lookups": sum(r[1] for r in rows), "cost": from_micro(sum(r[2] for r in rows))},
+        "items": items})
