@@ -7,6 +7,7 @@ Every command takes ``--url`` (default $HLRSMPP_URL, else http://127.0.0.1:8080)
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import socket
@@ -26,10 +27,16 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 class AdminApi:
     """A small blocking client of the JSON admin API."""
 
+    refused = "admin token refused: {message} (--token or HLRSMPP_ADMIN_TOKEN)"
+
     def __init__(self, url: str | None, token: str | None, timeout: float = 30.0):
         self.url = (url or os.environ.get("HLRSMPP_URL") or DEFAULT_URL).rstrip("/")
         if "://" not in self.url:
             self.url = "http://" + self.url
+        self.timeout = timeout
+        self.authorization = self._authorization(token)
+
+    def _authorization(self, token: str | None) -> str:
         self.token = token or os.environ.get("HLRSMPP_ADMIN_TOKEN")
         if not self.token and (found := admin_token.local_token()) is not None:
             self.token = found[0]   # the one a server started here generated
@@ -37,7 +44,7 @@ class AdminApi:
             raise ToolError("no admin token: give --token or set HLRSMPP_ADMIN_TOKEN "
                             f"(the server's admin.token), or run from the directory holding "
                             f"data/{admin_token.TOKEN_FILE}")
-        self.timeout = timeout
+        return f"Bearer {self.token}"
 
     def open(self, method: str, path: str, query: dict | None = None, body: dict | None = None):
         """The HTTP response (a file-like object) of a request that succeeded."""
@@ -46,7 +53,7 @@ class AdminApi:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": "application/json",
+            "Authorization": self.authorization, "Accept": "application/json",
             **({"Content-Type": "application/json"} if data is not None else {})})
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)
@@ -78,7 +85,7 @@ class AdminApi:
         except (ValueError, KeyError, TypeError):
             message = err.reason
         if err.code == 401:
-            return f"admin token refused: {message} (--token or HLRSMPP_ADMIN_TOKEN)"
+            return self.refused.format(message=message)
         if err.code == 404 and not str(message).startswith("no "):
             return f"{self.url}: not found: {message} (is --url the hlrsmpp HTTP port?)"
         return f"{message} (HTTP {err.code})"
@@ -188,6 +195,48 @@ def _set_enabled(args, enabled: bool) -> int:
         print(json.dumps(acc, indent=2))
     else:
         print(f"account {acc['system_id']} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+# ------------------------------------------------------------------ me (an account)
+
+class AccountApi(AdminApi):
+    """The JSON API as one account, with its own credentials (HTTP Basic)."""
+
+    refused = ("credentials refused: {message} (--system-id and --password, or HLRSMPP_SYSTEM_ID "
+               "and HLRSMPP_PASSWORD)")
+
+    def __init__(self, url: str | None, system_id: str | None, password: str | None):
+        self.credentials = (system_id or os.environ.get("HLRSMPP_SYSTEM_ID"),
+                            password if password is not None else os.environ.get("HLRSMPP_PASSWORD"))
+        super().__init__(url, None)
+
+    def _authorization(self, token: str | None) -> str:
+        system_id, password = self.credentials
+        if not system_id or password is None:
+            raise ToolError("no credentials: give --system-id and --password, or set HLRSMPP_SYSTEM_ID "
+                            "and HLRSMPP_PASSWORD", 2)
+        return "Basic " + base64.b64encode(f"{system_id}:{password}".encode()).decode()
+
+
+def me(args) -> int:
+    api = AccountApi(args.url, args.system_id, args.password)
+    if args.stats:
+        out = api.call("GET", "/api/v1/me/stats", {"by": args.stats, "since": args.since, "until": args.until})
+        if args.json:
+            print(json.dumps(out, indent=2))
+            return 0
+        cols = {"day": ["day"], "country": ["country"], "network": ["network", "network_name"],
+                "status": ["status", "err", "error"]}[args.stats]
+        rows = [[str(i[c]) for c in cols] + [str(i["lookups"]), i["cost"]] for i in out["items"]]
+        rows.append(["total"] + [""] * (len(cols) - 1) + [str(out["total"]["lookups"]), out["total"]["cost"]])
+        print(format_table(rows, [c.upper() for c in cols] + ["LOOKUPS", "COST"]))
+        return 0
+    acc = api.call("GET", "/api/v1/me")
+    if args.json:
+        print(json.dumps(acc, indent=2))
+    else:
+        print(_show(dict(acc, unlimited=acc.get("credit") is None)))
     return 0
 
 
@@ -310,6 +359,18 @@ def add_parsers(sub) -> None:
                             help=f"{action} an account" + (" (its sessions are unbound)" if not enabled else ""))
         p.add_argument("system_id", metavar="ID")
         p.set_defaults(func=command(f"accounts {action}", lambda a, e=enabled: _set_enabled(a, e)))
+
+    p = sub.add_parser("me", help="an account's own credit, usage and limits, or its statistics "
+                                  "(its own credentials)")
+    p.add_argument("--url", help=f"the server's HTTP address (default $HLRSMPP_URL, else {DEFAULT_URL})")
+    p.add_argument("--system-id", dest="system_id", help="the account (default $HLRSMPP_SYSTEM_ID)")
+    p.add_argument("--password", help="its password (default $HLRSMPP_PASSWORD)")
+    p.add_argument("--stats", choices=("day", "country", "network", "status"),
+                   help="its lookups and cost by day, country, network or status")
+    p.add_argument("--since", metavar="DAY", help="--stats from this day, YYYY-MM-DD (default 30 days ago)")
+    p.add_argument("--until", metavar="DAY", help="--stats before this day, YYYY-MM-DD (default tomorrow)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=command("me", me))
 
     p = sub.add_parser("history", parents=[common], help="the lookup history (admin API), or its CSV export")
     p.add_argument("--account", metavar="ID", help="one account's lookups (default: all)")

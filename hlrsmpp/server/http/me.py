@@ -29,17 +29,18 @@ async def account_of(request: web.Request) -> Principal | web.Response:
 def me_view(server, acc) -> dict:
     """What an account sees of itself."""
     c = server.book.counters(acc)
+    st = acc.settings
     return {
         "system_id": acc.system_id,
-        "enabled": acc.enabled,
-        "credit": from_micro(acc.credit) if acc.packages is not None else None,
-        "low_credit": from_micro(acc.low_credit) if acc.low_credit else None,
+        "enabled": st.enabled,
+        "credit": from_micro(acc.credit) if acc.credit is not None else None,
+        "low_credit": from_micro(st.low_credit) if st.low_credit else None,
         "packages": [p.to_record() for p in acc.packages] if acc.packages is not None else None,
-        "price": from_micro(acc.price),
+        "price": from_micro(st.price),
         "usage": {"day": c["day"], "week": c["week"], "month": c["month"]},
-        "limits": acc.limits.to_config(),
-        "expires": acc.expires.isoformat() if acc.expires is not None else None,
-        "coverage": sorted(acc.coverage, key=lambda cc: (len(cc), cc)),
+        "limits": st.limits.to_config(),
+        "expires": st.expires.isoformat() if st.expires is not None else None,
+        "coverage": sorted(st.coverage, key=lambda cc: (len(cc), cc)),
         "auto_recharge": None,
     }
 
