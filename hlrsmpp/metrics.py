@@ -27,6 +27,7 @@ hlrsmpp_pdus_sent_total                   counter  command, status
 hlrsmpp_unexpected_responses_total        counter  deliver_sm_resp matching nothing
 hlrsmpp_lookups_total                     counter  channel, status, err
 hlrsmpp_lookups_refused_total             counter  channel, reason (limits, credit...)
+hlrsmpp_account_lookups_total             counter  account: accounts marked metrics: true, and the 10 busiest
 hlrsmpp_receipt_latency_seconds           histo    submit accepted -> deliver_sm_resp OK
 hlrsmpp_receipts_queued                   gauge    account: receipts not acknowledged
 hlrsmpp_receipts_inflight                 gauge    account: deliver_sm awaiting a resp
@@ -73,6 +74,18 @@ COMMIT = "c" if COMMIT_IN_C else "python"
 DRAWS = "c" if DRAWS_IN_C else "python"
 
 
+#: Accounts with a series of their own besides those marked ``metrics: true``: the busiest
+#: N, so the number of series stays bounded however many accounts there are.
+TOP_ACCOUNTS = 10
+
+
+def account_samples(counts: Counter, book) -> list[tuple[str, int]]:
+    """(system_id, lookups) of the marked accounts and the TOP_ACCOUNTS busiest, by name."""
+    marked = {a.system_id for a in book if a.settings.metrics}
+    chosen = marked | {sid for sid, _ in counts.most_common(TOP_ACCOUNTS)}
+    return sorted((sid, counts.get(sid, 0)) for sid in chosen)
+
+
 class Stats:
     """Plain counters the server bumps; read only at scrape time."""
 
@@ -81,7 +94,7 @@ class Stats:
 
     def reset(self) -> None:
         """Zero everything (tests). Tables are cleared in place: connections hold them."""
-        for name in ("pdus_in", "pdus_out", "binds", "lookups", "refusals", "http",
+        for name in ("pdus_in", "pdus_out", "binds", "lookups", "account_lookups", "refusals", "http",
                      "receipts_expired", "faults", "connections_rejected", "http_timeouts"):
             table = self.__dict__.get(name)
             if table is None:
@@ -90,7 +103,7 @@ class Stats:
                 table.clear()
         # pdus_in/pdus_out: (command_id, status) -> n, counted by the sessions' framers
         # (smpp/framer.py; unknown ids and statuses fold into UNKNOWN).
-        # binds (mode, result), lookups (channel, err), refusals (channel, reason),
+        # binds (mode, result), lookups (channel, err), account_lookups system_id, refusals (channel, reason),
         # http (route, code), receipts_expired account, faults action,
         # connections_rejected (listener, reason), http_timeouts phase -> n.
         self.unexpected_resp = 0
@@ -190,6 +203,13 @@ class ServerCollector:
         for (channel, err), n in sorted(s.lookups.items()):
             c.add_metric([channel, "DELIVRD" if err == 0 else "UNDELIV", f"{err:03d}"], n)
         yield c
+        if server is not None:
+            c = CounterMetricFamily("hlrsmpp_account_lookups",
+                                    "Accepted lookups of the accounts marked metrics: true and of the "
+                                    f"{TOP_ACCOUNTS} busiest (since the process started)", labels=["account"])
+            for sid, n in account_samples(s.account_lookups, server.book):
+                c.add_metric([sid], n)
+            yield c
         c = CounterMetricFamily("hlrsmpp_lookups_refused",
                                 "Refused lookups by channel and reason (limits, credit, coverage, number)",
                                 labels=["channel", "reason"])

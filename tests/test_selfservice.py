@@ -164,3 +164,22 @@ async def test_stats_from_the_rollups_on_redis(make_server, api, redis_url):
     st = make_server([dict(ACME, credit="100"), OTHER], admin={"token": TOKEN},
                      storage={"redis": {"url": redis_url}})
     await _stats_are_summed_per_day_country_network_status(st, api)
+
+
+# ------------------------------------------------------------------ per-account metrics
+
+async def test_account_lookups_in_metrics_for_marked_and_busiest_accounts(make_server, api, monkeypatch):
+    from hlrsmpp import metrics
+    monkeypatch.setattr(metrics, "TOP_ACCOUNTS", 1)   # the busiest one only: the bound
+    metrics.STATS.account_lookups.clear()
+    st = make_server([{"system_id": "marked", "password": "pw", "metrics": True},
+                      {"system_id": "busy", "password": "pw"}, {"system_id": "quiet", "password": "pw"}])
+    a = await api(st)
+    assert (await a.call("POST", "/lookups", basic("busy", "pw"), json={"numbers": [uk(1), uk(2), uk(3)]}))[0] == 200
+    assert (await a.call("POST", "/lookups", basic("quiet", "pw"), json={"numbers": [uk(4)]}))[0] == 200
+    async with ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{st.http_port}/metrics") as r:
+            text = await r.text()
+    series = [line for line in text.splitlines() if line.startswith("hlrsmpp_account_lookups_total")]
+    assert sorted(series) == ['hlrsmpp_account_lookups_total{account="busy"} 3.0',
+                              'hlrsmpp_account_lookups_total{account="marked"} 0.0']

@@ -460,6 +460,9 @@ class AccountSettings:
                                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                "system_id": {"type": "string", "maxLength": MAX_SYSTEM_ID},
                                "password": {"type": "string", "maxLength": MAX_PASSWORD}}})
+    metrics: bool = key(False, parse=boolean, schema={"type": "boolean"},
+                        doc="true: the account's lookups have a series of their own in /metrics "
+                            "(`hlrsmpp_account_lookups_total`; the 10 busiest accounts have one anyway)")
     # False, True (kept in memory), or a file path
     trace: bool | str = key(False, parse=_trace, schema={"type": ["boolean", "string"]},
                             doc="PDU trace of the account's sessions: true (kept in memory, read over "

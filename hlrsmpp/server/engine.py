@@ -67,6 +67,7 @@ class LookupEngine:
                r_cc, r_nnc, map_error, pending)
         self.journal.add_lookup(row)
         metrics.STATS.lookups[channel, err] += 1
+        metrics.STATS.account_lookups[row[2]] += 1
         return Lookup(*row)
 
     def submit_many(self, account, addrs: list[str], channel: str = "http",
