@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 urllib.request.urlopen(urllib.request.Request(
                     f"{base}/history?limit=1", headers={"Authorization": f"Bearer {token}"}), timeout=120).read()
                 break
-            except ConnectionError:
+            except (ConnectionError, urllib.error.URLError):
                 time.sleep(0.1)
         alone = bench(run)
         ctx = multiprocessing.get_context("spawn")

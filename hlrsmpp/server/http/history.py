@@ -113,6 +113,9 @@ class HistoryReaders:
                 self._pool = ProcessPoolExecutor(
                     self.processes, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_open, initargs=(str(self.store.file), self.network_names))
+                # Every reader started now, not one more under load later.
+                for _ in range(self.processes):
+                    self._pool.submit(int)
             else:
                 self._pool = ThreadPoolExecutor(2, thread_name_prefix="hlrsmpp-history")
         return self._pool
