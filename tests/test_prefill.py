@@ -43,3 +43,21 @@ def test_prefill_refuses_to_interleave_with_recent_history(tmp_path):
     prefill(tmp_path, 100, days=1)
     with pytest.raises(ValueError, match="already holds"):
         prefill(tmp_path, 100, days=1)
+
+
+def test_repeat_copies_a_store_back_in_time_in_id_order(tmp_path):
+    from hlrsmpp.bench.prefill import repeat
+    prefill(tmp_path / "one", 1000, days=2, accounts=3)
+    out = repeat(tmp_path / "three", tmp_path / "one", 3)
+    assert out["total_rows"] == 3000
+    store = Store(tmp_path / "three")
+    try:
+        rows = store.history(limit=10_000)
+        ids = [r["id"] for r in rows]
+        assert len(ids) == len(set(ids)) == 3000
+        span = rows[-1]["submitted"] - rows[0]["submitted"]
+        assert 5.9 * 86400 < span <= 6 * 86400 + 1
+        for r in rows[::97]:
+            assert abs((r["id"] >> 22) + EPOCH_MS - r["submitted"] * 1000) <= 1
+    finally:
+        store.close()
