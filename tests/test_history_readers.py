@@ -74,3 +74,25 @@ async def test_history_on_threads_gives_the_same_export(make_server, tmp_path):
     assert by_process == by_thread
     assert len(by_thread.splitlines()) > 100
     assert not _readers_holding((tmp_path / "data" / "hlrsmpp.sqlite3").resolve())
+
+
+def test_an_account_page_reads_that_accounts_rows_only(tmp_path):
+    """Keyset pages of one account stay cheap among millions of other rows: the query
+    walks the account's own index entries, from the cursor, in both orders."""
+    from hlrsmpp.accounts.store import Store, history_page, open_reader
+    prefill(tmp_path, 3000, days=2, accounts=20)
+    Store(tmp_path).close()
+    db = open_reader(tmp_path / "hlrsmpp.sqlite3")
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+    rare = "acct019"
+    for desc in (False, True):
+        first = history_page(db, rare, limit=5, newest_first=desc)
+        rest = history_page(db, rare, limit=1000, after_id=first[-1]["id"], newest_first=desc)
+        assert {r["system_id"] for r in first + rest} == {rare}
+        ids = [r["id"] for r in first + rest]
+        assert ids == sorted(ids, reverse=desc) and len(ids) == len(set(ids))
+    db.set_trace_callback(None)
+    for sql in seen:
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING INDEX lookups_account (system_id=? AND id" in plan, plan
