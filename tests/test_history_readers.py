@@ -96,3 +96,26 @@ def test_an_account_page_reads_that_accounts_rows_only(tmp_path):
     for sql in seen:
         plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql))
         assert "USING INDEX lookups_account (system_id=? AND id" in plan, plan
+
+
+async def test_a_page_as_data_from_the_readers_follows_its_cursor(tmp_path):
+    from hlrsmpp.accounts.store import Store
+    from hlrsmpp.server.http.history import HistoryReaders
+    prefill(tmp_path, 250, days=1, accounts=3)
+    store = Store(tmp_path)
+    want = [str(r["id"]) for r in store.history("acct002", limit=1000, newest_first=True)]
+    for processes in (1, 0):
+        readers = HistoryReaders(store, processes)
+        try:
+            got, after = [], 0
+            while True:
+                page = await readers.views(("acct002", None, None, after, True), 7)
+                got += [v["id"] for v in page["items"]]
+                assert all(v["account"] == "acct002" for v in page["items"])
+                if page["next"] is None:
+                    break
+                after = int(page["next"])
+            assert got == want
+        finally:
+            readers.close()
+    store.close()

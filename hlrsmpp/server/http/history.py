@@ -37,14 +37,18 @@ Query = tuple
 # ---------------------------------------------------------------- rendering (any reader)
 
 
-def render_page(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int) -> bytes:
-    """A JSON page: {"items": [...], "next": id or null}."""
+def page_views(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int) -> dict:
+    """A page: {"items": [lookup views], "next": the cursor of the next page, or None}."""
     account, since, until, after, desc = query
     rows = rows_of(account, since, until, limit, after, desc)
     at = time.time()
     items = [with_sms(lookup_view(Lookup.from_row(r), at, names), r) for r in rows]
-    nxt = items[-1]["id"] if len(items) == limit else None
-    return json.dumps({"items": items, "next": nxt}, separators=(",", ":")).encode()
+    return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
+
+
+def render_page(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int) -> bytes:
+    """A JSON page: {"items": [...], "next": id or null}."""
+    return json.dumps(page_views(rows_of, names, query, limit), separators=(",", ":")).encode()
 
 
 def render_csv(rows_of: Callable, names: Mapping[str, str], query: Query, limit: int,
@@ -89,6 +93,11 @@ def _page(query: Query, limit: int) -> bytes:
     return render_page(_rows_of, _names, query, limit)
 
 
+def _views(query: Query, limit: int) -> dict:
+    assert _rows_of is not None
+    return page_views(_rows_of, _names, query, limit)
+
+
 def _csv(query: Query, limit: int, header: bool) -> tuple[bytes, int, int]:
     assert _rows_of is not None
     return render_csv(_rows_of, _names, query, limit, header)
@@ -125,13 +134,18 @@ class HistoryReaders:
         if self.processes:
             return await loop.run_in_executor(self._executor(), fn, *args)
         # Threads: the same rendering, over the store's own (per-thread) readers.
-        render = render_page if fn is _page else render_csv
+        render = {_page: render_page, _views: page_views, _csv: render_csv}[fn]
         return await loop.run_in_executor(self._executor(), render, self.store.history,
                                           self.network_names, *args)
 
     async def page(self, query: Query, limit: int) -> bytes:
         """A JSON page of at most ``limit`` lookups, rendered."""
         return await self._run(_page, query, limit)
+
+    async def views(self, query: Query, limit: int) -> dict:
+        """A page as data (for pages rendered elsewhere, e.g. HTML): {"items": [lookup
+        views], "next": cursor or None}; the next page is ``after=next``."""
+        return await self._run(_views, query, limit)
 
     async def csv(self, query: Query, limit: int | None) -> AsyncIterator[bytes]:
         """Every matching lookup (or ``limit`` of them) as CSV, chunk after chunk; the
