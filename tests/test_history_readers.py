@@ -105,7 +105,7 @@ async def test_a_page_as_data_from_the_readers_follows_its_cursor(tmp_path):
     store = Store(tmp_path)
     want = [str(r["id"]) for r in store.history("acct002", limit=1000, newest_first=True)]
     for processes in (1, 0):
-        readers = HistoryReaders(store, processes)
+        readers = HistoryReaders(store, processes, {})
         try:
             got, after = [], 0
             while True:

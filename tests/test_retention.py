@@ -49,6 +49,9 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
         db.execute("INSERT INTO ledger (system_id, at, kind, amount, note) VALUES ('acct001', ?, 'top_up', 5, 'old')",
                    (time.time() - 40 * DAY,))
         ledger = db.execute("SELECT * FROM ledger").fetchall()
+        # Text messages beside some lookups, old and new: they go with their lookup.
+        db.executemany("INSERT INTO sms VALUES (?, 1, 0, 1, 'src', 'hi', 2, 0)",
+                       [(i,) for i in sorted(everything)[::50]])
 
     st = make_server(history={"retention_days": 6})
     _wait_round(st)  # the first round runs at start
@@ -58,6 +61,8 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
     assert 0 < len(kept) < len(everything)
     assert _ids(db_file) == kept
     assert st.server.retention.pruned["lookups"] == len(everything) - len(kept)
+    with sqlite3.connect(db_file) as db:
+        assert {i for (i,) in db.execute("SELECT id FROM sms")} == kept & set(sorted(everything)[::50])
     st.stop()
 
     st = make_server(history={"retention_days": 3})

@@ -50,6 +50,11 @@ PRUNED: dict[str, tuple[str, Callable[[float], object]]] = {
         "DELETE FROM lookups WHERE id IN (SELECT l.id FROM lookups l WHERE l.id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM receipt_queue q WHERE q.id = l.id) ORDER BY l.id LIMIT ?2)",
         first_id_at),
+    # A text message's row beside its lookup's (same id), as long as the lookup's.
+    "sms": (
+        "DELETE FROM sms WHERE id IN (SELECT s.id FROM sms s WHERE s.id < ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)",
+        first_id_at),
 }
 
 
