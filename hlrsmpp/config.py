@@ -70,7 +70,7 @@ DEFAULTS: dict = {
     "prepaid": {"timeout": 5.0, "services": []},
     "storage": {"path": "./data", "synchronous": "NORMAL"},
     "history": {
-        "retention_days": 0,           # lookups (and HTTP batches) older than this many days are removed, in small steps in the background; lookups whose receipt is still queued stay until it is done; the ledger is never pruned (0: keep everything)
+        "retention_days": 0,           # lookups (and HTTP batches, text messages, per-day statistics) older than this many days are removed, in small steps in the background; lookups whose receipt is still queued stay until it is done; the ledger is never pruned (0: keep everything)
         "readers": 2,                  # processes that read and render history for the HTTP API (pages, CSV exports), at lower priority, so that a report of millions of rows never holds up a lookup (0: threads of the server's process; a shared store always uses threads)
     },
     "receipts": {

@@ -49,6 +49,10 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
         db.execute("INSERT INTO ledger (system_id, at, kind, amount, note) VALUES ('acct001', ?, 'top_up', 5, 'old')",
                    (time.time() - 40 * DAY,))
         ledger = db.execute("SELECT * FROM ledger").fetchall()
+        # Per-day rollups of the last 10 days: whole days older than the retention go.
+        days = [time.strftime("%Y-%m-%d", time.gmtime(time.time() - d * DAY)) for d in range(10)]
+        db.executemany("INSERT INTO rollups VALUES ('acct001', ?, '44', '23410', 0, 1, 0)", [(d,) for d in days])
+        db.executemany("INSERT INTO rollup_sums VALUES ('acct001', 'd', '', ?, 1, 0)", [(d,) for d in days])
         # Text messages beside some lookups, old and new: they go with their lookup.
         db.executemany("INSERT INTO sms VALUES (?, 1, 0, 1, 'src', 'hi', 2, 0)",
                        [(i,) for i in sorted(everything)[::50]])
@@ -61,8 +65,12 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
     assert 0 < len(kept) < len(everything)
     assert _ids(db_file) == kept
     assert st.server.retention.pruned["lookups"] == len(everything) - len(kept)
+    first_day = time.strftime("%Y-%m-%d", time.gmtime(now - 6 * DAY))
     with sqlite3.connect(db_file) as db:
         assert {i for (i,) in db.execute("SELECT id FROM sms")} == kept & set(sorted(everything)[::50])
+        for table in ("rollups", "rollup_sums"):
+            assert sorted(d for (d,) in db.execute(f"SELECT day FROM {table}")) == \
+                sorted(d for d in days if d >= first_day)
     st.stop()
 
     st = make_server(history={"retention_days": 3})
@@ -98,13 +106,13 @@ async def test_a_lookup_whose_receipt_is_queued_stays_until_it_is_done(tmp_path)
                  [(PENDING_NONE, old + 3)], [])
     recent = first_id_at(time.time())
     store.commit([_row(recent)], [], [])
-    retention = Retention(store.file, days=1)
+    retention = Retention(store.file, days=1, day_of=lambda t: store.periods.span(t)[2])
     try:
-        assert await retention.prune() == 2
-        assert _ids(store.file) == {old + 1, recent}
+        await retention.prune()
+        assert _ids(store.file) == {old + 1, recent} and retention.pruned["lookups"] == 2
         store.commit([], [(PENDING_NONE, old + 1)], [])  # its receipt acknowledged
-        assert await retention.prune() == 1
-        assert _ids(store.file) == {recent}
+        await retention.prune()
+        assert _ids(store.file) == {recent} and retention.pruned["lookups"] == 3
     finally:
         await retention.stop()
         store.close()

@@ -227,7 +227,9 @@ class Server:
         if not isinstance(self.store, SQLiteStore):
             return
         days = self.cfg["history"]["retention_days"]
-        self.retention = Retention(self.store.file, days, initializer=_lower_priority)
+        periods = self.store.periods
+        self.retention = Retention(self.store.file, days, lambda t: periods.span(t)[2],
+                                   initializer=_lower_priority)
         self.retention.start()
         if days and self.store.auto_vacuum != "incremental":
             log.warning("store_keeps_its_size", file=str(self.store.file),

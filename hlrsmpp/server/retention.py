@@ -43,28 +43,35 @@ VACUUM_STEP = 2048
 FREE_RESERVE = 0.02
 
 #: The tables pruned by time: name -> (statement deleting at most ?2 rows older than the
-#: key ?1, the key of a cutoff time). Another table of per-lookup history (rollups by
-#: day, say) adds its entry here.
-PRUNED: dict[str, tuple[str, Callable[[float], object]]] = {
+#: key ?1, the kind of key: "id", a lookup id, or "day", the YYYY-MM-DD of a day in the
+#: accounts' calendar, the days before it removed). A table of per-lookup history adds
+#: its entry here.
+PRUNED: dict[str, tuple[str, str]] = {
     "lookups": (
         "DELETE FROM lookups WHERE id IN (SELECT l.id FROM lookups l WHERE l.id < ?1 AND NOT EXISTS "
-        "(SELECT 1 FROM receipt_queue q WHERE q.id = l.id) ORDER BY l.id LIMIT ?2)",
-        first_id_at),
+        "(SELECT 1 FROM receipt_queue q WHERE q.id = l.id) ORDER BY l.id LIMIT ?2)", "id"),
     # A text message's row beside its lookup's (same id), as long as the lookup's.
     "sms": (
         "DELETE FROM sms WHERE id IN (SELECT s.id FROM sms s WHERE s.id < ?1 AND NOT EXISTS "
-        "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)",
-        first_id_at),
+        "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)", "id"),
+    # The per-day rollups (statistics), whole days.
+    "rollups": (
+        "DELETE FROM rollups WHERE (system_id, day, cc, network, err) IN (SELECT system_id, day, cc, "
+        "network, err FROM rollups WHERE day < ?1 LIMIT ?2)", "day"),
+    "rollup_sums": (
+        "DELETE FROM rollup_sums WHERE (system_id, dim, value, day) IN (SELECT system_id, dim, value, "
+        "day FROM rollup_sums WHERE day < ?1 LIMIT ?2)", "day"),
 }
 
 
 class Retention:
     """Prunes the store's history older than ``days`` (0: keeps everything, measures only)."""
 
-    def __init__(self, file: Path, days: float, tables: dict | None = None,
-                 initializer: Callable[[], None] | None = None):
+    def __init__(self, file: Path, days: float, day_of: Callable[[float], str],
+                 tables: dict | None = None, initializer: Callable[[], None] | None = None):
         self.file = Path(file)
         self.days = days
+        self.day_of = day_of  # the YYYY-MM-DD of the day holding an instant
         self.tables = PRUNED if tables is None else tables
         self.pruned: dict[str, int] = {name: 0 for name in self.tables}  # metric: rows removed
         self.sizes: dict[str, int] = {}                                  # metric: bytes by kind
@@ -112,8 +119,9 @@ class Retention:
         total = 0
         if self.days > 0:
             cutoff = (time.time() if now is None else now) - self.days * 86400
-            for name, (sql, key) in self.tables.items():
-                k = key(cutoff)
+            keys = {"id": first_id_at(cutoff), "day": self.day_of(cutoff)}
+            for name, (sql, kind) in self.tables.items():
+                k = keys[kind]
                 while True:
                     n, took = await loop.run_in_executor(self._thread, self._step, sql, k)
                     self.pruned[name] += n
