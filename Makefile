@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench bench-redis install clean deps build-deps asan
+.PHONY: run test test-fast lint bench bench-sms bench-redis install clean deps build-deps asan
 
 $(STAMP): pyproject.toml constraints.txt setup.py hlrsmpp/smpp/_speedups.c hlrsmpp/accounts/_sqlite_batch.c \
           hlrsmpp/hlr/_resolve.c
@@ -84,6 +84,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/hlrsmpp bench --spawn --sessions 4 --window 64 --count 200000
+
+# The same load as text messages (1-part SMS from an SMS account, docs/sms.md).
+bench-sms: $(STAMP)
+	$(BIN)/hlrsmpp bench --spawn --sessions 4 --window 64 --count 200000 --sms
 
 # 1 process against 2 on Redis (serve --workers N), 100,000 lookups each, audited.
 bench-redis: $(STAMP) deps

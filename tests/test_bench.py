@@ -101,6 +101,14 @@ def test_refused_bind_is_reported(server):
 
 @pytest.mark.e2e
 @pytest.mark.slow
+def test_sms_text_messages_of_sms_accounts():
+    """--sms: 1-part text messages from an SMS account, every receipt matched (the absent
+    subscribers' messages expire within the run)."""
+    r = bench.bench(BenchConfig(spawn=True, sessions=2, window=16, count=3000, sms=True))
+    _complete(r, 3000)
+    assert set(r["receipt_states"]) >= {"DELIVERED", "UNDELIVERABLE"}
+
+
 def test_spawn_measures_the_server_process():
     # Enough lookups for the server's CPU to span clock ticks (/proc counts in 10 ms).
     r = bench.bench(BenchConfig(spawn=True, sessions=2, window=16, count=20000))

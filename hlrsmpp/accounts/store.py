@@ -245,7 +245,10 @@ class Store:
             steps += [(_SAVE_BAN, [tuple(ban)]) for ban in bans]
         if probe:
             steps.append((_PROBE, [time.time()]))
-        steps += [(_SAVE_SMS, [row]) for row in sms]
+        if sms:
+            # A message changed twice in one commit: the last state wins (a chunk may not
+            # upsert one id twice).
+            _in_chunks(steps, _SAVE_SMS, list({row[0]: row for row in sms}.values()))
         return steps
 
     def close(self) -> None:
@@ -357,8 +360,10 @@ _SAVE_BAN = ("INSERT INTO bans (ip, until) VALUES (?, ?) "
              "ON CONFLICT(ip) DO UPDATE SET until=max(until, excluded.until)")
 _END_BANS = "DELETE FROM bans WHERE until <= ?"
 SMS_COLUMNS = ("id", "segments", "data_coding", "registered_delivery", "source_addr", "text", "state", "done")
-_SAVE_SMS = (f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES ({', '.join('?' * len(SMS_COLUMNS))}) "
-             "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in SMS_COLUMNS[1:]))
+_SMS_ROW = f"({', '.join('?' * len(SMS_COLUMNS))})"
+_SAVE_SMS = {n: f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES {', '.join([_SMS_ROW] * n)} "
+                "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in SMS_COLUMNS[1:])
+             for n in _CHUNKS}
 _ADD_ROLLUPS = {n: "INSERT INTO rollups (system_id, day, cc, network, err, count, cost) VALUES "
                    f"{', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * n)} ON CONFLICT (system_id, day, cc, network, err) "
                    "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
@@ -370,7 +375,7 @@ _ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, cou
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
                *_ADD_ROLLUPS.values(), *_ADD_ROLLUP_SUMS.values(), _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
-               _SAVE_BAN, _END_BANS, _PROBE, _SAVE_SMS]
+               _SAVE_BAN, _END_BANS, _PROBE, *_SAVE_SMS.values()]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
     "CASE WHEN pending = 1 AND NOT EXISTS (SELECT 1 FROM receipt_queue q WHERE q.id = lookups.id) "

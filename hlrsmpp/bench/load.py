@@ -120,6 +120,7 @@ class BenchConfig:
     data: str | None = None          # spawned server's store: this directory (kept), not a fresh one
     prefill: int = 0                 # lookups written into the spawned server's store before it starts
     tls: bool = False                # SMPP over TLS (with --spawn: the spawned server's TLS port)
+    sms: bool = False                # text messages of SMS accounts (1-part SMS) instead of lookups
 
 
 def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
@@ -153,9 +154,15 @@ def parse_numbers(spec: str | None, size: int, seed: int) -> list[str]:
     return [gens[i % len(gens)]() for i in range(size)]
 
 
-def submit_bodies(numbers: list[str]) -> list[bytes]:
+#: The text of --sms: one SMS (GSM 03.38), as most messages are.
+SMS_TEXT = b"Your code is 123456. It expires in 10 minutes."
+
+
+def submit_bodies(numbers: list[str], sms: bool = False) -> list[bytes]:
     """The body of a submit_sm per number (destination TON 1 NPI 1, registered_delivery
-    1, no text): only the header changes per PDU."""
+    1; no text, or with ``sms`` a 1-part text message): only the header changes per PDU."""
+    if sms:
+        return [submit_sm_body(n, source="BENCH", short_message=SMS_TEXT) for n in numbers]
     return [submit_sm_body(n) for n in numbers]
 
 
@@ -551,7 +558,7 @@ def _run_loop(coro):
 async def _load(cfg: BenchConfig, session_plan: list[tuple[str, str, str]], count: int | None,
                 rate: float | None, duration: float | None, go=None) -> dict:
     """Bind the planned sessions (role, system_id, password), run the load, return raw results."""
-    bodies = submit_bodies(parse_numbers(cfg.numbers, cfg.pool, cfg.seed))
+    bodies = submit_bodies(parse_numbers(cfg.numbers, cfg.pool, cfg.seed), cfg.sms)
     run = _Run(cfg, bodies, count, rate)
     sessions: list[_Esme] = []
     try:
@@ -799,7 +806,7 @@ def _summarise(cfg: BenchConfig, m: dict, server: dict | None) -> dict:
         "submitted": m["submitted"], "submit_ok": m["resp_ok"], "receipts": m["receipts"],
         "deliver_sm": m["deliver_sm"],
         "errors": {_status_name(k): v for k, v in m["errors"].items()},
-        "receipt_states": {({"2": "DELIVERED", "5": "UNDELIVERABLE"}.get(k, k)): v
+        "receipt_states": {({"2": "DELIVERED", "3": "EXPIRED", "4": "DELETED", "5": "UNDELIVERABLE"}.get(k, k)): v
                            for k, v in m["states"].items()},
         "missing_receipts": m.get("missing_receipts", 0),
         "unmatched_receipts": m.get("unmatched_receipts", 0),
@@ -1002,6 +1009,8 @@ class SpawnedServer:
         for sid, pw in _accounts(replace(self.cfg, sessions=need))[:need]:
             acc = {"system_id": sid, "password": pw, "system_type": self.cfg.system_type,
                    "max_tx": 100000}
+            if self.cfg.sms:
+                acc["service"] = "sms"
             if self.cfg.credit != "unlimited":
                 acc["credit"] = float(self.cfg.credit)
             accounts.append(acc)
@@ -1013,6 +1022,8 @@ class SpawnedServer:
             "log": {"format": "json", "level": "warning"},
             "accounts": accounts,
         }
+        if self.cfg.sms:  # absent subscribers' messages expire within the run, not in 48 h
+            conf["sms"] = {"validity": 1.0}
         if self.cfg.hostile:
             # The hostile clients share the bench's address: banning their failed binds
             # would ban the bench too. Unbound connections are cut after 2 s.
@@ -1320,6 +1331,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       help="with --spawn: first add N realistic lookups (30 days, 50 accounts) to the store")
     a("--tls", action="store_true",
       help="SMPP over TLS (to --port, or with --spawn to the spawned server's TLS port)")
+    a("--sms", action="store_true",
+      help="text messages instead of lookups: 1-part SMS from SMS accounts (with --spawn: service sms)")
     a("--json", action="store_true", help="machine-readable output")
     a("--progress", action="store_true", help="a line per second on stderr")
     p.set_defaults(func=cmd_bench)
@@ -1336,7 +1349,7 @@ def cmd_bench(args) -> int:
         idle_sessions=args.idle_sessions, idle_bind=args.idle_bind, idle_settle=args.idle_settle,
         progress=args.progress, spawn=args.spawn, null_server=args.null_server, config=args.config,
         credit=args.credit, keep=args.keep, hostile=args.hostile, data=args.data, prefill=args.prefill,
-        tls=args.tls)
+        tls=args.tls, sms=args.sms)
     try:
         result = bench(cfg)
     except (OSError, ValueError, RuntimeError, asyncio.TimeoutError) as err:

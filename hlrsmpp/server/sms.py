@@ -54,10 +54,14 @@ class SmsMessage(Lookup):
         return 0 if self.state in (DELIVERED, DELETED) else self.err
 
     def receipt_text(self, extended: bool = False) -> str:
-        text = self.text
         entry = self.entry
         if entry is not None and 1 in entry.parts:  # the start of the whole message, once seen
             text = entry.text()
+        else:
+            text = decode(self.text.encode("latin-1"), self.data_coding)
+        text = text[:20]
+        if not text.isprintable():
+            text = "".join(ch if ch.isprintable() else "?" for ch in text)
         return receipt_text(self.id, receipt_date(self.submitted), receipt_date(self.done), self.state,
                             self.receipt_err(), text)
 
@@ -81,9 +85,11 @@ class Parsed:
                  "validity", "text")
 
 
-def _reassembly_text(payload: bytes, data_coding: int) -> str:
-    text = decode(payload, data_coding)
-    return "".join(ch if ch.isprintable() else "?" for ch in text[:20])
+def _head(payload: bytes) -> str:
+    """The octets a receipt's 20 characters come from (at most 4 octets a character: a
+    UCS2 surrogate pair), kept as they are (latin-1 maps each octet to one character) and
+    decoded only when a receipt is built."""
+    return payload[:80].decode("latin-1")
 
 
 class SmsCenter:
@@ -149,7 +155,7 @@ class SmsCenter:
         p.validity = validity if validity is not None else start + self.default_validity
         if p.validity <= start:
             return Status.RINVEXPIRY
-        p.text = _reassembly_text(body, dc)
+        p.text = _head(body)
         return p
 
     # ------------------------------------------------------------ submit
@@ -215,13 +221,20 @@ class SmsCenter:
         self.server.engine.abandon(account, m)
 
     def accepted(self, messages: list[SmsMessage]) -> None:
-        """Durable and answered: each waits for its final state."""
+        """Durable and answered: each waits for its final state (those final already,
+        most of them, are settled together)."""
         now = time.time()
         call_later = self.server.loop.call_later
+        due = []
         for m in messages:
+            if m.done <= now:
+                due.append(m)
+                continue
             self.live[m.id] = m
             self.by_address[m.key] = m.id
-            call_later(max(0.0, m.done - now), self._final, m, m.version)
+            call_later(m.done - now, self._final, m, m.version)
+        if due:
+            self._finals(due)
 
     def replay(self, row, now: float) -> None:
         """A message whose receipt was still owed at start-up."""
@@ -232,23 +245,35 @@ class SmsCenter:
         self.accepted([self.rebuild(row, extra)])
 
     def _final(self, m: SmsMessage, version: int) -> None:
-        """The message reached its final state: its receipt goes out if one was asked for."""
         if version != m.version:
             return  # cancelled or replaced since: its new timer decides
         self.live.pop(m.id, None)
         if self.by_address.get(m.key) == m.id:
             del self.by_address[m.key]
-        if not m.pending:
-            return
-        box = self.server.outboxes.get(m.system_id)
-        if box is None:
-            return
-        if wants_receipt(m.registered_delivery, m.state):
-            box.add(m, time.time())
+        self._finals([m])
+
+    def _finals(self, messages: list[SmsMessage]) -> None:
+        """Messages that reached their final state: their receipts go out if asked for,
+        in one write per account."""
+        boxes = set()
+        acks = []
+        outboxes = self.server.outboxes
+        for m in messages:
+            if not m.pending:
+                continue
+            box = outboxes.get(m.system_id)
+            if box is None:
+                continue
+            if wants_receipt(m.registered_delivery, m.state):
+                box.ready.append(m)
+                boxes.add(box)
+            else:  # registered_delivery 2 and delivered: nothing to say
+                box.size -= 1
+                acks.append(m.id)
+        if acks:
+            self.server.journal.add_acks(acks)
+        for box in boxes:
             box.pump()
-        else:  # registered_delivery 2 and delivered: nothing to say
-            box.size -= 1
-            self.server.journal.add_acks([m.id])
 
     def _end(self, m: SmsMessage, state: int, now: float) -> None:
         m.state, m.done = state, now

@@ -15,6 +15,7 @@ No sockets, no clocks, no accounts.
 from __future__ import annotations
 
 from enum import Enum, IntFlag
+from struct import Struct
 from typing import Any
 
 from .codec import (
@@ -24,6 +25,8 @@ from .codec import (
 )
 from .framer import ANY_LENGTH, Counts, Framer, Tap
 from .status import Status
+
+_DELIVER_SM_HEAD = Struct(">IIII")
 
 _RECEIVE_ALLOWED = frozenset({Command.DELIVER_SM_RESP, Command.DATA_SM_RESP})
 _TRANSMIT_ALLOWED = frozenset({
@@ -339,14 +342,15 @@ class SmscSession:
         sequences = []
         chunks = []
         has_tlvs = self.encode_receipt is not encode_receipt_smpp33
+        # service_type "", source TON 1 NPI 1; then destination TON 0 NPI 0; after it,
+        # esm_class 0x04 and no schedule, validity or flags.
+        head, middle = b"\0\x01\x01", b"\0\0\0"
+        tail = b"\0\x04\0\0\0\0\0\0" + bytes((data_coding, 0))
         for source, destination, text, tlvs in receipts:
             seq = self.next_sequence()
-            pdu = encode(Pdu(Command.DELIVER_SM, seq, 0, {
-                "source_addr_ton": 1, "source_addr_npi": 1, "source_addr": source, "destination_addr": destination,
-                "esm_class": 0x04, "data_coding": data_coding, "short_message": text}))
-            if has_tlvs and tlvs:
-                pdu = (len(pdu) + len(tlvs)).to_bytes(4, "big") + pdu[4:] + tlvs
-            chunks.append(pdu)
+            body = b"".join((head, source.encode("latin-1"), middle, destination[:20].encode("latin-1"), tail,
+                             bytes((len(text),)), text, tlvs if has_tlvs else b""))
+            chunks.append(_DELIVER_SM_HEAD.pack(16 + len(body), Command.DELIVER_SM, 0, seq) + body)
             sequences.append(seq)
         if reverse:
             chunks.reverse()

@@ -16,6 +16,9 @@ GSM_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0
                  "]": 0x3E, "|": 0x40, "€": 0x65}
 _BASIC_CODE = {ch: code for code, ch in enumerate(GSM_BASIC) if code != ESCAPE}
 _EXTENDED_CHAR = {code: ch for ch, code in GSM_EXTENSION.items()}
+# Octet (as its latin-1 character) -> GSM character, for a text without escapes: one C call.
+_GSM_TRANSLATE = str.maketrans({chr(code): ch for code, ch in enumerate(GSM_BASIC)}
+                               | {chr(b): "?" for b in range(0x80, 0x100)})
 
 GSM, IA5, LATIN1, UCS2, BINARY = "GSM", "IA5", "LATIN1", "UCS2", "BINARY"
 #: data_coding -> the encoding its octets are in. 0xF0..0xF3: GSM message classes in the
@@ -79,6 +82,8 @@ def decode(octets: bytes, data_coding: int) -> str:
     """The text of short_message octets, for receipts and reassembly: lenient, as a
     handset is (an octet a coding cannot carry reads as '?')."""
     enc = encoding_of(data_coding)
+    if enc == GSM and ESCAPE not in octets:
+        return octets.decode("latin-1").translate(_GSM_TRANSLATE)
     if enc == GSM:
         out = []
         escaped = False
