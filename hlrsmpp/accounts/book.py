@@ -495,7 +495,9 @@ class AccountBook:
                 pk[i].credit += take
                 left -= take
             i -= 1
-        pk[-1].credit += left
+        if left:
+            pk[-1].credit += left
+            pk[-1].size = max(pk[-1].size, pk[-1].credit)  # a record's size is never below its credit
         self._rehead(acc)
         # No re-arming of the low-credit alert: refunded lookups around the threshold
         # would make it fire again and again; only a top-up re-arms it.

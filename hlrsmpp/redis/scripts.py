@@ -48,14 +48,20 @@ local function encode_pk(pk)
 end
 
 -- Credit back into the free packages, most recently drawn first (drawing is oldest first,
--- so this undoes it), the way AccountBook.refund does.
+-- so this undoes it): from the oldest package with credit left (or the newest, when none
+-- has) back to the oldest, each up to its size; what exceeds that goes to the newest.
+-- The rule of AccountBook.refund (tests/test_refund_rule.py holds the two together).
 local function refill(P, sid, amount)
   if amount <= 0 then return end
   local key = P .. 'acct:' .. sid
   local raw = redis.call('HGET', key, 'pk')
   if not raw then return end
   local pk = cjson.decode(raw)
-  for i = #pk, 1, -1 do
+  local head = #pk
+  for i = 1, #pk do
+    if tonumber(pk[i].c) > 0 then head = i; break end
+  end
+  for i = head, 1, -1 do
     local c, s = tonumber(pk[i].c), tonumber(pk[i].s)
     if c < s then
       local take = math.min(s - c, amount)

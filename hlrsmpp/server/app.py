@@ -125,6 +125,9 @@ class Server:
 
     async def _start_from_config(self, join: Callable[[Server, Store], Deployment]) -> None:
         cfg = self.cfg
+        # The numbering tables first (seconds on a busy machine): a shared store's node
+        # lease, taken by joining below, runs from then on until the heartbeat renews it.
+        self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         stored = self.store.account_records()
         self.config_accounts = [Account.from_config(d) for d in cfg["accounts"]]
         await self._hash_passwords(self.config_accounts, stored)
@@ -141,7 +144,6 @@ class Server:
         if self.book.has_limits():
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
-        self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         self.replace_faults(cfg.get("faults") or [])
         self.journal = Journal(self.store, self.book, self.loop)
         self.admin = AccountAdmin(self.book, self.journal, self.store, self._hash_passwords, self.add_account,
