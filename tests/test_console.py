@@ -442,3 +442,17 @@ async def test_another_accounts_contact_list_is_not_found(st):
         await c.login("acme", "s3cret")
         status, page, _ = await c.get(f"/console/contacts/{book}")
         assert status == 200 and "Not cleaned yet" in page
+
+
+async def test_the_dashboard_charts_lookups_per_day_and_tops_from_the_rollups(st):
+    async with console_session() as s:
+        c = Console(st, s)
+        _, page, _ = await c.login("acme", "s3cret")
+        assert "<svg" not in page and "Top networks" not in page   # nothing looked up yet
+        await c.post("/console/lookup", {"numbers": "447400123456\n447400123456\n919589123456"})
+        _, page, _ = await c.get("/console/")
+        assert '<svg class="chart"' in page and "3 in all" in page
+        assert re.search(r": 2 delivered</title>", page) and re.search(r": 1 undelivered</title>", page)
+        top = page.split("Top networks")[1]
+        assert "<td>Vodafone</td><td>23415</td><td class=\"num\">2</td>" in top
+        assert "TELESERVICE_NOT_PROVISIONED</td><td class=\"num\">1<" in top.split("Top errors")[1]

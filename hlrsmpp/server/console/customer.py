@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import date, timedelta
 
 from aiohttp import web
 
 from ...accounts import from_micro
 from ...domain import Lookup
 from ..http import api
-from ..http.common import MAX_BATCH, SERVER, lookup_view, unknown_batch
+from ...hlr import ERR_NAMES
+from ..http.common import MAX_BATCH, SERVER, lookup_view, read, unknown_batch
+from .charts import lookups_per_day
 from .common import api_error, customer, form, missing, render, viewer
 from .sessions import account_sessions
 
@@ -29,11 +32,39 @@ def _account_summary(server, acc) -> dict:
             "low_credit": from_micro(acc.settings.low_credit) if acc.settings.low_credit else None}
 
 
+#: Days of the dashboard's chart, and how many networks and errors it lists.
+CHART_DAYS = 30
+TOP = 5
+
+
+def _statistics(store, system_id: str, today: date) -> tuple[list[dict], list, list]:
+    """From the per-day rollups (never the history), on a worker thread: each of the last
+    CHART_DAYS days' lookups by result, and this month's networks and errors."""
+    days = []
+    for k in range(CHART_DAYS - 1, -1, -1):
+        d = today - timedelta(days=k)
+        by_err = store.rollups(system_id, d.isoformat(), (d + timedelta(days=1)).isoformat(), "status")
+        ok = sum(n for err, n, _ in by_err if err == 0)
+        days.append({"day": d.isoformat(), "delivered": ok, "undelivered": sum(n for _, n, _ in by_err) - ok})
+    month = today.replace(day=1).isoformat()
+    end = (today + timedelta(days=1)).isoformat()
+    networks = sorted(store.rollups(system_id, month, end, "network"), key=lambda r: -r[1])[:TOP]
+    errors = sorted((r for r in store.rollups(system_id, month, end, "status") if r[0] != 0),
+                    key=lambda r: -r[1])[:TOP]
+    return days, networks, errors
+
+
 @customer
 async def dashboard(request: web.Request) -> web.Response:
     server, acc = request.app[SERVER], viewer(request).account
-    return render(request, "dashboard.html", {"title": "Dashboard", "me": _account_summary(server, acc),
-                                              "chart": None, "top_networks": [], "top_errors": []})
+    days, networks, errors = await read(_statistics, server.store, acc.system_id,
+                                        server.book.calendar.date(time.time()))
+    names = server.resolver.network_names
+    return render(request, "dashboard.html", {
+        "title": "Dashboard", "me": _account_summary(server, acc),
+        "chart": lookups_per_day(days) if any(d["delivered"] or d["undelivered"] for d in days) else None,
+        "top_networks": [{"nnc": v, "name": names.get(v, ""), "count": n} for v, n, _ in networks],
+        "top_errors": [{"name": ERR_NAMES.get(v, str(v)), "count": n} for v, n, _ in errors]})
 
 
 # ------------------------------------------------------------------ new request
