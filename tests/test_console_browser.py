@@ -72,7 +72,7 @@ def browser(tmp_path):
 
 @pytest.fixture
 def st(make_server):
-    return make_server(ACCOUNTS, admin={"token": TOKEN}, hlr={"latency_ms": 1500})
+    return make_server(ACCOUNTS, admin={"token": TOKEN}, hlr={"latency_ms": 3000})
 
 
 class Page:
