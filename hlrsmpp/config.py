@@ -85,6 +85,19 @@ DEFAULTS: dict = {
         "validity": 172800.0,          # s a message is retried when it carries no validity_period
         "reassembly_ttl": 3600.0,      # s the parts of a split message are kept to rebuild its text
     },
+    "smtp": {                          # the e-mail of account notifications (an account's notify.email)
+        "host": None,                  # SMTP server (none: no e-mail is sent, notifications wait in the outbox)
+        "port": 25,                    # its port (587 for starttls, 465 for ssl, as a rule)
+        "tls": "none",                 # none, starttls or ssl
+        "username": None,              # AUTH, when the server wants it
+        "password": None,              # with username
+        "from": "hlrsmpp@localhost",   # the From of every notification
+        "timeout": 10.0,               # s one delivery may take
+    },
+    "notify": {
+        "retry_min": 5.0,              # s before a failed notification is tried again, doubling
+        "retry_max": 600.0,            # s at most between tries (a notification is never dropped)
+    },
     "accounts_timezone": "UTC",        # calendar of per_day/per_week/per_month
     "bans": {"after": 5, "window": 60.0, "time": 300.0},
     "hlr": {"latency_ms": 0},

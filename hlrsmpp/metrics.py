@@ -28,6 +28,7 @@ hlrsmpp_unexpected_responses_total        counter  deliver_sm_resp matching noth
 hlrsmpp_lookups_total                     counter  channel, status, err
 hlrsmpp_lookups_refused_total             counter  channel, reason (limits, credit...)
 hlrsmpp_account_lookups_total             counter  account: accounts marked metrics: true, and the 10 busiest
+hlrsmpp_notifications_total               counter  kind, result (noted, email_sent, email_failed, webhook_...)
 hlrsmpp_receipt_latency_seconds           histo    submit accepted -> deliver_sm_resp OK
 hlrsmpp_receipts_queued                   gauge    account: receipts not acknowledged
 hlrsmpp_receipts_inflight                 gauge    account: deliver_sm awaiting a resp
@@ -94,7 +95,8 @@ class Stats:
 
     def reset(self) -> None:
         """Zero everything (tests). Tables are cleared in place: connections hold them."""
-        for name in ("pdus_in", "pdus_out", "binds", "lookups", "account_lookups", "refusals", "http",
+        for name in ("pdus_in", "pdus_out", "binds", "lookups", "account_lookups", "notifications", "refusals",
+                     "http",
                      "receipts_expired", "faults", "connections_rejected", "http_timeouts"):
             table = self.__dict__.get(name)
             if table is None:
@@ -210,6 +212,13 @@ class ServerCollector:
             for sid, n in account_samples(s.account_lookups, server.book):
                 c.add_metric([sid], n)
             yield c
+        c = CounterMetricFamily("hlrsmpp_notifications",
+                                "Account notifications by kind and what happened: noted (in the outbox), "
+                                "email_sent, email_failed, webhook_sent, webhook_failed (a try)",
+                                labels=["kind", "result"])
+        for (kind, result), n in sorted(s.notifications.items()):
+            c.add_metric([kind, result], n)
+        yield c
         c = CounterMetricFamily("hlrsmpp_lookups_refused",
                                 "Refused lookups by channel and reason (limits, credit, coverage, number)",
                                 labels=["channel", "reason"])

@@ -2,11 +2,16 @@
 statistics from per-day rollups. Real server, real clients, real SQLite."""
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
+import hmac
 import io
+import json
 
 from aiohttp import ClientSession
 
+from conftest import free_port
 from http_client import ApiClient, basic, clients
 from hlrsmpp.hlr.networks import DEFAULT_DIR, load_network_names
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
@@ -183,3 +188,147 @@ async def test_account_lookups_in_metrics_for_marked_and_busiest_accounts(make_s
     series = [line for line in text.splitlines() if line.startswith("hlrsmpp_account_lookups_total")]
     assert sorted(series) == ['hlrsmpp_account_lookups_total{account="busy"} 3.0',
                               'hlrsmpp_account_lookups_total{account="marked"} 0.0']
+
+
+# ------------------------------------------------------------------ notifications
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping what it receives."""
+
+    def __init__(self, port: int):
+        from aiosmtpd.controller import Controller
+        self.messages: list = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+async def _until(predicate, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+NOTIFIED = {"system_id": "acme", "password": "pw", "credit": "1", "low_credit": "0.75",
+            "notify": {"email": ["ops@example.com"]}}
+QUICK = {"retry_min": 0.2, "retry_max": 1.0}
+
+
+async def _spend_below(a, threshold: float) -> None:
+    """Look up, one number at a time, until the account's credit is below ``threshold``."""
+    i = 0
+    while float((await a.call("GET", "/me", basic("acme", "pw")))[1]["credit"]) >= threshold:
+        status, body, _ = await a.call("POST", "/lookups", basic("acme", "pw"), json={"number": uk(100 + i)})
+        assert status == 200, body
+        i += 1
+
+
+async def test_low_credit_mail_once_per_crossing_and_again_after_a_top_up(make_server, api):
+    port = free_port()
+    with Mailbox(port) as box:
+        st = make_server([NOTIFIED], admin={"token": TOKEN}, notify=QUICK,
+                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"})
+        a = await api(st)
+        await _spend_below(a, 0.75)
+        await _until(lambda: len(box.messages) == 1)
+        rcpt, msg = box.messages[0]
+        assert rcpt == ["ops@example.com"] and msg["From"] == "hlr@example.com"
+        assert "credit below 0.75" in msg["Subject"]
+        # Further down: no second mail for the same crossing.
+        await _spend_below(a, 0.5)
+        st.persist()
+        await asyncio.sleep(1.0)
+        assert len(box.messages) == 1
+        # Nor after a restart (the outbox keeps the crossing).
+        st.stop()
+        st = make_server([NOTIFIED], admin={"token": TOKEN}, notify=QUICK,
+                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"})
+        a = await api(st)
+        await _spend_below(a, 0.4)
+        await asyncio.sleep(1.0)
+        assert len(box.messages) == 1
+        # A top-up lifts it above: the next fall is a new crossing, mailed once.
+        status, _, _ = await a.call("POST", "/accounts/acme/top-up", ADMIN, json={"credit": "1"})
+        assert status == 200
+        await _spend_below(a, 0.75)
+        await _until(lambda: len(box.messages) == 2)
+        _, listed, _ = await a.call("GET", "/me/notifications", basic("acme", "pw"))
+        assert [(n["kind"], n["sent"], n["pending"]) for n in listed["items"]] == [
+            ("low_credit", ["email"], []), ("low_credit", ["email"], [])]
+        assert (await a.call("GET", "/me/notifications", basic("acme", "bad")))[0] == 401
+
+
+async def test_an_unreachable_smtp_server_delays_no_lookup_and_loses_no_mail(make_server, api):
+    port = free_port()   # nothing listens there yet
+    st = make_server([NOTIFIED], notify=QUICK, smtp={"host": "127.0.0.1", "port": port})
+    a = await api(st)
+    await _spend_below(a, 0.75)   # every lookup answered while the mail cannot go
+    await _until(lambda: st.server.store.outbox.list("acme")[0]["attempts"] >= 2)
+    pending = st.server.store.outbox.list("acme")[0]
+    assert pending["pending"] == ["email"] and pending["error"]
+    status, body, _ = await a.call("POST", "/lookups", basic("acme", "pw"), json={"number": uk(999)})
+    assert status == 200, body
+    with Mailbox(port) as box:   # the server comes up: the mail goes
+        await _until(lambda: len(box.messages) == 1)
+        await _until(lambda: st.server.store.outbox.list("acme")[0]["pending"] == [])
+    assert "credit below" in box.messages[0][1]["Subject"]
+
+
+async def test_notifications_by_signed_webhook(make_server, api):
+    from aiohttp import web
+    got: list = []
+
+    async def receive(request):
+        got.append((dict(request.headers), await request.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        st = make_server([dict(NOTIFIED, notify={"webhook": f"http://127.0.0.1:{port}/hook"},
+                               limits={"per_day": 5})],
+                         notify=QUICK, http={"webhook_private": True, "webhook_secret": "k3y"})
+        a = await api(st)
+        for i in range(4):   # 80 % of the day's limit
+            assert (await a.call("POST", "/lookups", basic("acme", "pw"), json={"number": uk(i)}))[0] == 200
+        await _until(lambda: any(b'"limit"' in body for _, body in got))
+        headers, body = next((h, b) for h, b in got if b'"limit"' in b)
+        event = json.loads(body)
+        assert event["event"] == "limit" and event["account"] == "acme"
+        assert event["data"] == {"period": "day", "percent": 80, "used": 4, "limit": 5}
+        mac = hmac.new(b"k3y", headers["X-Hlrsmpp-Timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert headers["X-Hlrsmpp-Signature"] == f"sha256={mac}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_finished_cleaning_is_notified_with_its_report(make_server, api):
+    port = free_port()
+    with Mailbox(port) as box:
+        st = make_server([NOTIFIED], notify=QUICK, smtp={"host": "127.0.0.1", "port": port})
+        a = await api(st)
+        status, job, _ = await a.call("POST", "/clean", dict(basic("acme", "pw"), **{"Content-Type": "text/plain"}),
+                                      data=f"{uk(1)}\n{uk(2)}\n{uk(1)}\nnot a number\n".encode())
+        assert status == 202, job
+        await _until(lambda: len(box.messages) == 1)
+        _, listed, _ = await a.call("GET", "/me/notifications", basic("acme", "pw"))
+        done = listed["items"][0]
+        assert done["kind"] == "cleaning_done" and done["data"]["job"] == job["job"]
+        assert done["data"]["status"] == "done" and done["data"]["report"]["counts"]
+        assert "file" not in done["data"]["report"] or "/" not in str(done["data"]["report"]["file"])
+        assert job["job"] in box.messages[0][1]["Subject"]

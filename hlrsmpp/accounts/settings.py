@@ -276,6 +276,34 @@ def _outbind(v: Any, where: str) -> Mapping[str, Any] | None:
     return MappingProxyType(out)
 
 
+def _notify(v: Any, where: str) -> Mapping[str, Any] | None:
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise ValueError(f"{where}: expected {{email: [addresses], webhook: URL}}")
+    no_unknown(v, frozenset({"email", "webhook"}), where)
+    out: dict[str, Any] = {}
+    emails = v.get("email") or []
+    if isinstance(emails, str):
+        emails = [emails]
+    if not isinstance(emails, list) or not all(
+            isinstance(e, str) and e.count("@") == 1 and e.strip() == e and "\n" not in e and "," not in e
+            and len(e) <= 254 for e in emails):
+        raise ValueError(f"{where}: email: a list of e-mail addresses")
+    if emails:
+        out["email"] = tuple(emails)
+    hook = v.get("webhook")
+    if hook is not None:
+        if not isinstance(hook, str) or not hook.startswith(("http://", "https://")) or len(hook) > 2000:
+            raise ValueError(f"{where}: webhook: an http:// or https:// URL")
+        out["webhook"] = hook
+    return MappingProxyType(out)
+
+
+def _dump_notify(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if m is None else {k: list(v) if k == "email" else v for k, v in m.items()}
+
+
 def _trace(v: Any, where: str) -> bool | str:
     if isinstance(v, bool) or (isinstance(v, str) and v):
         return v
@@ -463,6 +491,15 @@ class AccountSettings:
     metrics: bool = key(False, parse=boolean, schema={"type": "boolean"},
                         doc="true: the account's lookups have a series of their own in /metrics "
                             "(`hlrsmpp_account_lookups_total`; the 10 busiest accounts have one anyway)")
+    notify: Mapping[str, Any] | None = key(
+        None, parse=_notify, dump=_dump_notify, shown="(none)",
+        doc="where the account's notifications go (low credit, 80 % and 100 % of a period "
+            "limit, expiry in 7 days, auto-recharge, cleaning finished): `{email: [addresses], "
+            "webhook: URL}` (e-mail through the server's `smtp:`, a webhook signed and checked "
+            "as lookup callbacks are)",
+        schema={"type": "object", "additionalProperties": False, "properties": {
+            "email": {"type": "array", "items": {"type": "string", "format": "email"}},
+            "webhook": {"type": "string", "format": "uri"}}})
     # False, True (kept in memory), or a file path
     trace: bool | str = key(False, parse=_trace, schema={"type": ["boolean", "string"]},
                             doc="PDU trace of the account's sessions: true (kept in memory, read over "

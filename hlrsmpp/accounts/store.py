@@ -139,6 +139,25 @@ MIGRATIONS = [
     """
     CREATE INDEX IF NOT EXISTS lookups_account ON lookups (system_id, id);
     """,
+    # 8: the outbox of account notifications (server/notify.py): one row per event, its
+    # key unique per account (once per crossing), the channels still to send
+    """
+    CREATE TABLE notifications (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        system_id TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        at        REAL NOT NULL,
+        data      TEXT NOT NULL,
+        pending   TEXT NOT NULL,
+        sent      TEXT NOT NULL DEFAULT '',
+        attempts  INTEGER NOT NULL DEFAULT 0,
+        next_at   REAL NOT NULL,
+        error     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE UNIQUE INDEX notifications_key ON notifications (system_id, key);
+    CREATE INDEX notifications_due ON notifications (next_at) WHERE pending != '';
+    """,
 ]
 
 
@@ -171,6 +190,7 @@ class Store:
         self.duplicates: set[tuple[str, str]] = set()
         #: The days of the rollups (the server sets the accounts' timezone).
         self.periods = Calendar("UTC")
+        self.outbox = Outbox(self)
 
     @property
     def auto_vacuum(self) -> str:
@@ -252,6 +272,7 @@ class Store:
         return steps
 
     def close(self) -> None:
+        self.outbox.close()
         if self.committer is not None:
             self.committer.close()
         self._writer.close()
@@ -395,6 +416,84 @@ def open_reader(file: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connec
     db.execute("PRAGMA busy_timeout=5000")
     db.row_factory = sqlite3.Row
     return db
+
+
+class Outbox:
+    """The notifications' outbox (server/notify.py) in its own table, on a connection of
+    its own (short transactions beside the group commit, like retention's)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self.store._connect()
+            self._db.row_factory = sqlite3.Row
+        return self._db
+
+    def add(self, events: list[tuple[str, str, str, str, list[str]]]) -> list[str]:
+        """(system_id, kind, key, data JSON, channels) each written once per key: the
+        kinds of those that were new. A low-credit key counts the credit given so far."""
+        now = time.time()
+        added = []
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sid, kind, key, data, channels in events:
+                    if kind == "low_credit":
+                        given = db.execute("SELECT COUNT(*) FROM ledger WHERE system_id = ? AND amount > 0",
+                                           (sid,)).fetchone()[0]
+                        key = f"{key}:{given}"
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO notifications (system_id, kind, key, at, data, pending, next_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, kind, key, now, data, " ".join(channels), now))
+                    if cur.rowcount:
+                        added.append(kind)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return added
+
+    def due(self, now: float, limit: int = 100) -> list[dict]:
+        """Notifications with a channel still to send, due at ``now``, oldest first."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT * FROM notifications WHERE pending != '' AND next_at <= ? ORDER BY next_at LIMIT ?",
+                (now, limit)).fetchall()
+        return [_notification(r) for r in rows]
+
+    def settle(self, nid: int, results: dict[str, str | None], next_at: float) -> None:
+        """One sending round of notification ``nid``: each channel's error, or None (sent)."""
+        with self._lock:
+            db = self._conn()
+            row = db.execute("SELECT pending, sent FROM notifications WHERE id = ?", (nid,)).fetchone()
+            if row is None:
+                return
+            sent = row["sent"].split() + [c for c, err in results.items() if err is None]
+            pending = [c for c in row["pending"].split() if c not in sent]
+            errors = "; ".join(f"{c}: {err}" for c, err in results.items() if err is not None)
+            db.execute("UPDATE notifications SET pending = ?, sent = ?, attempts = attempts + 1, next_at = ?, "
+                       "error = ? WHERE id = ?", (" ".join(pending), " ".join(sent), next_at, errors, nid))
+
+    def list(self, system_id: str, limit: int = 100) -> list[dict]:
+        """The account's notifications, newest first."""
+        rows = self.store._reader().execute(
+            "SELECT * FROM notifications WHERE system_id = ? ORDER BY id DESC LIMIT ?", (system_id, limit))
+        return [_notification(r) for r in rows]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def _notification(r: sqlite3.Row) -> dict:
+    return {"id": r["id"], "system_id": r["system_id"], "kind": r["kind"], "key": r["key"], "at": r["at"],
+            "data": json.loads(r["data"]), "pending": r["pending"].split(), "sent": r["sent"].split(),
+            "attempts": r["attempts"], "next_at": r["next_at"], "error": r["error"]}
 
 
 def rollup_sums(db: sqlite3.Connection, system_id: str, since: str, until: str,

@@ -39,6 +39,8 @@ from ..smpp.codec import Command, Pdu
 from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
+from .notify import Notifier
+from .http.api import Webhooks
 from .outbind import Outbinder
 from .receipts import Outbox
 from .sms import CHANNEL as SMS_CHANNEL, SmsCenter
@@ -85,6 +87,7 @@ class Server:
         self.smpp_tls_port: int | None = None
         self.smpp_tls = self.http_tls = None  # Certificates when the listener has TLS
         self.http_runner = None
+        self.notifier: Notifier | None = None
         self._ticker: asyncio.Task | None = None
         self.retention: Retention | None = None
         self._stopping = False
@@ -218,6 +221,13 @@ class Server:
             raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
         self._start_retention()
+        if getattr(self.store, "outbox", None) is not None:   # the embedded store's outbox
+            try:
+                self.notifier = Notifier(self, Webhooks(cfg))
+            except ConfigError:
+                await self.stop(grace=0)
+                raise
+            self.notifier.start()
         _freeze_long_lived()
         log.info("server_started", smpp_port=self.smpp_port, smpp_tls_port=self.smpp_tls_port,
                  http_port=self.http_port, https=self.http_tls is not None,
@@ -440,6 +450,8 @@ class Server:
             metrics.STATS.observe_latencies(time.time(), lookups)
 
     def _low_credit(self, account) -> None:
+        if self.notifier is not None:
+            self.notifier.low_credit(account)
         log.warning("low_credit", system_id=account.system_id, credit=account.credit / 1_000_000,
                     threshold=account.settings.low_credit / 1_000_000)
 
@@ -548,6 +560,8 @@ class Server:
         await self.journal.drain()
         if self.retention is not None:
             await self.retention.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.deployment.stop()  # shared: sessions' leases freed, unspent credit given back
         self.journal.close()
         self.store.close()

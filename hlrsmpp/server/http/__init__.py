@@ -196,6 +196,7 @@ def build_app(server) -> web.Application:
     r.add_get("/api/v1/history", api.history)
     r.add_get("/api/v1/me", me.me)
     r.add_get("/api/v1/me/stats", me.stats)
+    r.add_get("/api/v1/me/notifications", me.notifications)
     r.add_get("/api/v1/sms/segments", api.sms_segments)
     r.add_get("/api/v1/accounts", api.list_accounts)
     r.add_post("/api/v1/accounts", api.create_account)

@@ -578,7 +578,7 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
         except OSError as e:
             return json_error(503, "system_error", f"cannot store the job: {e.strerror or e}")
         jobs.add(entry)
-        entry.task = asyncio.get_running_loop().create_task(_run(jobs, entry, checker))
+        entry.task = asyncio.get_running_loop().create_task(_run(jobs, entry, checker, server.notifier))
         started = True
     finally:
         if not started:
@@ -590,7 +590,7 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
                          headers={"Location": _urls(entry.id)["status_url"]})
 
 
-async def _run(jobs: CleanJobs, entry: Entry, checker) -> None:
+async def _run(jobs: CleanJobs, entry: Entry, checker, notifier=None) -> None:
     # The entry reads as finished only once every lookup the job made is durable.
     status, error, report = "failed", None, None
     try:
@@ -618,6 +618,9 @@ async def _run(jobs: CleanJobs, entry: Entry, checker) -> None:
         entry.status = status
         log.info("clean_job_finished", job=entry.id, status=status, error=error)
         jobs.done(entry)
+        if notifier is not None:
+            notifier.cleaning_done(entry.owner, entry.id, status,
+                                   {k: v for k, v in (report or {}).items() if k not in _PRIVATE})
 
 
 def _read_report(entry: Entry) -> dict | None:

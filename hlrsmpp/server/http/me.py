@@ -12,7 +12,8 @@ from aiohttp import web
 from ...accounts import from_micro
 from ...hlr import ERR_NAMES
 from .api import Principal, authenticate
-from .common import SERVER, json_error, json_response, read
+from ..notify import subject
+from .common import SERVER, iso, json_error, json_response, read
 
 
 async def account_of(request: web.Request) -> Principal | web.Response:
@@ -100,3 +101,17 @@ async def stats(request: web.Request) -> web.Response:
         "account": who.account.system_id, "since": since.isoformat(), "until": until.isoformat(),
         "by": by, "total": {"lookups": sum(r[1] for r in rows), "cost": from_micro(sum(r[2] for r in rows))},
         "items": items})
+
+
+async def notifications(request: web.Request) -> web.Response:
+    """GET /api/v1/me/notifications: the account's notifications, newest first."""
+    who = await account_of(request)
+    if isinstance(who, web.Response):
+        return who
+    server = request.app[SERVER]
+    outbox = getattr(server.store, "outbox", None)
+    rows = await read(outbox.list, who.account.system_id) if outbox is not None else []
+    return json_response({"items": [{
+        "id": str(r["id"]), "kind": r["kind"], "at": iso(r["at"]), "subject": subject(r["kind"], r["data"]),
+        "data": r["data"], "sent": r["sent"], "pending": r["pending"], "attempts": r["attempts"],
+        "error": r["error"] or None} for r in rows]})

@@ -203,6 +203,20 @@ SCHEMAS = {
                                "lookups": {"type": "integer"}, "cost": {"type": "string"}}}},
         },
     },
+    "Notifications": {
+        "type": "object", "required": ["items"],
+        "properties": {"items": {"type": "array", "items": {
+            "type": "object",
+            "properties": {
+                "id": _ID, "kind": {"type": "string", "enum": ["low_credit", "limit", "expiry",
+                                                                "auto_recharge", "cleaning_done"]},
+                "at": {"type": "string", "format": "date-time"}, "subject": {"type": "string"},
+                "data": {"type": "object"},
+                "sent": {"type": "array", "items": {"type": "string", "enum": ["email", "webhook"]}},
+                "pending": {"type": "array", "items": {"type": "string", "enum": ["email", "webhook"]},
+                            "description": "Channels still to send (retried with backoff)"},
+                "attempts": {"type": "integer"}, "error": {"type": ["string", "null"]}}}}},
+    },
     "History": {
         "type": "object", "required": ["items", "next"],
         "properties": {"items": {"type": "array", "items": _ref("Lookup")},
@@ -465,6 +479,13 @@ def _paths() -> dict:
                     ],
                     "responses": {"200": _json(_ref("Stats"), "The sums, in order of the value."),
                                   "400": _err("Bad since, until or by."),
+                                  "403": _err("The operator's token (it has no account), or a banned address."),
+                                  **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
+        },
+        "/api/v1/me/notifications": {
+            "get": {"tags": ["self-service"], "summary": "The calling account's notifications, newest first",
+                    "operationId": "meNotifications", "security": [{"accountBasic": []}],
+                    "responses": {"200": _json(_ref("Notifications"), "The last 100."),
                                   "403": _err("The operator's token (it has no account), or a banned address."),
                                   **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
         },
