@@ -133,6 +133,7 @@ class Notifier:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         outbox = self.server.store.outbox
+        due: list = []
         while True:
             try:
                 self.check(time.time())
@@ -143,15 +144,16 @@ class Notifier:
                         (sid, kind, key, json.dumps(data), channels[sid]) for sid, kind, key, data in noted])
                     for kind in added:
                         metrics.STATS.notifications[kind, "noted"] += 1
-                for row in await loop.run_in_executor(None, outbox.due, time.time()):
+                due = await loop.run_in_executor(None, outbox.due, time.time())
+                for row in due:
                     await self._send(row)
             except asyncio.CancelledError:
                 raise
             except Exception:   # the store or a bug: logged, tried again at the next round
                 log.exception("notify_round_failed")
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), CHECK)
+            try:   # a failed channel is due again after retry_min at the soonest
+                await asyncio.wait_for(self._wake.wait(), min(CHECK, self.retry_min) if due else CHECK)
             except TimeoutError:
                 pass
 
