@@ -173,6 +173,8 @@ def test_a_long_message_split_by_smpplib_is_charged_per_part_and_reassembled(mak
     (dict(esm_class=0x40, short_message=b"\x05\x00\x03\x01\x02\x03hello"), Status.RINVESMCLASS),  # part 3 of 2
     (dict(esm_class=0x40, short_message=b"\x09\x00\x03\x01\x02\x01"), Status.RINVMSGLEN),        # UDH too long
     (dict(esm_class=0x40, short_message=b"\x05\x00\x03\x01\x02\x01" + b"a" * 154), Status.RINVMSGLEN),
+    (dict(esm_class=0x40, short_message=b"\x05\x00\x03\x01\x02\x01hello", sar_msg_ref_num=1,
+          sar_total_segments=2, sar_segment_seqnum=2), Status.RINVESMCLASS),                    # UDH and SAR disagree
     (dict(sar_msg_ref_num=7, sar_total_segments=2), Status.RMISSINGOPTPARAM),
     (dict(sar_msg_ref_num=7, sar_total_segments=2, sar_segment_seqnum=3), Status.RINVOPTPARAMVAL),
     (dict(registered_delivery=3), Status.RINVREGDLVFLG),
@@ -198,6 +200,18 @@ def test_short_message_and_message_payload_together_are_refused(make_server):
     assert resp.status == Status.RINVOPTPARAMVAL
     assert _credit(st) == 100_000_000
     raw.close()
+
+
+def test_a_message_split_with_the_sar_tlvs_is_charged_per_part(make_server):
+    st = make_server([SMS])
+    e = _esme(st)
+    text = smpplib.gsm.gsm_encode("Dear customer, your parcel " + "is on its way and will arrive soon. " * 6)
+    parts = [text[i:i + 153] for i in range(0, len(text), 153)]
+    ids = [_send(e, "447700900000", part, sar_msg_ref_num=0x1234, sar_total_segments=len(parts),
+                 sar_segment_seqnum=k).message_id.decode() for k, part in enumerate(parts, 1)]
+    assert len(parts) == 2 and all(ids) and _credit(st) == 98_000_000
+    assert {_fields(_receipt(e, mid))["text"] for mid in ids} == {"Dear customer, your "}
+    e.close()
 
 
 def test_a_split_message_whose_parts_disagree_is_refused(make_server):
@@ -344,3 +358,37 @@ async def _metrics(st) -> str:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{st.http_port}/metrics") as r:
             return await r.text()
+
+
+@pytest.mark.parametrize("split", ["udh", "message_payload"])
+async def test_a_long_message_sent_by_aiosmpplib_is_charged_per_segment(make_server, split):
+    """aiosmpplib splits a long text with a UDH (esm_class 0x40, and the SAR TLVs saying
+    the same), or sends it whole in message_payload: 3 SMS charged either way, each
+    receipt with the start of the whole text. (Its SAR-only split, without esm_class
+    0x40, sends nothing in the version pinned: smpplib's SAR parts are tested below.)"""
+    import aiosmpplib
+    from esme_async import AioEsme, wait_until
+    st = make_server([SMS])
+    esme = await AioEsme(st.smpp_port, system_id="texter", password="pw", system_type="").start()
+    text = "Dear customer, your parcel " + "is on its way and will arrive soon. " * 10   # 387 GSM characters
+    kwargs = {"udh": dict(esm_class=0x40, auto_message_payload=False),
+              "message_payload": {}}[split]
+    await esme.send(aiosmpplib.SubmitSm(short_message=text, source=aiosmpplib.PhoneNumber("ACME"),
+                                        destination=aiosmpplib.PhoneNumber("447700900000", aiosmpplib.TON.INTERNATIONAL,
+                                                                           aiosmpplib.NPI.ISDN),
+                                        log_id="long", **kwargs))
+    parts = 1 if split == "message_payload" else 3
+
+    def seen(command: int) -> list[Pdu]:
+        # aiosmpplib parses only the PDUs it can correlate (the first part's): the others it
+        # hands over raw; all of them are what the server sent.
+        return [decode(raw) for raw in esme.hook.raw_unparsed if int.from_bytes(raw[4:8], "big") == command]
+
+    await wait_until(lambda: len(esme.resps) + len(seen(Command.SUBMIT_SM_RESP)) >= parts
+                     and len(esme.receipts) + len(seen(Command.DELIVER_SM)) >= parts, what="resps and receipts")
+    assert all(r.command_status == 0 for r in esme.resps) and all(r.status == 0 for r in seen(Command.SUBMIT_SM_RESP))
+    assert _credit(st) == 97_000_000
+    texts = [r.short_message or r.message_payload for r in esme.receipts] + \
+        [r.params["short_message"].decode() for r in seen(Command.DELIVER_SM)]
+    assert len(texts) == parts and all(APPENDIX_B.match(t)["text"] == text[:20] for t in texts), texts
+    await esme.close()

@@ -127,8 +127,8 @@ class SmsCenter:
             concat = parse_udh(udh) if udh else None
             sar = parse_sar(_int(tlvs.get(Tag.SAR_MSG_REF_NUM)), _int(tlvs.get(Tag.SAR_TOTAL_SEGMENTS)),
                             _int(tlvs.get(Tag.SAR_SEGMENT_SEQNUM)))
-            if concat is not None and sar is not None:
-                return Status.RINVESMCLASS  # split two ways at once
+            if concat is not None and sar is not None and (concat.total, concat.seq) != (sar.total, sar.seq):
+                return Status.RINVESMCLASS  # split two ways at once (some clients send both, alike)
             if concat is not None:
                 check_part_length(udh, body, dc)
             elif sar is not None:
