@@ -456,3 +456,22 @@ async def test_the_dashboard_charts_lookups_per_day_and_tops_from_the_rollups(st
         top = page.split("Top networks")[1]
         assert "<td>Vodafone</td><td>23415</td><td class=\"num\">2</td>" in top
         assert "TELESERVICE_NOT_PROVISIONED</td><td class=\"num\">1<" in top.split("Top errors")[1]
+
+
+async def test_over_https_the_session_cookie_is_secure(make_server, tmp_path):
+    import ssl
+    from certs import Pki
+    pki = Pki(tmp_path / "pki")
+    st = make_server(ACCOUNTS, admin={"token": TOKEN},
+                     http={"tls": {"cert": pki.path("server.pem"), "key": pki.path("server.key")}})
+    ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    async with console_session() as s:
+        base = f"https://localhost:{st.http_port}"
+        async with s.get(f"{base}/console/login", ssl=ctx) as r:
+            token = csrf_of(await r.text())
+            assert "Secure" in r.headers["Set-Cookie"]   # the login form's nonce too
+        async with s.post(f"{base}/console/login", ssl=ctx, allow_redirects=False,
+                          data={"csrf": token, "system_id": "acme", "password": "s3cret"}) as r:
+            assert r.status == 303
+            cookie = r.headers["Set-Cookie"]
+            assert "hlrsmpp_console=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
