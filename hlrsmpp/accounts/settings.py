@@ -569,16 +569,16 @@ BALANCE_KEYS: dict[str, Key] = {k.name: k for k in (
         doc="prepaid packages (below), consumed oldest `bought` first",
         schema={"type": "array", "items": {"type": "object"}}),
 )}
-PACKAGE_TABLE: dict[str, Key] = {k.name: k for k in (
+PACKAGE_TABLE: dict[str, Key] = {k.name: k for k in (  # in the order records show them
     Key(name="credit", parse=amount, dump=from_micro, shown="(required)", doc="credit left in the package",
         schema=AMOUNT, record_schema=AMOUNT_TEXT, always=True),
+    Key(name="size", parse=lambda v, where: None if v is None else amount(v, where), default=None,
+        shown="credit", dump=from_micro, always=True,
+        doc="credit bought; refunds refill the package up to it", schema=AMOUNT, record_schema=AMOUNT_TEXT),
     Key(name="bought", parse=optional_date, default=None, dump=_iso, shown="(opening balance)",
         doc="date bought (`YYYY-MM-DD`): older packages are used first", schema=DATE),
     Key(name="label", parse=_label, default="", shown='""', doc="free text, e.g. an invoice number",
         schema={"type": "string"}),
-    Key(name="size", parse=lambda v, where: None if v is None else amount(v, where), default=None,
-        shown="credit", dump=from_micro, always=True,
-        doc="credit bought; refunds refill the package up to it", schema=AMOUNT, record_schema=AMOUNT_TEXT),
 )}
 
 #: Keys an account may carry in the YAML. Anything else is a typo and is refused.
