@@ -25,10 +25,11 @@ WORKDIR /opt/hlrsmpp
 
 # Dependencies first, at the pinned versions of constraints.txt: this layer is rebuilt
 # only when pyproject.toml or constraints.txt change, not on every source change. The
-# redis extra is in, so one image serves embedded (SQLite) and shared (Redis) deployments.
+# redis and postgres extras are in, so one image serves embedded (SQLite) and shared (Redis,
+# Redis + PostgreSQL) deployments.
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir hlrsmpp && touch hlrsmpp/__init__.py \
-    && pip install -c constraints.txt ".[redis]" \
+    && pip install -c constraints.txt ".[redis,postgres]" \
     && pip uninstall -y hlrsmpp \
     && rm -rf hlrsmpp build ./*.egg-info
 

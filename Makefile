@@ -29,7 +29,8 @@ build-deps:
 	    echo "make: gcc or libsqlite3-dev is missing: the C modules will not be built (sudo apt-get install gcc libsqlite3-dev)" >&2; \
 	  fi; }
 
-# Programs the tests start, never fakes: redis-server (shared deployments), Kannel's
+# Programs the tests start, never fakes: redis-server and PostgreSQL (shared deployments;
+# Debian's postgresql: initdb and pg_ctl under /usr/lib/postgresql/*/bin), Kannel's
 # bearerbox and smsbox (the interop matrix; its upstream version pinned), haproxy (the
 # PROXY protocol in front of the SMPP port; openssl makes the tests' certificates), and
 # Debian's chromium and its chromium-driver (the console's browser tests; Debian's security
@@ -41,6 +42,7 @@ NODE_CLIENT := tests/interop/node
 deps: $(NODE_CLIENT)/node_modules/.package-lock.json
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	{ command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	{ command -v bearerbox || [ -x /usr/sbin/bearerbox ]; } >/dev/null 2>&1 || missing="$$missing $(KANNEL_DEB)"; \

@@ -68,6 +68,9 @@ DEFAULTS: dict = {
     },
     # SMSPAY-style prepaid services (/users/hlr_prepaid.php): see docs/http.md.
     "prepaid": {"timeout": 5.0, "services": []},
+    # Shared deployments (docs/scaling.md) add `redis: {url: redis://...}` (several processes,
+    # one state) and `postgres: {dsn: postgresql://...}` (the history in PostgreSQL, partitioned
+    # by day, Redis keeping only what is hot); without them, the embedded SQLite store in `path`.
     "storage": {"path": "./data", "synchronous": "NORMAL"},
     "history": {
         "retention_days": 0,           # lookups (and HTTP batches, text messages, per-day statistics) older than this many days are removed, in small steps in the background; lookups whose receipt is still queued stay until it is done; the ledger is never pruned (0: keep everything)
@@ -119,7 +122,7 @@ _ENV = {
 
 
 #: Keys a section accepts beyond those in DEFAULTS (unset by default).
-_OPTIONAL_KEYS = {"storage": {"redis"}}
+_OPTIONAL_KEYS = {"storage": {"redis", "postgres"}}
 #: Sections whose keys their own module checks, with their own message (hlr: the Resolver).
 _CHECKED_ELSEWHERE = {"hlr"}
 

@@ -221,7 +221,7 @@ def test_install_steps_in_a_fresh_venv(tmp_path):
     out = subprocess.run([str(bindir / "python"), "-m", "pip", "list", "--format=json"], env=env,
                          capture_output=True, check=True).stdout
     have = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out)}
-    for name in ("structlog", "prometheus-client", "aiohttp", "phonenumbers", "pyyaml", "redis"):
+    for name in ("structlog", "prometheus-client", "aiohttp", "phonenumbers", "pyyaml", "redis", "asyncpg"):
         want = {k.lower().replace("_", "-"): v for k, v in pins.items()}[name]
         assert have[name] == want, (name, have[name], want)
     # The CMD's program runs from the venv, with the HLR tables found beside the package.

@@ -53,7 +53,13 @@ log = structlog.get_logger("hlrsmpp.server")
 def open_store(storage: dict) -> tuple[Store, Callable[[Server, Store], Deployment]]:
     """The store, and how this process takes part in it (built once the book exists):
     the embedded SQLite store, alone, by default; Redis, shared with other processes,
-    when ``storage.redis`` is set. The only place that asks which."""
+    when ``storage.redis`` is set, with the history in PostgreSQL when ``storage.postgres``
+    is set too. The only place that asks which."""
+    if storage.get("postgres"):
+        if not storage.get("redis"):
+            raise ConfigError("storage.postgres: needs storage.redis too (Redis keeps the hot state)")
+        from ..postgres import ArchivedCluster, ArchivedStore  # only these deployments need asyncpg
+        return ArchivedStore(storage), ArchivedCluster
     if storage.get("redis"):
         from ..redis import Cluster, RedisStore  # only deployments on Redis need the client
         return RedisStore(storage["redis"]), Cluster

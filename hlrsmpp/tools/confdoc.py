@@ -87,6 +87,9 @@ KEYS = {
 EXTRA_KEYS = {
     "storage.redis": ("(unset)", "`{url: redis://host:6379/0}`: share state across processes "
                                  "and hosts instead of SQLite (docs/scaling.md)"),
+    "storage.postgres": ("(unset)", "`{dsn: postgresql://user@host/db}`: with `storage.redis`, the "
+                                    "history in PostgreSQL, partitioned by day; Redis keeps only what "
+                                    "is hot (docs/scaling.md)"),
 }
 
 HLR_ARG = {"sandbox": "sandbox_numbers"}   # config key -> Resolver.__init__ argument

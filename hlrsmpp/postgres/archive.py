@@ -1,0 +1,239 @@
+"""The history of a shared deployment in PostgreSQL: lookups (and so batches, a column of
+each lookup) in a table partitioned by day.
+
+A day's partition is a range of message ids (ids start with their millisecond: a day is
+an id range, ``first_id_at``), so the id is at once the primary key and the partition
+key, and retention drops whole partitions. Partitions are made a few days ahead, and for
+any day a write brings (a drain that catches up after an outage).
+
+Writes come in batches from the drain, never from the lookup path: binary COPY into a
+temporary staging table, then ``INSERT ... ON CONFLICT (id) DO NOTHING`` in the same
+transaction, so a batch written again (the process died between this commit and the
+removal of the batch from Redis) adds nothing: every lookup is in PostgreSQL once.
+
+asyncpg is asynchronous; the store's callers are threads (the journal's writer, the
+cluster's workers, the history readers). The driver therefore runs on an event loop of
+its own thread, and each call here blocks its caller until its statement is done: the
+server's event loop never waits for PostgreSQL.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Coroutine, Iterable, Sequence, TypeVar
+
+import asyncpg
+
+from ..config import ConfigError
+from ..domain import LOOKUP_COLUMNS
+from ..ids import first_id_at
+
+T = TypeVar("T")
+DAY = 86400
+#: Days made ahead of today: a partition exists before its first lookup comes.
+AHEAD = 3
+_COLUMNS = ", ".join(LOOKUP_COLUMNS)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lookups (
+    id        bigint NOT NULL,
+    batch_id  bigint,
+    system_id text NOT NULL,
+    channel   text NOT NULL,
+    msisdn    text NOT NULL,
+    submitted double precision NOT NULL,
+    done      double precision NOT NULL,
+    cost      bigint NOT NULL,
+    err       integer NOT NULL,
+    cc        text NOT NULL,
+    nnc       text NOT NULL,
+    ported    smallint NOT NULL,
+    p_nnc     text NOT NULL,
+    roaming   smallint NOT NULL,
+    r_cc      text NOT NULL,
+    r_nnc     text NOT NULL,
+    map_error integer,
+    pending   smallint NOT NULL,
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
+-- an account's history is an id range of that account
+CREATE INDEX IF NOT EXISTS lookups_account ON lookups (system_id, id);
+CREATE INDEX IF NOT EXISTS lookups_batch ON lookups (batch_id) WHERE batch_id IS NOT NULL;
+"""
+
+
+def partition_name(day: datetime) -> str:
+    return f"lookups_{day:%Y%m%d}"
+
+
+def day_of(t: float) -> datetime:
+    """The UTC day (midnight) of epoch time ``t``."""
+    d = datetime.fromtimestamp(t, timezone.utc)
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+class Archive:
+    """PostgreSQL's side of the shared store: see the module docstring."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="hlrsmpp-postgres", daemon=True)
+        self._thread.start()
+        self._days: set[str] = set()   # partitions known to exist
+        try:
+            self.pool = self._call(self._connect())
+            self._call(self._schema())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            self.close()
+            raise ConfigError(f"storage.postgres: cannot use {self.where}: {err}") from None
+
+    @property
+    def where(self) -> str:
+        """The DSN without its password, for logs."""
+        dsn = self.dsn
+        if "@" in dsn:
+            scheme, rest = dsn.split("://", 1)
+            dsn = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return dsn
+
+    async def _connect(self) -> asyncpg.Pool:
+        # Made on the archive's own loop (the pool belongs to the loop it is made on).
+        return await asyncpg.create_pool(self.dsn, min_size=1, max_size=4, command_timeout=60)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def _schema(self) -> None:
+        async with self._connection() as conn:
+            async with conn.transaction():
+                # Two processes starting at once: one makes the schema, the other waits.
+                await conn.execute("SELECT pg_advisory_xact_lock(7405)")
+                await conn.execute(SCHEMA)
+        await self._partitions([time.time() + k * DAY for k in range(AHEAD + 1)])
+
+    async def _partitions(self, times: Iterable[float]) -> None:
+        """The partitions of the days of ``times``, made when missing."""
+        days = {day_of(t) for t in times}
+        missing = [d for d in sorted(days) if partition_name(d) not in self._days]
+        if not missing:
+            return
+        async with self._connection() as conn:
+            for d in missing:
+                lo, hi = first_id_at(d.timestamp()), first_id_at((d + timedelta(days=1)).timestamp())
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(7405)")
+                    await conn.execute(f"CREATE TABLE IF NOT EXISTS {partition_name(d)} PARTITION OF lookups "
+                                       f"FOR VALUES FROM ({lo}) TO ({hi})")
+                self._days.add(partition_name(d))
+
+    # ---------------------------------------------------------------- writes
+    def write(self, rows: Sequence[tuple]) -> int:
+        """Lookup rows (LOOKUP_COLUMNS order) into the history, each at most once (the
+        ones already there are left as they are): how many were new."""
+        return self._call(self._write(rows)) if rows else 0
+
+    async def _write(self, rows: Sequence[tuple]) -> int:
+        await self._partitions(r[5] for r in rows)
+        async with self._connection() as conn:
+            async with conn.transaction():
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS lookups_stage "
+                                   "(LIKE lookups) ON COMMIT DELETE ROWS")
+                await conn.copy_records_to_table("lookups_stage", records=rows, columns=LOOKUP_COLUMNS)
+                status = await conn.execute(f"INSERT INTO lookups SELECT {_COLUMNS} FROM lookups_stage "
+                                            "ON CONFLICT (id) DO NOTHING")
+        return int(status.rsplit(" ", 1)[1])
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool; one that failed other than by an SQL error (PostgreSQL
+        went away in the middle of a COPY, say) is closed, never handed out again."""
+        async with self.pool.acquire() as conn:
+            try:
+                yield conn
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                raise
+
+    def prepare(self, now: float) -> None:
+        """Today's partition and the next days', ahead of their lookups."""
+        self._call(self._partitions([now + k * DAY for k in range(AHEAD + 1)]))
+
+    def drop_before(self, cut: float) -> list[str]:
+        """Retention: the partitions of days wholly before ``cut`` are dropped (a day is
+        kept while any of its lookups is younger); their names."""
+        return self._call(self._drop_before(cut))
+
+    async def _drop_before(self, cut: float) -> list[str]:
+        first = day_of(cut)
+        async with self._connection() as conn:
+            names = [r["name"] for r in await conn.fetch(
+                "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'lookups'::regclass ORDER BY 1")]
+            old = [n for n in names if n < partition_name(first)]
+            for n in old:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(7405)")
+                    await conn.execute(f"DROP TABLE IF EXISTS {n}")
+                self._days.discard(n)
+        return old
+
+    # ----------------------------------------------------------------- reads
+    def history(self, system_id: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 1000, after_id: int = 0,
+                newest_first: bool = False) -> list[tuple]:
+        """A page in id order (the keyset paging of the embedded store's ``history_page``)."""
+        lo = first_id_at(since) - 1 if since else 0
+        where, args = ["id > $1"], [lo if newest_first else max(after_id, lo)]
+        if system_id is not None:
+            args.append(system_id)
+            where.append(f"system_id = ${len(args)}")
+        below = [first_id_at(until)] if until is not None else []
+        if newest_first and after_id:
+            below.append(after_id)
+        if below:
+            args.append(min(below))
+            where.append(f"id < ${len(args)}")
+        args.append(limit)
+        return self._fetch(f"SELECT {_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
+                           f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ${len(args)}", *args)
+
+    def lookup(self, message_id: int) -> tuple | None:
+        rows = self._fetch(f"SELECT {_COLUMNS} FROM lookups WHERE id = $1", message_id)
+        return rows[0] if rows else None
+
+    def batch(self, batch_id: int) -> list[tuple]:
+        return self._fetch(f"SELECT {_COLUMNS} FROM lookups WHERE batch_id = $1 ORDER BY id", batch_id)
+
+    def max_id(self) -> int:
+        return self._fetch("SELECT coalesce(max(id), 0) FROM lookups")[0][0]
+
+    def count(self) -> int:
+        return self._fetch("SELECT count(*) FROM lookups")[0][0]
+
+    def _fetch(self, sql: str, *args) -> list[tuple]:
+        return self._call(self._fetch_async(sql, *args))
+
+    async def _fetch_async(self, sql: str, *args) -> list[tuple]:
+        async with self._connection() as conn:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(asyncio.wait_for(pool.close(), 5), self.loop).result(10)
+            except Exception:
+                pool.terminate()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
