@@ -475,3 +475,17 @@ async def test_over_https_the_session_cookie_is_secure(make_server, tmp_path):
             assert r.status == 303
             cookie = r.headers["Set-Cookie"]
             assert "hlrsmpp_console=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_the_account_page_shows_limits_smpp_details_and_notification_settings(make_server):
+    st = make_server([{"system_id": "acme", "password": "s3cret", "credit": 10, "coverage": [44],
+                       "limits": {"per_day": 500}, "allowed_ips": ["127.0.0.1/32"],
+                       "notify": {"email": ["ops@example.com", "<b>x@example.com"]}}], admin={"token": TOKEN})
+    async with console_session() as s:
+        c = Console(st, s)
+        await c.login("acme", "s3cret")
+        status, page, _ = await c.get("/console/account")
+        assert status == 200
+        assert f"<code>{st.smpp_port}</code>" in page and "<dd>44</dd>" in page and "127.0.0.1/32" in page
+        assert "<dd>500</dd>" in page
+        assert "ops@example.com, &lt;b&gt;x@example.com" in page
