@@ -392,3 +392,51 @@ async def test_a_long_message_sent_by_aiosmpplib_is_charged_per_segment(make_ser
         [r.params["short_message"].decode() for r in seen(Command.DELIVER_SM)]
     assert len(texts) == parts and all(APPENDIX_B.match(t)["text"] == text[:20] for t in texts), texts
     await esme.close()
+
+
+@pytest.mark.slow
+async def test_a_long_message_sent_through_kannel_is_split_with_a_udh_and_charged_per_part(make_server, tmp_path):
+    """Kannel (bearerbox + smsbox, as the interop matrix runs it) splits a long text with a
+    UDH itself: 3 parts, 3 SMS charged, a delivery report with the message's start."""
+    import urllib.parse
+
+    import aiohttp
+    from aiohttp import web
+    from esme_async import wait_until
+    from test_interop import Kannel
+    st = make_server([dict(SMS, system_id="demo", password="demo")])   # the account Kannel's config binds as
+    reports: list[dict] = []
+
+    async def on_dlr(request: web.Request) -> web.Response:
+        reports.append({k: v[0] for k, v in urllib.parse.parse_qs(
+            request.query_string, keep_blank_values=True, encoding="latin-1").items()})
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/dlr", on_dlr)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hook_port = site._server.sockets[0].getsockname()[1]
+    kannel = Kannel(st.smpp_port, tmp_path, "trx")
+    # Long messages are split (concatenated with a UDH) up to 5 parts.
+    kannel.conf.write_text(kannel.conf.read_text().replace(
+        "username = interop\npassword = interop\n", "username = interop\npassword = interop\nmax-messages = 5\n"))
+    text = "Dear customer, your parcel " + "is on its way and will arrive soon. " * 10   # 387 GSM characters
+    try:
+        async with aiohttp.ClientSession() as http:
+            await kannel.start(http)
+            query = urllib.parse.urlencode({
+                "username": "interop", "password": "interop", "to": "447700900000", "from": "SHOP", "text": text,
+                "dlr-mask": "3", "dlr-url": f"http://127.0.0.1:{hook_port}/dlr?type=%d&text=%A"})
+            async with http.get(f"http://127.0.0.1:{kannel.sendsms}/cgi-bin/sendsms?{query}") as r:
+                assert r.status == 202, await r.text()
+            await wait_until(lambda: reports, timeout=30, what="a delivery report")
+            await wait_until(lambda: _credit(st, "demo") == 97_000_000, timeout=10, what="3 SMS charged")
+    finally:
+        kannel.stop()
+        await runner.cleanup()
+    assert st.server.store.totals()["demo"][0] == 3     # 3 submit_sm: Kannel split it
+    report = APPENDIX_B.match(reports[0]["text"])
+    assert report and report["stat"] == "DELIVRD" and report["text"] == text[:20], (reports, kannel.log_tail())
