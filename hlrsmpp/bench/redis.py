@@ -83,20 +83,37 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _pg(dsn: str, sql: str) -> list:
+    """One statement on PostgreSQL (its rows), for the bench's set-up and audit."""
+    import asyncio
+
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql) if sql.lstrip().upper().startswith("SELECT") else await conn.execute(sql)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
 def run_one(url: str, workers: int, count: int, sessions: int, window: int, workdir: Path,
-            redis_pid: int | None = None) -> dict:
+            redis_pid: int | None = None, postgres: str | None = None) -> dict:
     import redis
 
     from .load import BenchConfig, bench
     r = redis.Redis.from_url(url)
     r.flushdb()
+    if postgres:
+        _pg(postgres, "DROP TABLE IF EXISTS lookups CASCADE")
     # The names ``hlrsmpp bench`` uses for one transceiver per account: load, load2, load3 ...
     accounts = [{"system_id": f"load{i + 1}" if i else "load", "password": "load", "credit": str(CREDIT),
                  "price": str(PRICE), "max_tx": 100} for i in range(sessions)]
     conf = {
         "smpp": {"host": "127.0.0.1", "max_connections_per_ip": 100000},
         "http": {"host": "127.0.0.1"},
-        "storage": {"redis": {"url": url}},
+        "storage": {"redis": {"url": url}, **({"postgres": {"dsn": postgres}} if postgres else {})},
         "hlr": {"latency_ms": 0},
         "log": {"format": "json", "level": "warning"},
         "accounts": accounts,
@@ -124,20 +141,24 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         log.close()
-    result["audit"] = audit(r, [a["system_id"] for a in accounts])
+    archived = {row["system_id"]: row["n"] for row in _pg(
+        postgres, "SELECT system_id, count(*) AS n FROM lookups GROUP BY 1")} if postgres else {}
+    result["audit"] = audit(r, [a["system_id"] for a in accounts], archived=archived)
+    result["redis_used_memory"] = r.info("memory")["used_memory"]
     result["server_workers"] = workers
     r.close()
     return result
 
 
-def audit(r, sids: list[str], prefix: str = "hlrsmpp:") -> dict:
-    """Exactness after the run, read straight from Redis."""
+def audit(r, sids: list[str], prefix: str = "hlrsmpp:", archived: dict[str, int] | None = None) -> dict:
+    """Exactness after the run, read straight from Redis (and the lookups already drained
+    to PostgreSQL: ``archived``, per account)."""
     out = {"lookups": 0, "history": 0, "nodes": set(), "credit_exact": True, "pending": 0, "leases": 0}
     for sid in sids:
         n, cost = (int(x or 0) for x in r.hmget(f"{prefix}tot:{sid}", "n", "c"))
         out["lookups"] += n
         ids = r.zrange(f"{prefix}hist:{sid}", 0, -1)
-        out["history"] += len(ids)
+        out["history"] += len(ids) + (archived or {}).get(sid, 0)
         out["nodes"].update((int(i) >> 12) & 1023 for i in ids)
         free = sum(int(p["c"]) for p in json.loads(r.hget(f"{prefix}acct:{sid}", "pk")))
         if free + cost != int(CREDIT * 1_000_000):
@@ -155,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=8, help="transceivers, one account each")
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--redis-url", default=None, help="use this Redis (its database is FLUSHED)")
+    p.add_argument("--postgres-dsn", default=None,
+                   help="keep the history in this PostgreSQL (its lookups table is DROPPED first)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     temp = None if args.redis_url else TempRedis()
@@ -164,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for w in (int(x) for x in args.workers.split(",")):
             res = run_one(url, w, args.count, args.sessions, args.window, workdir,
-                          temp.proc.pid if temp is not None else None)
+                          temp.proc.pid if temp is not None else None, args.postgres_dsn)
             results.append(res)
             a = res["audit"]
             ok = (a["credit_exact"] and a["pending"] == 0 and a["leases"] == 0
@@ -178,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['submit_ok']} ok, errors {res['errors'] or '-'}, nodes {a['nodes']}, "
                   f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}; CPU: workers+redis "
                   f"{res['servers_and_redis_cpu_pct']}%, generator {res['bench_cpu_pct']}%, "
-                  f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%)", flush=True)
+                  f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%); "
+                  f"Redis used_memory {res['redis_used_memory']:,} bytes", flush=True)
     finally:
         if temp is not None:
             temp.stop()
