@@ -220,6 +220,14 @@ async def _until(predicate, timeout: float = 20.0):
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request) -> dict:
+    """The server's storage: the embedded SQLite store, or a real redis-server."""
+    if request.param == "sqlite":
+        return {}
+    return {"storage": {"redis": {"url": request.getfixturevalue("redis_url")}}}
+
+
 NOTIFIED = {"system_id": "acme", "password": "pw", "credit": "1", "low_credit": "0.75",
             "notify": {"email": ["ops@example.com"]}}
 QUICK = {"retry_min": 0.2, "retry_max": 1.0}
@@ -234,11 +242,11 @@ async def _spend_below(a, threshold: float) -> None:
         i += 1
 
 
-async def test_low_credit_mail_once_per_crossing_and_again_after_a_top_up(make_server, api):
+async def test_low_credit_mail_once_per_crossing_and_again_after_a_top_up(make_server, api, store):
     port = free_port()
     with Mailbox(port) as box:
         st = make_server([NOTIFIED], admin={"token": TOKEN}, notify=QUICK,
-                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"})
+                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"}, **store)
         a = await api(st)
         await _spend_below(a, 0.75)
         await _until(lambda: len(box.messages) == 1)
@@ -253,7 +261,7 @@ async def test_low_credit_mail_once_per_crossing_and_again_after_a_top_up(make_s
         # Nor after a restart (the outbox keeps the crossing).
         st.stop()
         st = make_server([NOTIFIED], admin={"token": TOKEN}, notify=QUICK,
-                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"})
+                         smtp={"host": "127.0.0.1", "port": port, "from": "hlr@example.com"}, **store)
         a = await api(st)
         await _spend_below(a, 0.4)
         await asyncio.sleep(1.0)
@@ -269,9 +277,9 @@ async def test_low_credit_mail_once_per_crossing_and_again_after_a_top_up(make_s
         assert (await a.call("GET", "/me/notifications", basic("acme", "bad")))[0] == 401
 
 
-async def test_an_unreachable_smtp_server_delays_no_lookup_and_loses_no_mail(make_server, api):
+async def test_an_unreachable_smtp_server_delays_no_lookup_and_loses_no_mail(make_server, api, store):
     port = free_port()   # nothing listens there yet
-    st = make_server([NOTIFIED], notify=QUICK, smtp={"host": "127.0.0.1", "port": port})
+    st = make_server([NOTIFIED], notify=QUICK, smtp={"host": "127.0.0.1", "port": port}, **store)
     a = await api(st)
     await _spend_below(a, 0.75)   # every lookup answered while the mail cannot go
     await _until(lambda: [n["attempts"] >= 2 for n in st.server.store.outbox.list("acme")] == [True])

@@ -33,6 +33,7 @@ from ..domain import LOOKUP_COLUMNS, ROLLUP_DIMENSIONS, rollup, rollup_dimension
 from ..config import ConfigError
 from ..ids import MAX_NODE, first_id_at
 from . import scripts
+from .outbox import RedisOutbox
 from .options import RedisOptions
 
 GROUP = "rx"
@@ -156,6 +157,7 @@ class RedisStore:
         self._seed = reg(scripts.SEED)
         self._expire = reg(scripts.EXPIRE_RECEIPTS)
         self._commit = self._w.register_script(scripts.COMMIT)
+        self.outbox = RedisOutbox(self)
         self._lock = threading.Lock()
         self.cseq = 0
         self.fenced = False
