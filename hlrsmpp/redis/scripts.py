@@ -22,9 +22,9 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P ack:SEC, exp:SEC  SETs of ids whose receipt was acknowledged / expired, EX history_ttl
   P hist:SID          ZSET (lex) of 19-digit ids: the account's history in id (= time) order
   P batch:BID         SET of 19-digit ids, EX history_ttl
-  P roll:SID:DAY      HASH the account's per-day rollup (DAY YYYY-MM-DD in accounts_timezone):
-                      d: lookups, d$ their cost; c:CC, n:NETWORK, s:ERR the same per country,
-                      network, err (c$CC, n$NETWORK, s$ERR their cost); EX ROLLUP_TTL
+  P roll:SID:DAY:DIM  HASH the account's per-day rollup by one dimension (DAY YYYY-MM-DD in
+                      accounts_timezone; DIM d the day, c country, n network, s err): VALUE ->
+                      lookups, $VALUE -> their cost (d: the value ""); EX ROLLUP_TTL
   P ledger:SID        LIST of JSON [at, kind, amount, note]
   P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process; an
                       entry holds the receipts of one group commit (r: records, n: node tag,
@@ -431,6 +431,35 @@ return out
 """
 
 COMMIT = COMMIT.replace("ROLLUP_TTL", str(ROLLUP_TTL))
+
+#: ARGV: P, sid, dim, day...: the rollups of those days by dim, summed: value, lookups,
+#: cost, value, ... (micro-credits: exact in Lua's doubles below 2**53).
+ROLLUP_SUM = r"""
+local P, sid, dim = ARGV[1], ARGV[2], ARGV[3]
+local n, c, order = {}, {}, {}
+for i = 4, #ARGV do
+  local h = redis.call('HGETALL', P .. 'roll:' .. sid .. ':' .. ARGV[i] .. ':' .. dim)
+  for j = 1, #h, 2 do
+    local f, v = h[j], tonumber(h[j + 1])
+    local cost = string.sub(f, 1, 1) == '$'
+    if cost then f = string.sub(f, 2) end
+    if dim == 'd' then f = ARGV[i] end   -- by day: the day is the value
+    if cost then
+      c[f] = (c[f] or 0) + v
+    else
+      if n[f] == nil then order[#order + 1] = f; n[f] = 0 end
+      n[f] = n[f] + v
+    end
+  end
+end
+local out = {}
+for _, f in ipairs(order) do
+  out[#out + 1] = f
+  out[#out + 1] = string.format('%.0f', n[f])
+  out[#out + 1] = string.format('%.0f', c[f] or 0)
+end
+return out
+"""
 
 #: ARGV: P, sid, ttl_s, entry ids (comma-separated), (second, "id id ...")* : receipts past
 #: their TTL leave the stream; their lookups stay in the history, marked expired (2).
