@@ -425,9 +425,12 @@ class Outbox:
     def __init__(self, store: Store):
         self.store = store
         self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._closed = False
+        self._lock = threading.Lock()   # held by every use of the connection, close included
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the notifications outbox is closed")
         if self._db is None:
             self._db = self.store._connect()
             self._db.row_factory = sqlite3.Row
@@ -486,8 +489,13 @@ class Outbox:
         return [_notification(r) for r in rows]
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        # A sender's call may still run on an executor thread when the server stops:
+        # closing the connection under it would free what SQLite is reading.
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _notification(r: sqlite3.Row) -> dict:
