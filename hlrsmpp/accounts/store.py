@@ -184,7 +184,7 @@ class Store:
         # the journal submits to it); else the statements go through self._writer on the
         # journal's Python thread. Either way the same statements, in order.
         self.committer = _Committer(str(self.file), [f"PRAGMA synchronous={self.synchronous}",
-                                                     "PRAGMA busy_timeout=5000", _AUTOCHECKPOINT],
+                                                     "PRAGMA busy_timeout=5000"],
                                     _STATEMENTS) if _Committer else None
         #: Idempotency-Keys another process took first: none, this process is alone here.
         self.duplicates: set[tuple[str, str]] = set()
@@ -203,7 +203,6 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute("PRAGMA busy_timeout=5000")
-        db.execute(_AUTOCHECKPOINT)
         return db
 
     def _reader(self) -> sqlite3.Connection:
@@ -354,12 +353,6 @@ class Store:
         """The IP bans still running at ``now``: (ip key, until)."""
         return self._reader().execute("SELECT ip, until FROM bans WHERE until > ?", (now,)).fetchall()
 
-
-# The WAL is checkpointed in the background (the server's Retention, every second), not
-# by the group commit: while readers keep the WAL from restarting, a commit that crosses
-# the default 1,000 pages would checkpoint, and sync the file, at every commit. The
-# commit checkpoints only past 40 MB of WAL, a safety net should nothing else.
-_AUTOCHECKPOINT = "PRAGMA wal_autocheckpoint=10000"
 
 # Multi-row statements in a few fixed sizes (each prepared once, then cached): one
 # sqlite3_step per chunk instead of one per row. executemany steps, and gives up and

@@ -1,5 +1,5 @@
 """History retention (``history.retention_days``): what is older is removed, in small
-steps, off the hot path. The same background task checkpoints the SQLite WAL.
+steps, off the hot path.
 
 A background task wakes every ``INTERVAL`` seconds and, on a thread with a connection
 of its own, deletes the oldest rows of each pruned table in steps of ``STEP`` rows (each
@@ -30,9 +30,8 @@ from ..ids import first_id_at, time_of_id
 
 log = structlog.get_logger("hlrsmpp.retention")
 
-#: Seconds between rounds; between WAL checkpoints.
+#: Seconds between rounds.
 INTERVAL = 60.0
-CHECKPOINT_INTERVAL = 1.0
 #: Rows deleted per step (one short write transaction). After each step the pruning
 #: pauses so that it takes at most DUTY of the time (of a core and of the write lock):
 #: still some 150 million rows a day (measured on a busy 2-core machine).
@@ -97,20 +96,14 @@ class Retention:
         self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_round = 0.0
         while True:
             try:
-                if loop.time() >= next_round:
-                    await self.prune()
-                    next_round = loop.time() + INTERVAL
-                await loop.run_in_executor(self._thread, self._checkpoint)
+                await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # a busy or failing store: try again next round
                 log.error("retention_failed", error=repr(err))
-                next_round = loop.time() + INTERVAL
-            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            await asyncio.sleep(INTERVAL)
 
     async def prune(self, now: float | None = None) -> int:
         """One round: every row older than the retention removed, step by step; then
@@ -168,11 +161,6 @@ class Retention:
         # executescript steps it to its end (execute would free one page only).
         db.executescript(f"PRAGMA incremental_vacuum({min(extra, VACUUM_STEP)})")
         return extra > VACUUM_STEP, time.perf_counter() - t0
-
-    def _checkpoint(self) -> None:
-        """The WAL copied into the database as far as readers allow, without waiting for
-        the writer nor holding it up (the group commit does not checkpoint: store.py)."""
-        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _measure(self) -> None:
         db = self._conn()
