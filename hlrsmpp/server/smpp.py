@@ -27,6 +27,7 @@ from ..smpp.session import BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
+from .multi import submit_to_each
 from .sms import SmsMessage
 from .tls import peer_subject
 
@@ -438,37 +439,11 @@ class SmppProtocol:
     def _submit_multi(self, pdu: Pdu) -> None:
         """One lookup per SME destination, all in one commit; failures in unsuccess_sme."""
         engine, account = self.server.engine, self.account
-        accepted: list[Lookup] = []
-        unsuccess = []
-        dests = pdu.params["dest_address"]
-        # The k-th destination's id is message_id + k (SMPP gives the resp one id).
-        first = engine.ids.reserve(len(dests))
-        for k, dest in enumerate(dests):
-            if isinstance(dest, str):  # a distribution list: we keep none
-                unsuccess.append((0, 0, dest[:20], Status.RINVDLNAME))
-                continue
-            ton, npi, addr = dest
-            r = engine.submit(account, addr, ton, npi, lookup_id=first + k)
-            if r.__class__ is Lookup:
-                accepted.append(r)
-            else:
-                unsuccess.append((ton, npi, addr, _status(r)))
-
-        def committed(ok: bool) -> None:
-            if not ok:
-                for lookup in accepted:
-                    engine.abandon(account, lookup)
-                bad = [(0, 0, lk.msisdn, Status.RSYSERR) for lk in accepted] + unsuccess
-            else:
-                bad = unsuccess
-            status = Status.ROK if accepted and ok else (bad[0][3] if bad else Status.RSYSERR)
-            body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
-            self.session.respond(pdu, status, body)
-            self.flush()
-            if ok and accepted:
-                self.server.deliver(account.system_id, accepted)
-
-        self.server.journal.after_commit(committed)
+        submit_to_each(self, pdu, Lookup,
+                       lambda ton, npi, addr, lookup_id: engine.submit(account, addr, ton, npi,
+                                                                       lookup_id=lookup_id),
+                       lambda lookup: engine.abandon(account, lookup),
+                       lambda accepted: self.server.deliver(account.system_id, accepted))
 
     def _data_sm(self, pdu: Pdu) -> None:
         """data_sm is a submission too: the same lookup, answered with data_sm_resp."""

@@ -27,6 +27,7 @@ from ..sms.concat import UDHI, check_part_length
 from ..sms.message import wants_receipt
 from ..sms.times import format_smpp_time
 from .. import metrics
+from .multi import submit_to_each
 
 CHANNEL = "sms"
 _TLV = Struct(">HH")
@@ -400,42 +401,16 @@ class SmsCenter:
         """One message to up to 254 destinations, each charged and recorded as a
         submit_sm, in one commit; the k-th destination's id is message_id + k."""
         p, now = pdu.params, time.time()
-        account, engine = proto.account, self.server.engine
+        account = proto.account
         msg = self.parse(p, pdu.tlvs, now)
         if isinstance(msg, Status):
             proto.session.respond(pdu, msg)
             return
-        dests = p["dest_address"]
-        first = engine.ids.reserve(len(dests))
-        accepted: list[SmsMessage] = []
-        unsuccess = []
-        for k, dest in enumerate(dests):
-            if isinstance(dest, str):
-                unsuccess.append((0, 0, dest[:20], Status.RINVDLNAME))
-                continue
-            ton, npi, addr = dest
-            r = self.submit(account, msg, ton, npi, addr, p["source_addr"], p["service_type"], now,
-                            lookup_id=first + k)
-            if isinstance(r, SmsMessage):
-                accepted.append(r)
-            else:
-                unsuccess.append((ton, npi, addr, _status(r)))
-
-        def committed(ok: bool) -> None:
-            if not ok:
-                for m in accepted:
-                    self.abandon(account, m)
-                bad = [(0, 0, m.msisdn, Status.RSYSERR) for m in accepted] + unsuccess
-            else:
-                bad = unsuccess
-            status = Status.ROK if accepted and ok else (bad[0][3] if bad else Status.RSYSERR)
-            body = {"message_id": str(first) if status == Status.ROK else "", "unsuccess_sme": bad}
-            proto.session.respond(pdu, status, body)
-            proto.flush()
-            if ok:
-                self.accepted(accepted)
-
-        self.server.journal.after_commit(committed)
+        submit_to_each(proto, pdu, SmsMessage,
+                       lambda ton, npi, addr, lookup_id: self.submit(
+                           account, msg, ton, npi, addr, p["source_addr"], p["service_type"], now,
+                           lookup_id=lookup_id),
+                       lambda m: self.abandon(account, m), self.accepted)
 
     def committed(self, proto, texts: list[tuple[int, SmsMessage]], ok: bool) -> None:
         """A batch of submit_sm (sequence, message) is durable (or failed): answer them."""
