@@ -167,7 +167,7 @@ STREAM_PDUS = st.sampled_from([
 @SETTINGS
 @given(pdus=st.lists(STREAM_PDUS, min_size=1, max_size=12),
        cuts=st.lists(st.integers(0, 10_000), max_size=20),
-       mode=st.sampled_from(list(BindMode)))
+       mode=st.sampled_from([BindMode.TX, BindMode.RX, BindMode.TRX]))
 def test_framing_across_arbitrary_split_points(pdus, cuts, mode):
     stream = b"".join(pdus)
     whole = bound(mode)
@@ -346,7 +346,7 @@ def test_transmit_on_transmitter_is_an_event(mode, command):
     assert session.data_to_send() == b""
 
 
-@pytest.mark.parametrize("mode", list(BindMode))
+@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX, BindMode.TRX])
 @pytest.mark.parametrize("response", [Command.DELIVER_SM_RESP, Command.DATA_SM_RESP])
 def test_receipt_responses_reach_the_application_only_on_receivers(mode, response):
     session = bound(mode)
@@ -371,8 +371,8 @@ def test_malformed_receipt_response_is_dropped_without_an_answer():
     assert session.state is State.BOUND
 
 
-@pytest.mark.parametrize("first", list(BindMode))
-@pytest.mark.parametrize("second", list(BindMode))
+@pytest.mark.parametrize("first", [BindMode.TX, BindMode.RX, BindMode.TRX])
+@pytest.mark.parametrize("second", [BindMode.TX, BindMode.RX, BindMode.TRX])
 def test_bind_on_a_bound_session_is_ralybnd(first, second):
     session = bound(first)
     assert session.receive_data(encode(bind_pdu(second, 7))) == []
@@ -386,7 +386,7 @@ def test_bind_while_unbinding_is_ralybnd():
     assert sent(session) == [header_only(Command.BIND_TRANSMITTER_RESP, Status.RALYBND, 7)]
 
 
-@pytest.mark.parametrize("mode", list(BindMode))
+@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX, BindMode.TRX])
 def test_accept_bind_v34_sends_sc_interface_version(mode):
     session = SmscSession(system_id="hlrsmpp")
     bind = bind_pdu(mode, 0x55)
@@ -407,7 +407,7 @@ def test_accept_bind_v34_sends_sc_interface_version(mode):
 
 
 @pytest.mark.parametrize("version", [0x35, 0x50, 0xFF])
-@pytest.mark.parametrize("mode", list(BindMode))
+@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX, BindMode.TRX])
 def test_bind_above_v34_binds_as_v34(mode, version):
     """SMPP 5.0 clients (0x50) and anything newer get a 3.4 session and learn it from
     sc_interface_version."""
@@ -476,7 +476,7 @@ def test_a_receivers_receipt_encoder_follows_its_version(version):
 
 @pytest.mark.parametrize("status", [Status.RINVSYSID, Status.RINVPASWD, Status.RINVSYSTYP,
                                     Status.RBINDFAIL, Status.RACCEXPIRY])
-@pytest.mark.parametrize("mode", list(BindMode))
+@pytest.mark.parametrize("mode", [BindMode.TX, BindMode.RX, BindMode.TRX])
 def test_reject_bind_carries_the_status_and_system_id(mode, status):
     session = SmscSession()
     [event] = session.receive_data(encode(bind_pdu(mode, 9)))
@@ -801,7 +801,7 @@ def test_streams_of_any_pdus_frame_the_same_however_split(stream, state, cuts):
 
 # ------------------------------------------------------- pipelined binds (regression)
 
-@pytest.mark.parametrize("second", list(BindMode))
+@pytest.mark.parametrize("second", [BindMode.TX, BindMode.RX, BindMode.TRX])
 def test_second_bind_pipelined_before_the_first_is_answered_is_ralybnd(second):
     """Both binds in one read: only the first reaches the application; what follows
     waits until it is answered; then the second bind must not bind the session

@@ -36,7 +36,7 @@ from ..accounts.calendar import Calendar
 from ..domain import Lookup
 from ..smpp.session import BindMode
 from ..smpp.status import Status
-from ..storage.local import LocalRegistry
+from ..storage.local import LocalRegistry, refuses
 from .store import GROUP, Fenced, RedisStore, decode_batch
 
 log = structlog.get_logger("hlrsmpp.redis")
@@ -73,9 +73,13 @@ class RedisRegistry(LocalRegistry):
 
     async def _claim(self, account, mode: BindMode, proto) -> Status:
         sid = account.system_id
+        txs = self.transmitters.setdefault(sid, set())
+        # What this process holds or is claiming already refuses without asking Redis (and
+        # keeps a second local receiver from replacing the first); Redis decides the rest.
+        if refuses(mode, sid in self.receivers or sid in self._claiming,
+                   len(txs) + self._tx_claiming.get(sid, 0), account.settings.max_tx):
+            return Status.RBINDFAIL
         if mode & BindMode.RX:
-            if sid in self.receivers or sid in self._claiming:
-                return Status.RBINDFAIL
             self._claiming.add(sid)
             try:
                 fence = await self.cluster.run(self.store.rx_claim, sid)
@@ -86,9 +90,6 @@ class RedisRegistry(LocalRegistry):
             self.receivers[sid] = proto
             self.fences[sid] = fence
             return Status.ROK
-        txs = self.transmitters.setdefault(sid, set())
-        if len(txs) + self._tx_claiming.get(sid, 0) >= account.settings.max_tx:
-            return Status.RBINDFAIL
         self._n += 1
         member = f"{self.store.node}:{self._n}"
         self._tx_claiming[sid] = self._tx_claiming.get(sid, 0) + 1

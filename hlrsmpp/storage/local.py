@@ -8,6 +8,16 @@ from ..smpp.session import BindMode
 from ..smpp.status import Status
 
 
+def refuses(mode: BindMode, receiving: bool, transmitters: int, max_tx: int) -> bool:
+    """The session rule: per account at most one receiving session (Rx or TRx, together)
+    and up to ``max_tx`` transmitters. ``receiving``: the account has its receiving
+    session; ``transmitters``: how many it has. Written once more in Lua for a shared
+    deployment (``RX_CLAIM`` and ``TX_CLAIM`` in redis/scripts.py)."""
+    if mode & BindMode.RX:
+        return receiving
+    return transmitters >= max_tx
+
+
 class LocalRegistry:
     """Who is bound, per account, in this process (a ``SessionRegistry``)."""
 
@@ -23,14 +33,12 @@ class LocalRegistry:
 
     def _take(self, account: Any, mode: BindMode, proto: Any) -> Status:
         sid = account.system_id
+        txs = self.transmitters.setdefault(sid, set())
+        if refuses(mode, sid in self.receivers, len(txs), account.settings.max_tx):
+            return Status.RBINDFAIL
         if mode & BindMode.RX:
-            if sid in self.receivers:
-                return Status.RBINDFAIL
             self.receivers[sid] = proto
         else:
-            txs = self.transmitters.setdefault(sid, set())
-            if len(txs) >= account.settings.max_tx:
-                return Status.RBINDFAIL
             txs.add(proto)
         return Status.ROK
 
