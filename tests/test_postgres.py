@@ -227,3 +227,97 @@ def test_postgres_needs_redis_and_a_postgresql_dsn(tmp_path):
     with pytest.raises(ConfigError, match="storage.postgres: cannot use postgresql://127.0.0.1:1/x"):
         open_store({"path": str(tmp_path), "redis": {"url": "redis://127.0.0.1:1/0"},
                     "postgres": {"dsn": "postgresql://127.0.0.1:1/x"}})
+
+
+def _post(port, path, body: dict, token: str = ADMIN) -> dict:
+    import json
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read().decode())
+
+
+#: Keys a shared deployment keeps per account, per process or for the deployment, never
+#: per lookup (the key layout of hlrsmpp/redis/scripts.py).
+_NOT_PER_LOOKUP = ("node:", "nodes", "nodeseq", "commit:", "accounts", "acct:", "acctlog", "lease:",
+                   "leases:", "want", "tot:", "cnt:", "hist:", "roll:", "ledger:", "idem:", "rcpt:",
+                   "q:", "rx:", "fence:", "tx:", "wake:", "janitor", "drain", "bans", "batchseq")
+
+
+@pytest.mark.slow
+def test_nothing_per_lookup_stays_in_redis_once_its_receipt_is_acknowledged_and_archived(
+        tmp_path, redis_url, postgres_server, postgres_dsn):
+    r = redis.Redis.from_url(redis_url)
+    count = lambda: postgres_server.query("SELECT count(*) AS n FROM lookups")[0]["n"]  # noqa: E731
+    b = ServerProcess(_config(tmp_path, redis_url, postgres_dsn), free_port(), free_port()).start()
+    try:
+        client = Client(b.smpp_port)
+        accepted = client.submit([f"4479{k:08d}" for k in range(600)])
+        client.esme.pump(lambda: len(client.esme.receipts) == 600, timeout=30)
+        # A batch over HTTP (no receipt asked): a batch index in Redis until drained.
+        batch = _post(b.http_port, "/api/v1/lookups",
+                      {"account": "acme", "numbers": [f"4476{k:08d}" for k in range(100)]})
+        assert len(batch["lookups"]) == 100
+        assert _eventually(lambda: count() == 700 and r.zcard(f"{P}hist:acme") == 0, 30), count()
+        # Every receipt answered, every lookup in PostgreSQL: what Redis holds is per account,
+        # per process or for the deployment, and holds no lookup id.
+        client.esme.pump(lambda: int(r.get(f"{P}q:acme") or 0) == 0, timeout=10)
+        keys = sorted(k.decode()[len(P):] for k in r.scan_iter(f"{P}*"))
+        assert [k for k in keys if not k.startswith(_NOT_PER_LOOKUP)] == []
+        ids = {m for m in accepted} | {lk["id"] for lk in batch["lookups"]}
+        for k in keys:
+            kind = r.type(P + k).decode()
+            members: list = []
+            if kind == "set":
+                members = list(r.smembers(P + k))
+            elif kind == "zset":
+                members = r.zrange(P + k, 0, -1)
+            elif kind == "hash":
+                members = list(r.hkeys(P + k))
+            elif kind == "stream":
+                members = [f for _, fields in r.xrange(P + k) for f in fields.values()]
+            text = b" ".join(m if isinstance(m, bytes) else str(m).encode() for m in members).decode("latin-1")
+            assert not any(i in text for i in ids), (k, kind)
+        assert r.xlen(f"{P}rcpt:acme") == 0
+        # The batch is read back from PostgreSQL.
+        report = _http(b.http_port, f"/api/v1/batches/{batch['batch_id']}")
+        assert report.count('"id"') >= 100
+        client.esme.close()
+    finally:
+        assert b.terminate() == 0
+
+
+def test_a_receipt_whose_lookup_left_for_postgresql_is_neither_redelivered_nor_expired(
+        redis_url, postgres_dsn):
+    """A stream entry holds the receipts of one commit: one answered (and its lookup drained
+    with its answer), the other not. The next receiver gets only the other, and the receipt
+    TTL drops only the other."""
+    from hlrsmpp.postgres import ArchivedStore
+    from hlrsmpp.redis.store import decode_batch
+    store = ArchivedStore({"redis": {"url": redis_url}, "postgres": {"dsn": postgres_dsn}})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        store.seed([{"system_id": "acme", "password": "pw"}])
+        now = time.time()
+        gen = IdGenerator(7)
+        answered, owed = gen.next(now), gen.next(now)
+        store.commit([_row(answered, now)[:17] + (1,), _row(owed, now)[:17] + (1,)], [], [])
+        # Delivered to this process's consumer, as the receipt reader does.
+        (_, ((eid, fields),)), = r.xreadgroup("rx", store.consumer, {f"{P}rcpt:acme": ">"})
+        store.entries[answered] = ("acme", eid, 1)
+        store.batches[eid, 1] = {answered, owed}
+        store.commit([], [(0, answered)], [])
+        assert store.drain() == 1
+        assert store.archive.lookup(answered)[17] == 0
+        assert not list(r.scan_iter(f"{P}ack:*"))
+        rows = decode_batch(fields[b"r"])
+        assert [row[0] for row in store.unanswered(rows)] == [owed]
+        assert store.expire_receipts("acme", now + 60) == 1
+        assert int(r.get(f"{P}q:acme")) == 0
+        assert store.drain() == 1
+        assert store.archive.lookup(owed)[17] == 2
+        assert not [k for k in r.scan_iter(f"{P}*") if k.startswith((f"{P}lk:".encode(), f"{P}exp:".encode()))]
+    finally:
+        store.close()

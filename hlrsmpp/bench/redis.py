@@ -131,12 +131,22 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
         while r.scard("hlrsmpp:nodes") < workers and time.monotonic() < deadline:
             time.sleep(0.1)  # every worker joined (and so listening)
         time.sleep(0.5)
+        idle_memory = r.info("memory")["used_memory"]
         ours = [proc.pid] + _children(proc.pid) + ([redis_pid] if redis_pid else [])
         cpu0, t0 = sum(_cpu(p) for p in ours), time.perf_counter()
         result = bench(BenchConfig(port=smpp, sessions=sessions, window=window, count=count,
                                    system_id="load", password="load", drain_timeout=120))
         wall = time.perf_counter() - t0
         result["servers_and_redis_cpu_pct"] = round(100 * (sum(_cpu(p) for p in ours) - cpu0) / wall, 1)
+        if postgres:
+            # Redis's memory is measured once the drain has moved every lookup to PostgreSQL.
+            t1 = time.perf_counter()
+            while any(r.zcard(f"hlrsmpp:hist:{a['system_id']}") for a in accounts) \
+                    and time.perf_counter() - t1 < 300:
+                time.sleep(0.2)
+            result["drain_catch_up_s"] = round(time.perf_counter() - t1, 1)
+        result["redis_used_memory"] = r.info("memory")["used_memory"]
+        result["redis_bytes_per_lookup"] = round((result["redis_used_memory"] - idle_memory) / max(1, count), 1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -144,7 +154,6 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
     archived = {row["system_id"]: row["n"] for row in _pg(
         postgres, "SELECT system_id, count(*) AS n FROM lookups GROUP BY 1")} if postgres else {}
     result["audit"] = audit(r, [a["system_id"] for a in accounts], archived=archived)
-    result["redis_used_memory"] = r.info("memory")["used_memory"]
     result["server_workers"] = workers
     r.close()
     return result
@@ -202,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}; CPU: workers+redis "
                   f"{res['servers_and_redis_cpu_pct']}%, generator {res['bench_cpu_pct']}%, "
                   f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%); "
-                  f"Redis used_memory {res['redis_used_memory']:,} bytes", flush=True)
+                  f"Redis used_memory {res['redis_used_memory']:,} bytes "
+                  f"({res['redis_bytes_per_lookup']} per lookup"
+                  + (f", drained {res['drain_catch_up_s']} s after the run" if "drain_catch_up_s" in res else "")
+                  + ")", flush=True)
     finally:
         if temp is not None:
             temp.stop()

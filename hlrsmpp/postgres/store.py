@@ -8,7 +8,9 @@ acknowledged, or expired) from Redis to PostgreSQL in batches, off the lookup pa
 1. read a batch from the front of each account's history index in Redis;
 2. write it to PostgreSQL (``Archive.write``: COPY, then an insert that skips ids
    already there) and commit;
-3. only then remove those lookups from Redis (record, index entry, batch member).
+3. only then remove those lookups from Redis (record, index entry, batch member, and
+   the answered-receipt set member): nothing of a lookup stays in Redis once it is in
+   PostgreSQL.
 
 A process killed between 2 and 3 leaves the batch in Redis: the next drain writes it
 again and PostgreSQL keeps the first copy, so every lookup is there exactly once. While
@@ -103,6 +105,9 @@ class ArchivedStore(RedisStore):
         pipe.zrem(key, *[pad(i) for i in gone])
         for b, lids in by_second.items():
             pipe.hdel(f"{self.P}lk:{b}", *lids)
+            # A receipt is settled once its record is gone (RedisStore.unanswered).
+            pipe.srem(f"{self.P}ack:{b}", *lids)
+            pipe.srem(f"{self.P}exp:{b}", *lids)
         by_batch: dict[int, list[str]] = {}
         for lid, bid in batch_of.items():
             by_batch.setdefault(bid, []).append(pad(lid))

@@ -468,13 +468,15 @@ local P, sid, ttl = ARGV[1], ARGV[2], ARGV[3]
 local sk = P .. 'rcpt:' .. sid
 local dropped = 0
 for i = 5, #ARGV, 2 do
-  local ack, exp = P .. 'ack:' .. ARGV[i], P .. 'exp:' .. ARGV[i]
+  local ack, exp, lk = P .. 'ack:' .. ARGV[i], P .. 'exp:' .. ARGV[i], P .. 'lk:' .. ARGV[i]
   for id in string.gmatch(ARGV[i + 1], '%d+') do
-    if redis.call('SISMEMBER', ack, id) == 0 and redis.call('SADD', exp, id) == 1 then
+    -- A record gone (to PostgreSQL) was answered before it left: not dropped now.
+    if redis.call('SISMEMBER', ack, id) == 0 and redis.call('HEXISTS', lk, id) == 1
+        and redis.call('SADD', exp, id) == 1 then
       dropped = dropped + 1
     end
   end
-  redis.call('EXPIRE', exp, ttl)
+  if redis.call('EXISTS', exp) == 1 then redis.call('EXPIRE', exp, ttl) end
 end
 if dropped > 0 then
   local qk = P .. 'q:' .. sid

@@ -649,7 +649,9 @@ class RedisStore:
         return [found[lid] for lid in ids if lid in found]
 
     def unanswered(self, rows: list[Row]) -> list[Row]:
-        """The rows (of a stream entry) whose receipt is neither acknowledged nor expired."""
+        """The rows (of a stream entry) whose receipt is neither acknowledged nor expired.
+        A row whose record is gone is settled: it left for PostgreSQL once its receipt was
+        answered (with its answer), or outlived ``history_ttl``."""
         if not rows:
             return rows
         by_second: dict[int, list[int]] = {}
@@ -660,11 +662,12 @@ class RedisStore:
         for b, lids in order:
             pipe.smismember(f"{self.P}ack:{b}", lids)
             pipe.smismember(f"{self.P}exp:{b}", lids)
+            pipe.hmget(f"{self.P}lk:{b}", lids)
         res = pipe.execute()
         answered = set()
         for j, (_, lids) in enumerate(order):
-            for lid, a, x in zip(lids, res[2 * j], res[2 * j + 1]):
-                if a or x:
+            for lid, a, x, rec in zip(lids, res[3 * j], res[3 * j + 1], res[3 * j + 2]):
+                if a or x or rec is None:
                     answered.add(lid)
         return [r for r in rows if r[0] not in answered]
 
