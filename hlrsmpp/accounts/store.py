@@ -308,6 +308,13 @@ class Store:
         """A page of lookups in id (time) order (see ``history_page``)."""
         return history_page(self._reader(), system_id, since, until, limit, after_id, newest_first)
 
+    def history_scan(self, system_id: str | None, since: float | None, until: float | None,
+                     limit: int, after_id: int, newest_first: bool, match: tuple[str, list],
+                     scan: int) -> tuple[list[sqlite3.Row], int | None]:
+        """A filtered page over a bounded range (see ``history_scan``)."""
+        return history_scan(self._reader(), system_id, since, until, limit, after_id, newest_first,
+                            match, scan)
+
     def ledger(self, system_id: str) -> list[sqlite3.Row]:
         return self._reader().execute(
             "SELECT at, kind, amount, note FROM ledger WHERE system_id = ? ORDER BY id",
@@ -511,13 +518,9 @@ def rollup_sums(db: sqlite3.Connection, system_id: str, since: str, until: str,
     return [(int(v), n, cost) for v, n, cost in rows] if dim == "s" else rows
 
 
-def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
-                 until: float | None = None, limit: int = 1000, after_id: int = 0,
-                 newest_first: bool = False) -> list[sqlite3.Row]:
-    """A page of lookups in id (time) order: keyset paging, the next page starts after
-    the last id of this one (``after_id``: below it when ``newest_first``), so a page
-    costs the same at the start of the history or deep in it, and an account's page
-    reads that account's rows only (index lookups_account), however few they are."""
+def _history_range(system_id: str | None, since: float | None, until: float | None, after_id: int,
+                   newest_first: bool) -> tuple[list[str], list]:
+    """The WHERE terms of a history page: the account, the dates, the keyset cursor."""
     lo = first_id_at(since) - 1 if since else 0
     where, args = ["id > ?"], [lo if newest_first else max(after_id, lo)]
     if system_id is not None:
@@ -529,10 +532,45 @@ def history_page(db: sqlite3.Connection, system_id: str | None = None, since: fl
     if below:
         where.append("id < ?")
         args.append(min(below))
+    return where, args
+
+
+def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
+                 until: float | None = None, limit: int = 1000, after_id: int = 0,
+                 newest_first: bool = False) -> list[sqlite3.Row]:
+    """A page of lookups in id (time) order: keyset paging, the next page starts after
+    the last id of this one (``after_id``: below it when ``newest_first``), so a page
+    costs the same at the start of the history or deep in it, and an account's page
+    reads that account's rows only (index lookups_account), however few they are."""
+    where, args = _history_range(system_id, since, until, after_id, newest_first)
     args.append(limit)
     return db.execute(
         f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
         f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
+
+
+def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | None,
+                 until: float | None, limit: int, after_id: int, newest_first: bool,
+                 match: tuple[str, list], scan: int) -> tuple[list[sqlite3.Row], int | None]:
+    """A page of the lookups that ``match`` (an SQL condition on the row, its arguments)
+    among at most ``scan`` of the page's range: (rows, the cursor of the next page, None
+    at the end). The scanned range ends at the ``scan``-th row of the account's keyset
+    (index only), then the condition is checked in SQLite on that range alone: a page
+    costs at most ``scan`` rows whatever the filter, and may hold fewer than ``limit``
+    rows and still have a next page."""
+    where, args = _history_range(system_id, since, until, after_id, newest_first)
+    order = "DESC" if newest_first else ""
+    bound = db.execute(f"SELECT id FROM lookups WHERE {' AND '.join(where)} ORDER BY id {order} "
+                       "LIMIT 1 OFFSET ?", [*args, scan - 1]).fetchone()
+    if bound is not None:
+        where.append("id >= ?" if newest_first else "id <= ?")
+        args.append(bound[0])
+    rows = db.execute(
+        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} AND ({match[0]}) "
+        f"ORDER BY id {order} LIMIT ?", [*args, *match[1], limit]).fetchall()
+    if len(rows) == limit:
+        return rows, rows[-1]["id"]
+    return rows, bound[0] if bound is not None else None
 
 
 def rollup_steps(steps: list, sums: dict) -> None:

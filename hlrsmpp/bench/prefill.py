@@ -91,9 +91,10 @@ def rows(count: int, days: float, accounts: int, pool: int = 100_000, seed: int 
 
 
 def prefill(path: str | Path, count: int, days: float = 30.0, accounts: int = 50, seed: int = 1,
-            progress: bool = False) -> dict:
-    """Append ``count`` lookups to the store under ``path`` (made if missing); returns
-    figures: rows, seconds, file bytes, bytes per row."""
+            progress: bool = False, pool: int = 100_000) -> dict:
+    """Append ``count`` lookups to the store under ``path`` (made if missing), numbers
+    drawn from a ``pool`` of resolved ones; returns figures: rows, seconds, file bytes,
+    bytes per row."""
     store = Store(path)
     db = store._writer
     db.execute("PRAGMA synchronous=OFF")
@@ -107,7 +108,7 @@ def prefill(path: str | Path, count: int, days: float = 30.0, accounts: int = 50
     t0 = time.perf_counter()
     insert, single = _INSERT_LOOKUPS[_STEP], _INSERT_LOOKUPS[1]
     done = 0
-    it = rows(count, days, accounts, seed=seed)
+    it = rows(count, days, accounts, pool=pool, seed=seed)
     db.execute("BEGIN")
     try:
         while done < count:

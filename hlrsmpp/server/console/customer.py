@@ -1,10 +1,10 @@
 """A customer's pages: the dashboard, a new request, past requests, the account."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import date, timedelta
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -12,6 +12,7 @@ from ...accounts import from_micro
 from ...domain import Lookup
 from ..http import api
 from ...hlr import ERR_NAMES
+from ..http.history import STATUSES, HistoryFilter, Query
 from ..http.common import MAX_BATCH, SERVER, lookup_view, read, unknown_batch
 from .charts import lookups_per_day
 from .common import api_error, customer, form, missing, render, viewer
@@ -138,25 +139,32 @@ def _range(q) -> tuple[float | None, float | None]:
     return since, until
 
 
+def _filters(q) -> Query:
+    """The page's query from its filters (ValueError names the bad one): the account is
+    the viewer's, set by the caller."""
+    since, until = _range(q)
+    return Query(None, since, until, 0, True, HistoryFilter.parse(q))
+
+
 @customer
 async def history(request: web.Request) -> web.Response:
     acc = viewer(request).account
     q = request.query
     error = None
     try:
-        since, until = _range(q)
+        query = _filters(q)
     except ValueError as e:
-        since = until = None
-        error = str(e)
+        query, error = Query(None, None, None, 0, True), str(e)
     after = api._lookup_id(q.get("before", "") or "0")
     if after is None:
         after, error = 0, "before: not a lookup id"
-    page = await request.app[api.HISTORY].page((acc.system_id, since, until, after, True), HISTORY_PAGE)
-    views = json.loads(page)["items"]
-    filters = {k: q.get(k, "") for k in ("since", "until")}
+    page = await request.app[api.HISTORY].views(query._replace(account=acc.system_id, after=after),
+                                                HISTORY_PAGE)
+    filters = {k: q.get(k, "") for k in ("since", "until", "status", "err", "cc", "network", "prefix")}
+    kept = urlencode({k: v for k, v in filters.items() if v}) if error is None else ""
     return render(request, "history.html", {
-        "title": "Past requests", "rows": views, "filters": filters, "error": error,
-        "older": views[-1]["id"] if len(views) == HISTORY_PAGE else None, "first": after == 0},
+        "title": "Past requests", "rows": page["items"], "filters": filters, "error": error,
+        "statuses": STATUSES, "query": kept, "page_size": HISTORY_PAGE, "older": page["next"], "first": after == 0},
         400 if error else 200)
 
 
@@ -164,10 +172,10 @@ async def history(request: web.Request) -> web.Response:
 async def history_csv(request: web.Request) -> web.StreamResponse:
     acc = viewer(request).account
     try:
-        since, until = _range(request.query)
+        query = _filters(request.query)
     except ValueError as e:
         raise web.HTTPBadRequest(text=str(e)) from None
-    return await api.history_csv(request, (acc.system_id, since, until, 0, True), None)
+    return await api.history_csv(request, query._replace(account=acc.system_id), None)
 
 
 # ------------------------------------------------------------------ account

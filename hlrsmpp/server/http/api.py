@@ -30,7 +30,7 @@ from ...ids import MAX_ID
 from ..admin import IdempotencyConflict
 from ...domain import Lookup
 from ...sms import MAX_PARTS, UnencodableText, count_text, count_view
-from .history import HistoryReaders
+from .history import HistoryFilter, HistoryReaders, Query
 from .common import (MAX_BATCH, SERVER, durable, iso, json_error, json_response,
                      lookup_view, with_sms, new_batch_id, read, refusal_detail, refusal_error, trace_file,
                      unknown_batch, wait_done)
@@ -341,7 +341,8 @@ def _filename(account: str | None) -> str:
 
 
 async def history(request: web.Request) -> web.StreamResponse:
-    """GET /api/v1/history?account=&since=&until=&limit=&after=&order=asc|desc&format=json|csv"""
+    """GET /api/v1/history?account=&since=&until=&status=&err=&cc=&network=&prefix=&limit=&after=
+    &order=asc|desc&format=json|csv"""
     who = await authenticate(request)
     if isinstance(who, web.Response):
         return who
@@ -354,6 +355,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     try:
         since = _when(q["since"], "since") if q.get("since") else None
         until = _when(q["until"], "until") if q.get("until") else None
+        where = HistoryFilter.parse(q)
     except ValueError as e:
         return _bad(str(e))
     after_text = q.get("after", "0") or "0"
@@ -376,15 +378,15 @@ async def history(request: web.Request) -> web.StreamResponse:
     else:
         limit = 100 if fmt == "json" else None
     readers = request.app[HISTORY]
-    query = (account, since, until, after, desc)
+    query = Query(account, since, until, after, desc, where)
     if fmt == "json":
         return web.Response(body=await readers.page(query, limit), content_type="application/json")
     return await history_csv(request, query, limit)
 
 
-async def history_csv(request: web.Request, query: tuple, limit: int | None) -> web.StreamResponse:
+async def history_csv(request: web.Request, query: Query, limit: int | None) -> web.StreamResponse:
     """The history as CSV (the JSON API's and the console's download): every lookup of
-    ``query`` (account, since, until, after, newest first), or ``limit`` of them, streamed
+    ``query``, or ``limit`` of them, streamed
     a chunk at a time; each write waits for the client to drain (back-pressure)."""
     readers = request.app[HISTORY]
     account = query[0]
