@@ -20,7 +20,7 @@ from hlrsmpp.smpp.codec import (
     MAX_PDU_SIZE, Command, Pdu, Tag, decode, encode, encode_receipt, encode_submit_sm_resp,
     encode_tlvs,
 )
-from hlrsmpp.smpp.session import BindMode, SmscSession, State
+from hlrsmpp.smpp.session import EVENTS, BindMode, SmscSession, State
 from hlrsmpp.smpp.status import Status
 
 SETTINGS = settings(max_examples=300, deadline=None,
@@ -502,6 +502,24 @@ def test_bind_with_trailing_tlv_is_rinvcmdlen():
     data = struct.pack(">I", len(data) + 5) + data[4:] + b"\x02\x10\x00\x01\x34"
     assert session.receive_data(data) == []
     assert sent(session) == [header_only(Command.BIND_TRANSMITTER_RESP, Status.RINVCMDLEN, 4)]
+
+
+@pytest.mark.parametrize("state", SESSION_MAKERS)
+@pytest.mark.parametrize("command", list(Command), ids=lambda c: c.name.lower())
+def test_every_command_is_answered_by_the_session_or_is_a_named_event(state, command):
+    """The session's table says, per state, what it takes; what it hands over is an event
+    the application has a handler for (``EVENTS``), what it does not it answers or drops."""
+    session = SESSION_MAKERS[state]()
+    pdu = bind_pdu(BindMode.TX, 5) if command is Command.BIND_TRANSMITTER else request(command, 5)
+    events = session.receive_data(encode(pdu))
+    assert all(event.command in EVENTS for event in events)
+    assert events or command.is_response or session.data_to_send(), "a request left unanswered"
+
+
+def test_the_adapter_has_a_handler_for_every_event():
+    from hlrsmpp.server.smpp import HANDLERS
+    inline = {Command.SUBMIT_SM, Command.DELIVER_SM_RESP}  # decided in the batch loop
+    assert set(HANDLERS) | inline == set(EVENTS) and not set(HANDLERS) & inline
 
 
 # ---------------------------------------------------------------------- unbind

@@ -11,9 +11,10 @@ decided 4 KiB per turn of the loop, so that one flooding session does not hold u
 the others) is decided, the accepted lookups go into one group commit, and their
 submit_sm_resp go out in one write once it is durable.
 
-A command the server decides on beyond submit_sm and deliver_sm_resp (the two of
-every lookup, inline in ``_on_events``) is one entry in ``HANDLERS``: the handler
-takes the protocol and the PDU, and answers through the session.
+The session says which commands each state takes and names the event each is
+(``EVENTS``); beyond submit_sm and deliver_sm_resp (the two of every lookup, inline in
+``_on_events``) each event goes to its handler here, ``_on_`` and its name, which
+answers through the session.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import structlog
 
 from ..accounts import Refusal
 from ..smpp.codec import Command, Pdu
-from ..smpp.session import BindMode, SmscSession, State
+from ..smpp.session import EVENTS, BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
@@ -302,26 +303,26 @@ class SmppProtocol:
             self.unbind()
 
     # ------------------------------------------------- the other commands
-    def _unbind_received(self, pdu: Pdu) -> None:
+    def _on_unbind(self, pdu: Pdu) -> None:
         self.log.info("unbind_received")  # the session answered it and closes
 
-    def _cancel(self, pdu: Pdu) -> None:
+    def _on_cancel_sm(self, pdu: Pdu) -> None:
         self.session.respond(pdu, Status.RCANCELFAIL)  # a lookup cannot be recalled
 
-    def _replace(self, pdu: Pdu) -> None:
+    def _on_replace_sm(self, pdu: Pdu) -> None:
         self.session.respond(pdu, Status.RREPLACEFAIL)
 
-    def _nacked(self, pdu: Pdu) -> None:
+    def _on_generic_nack(self, pdu: Pdu) -> None:
         # The ESME rejected one of our PDUs (a deliver_sm): retry it later.
         if self.outbox is not None:
             self.outbox.acknowledge(pdu.sequence, pdu.status or Status.RSYSERR)
 
-    def _data_sm_resp(self, pdu: Pdu) -> None:
+    def _on_data_sm_resp(self, pdu: Pdu) -> None:
         if self.outbox is not None:
             self.outbox.acknowledge(pdu.sequence, pdu.status)
 
     # ----------------------------------------------------------- binding
-    def _bind(self, pdu: Pdu) -> None:
+    def _on_bind(self, pdu: Pdu) -> None:
         server = self.server
         mode = BindMode.of(pdu.command)
         params = pdu.params
@@ -420,7 +421,7 @@ class SmppProtocol:
             server.attach_receiver(self)
 
     # ----------------------------------------------------------- queries
-    def _query(self, pdu: Pdu) -> None:
+    def _on_query_sm(self, pdu: Pdu) -> None:
         try:
             lookup_id = int(pdu.params["message_id"])
         except ValueError:
@@ -436,7 +437,7 @@ class SmppProtocol:
             "message_id": pdu.params["message_id"], "final_date": final,
             "message_state": state, "error_code": lookup.err if state != 1 else 0})
 
-    def _submit_multi(self, pdu: Pdu) -> None:
+    def _on_submit_multi(self, pdu: Pdu) -> None:
         """One lookup per SME destination, all in one commit; failures in unsuccess_sme."""
         engine, account = self.server.engine, self.account
         submit_to_each(self, pdu, Lookup,
@@ -445,7 +446,7 @@ class SmppProtocol:
                        lambda lookup: engine.abandon(account, lookup),
                        lambda accepted: self.server.deliver(account.system_id, accepted))
 
-    def _data_sm(self, pdu: Pdu) -> None:
+    def _on_data_sm(self, pdu: Pdu) -> None:
         """data_sm is a submission too: the same lookup, answered with data_sm_resp."""
         p = pdu.params
         r = self.server.engine.submit(self.account, p["destination_addr"], p["dest_addr_ton"], p["dest_addr_npi"])
@@ -571,23 +572,12 @@ _SMS_COMMANDS = {Command.QUERY_SM: "query", Command.SUBMIT_MULTI: "submit_multi"
                  Command.CANCEL_SM: "cancel", Command.REPLACE_SM: "replace"}
 _GUESSES = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD, Refusal.IP_BANNED})
 
-#: What the server does with each PDU the session hands over, beyond the two of every
-#: lookup (submit_sm, deliver_sm_resp): the session has already checked the state allows
-#: it; the handler decides and answers through ``proto.session``. A new command type is
-#: one entry here (and, if the session refuses it today, one in its tables).
-HANDLERS = {
-    Command.BIND_TRANSMITTER: SmppProtocol._bind,
-    Command.BIND_RECEIVER: SmppProtocol._bind,
-    Command.BIND_TRANSCEIVER: SmppProtocol._bind,
-    Command.UNBIND: SmppProtocol._unbind_received,
-    Command.QUERY_SM: SmppProtocol._query,
-    Command.SUBMIT_MULTI: SmppProtocol._submit_multi,
-    Command.DATA_SM: SmppProtocol._data_sm,
-    Command.CANCEL_SM: SmppProtocol._cancel,
-    Command.REPLACE_SM: SmppProtocol._replace,
-    Command.GENERIC_NACK: SmppProtocol._nacked,
-    Command.DATA_SM_RESP: SmppProtocol._data_sm_resp,
-}
+#: The handler of each event the session hands over (``EVENTS`` in smpp/session.py, where
+#: the session decides which states take which command), beyond the two of every lookup
+#: (submit_sm, deliver_sm_resp) decided inline in ``_on_events``: ``_on_`` and the
+#: event's name. It answers through ``proto.session``.
+HANDLERS = {command: getattr(SmppProtocol, "_on_" + event) for command, event in EVENTS.items()
+            if command is not Command.SUBMIT_SM and command is not Command.DELIVER_SM_RESP}
 
 
 def _status(r) -> int:

@@ -28,11 +28,6 @@ from .status import Status
 
 _DELIVER_SM_HEAD = Struct(">IIII")
 
-_RECEIVE_ALLOWED = frozenset({Command.DELIVER_SM_RESP, Command.DATA_SM_RESP})
-_TRANSMIT_ALLOWED = frozenset({
-    Command.SUBMIT_SM, Command.SUBMIT_MULTI, Command.DATA_SM, Command.QUERY_SM,
-    Command.CANCEL_SM, Command.REPLACE_SM,
-})
 #: Commands an SMSC never accepts from an ESME.
 _NEVER_FROM_ESME = frozenset({
     Command.OUTBIND, Command.ALERT_NOTIFICATION, Command.DELIVER_SM,
@@ -43,7 +38,6 @@ _NEVER_FROM_ESME = frozenset({
 #: ... and from an SMPP 3.3 ESME, the commands 3.3 does not have either: its peer would
 #: not read a data_sm_resp, so they get generic_nack ESME_RINVCMDID like any unknown command.
 _NEVER_FROM_SMPP33 = _NEVER_FROM_ESME | {Command.DATA_SM, Command.DATA_SM_RESP}
-BIND_COMMANDS = frozenset({Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER})
 
 
 class BindMode(IntFlag):
@@ -62,6 +56,27 @@ class BindMode(IntFlag):
 
 _BIND_MODE: dict[int, BindMode] = {Command.BIND_TRANSMITTER: BindMode.TX, Command.BIND_RECEIVER: BindMode.RX,
               Command.BIND_TRANSCEIVER: BindMode.TRX}
+
+
+#: What the session hands the application, by command: the name of the event, which is
+#: the name of the application's handler for it. Every other PDU, and these where the
+#: state does not take them, the session answers (or drops) alone.
+EVENTS: dict[Command, str] = {
+    Command.BIND_TRANSMITTER: "bind", Command.BIND_RECEIVER: "bind", Command.BIND_TRANSCEIVER: "bind",
+    Command.UNBIND: "unbind", Command.GENERIC_NACK: "generic_nack",
+    Command.SUBMIT_SM: "submit_sm", Command.SUBMIT_MULTI: "submit_multi", Command.DATA_SM: "data_sm",
+    Command.QUERY_SM: "query_sm", Command.CANCEL_SM: "cancel_sm", Command.REPLACE_SM: "replace_sm",
+    Command.DELIVER_SM_RESP: "deliver_sm_resp", Command.DATA_SM_RESP: "data_sm_resp",
+}
+
+#: The bind mode a bound session takes each of its commands in: a submission needs a
+#: transmitter, the answer to a deliver_sm or data_sm we sent a receiver. A request in a
+#: state or mode that does not take it is refused ESME_RINVBNDSTS; such a response dropped.
+_NEEDS: dict[Command, BindMode] = {
+    Command.SUBMIT_SM: BindMode.TX, Command.SUBMIT_MULTI: BindMode.TX, Command.DATA_SM: BindMode.TX,
+    Command.QUERY_SM: BindMode.TX, Command.CANCEL_SM: BindMode.TX, Command.REPLACE_SM: BindMode.TX,
+    Command.DELIVER_SM_RESP: BindMode.RX, Command.DATA_SM_RESP: BindMode.RX,
+}
 
 
 class State(Enum):
@@ -211,7 +226,7 @@ class SmscSession:
             if state is State.UNBINDING:
                 self._close("unbound")
             return None
-        if command in BIND_COMMANDS:
+        if command in _BIND_MODE:
             # A second bind pipelined behind one the application has not answered
             # yet is refused too: it must not bind the session a second time.
             if state is not State.OPEN or self._bind_pending:
@@ -225,14 +240,11 @@ class SmscSession:
             elif state is State.OPEN:
                 self.violations += 1
             return None
-        if command in _TRANSMIT_ALLOWED:
-            if not self.can_tx:
-                self.reply(command, pdu.sequence, Status.RINVBNDSTS)
-                return None
+        if self.can_tx if _NEEDS[command] is BindMode.TX else self.can_rx:
             return pdu
-        if command in _RECEIVE_ALLOWED:
-            return pdu if self.can_rx else None
-        return None  # pragma: no cover - every command is classified above
+        if not command.is_response:
+            self.reply(command, pdu.sequence, Status.RINVBNDSTS)
+        return None
 
     # ----------------------------------------------------------- binding
     @staticmethod
