@@ -165,6 +165,13 @@ def test_kill_9_under_load_loses_no_receipt_and_no_charge(tmp_path):
     assert Decimal(cost) / 1_000_000 == CREDIT - credit_left
     assert cost == sum(1 for _ in ids) * 100_000 - _refunded(tmp_path)
     assert pending == 0
+    # The per-day rollups hold every recorded lookup exactly once: those summed before the
+    # kill, those after it, none twice.
+    db = sqlite3.connect(tmp_path / "data" / "hlrsmpp.sqlite3")
+    for dim in "dcns":
+        assert db.execute("SELECT SUM(count), SUM(cost) FROM rollup_sums WHERE dim = ?", (dim,)).fetchone() \
+            == (len(ids), cost), dim
+    db.close()
 
 
 def _queued(http_port: int, account: str) -> float:

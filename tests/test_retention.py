@@ -49,10 +49,10 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
         db.execute("INSERT INTO ledger (system_id, at, kind, amount, note) VALUES ('acct001', ?, 'top_up', 5, 'old')",
                    (time.time() - 40 * DAY,))
         ledger = db.execute("SELECT * FROM ledger").fetchall()
-        # Per-day rollups of the last 10 days: whole days older than the retention go.
-        days = [time.strftime("%Y-%m-%d", time.gmtime(time.time() - d * DAY)) for d in range(10)]
-        db.executemany("INSERT INTO rollups VALUES ('acct001', ?, '44', '23410', 0, 1, 0)", [(d,) for d in days])
-        db.executemany("INSERT INTO rollup_sums VALUES ('acct001', 'd', '', ?, 1, 0)", [(d,) for d in days])
+        # The per-day rollups of those 10 days (prefill sums them as the server does):
+        # whole days older than the retention go.
+        days = {d for (d,) in db.execute("SELECT day FROM rollup_sums")}
+        assert len(days) >= 10
         # Text messages beside some lookups, old and new: they go with their lookup.
         db.executemany("INSERT INTO sms VALUES (?, 1, 0, 1, 'src', 'hi', 2, 0)",
                        [(i,) for i in sorted(everything)[::50]])
@@ -68,9 +68,7 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
     first_day = time.strftime("%Y-%m-%d", time.gmtime(now - 6 * DAY))
     with sqlite3.connect(db_file) as db:
         assert {i for (i,) in db.execute("SELECT id FROM sms")} == kept & set(sorted(everything)[::50])
-        for table in ("rollups", "rollup_sums"):
-            assert sorted(d for (d,) in db.execute(f"SELECT day FROM {table}")) == \
-                sorted(d for d in days if d >= first_day)
+        assert {d for (d,) in db.execute("SELECT day FROM rollup_sums")} == {d for d in days if d >= first_day}
     st.stop()
 
     st = make_server(history={"retention_days": 3})

@@ -20,18 +20,21 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from ..domain import (LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT, ROLLUP_DIMENSIONS, rollup,
+import structlog
+
+from ..domain import (LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT, ROLLUP_DIMENSIONS, RollupKey,
                       rollup_dimensions)
 from .calendar import Calendar
-from ..ids import first_id_at
+from ..ids import first_id_at, time_of_id
 from ..native import load as load_native
 
 # The group commit in C (hlrsmpp.native); without it the sqlite3 module runs the same statements.
 _Committer = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Committer", None)
 #: Whether a group commit runs in C (for hlrsmpp_build_info and the start-up log).
 COMMIT_IN_C = _Committer is not None
+log = structlog.get_logger("hlrsmpp.store")
 
 MIGRATIONS = [
     # 1: initial schema
@@ -158,6 +161,19 @@ MIGRATIONS = [
     CREATE UNIQUE INDEX notifications_key ON notifications (system_id, key);
     CREATE INDEX notifications_due ON notifications (next_at) WHERE pending != '';
     """,
+    # 9: the per-day rollups are summed from the history a second at a time, beside the
+    # group commit rather than in it (Store.steps): rollup_mark is the last lookup id
+    # they hold, so whatever follows it is still to sum, after a crash as well. Until now
+    # every commit summed its own lookups: everything there is, is summed. The full-key
+    # table goes: nothing read it.
+    """
+    CREATE TABLE rollup_mark (
+        one  INTEGER PRIMARY KEY CHECK (one = 1),
+        mark INTEGER NOT NULL
+    );
+    INSERT INTO rollup_mark (one, mark) SELECT 1, COALESCE(MAX(id), 0) FROM lookups;
+    DROP TABLE rollups;
+    """,
 ]
 
 
@@ -191,6 +207,12 @@ class Store:
         #: The days of the rollups (the server sets the accounts' timezone).
         self.periods = Calendar("UTC")
         self.outbox = Outbox(self)
+        # The per-day rollups' next sums (steps for a group commit), made a second at a
+        # time by a thread of their own once lookups are written (see rollups_due).
+        self._rollups_ready: list[tuple[str, list]] | None = None
+        self._summer: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._wake: Callable[[], None] | None = None
 
     @property
     def auto_vacuum(self) -> str:
@@ -222,7 +244,10 @@ class Store:
                ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False,
                sms: list[tuple] = ()) -> None:
         """One group commit, now, in this thread (see ``steps``)."""
-        steps = self.steps(lookups, acks, accounts, ledger, bans, probe, sms)
+        self.transaction(self.steps(lookups, acks, accounts, ledger, bans, probe, sms))
+
+    def transaction(self, steps: list[tuple[str, list]]) -> None:
+        """Runs (sql, params) steps in one transaction, now, in this thread."""
         if self.committer is not None:
             self.committer.transaction(steps)  # in C, the GIL released throughout
             return
@@ -240,7 +265,7 @@ class Store:
               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (),
               probe: bool = False, sms: list[tuple] = ()) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
-        receipts queued, their per-day rollups added up), receipts done (``acks``:
+        receipts queued), the per-day rollups' sums when due (``rollups_due``), receipts done (``acks``:
         (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,
         amount, note, then optionally idempotency key, request digest, answer), IP bans
         ((ip key, until); the ended ones are dropped then), the health row when
@@ -251,7 +276,10 @@ class Store:
             queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
             if queued:
                 _in_chunks(steps, _QUEUE_RECEIPTS, queued)
-            rollup_steps(steps, rollup(lookups, self.periods.span))
+        ready = self._rollups_ready
+        if ready is not None:
+            self._rollups_ready = None
+            steps += ready
         if acks:
             _in_chunks(steps, _DEQUEUE_RECEIPTS, [lookup_id for _, lookup_id in acks])
             steps += [(_EXPIRE, [ack]) for ack in acks if ack[0] != PENDING_NONE]
@@ -270,7 +298,76 @@ class Store:
             _in_chunks(steps, _SAVE_SMS, list({row[0]: row for row in sms}.values()))
         return steps
 
+    # ------------------------------------------------------------- rollups
+    def rollups_due(self, limit: int = 200_000) -> list[tuple[str, list]] | None:
+        """The steps that add the lookups written since the rollups' mark to the per-day
+        rollups and move the mark past them (None: nothing new). Read from the history on
+        this thread's reader, so a group commit only upserts a few rows per account,
+        day and value, however many lookups they sum. The steps change nothing unless the
+        mark is still where it was read (a commit holding them may fail, or come after
+        another's): so every lookup is summed exactly once. A backlog (lookups written
+        by other means) is summed ``limit`` lookups at a time."""
+        db = self._reader()
+        mark, newest = db.execute(_ROLLUP_MARK).fetchone()
+        if newest is None or newest <= mark:
+            return None
+        upto = newest
+        if time_of_id(newest) - time_of_id(mark) > 60:
+            row = db.execute(_ROLLUP_UPTO, (mark, limit - 1)).fetchone()
+            upto = row[0] if row else newest
+        sums = new_rollups(db, mark, upto, self.periods.span)
+        steps: list[tuple[str, list]] = []
+        _add_rollups(steps, sums, mark)
+        steps.append((_MOVE_ROLLUP_MARK, [upto, mark]))
+        return steps
+
+    def add_rollups(self, sums: dict[RollupKey, list[int]]) -> None:
+        """Adds ``sums`` (``domain.rollup``'s form) to the rollups directly, now: how
+        bench/rollups.py fills a year of them without a year of lookups."""
+        steps: list[tuple[str, list]] = []
+        _add_rollups(steps, sums, self._reader().execute("SELECT mark FROM rollup_mark").fetchone()[0])
+        self.transaction(steps)
+
+    def catch_up_rollups(self) -> None:
+        """Sums every lookup not yet in the rollups, now, in this thread (a store filled
+        by other means than the group commit: bench/prefill.py)."""
+        while (steps := self.rollups_due()) is not None:
+            self.transaction(steps)
+
+    def _sum_rollups(self) -> None:
+        """The rollups' thread: their next sums, once a second, ready for the next group
+        commit (one not taken yet is not made again)."""
+        while not self._closing.wait(ROLLUP_EVERY):
+            if self._rollups_ready is None:
+                try:
+                    self._rollups_ready = self.rollups_due()
+                except sqlite3.Error as exc:  # read again in a second; nothing is lost
+                    log.warning("rollups_failed", error=repr(exc))
+                    continue
+                if self._rollups_ready is not None and self._wake is not None:
+                    try:
+                        self._wake()
+                    except RuntimeError:  # the server's loop has closed: the next start sums them
+                        return
+
+    def on_due(self, wake: Callable[[], None]) -> None:
+        """Also starts the rollups' thread: a server's store sums its history (a tool
+        that only reads it does not)."""
+        self._wake = wake
+        if self._summer is None:
+            self._summer = threading.Thread(target=self._sum_rollups, name="hlrsmpp-rollups", daemon=True)
+            self._summer.start()
+
     def close(self) -> None:
+        self._closing.set()
+        if self._summer is not None:
+            self._summer.join()
+            # The last second's lookups summed too (a bigger backlog is the next start's).
+            try:
+                if (steps := self.rollups_due()) is not None:
+                    self.transaction(steps)
+            except sqlite3.Error as exc:
+                log.warning("rollups_failed", error=repr(exc))
         self.outbox.close()
         if self.committer is not None:
             self.committer.close()
@@ -350,8 +447,27 @@ class Store:
 
     def rollups(self, system_id: str, since: str, until: str, by: str) -> list[tuple]:
         """(value of ``by``, lookups, cost) per value, from the per-day rollups of days
-        ``since`` <= day < ``until`` (YYYY-MM-DD): never the history."""
-        return rollup_sums(self._reader(), system_id, since, until, by)
+        ``since`` <= day < ``until`` (YYYY-MM-DD), and the account's lookups of the last
+        second or so not summed into them yet: never the history beyond that."""
+        db = self._reader()
+        db.execute("BEGIN")  # the rollups and their mark from one snapshot
+        try:
+            rows = rollup_sums(db, system_id, since, until, by)
+            mark, newest = db.execute(_ROLLUP_MARK).fetchone()
+            recent = new_rollups(db, mark, newest, self.periods.span, system_id) if newest and newest > mark else {}
+        finally:
+            db.execute("COMMIT")
+        if not recent:
+            return [tuple(r) for r in rows]
+        dim = ROLLUP_DIMENSIONS[by]
+        out = {value: [n, cost] for value, n, cost in rows}
+        for (_, d, value, day), (n, cost) in rollup_dimensions(recent).items():
+            if d == dim and since <= day < until:
+                key = day if dim == "d" else int(value) if dim == "s" else value
+                total = out.setdefault(key, [0, 0])
+                total[0] += n
+                total[1] += cost
+        return [(key, n, cost) for key, (n, cost) in sorted(out.items())]
 
     def max_id(self) -> int:
         return self._reader().execute("SELECT COALESCE(MAX(id), 0) FROM lookups").fetchone()[0]
@@ -385,17 +501,26 @@ _SMS_ROW = f"({', '.join('?' * len(SMS_COLUMNS))})"
 _SAVE_SMS = {n: f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES {', '.join([_SMS_ROW] * n)} "
                 "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in SMS_COLUMNS[1:])
              for n in _CHUNKS}
-_ADD_ROLLUPS = {n: "INSERT INTO rollups (system_id, day, cc, network, err, count, cost) VALUES "
-                   f"{', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * n)} ON CONFLICT (system_id, day, cc, network, err) "
-                   "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
-                for n in _CHUNKS}
-_ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) VALUES "
-                       f"{', '.join(['(?, ?, ?, ?, ?, ?)'] * n)} ON CONFLICT (system_id, dim, value, day) "
+#: How often the lookups written since are summed into the per-day rollups (seconds).
+ROLLUP_EVERY = 1.0
+# The rollups' sums: added only while the mark (the last parameter) is where it was read.
+_ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) SELECT * FROM "
+                       f"(VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * n)}) WHERE (SELECT mark FROM rollup_mark) = ? "
+                       "ON CONFLICT (system_id, dim, value, day) "
                        "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
                     for n in _CHUNKS}
+_MOVE_ROLLUP_MARK = "UPDATE rollup_mark SET mark = ? WHERE mark = ?"
+_ROLLUP_MARK = "SELECT mark, (SELECT MAX(id) FROM lookups) FROM rollup_mark"
+_ROLLUP_UPTO = "SELECT id FROM lookups WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?"
+# A lookup's network in the rollups: the one the subscriber is on.
+_NETWORK = "CASE WHEN ported AND p_nnc != '' THEN p_nnc ELSE nnc END"
+_SUM_NEW = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM lookups NOT INDEXED "
+            "WHERE id > ? AND id <= ? GROUP BY 1, 2, 3, 4")
+_SUM_NEW_OF = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM lookups "
+               "INDEXED BY lookups_account WHERE system_id = ? AND id > ? AND id <= ? GROUP BY 2, 3, 4")
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               *_ADD_ROLLUPS.values(), *_ADD_ROLLUP_SUMS.values(), _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
+               *_ADD_ROLLUP_SUMS.values(), _MOVE_ROLLUP_MARK, _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
                _SAVE_BAN, _END_BANS, _PROBE, *_SAVE_SMS.values()]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
@@ -573,10 +698,36 @@ def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | N
     return rows, bound[0] if bound is not None else None
 
 
-def rollup_steps(steps: list, sums: dict) -> None:
-    """The upserts of one commit's rollups (``domain.rollup``): one per distinct key."""
-    _in_chunks(steps, _ADD_ROLLUPS, [key + (n, cost) for key, (n, cost) in sums.items()])
-    _in_chunks(steps, _ADD_ROLLUP_SUMS, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
+def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[float], tuple[float, float, str]],
+                system_id: str | None = None) -> dict[RollupKey, list[int]]:
+    """The lookups with mark < id <= upto (of ``system_id``, or all) summed per rollup key,
+    as ``domain.rollup`` sums a commit's: a lookup's day is its id's (the instant it was
+    taken), so each day of the range is one range of ids. ``span(t)``: (start, end,
+    name) of the day holding instant t."""
+    first = db.execute("SELECT MIN(id) FROM lookups WHERE id > ? AND id <= ?", (mark, upto)).fetchone()[0]
+    out: dict[RollupKey, list[int]] = {}
+    if first is None:
+        return out
+    t = time_of_id(first)
+    while True:
+        start, end, day = span(t)
+        lo, hi = max(mark, first_id_at(start) - 1), min(upto, first_id_at(end) - 1)
+        if lo < hi:
+            rows = (db.execute(_SUM_NEW, (lo, hi)) if system_id is None
+                    else db.execute(_SUM_NEW_OF, (system_id, lo, hi)))
+            for sid, cc, network, err, n, cost in rows:
+                out[(sid, day, cc, network, err)] = [n, cost or 0]
+        if hi >= upto:
+            return out
+        t = end
+
+
+def _add_rollups(steps: list, sums: dict[RollupKey, list[int]], mark: int) -> None:
+    """Steps that add ``sums`` (``domain.rollup``'s form) to the rollups while the mark is
+    ``mark``."""
+    chunks: list[tuple[str, list]] = []
+    _in_chunks(chunks, _ADD_ROLLUP_SUMS, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
+    steps += [(sql, params + [mark]) for sql, params in chunks]
 
 
 def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:

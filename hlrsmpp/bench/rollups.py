@@ -48,10 +48,7 @@ def fill(store, days: int, per_day: int, others: int = 50) -> tuple[str, str, in
 
 def commit_rollups(store, sums: dict) -> None:
     if isinstance(store, Store):
-        from ..accounts.store import rollup_steps
-        steps: list = []
-        rollup_steps(steps, sums)
-        store.committer.transaction(steps) if store.committer is not None else _python_commit(store, steps)
+        store.add_rollups(sums)
     else:
         from ..redis.store import rollup_args
         args = rollup_args(sums)
@@ -63,14 +60,6 @@ def commit_rollups(store, sums: dict) -> None:
             pipe.hset(key, mapping={args[i + 2 * j]: args[i + 2 * j + 1] for j in range(nf)})
             i += 2 * nf
         pipe.execute()
-
-
-def _python_commit(store, steps) -> None:
-    db = store._writer
-    db.execute("BEGIN IMMEDIATE")
-    for sql, params in steps:
-        db.execute(sql, [v for item in params for v in item])
-    db.execute("COMMIT")
 
 
 def main() -> None:

@@ -124,6 +124,9 @@ class RedisStore:
     #: No C group commit: the journal's writer thread calls ``commit``.
     committer = None
 
+    def on_due(self, wake: Callable[[], None]) -> None:
+        """Nothing of its own to write: every write comes with a group commit."""
+
     def __init__(self, cfg, tz: str = "UTC"):
         self.opts = opts = RedisOptions.from_config(cfg)
         self.P = opts.prefix

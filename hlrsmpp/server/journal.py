@@ -39,6 +39,7 @@ class Journal:
         self._bans: list[tuple[str, float]] = []
         self._sms: list[tuple] = []
         self._probe = False
+        self._due = False   # the store has writes of its own waiting (Store.on_due)
         self._after: list[Callable[[bool], None]] = []
         self._scheduled = False
         self._busy = False
@@ -53,6 +54,7 @@ class Journal:
         self.failures = 0   # commits the store refused (metric)
         self._committer = store.committer
         self._writer: threading.Thread | None = None
+        store.on_due(lambda: loop.call_soon_threadsafe(self._store_due))
         if self._committer is not None:
             # Batches handed to the C committer, oldest first: (job id, callbacks, refused).
             self._inflight: deque[tuple[int, list, bool]] = deque()
@@ -91,6 +93,11 @@ class Journal:
     def add_ban(self, ip_key: str, until: float) -> None:
         """An IP ban, kept until it ends (a restart does not lift it)."""
         self._bans.append((ip_key, until))
+        if not self._scheduled:
+            self._schedule()
+
+    def _store_due(self) -> None:
+        self._due = True
         if not self._scheduled:
             self._schedule()
 
@@ -198,6 +205,7 @@ class Journal:
         bans, self._bans = self._bans, []
         sms, self._sms = self._sms, []
         probe, self._probe = self._probe, False
+        due, self._due = self._due, False
         after, self._after = self._after, []
         # Snapshot credit now, on the loop: it matches exactly the lookups above.
         accounts = [(a.system_id, json.dumps(a.to_record(), default=str)) for a in self.book.take_dirty()]
@@ -215,7 +223,7 @@ class Journal:
                 accounts = [a for a in accounts if a[0] not in changed] + list(records)
                 ledger = ledger + list(entries)
                 after.insert(0, callback)  # applied before anything else hears of the commit
-        if not (lookups or acks or ledger or accounts or bans or probe or sms):
+        if not (lookups or acks or ledger or accounts or bans or probe or sms or due):
             self._run(after, True)
             self._settle()
             return None

@@ -54,9 +54,6 @@ PRUNED: dict[str, tuple[str, str]] = {
         "DELETE FROM sms WHERE id IN (SELECT s.id FROM sms s WHERE s.id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)", "id"),
     # The per-day rollups (statistics), whole days.
-    "rollups": (
-        "DELETE FROM rollups WHERE (system_id, day, cc, network, err) IN (SELECT system_id, day, cc, "
-        "network, err FROM rollups WHERE day < ?1 LIMIT ?2)", "day"),
     "rollup_sums": (
         "DELETE FROM rollup_sums WHERE (system_id, dim, value, day) IN (SELECT system_id, dim, value, "
         "day FROM rollup_sums WHERE day < ?1 LIMIT ?2)", "day"),

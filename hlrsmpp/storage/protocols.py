@@ -14,7 +14,7 @@ code above this seam asks which one it got.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,11 @@ class Store(Protocol):
                bans: Sequence[tuple[str, float]] = (), probe: bool = False,
                sms: Sequence[tuple[Any, ...]] = ()) -> None: ...
     def close(self) -> None: ...
+    def on_due(self, wake: Callable[[], None]) -> None:
+        """Have ``wake`` called (from any thread) when the store has writes of its own for
+        the next group commit (SQLite: the per-day rollups' sums): the journal then
+        commits even if nothing else waits. A store with none never calls it."""
+        ...
     def account_records(self) -> dict[str, dict[str, Any]]: ...
     def period_counts(self, starts: tuple[float, float, float]) -> dict[str, tuple[int, int, int]]:
         """The lookups this process's accounts made since each of ``starts`` (day, week,
