@@ -49,6 +49,15 @@ def cmd_serve(args) -> int:
         return 2
 
 
+def cmd_migrate(args) -> int:
+    from .tools import command
+
+    def run(args) -> int:
+        from .postgres.migrate import command as migrate  # only shared deployments need asyncpg
+        return migrate(args)
+    return command("migrate", run)(args)
+
+
 class _ShowDefaults(argparse.HelpFormatter):
     """--help shows every option's default, unless its text already says it."""
 
@@ -107,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin "
                    "(default: ask twice, without echo)")
     h.set_defaults(func=cmd_hash_password)
+    m = sub.add_parser("migrate", help="make or upgrade a shared deployment's PostgreSQL schema; "
+                       "optionally move a SQLite store into it")
+    m.add_argument("--config", "-c", required=True,
+                   help="YAML config of the shared deployment (storage.redis and storage.postgres)")
+    m.add_argument("--from-sqlite", metavar="DIR",
+                   help="a SQLite store's directory (the old storage.path): its accounts, history and "
+                   "ledger move into the shared deployment, audited; stop the servers using it first")
+    m.set_defaults(func=cmd_migrate)
     from .tools import add_parsers as add_tools   # lookup, clean, accounts, history
     add_tools(sub)
     try:

@@ -6,8 +6,11 @@ over HTTP from PostgreSQL; retention drops old days' partitions.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
 
 import pytest
 import redis
@@ -34,7 +37,8 @@ def _config(tmp_path, redis_url, dsn, retention_days=0):
         "history": {"retention_days": retention_days},
         "log": {"format": "json", "level": "info"},
         "admin": {"token": ADMIN},
-        "accounts": [{"system_id": "acme", "password": "pw", "credit": "1000"}],
+        "accounts": [{"system_id": "acme", "password": "pw", "credit": "1000"},
+                     {"system_id": "free", "password": "pw"}],
     }
     path = tmp_path / "hlrsmpp.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -229,11 +233,11 @@ def test_postgres_needs_redis_and_a_postgresql_dsn(tmp_path):
                     "postgres": {"dsn": "postgresql://127.0.0.1:1/x"}})
 
 
-def _post(port, path, body: dict, token: str = ADMIN) -> dict:
+def _post(port, path, body: dict, token: str = ADMIN, headers: dict | None = None) -> dict:
     import json
     import urllib.request
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
+                                 method="POST", headers={"Content-Type": "application/json", **(headers or {})})
     req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read().decode())
@@ -243,7 +247,7 @@ def _post(port, path, body: dict, token: str = ADMIN) -> dict:
 #: per lookup (the key layout of hlrsmpp/redis/scripts.py).
 _NOT_PER_LOOKUP = ("node:", "nodes", "nodeseq", "commit:", "accounts", "acct:", "acctlog", "lease:",
                    "leases:", "want", "tot:", "cnt:", "hist:", "roll:", "ledger:", "idem:", "rcpt:",
-                   "q:", "rx:", "fence:", "tx:", "wake:", "janitor", "drain", "bans", "batchseq")
+                   "q:", "rx:", "fence:", "tx:", "wake:", "janitor", "drain", "bans", "ledn:")
 
 
 @pytest.mark.slow
@@ -321,3 +325,134 @@ def test_a_receipt_whose_lookup_left_for_postgresql_is_neither_redelivered_nor_e
         assert not [k for k in r.scan_iter(f"{P}*") if k.startswith((f"{P}lk:".encode(), f"{P}exp:".encode()))]
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ the ledger
+
+@pytest.mark.slow
+def test_the_ledger_moves_to_postgresql_and_a_retried_top_up_is_still_credited_once(
+        tmp_path, redis_url, postgres_server, postgres_dsn):
+    import json
+
+    from hlrsmpp.postgres import ArchivedStore
+    from hlrsmpp.postgres.store import LEDGER_HOLD
+    r = redis.Redis.from_url(redis_url)
+    b = ServerProcess(_config(tmp_path, redis_url, postgres_dsn), free_port(), free_port()).start()
+    try:
+        key = {"Idempotency-Key": "invoice-7"}
+        first = _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "5", "note": "invoice 7"},
+                      headers=key)
+        _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "2"})
+        before = json.loads(_http(b.http_port, "/api/v1/accounts/acme/ledger"))
+        assert r.llen(f"{P}ledger:acme") == 3 and r.hlen(f"{P}idem:acme") == 1
+        # An hour on, a drain moves the ledger (and the key) to PostgreSQL.
+        store = ArchivedStore({"redis": {"url": redis_url}, "postgres": {"dsn": postgres_dsn}})
+        try:
+            assert store.drain(now=time.time() + LEDGER_HOLD + 60) == 3
+        finally:
+            store.close()
+        assert not r.exists(f"{P}ledger:acme", f"{P}idem:acme")
+        rows = postgres_server.query("SELECT seq, amount, idem_key FROM ledger ORDER BY seq")
+        assert [(x["seq"], x["amount"], x["idem_key"]) for x in rows] == [
+            (0, 1000 * 10**6, None), (1, 5 * 10**6, "invoice-7"), (2, 2 * 10**6, None)]
+        # Read back from PostgreSQL, as it was; a later top-up follows it.
+        assert json.loads(_http(b.http_port, "/api/v1/accounts/acme/ledger")) == before
+        # The retry of the first top-up is answered from PostgreSQL, not credited again.
+        again = _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "5", "note": "invoice 7"},
+                      headers=key)
+        assert again["package"] == first["package"]
+        with pytest.raises(urllib.error.HTTPError) as conflict:
+            _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "6"}, headers=key)
+        assert conflict.value.code == 422
+        last = _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "1"})
+        assert last["account"]["credit"] == "1008", last["account"]
+        after = json.loads(_http(b.http_port, "/api/v1/accounts/acme/ledger"))
+        assert after["entries"][:3] == before["entries"] and len(after["entries"]) == 4, after
+    finally:
+        assert b.terminate() == 0
+
+
+# ------------------------------------------------------------------ the schema and hlrsmpp migrate
+
+def _migrate(cfg, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hlrsmpp", "migrate", "--config", str(cfg), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_schema_behind_is_refused_at_start_and_hlrsmpp_migrate_upgrades_it_once(
+        tmp_path, redis_url, postgres_server, postgres_dsn):
+    from hlrsmpp.config import ConfigError
+    from hlrsmpp.postgres.archive import MIGRATIONS, VERSION, SchemaBehind
+    # The history table of a first version (no version table then), with a lookup in it.
+    postgres_server.query(MIGRATIONS[0] + ";")
+    now = time.time()
+    cfg = _config(tmp_path, redis_url, postgres_dsn)
+    with pytest.raises(SchemaBehind, match=r"version 1, this hlrsmpp needs version %d: run `hlrsmpp migrate" % VERSION):
+        Archive(postgres_dsn)
+    server = ServerProcess(cfg, free_port(), free_port())
+    with pytest.raises(RuntimeError, match="hlrsmpp migrate"):
+        server.start()
+    assert server.proc.wait(10) == 2
+    done = _migrate(cfg)
+    assert done.returncode == 0, done.stderr
+    assert f"version 1 upgraded to {VERSION}" in done.stdout
+    again = _migrate(cfg)
+    assert again.returncode == 0 and f"version {VERSION}, nothing to do" in again.stdout
+    assert postgres_server.query("SELECT version FROM schema_version")[0]["version"] == VERSION
+    archive = Archive(postgres_dsn)
+    try:
+        assert archive.write([_row(_id_at(now), now)]) == 1
+    finally:
+        archive.close()
+    # A schema newer than the code is refused too (an older hlrsmpp after an upgrade).
+    postgres_server.query("UPDATE schema_version SET version = version + 1;")
+    with pytest.raises(ConfigError, match="newer than this hlrsmpp's"):
+        Archive(postgres_dsn)
+
+
+@pytest.mark.slow
+def test_hlrsmpp_migrate_moves_a_sqlite_store_into_the_shared_deployment_audited(
+        tmp_path, redis_url, postgres_server, postgres_dsn):
+    import json
+    data = tmp_path / "data"
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml.safe_dump({
+        "smpp": {"host": "127.0.0.1"}, "http": {"host": "127.0.0.1"}, "storage": {"path": str(data)},
+        "admin": {"token": ADMIN}, "log": {"format": "json"},
+        "accounts": [{"system_id": "acme", "password": "pw", "credit": "1000"},
+                     {"system_id": "free", "password": "pw"}]}))
+    a = ServerProcess(local, free_port(), free_port()).start()
+    try:
+        client = Client(a.smpp_port)
+        accepted = client.submit([f"4479{k:08d}" for k in range(300)])
+        client.esme.pump(lambda: len(client.esme.receipts) == 300, timeout=30)
+        client.esme.close()
+        # An account of the config file alone (unlimited: the store never wrote its record).
+        batch = _post(a.http_port, "/api/v1/lookups", {"account": "free", "numbers": ["447600000001", "447600000002"]})
+        key = {"Idempotency-Key": "invoice-9"}
+        first = _post(a.http_port, "/api/v1/accounts/acme/top-up", {"credit": "5"}, headers=key)
+        ledger = json.loads(_http(a.http_port, "/api/v1/accounts/acme/ledger"))
+        credit = first["account"]["credit"]
+    finally:
+        assert a.terminate() == 0
+    cfg = _config(tmp_path, redis_url, postgres_dsn)
+    done = _migrate(cfg, "--from-sqlite", str(data))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "302 lookups copied" in done.stdout and "audit: 2 of 2 accounts equal" in done.stdout, done.stdout
+    # Run again: nothing is copied twice, the accounts are left as they are, still equal.
+    again = _migrate(cfg, "--from-sqlite", str(data))
+    assert again.returncode == 0 and "0 lookups copied" in again.stdout and "0 made" in again.stdout, again.stdout
+    assert postgres_server.query("SELECT count(*) AS n FROM lookups")[0]["n"] == 302
+    b = ServerProcess(cfg, free_port(), free_port()).start()
+    try:
+        assert set(_csv_ids(b.http_port)) == accepted
+        assert json.loads(_http(b.http_port, f"/api/v1/batches/{batch['batch_id']}"))["lookups"] == batch["lookups"]
+        assert json.loads(_http(b.http_port, "/api/v1/accounts/acme/ledger")) == ledger
+        # The top-up retried against the shared deployment is answered, not credited again.
+        retried = _post(b.http_port, "/api/v1/accounts/acme/top-up", {"credit": "5"}, headers=key)
+        assert retried["package"] == first["package"] and retried["account"]["credit"] == credit
+        client = Client(b.smpp_port)
+        assert len(client.submit(["447900000001"])) == 1
+        client.esme.close()
+    finally:
+        assert b.terminate() == 0

@@ -37,32 +37,63 @@ DAY = 86400
 AHEAD = 3
 _COLUMNS = ", ".join(LOOKUP_COLUMNS)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS lookups (
-    id        bigint NOT NULL,
-    batch_id  bigint,
-    system_id text NOT NULL,
-    channel   text NOT NULL,
-    msisdn    text NOT NULL,
-    submitted double precision NOT NULL,
-    done      double precision NOT NULL,
-    cost      bigint NOT NULL,
-    err       integer NOT NULL,
-    cc        text NOT NULL,
-    nnc       text NOT NULL,
-    ported    smallint NOT NULL,
-    p_nnc     text NOT NULL,
-    roaming   smallint NOT NULL,
-    r_cc      text NOT NULL,
-    r_nnc     text NOT NULL,
-    map_error integer,
-    pending   smallint NOT NULL,
-    PRIMARY KEY (id)
-) PARTITION BY RANGE (id);
--- an account's history is an id range of that account
-CREATE INDEX IF NOT EXISTS lookups_account ON lookups (system_id, id);
-CREATE INDEX IF NOT EXISTS lookups_batch ON lookups (batch_id) WHERE batch_id IS NOT NULL;
-"""
+#: The schema, one step per version: a database at version N gets steps N+1.. from
+#: ``hlrsmpp migrate``; the server makes a fresh database's whole schema itself and refuses
+#: to start on one that is behind (or ahead of) this list.
+MIGRATIONS = [
+    # 1: the history, partitioned by day on the id
+    """
+    CREATE TABLE IF NOT EXISTS lookups (
+        id        bigint NOT NULL,
+        batch_id  bigint,
+        system_id text NOT NULL,
+        channel   text NOT NULL,
+        msisdn    text NOT NULL,
+        submitted double precision NOT NULL,
+        done      double precision NOT NULL,
+        cost      bigint NOT NULL,
+        err       integer NOT NULL,
+        cc        text NOT NULL,
+        nnc       text NOT NULL,
+        ported    smallint NOT NULL,
+        p_nnc     text NOT NULL,
+        roaming   smallint NOT NULL,
+        r_cc      text NOT NULL,
+        r_nnc     text NOT NULL,
+        map_error integer,
+        pending   smallint NOT NULL,
+        PRIMARY KEY (id)
+    ) PARTITION BY RANGE (id);
+    -- an account's history is an id range of that account
+    CREATE INDEX IF NOT EXISTS lookups_account ON lookups (system_id, id);
+    CREATE INDEX IF NOT EXISTS lookups_batch ON lookups (batch_id) WHERE batch_id IS NOT NULL;
+    """,
+    # 2: the ledger: each account's credit movements in order (seq: the entry's position in
+    # the account's ledger, so an entry written twice is there once), with the top-up's
+    # Idempotency-Key, the digest of its request and its answer
+    """
+    CREATE TABLE IF NOT EXISTS ledger (
+        system_id    text NOT NULL,
+        seq          bigint NOT NULL,
+        at           double precision NOT NULL,
+        kind         text NOT NULL,
+        amount       bigint NOT NULL,
+        note         text NOT NULL DEFAULT '',
+        idem_key     text,
+        idem_request text,
+        idem_answer  text,
+        PRIMARY KEY (system_id, seq)
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS ledger_idem ON ledger (system_id, idem_key) WHERE idem_key IS NOT NULL;
+    """,
+]
+VERSION = len(MIGRATIONS)
+#: Serialises schema changes between processes (made at once by two starting processes).
+_LOCK = 7405
+
+
+class SchemaBehind(ConfigError):
+    """The database's schema is older than this code's: ``hlrsmpp migrate`` upgrades it."""
 
 
 def partition_name(day: datetime) -> str:
@@ -78,7 +109,9 @@ def day_of(t: float) -> datetime:
 class Archive:
     """PostgreSQL's side of the shared store: see the module docstring."""
 
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, upgrade: bool = False):
+        """``upgrade``: bring an older schema to this code's version (``hlrsmpp migrate``);
+        without it an older schema is refused (SchemaBehind)."""
         self.dsn = dsn
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="hlrsmpp-postgres", daemon=True)
@@ -86,7 +119,11 @@ class Archive:
         self._days: set[str] = set()   # partitions known to exist
         try:
             self.pool = self._call(self._connect())
-            self._call(self._schema())
+            #: (version found, version now)
+            self.schema = self._call(self._schema(upgrade))
+        except ConfigError:
+            self.close()
+            raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             self.close()
             raise ConfigError(f"storage.postgres: cannot use {self.where}: {err}") from None
@@ -107,13 +144,27 @@ class Archive:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def _schema(self) -> None:
+    async def _schema(self, upgrade: bool) -> tuple[int, int]:
         async with self._connection() as conn:
             async with conn.transaction():
                 # Two processes starting at once: one makes the schema, the other waits.
-                await conn.execute("SELECT pg_advisory_xact_lock(7405)")
-                await conn.execute(SCHEMA)
+                await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
+                found = await _version(conn)
+                if found > VERSION:
+                    raise ConfigError(f"storage.postgres: the schema at {self.where} is at version {found}, "
+                                      f"newer than this hlrsmpp's ({VERSION}): upgrade hlrsmpp")
+                if 0 < found < VERSION and not upgrade:
+                    raise SchemaBehind(f"storage.postgres: the schema at {self.where} is at version {found}, "
+                                       f"this hlrsmpp needs version {VERSION}: run `hlrsmpp migrate --config "
+                                       f"FILE` once (it upgrades the schema in place), then start again")
+                for step in MIGRATIONS[found:]:
+                    await conn.execute(step)
+                if found < VERSION:
+                    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+                    await conn.execute("DELETE FROM schema_version")
+                    await conn.execute("INSERT INTO schema_version VALUES ($1)", VERSION)
         await self._partitions([time.time() + k * DAY for k in range(AHEAD + 1)])
+        return found, VERSION
 
     async def _partitions(self, times: Iterable[float]) -> None:
         """The partitions of the days of ``times``, made when missing."""
@@ -125,7 +176,7 @@ class Archive:
             for d in missing:
                 lo, hi = first_id_at(d.timestamp()), first_id_at((d + timedelta(days=1)).timestamp())
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(7405)")
+                    await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
                     await conn.execute(f"CREATE TABLE IF NOT EXISTS {partition_name(d)} PARTITION OF lookups "
                                        f"FOR VALUES FROM ({lo}) TO ({hi})")
                 self._days.add(partition_name(d))
@@ -146,6 +197,22 @@ class Archive:
                 status = await conn.execute(f"INSERT INTO lookups SELECT {_COLUMNS} FROM lookups_stage "
                                             "ON CONFLICT (id) DO NOTHING")
         return int(status.rsplit(" ", 1)[1])
+
+    def write_ledger(self, rows: Sequence[tuple]) -> int:
+        """Ledger entries (system_id, seq, at, kind, amount, note, idem_key, idem_request,
+        idem_answer), each at most once: how many were new."""
+        return self._call(self._write_ledger(rows)) if rows else 0
+
+    async def _write_ledger(self, rows: Sequence[tuple]) -> int:
+        async with self._connection() as conn:
+            async with conn.transaction():
+                new = 0
+                for row in rows:
+                    status = await conn.execute(
+                        "INSERT INTO ledger (system_id, seq, at, kind, amount, note, idem_key, idem_request, "
+                        "idem_answer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING", *row)
+                    new += int(status.rsplit(" ", 1)[1])
+        return new
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -180,7 +247,7 @@ class Archive:
             old = [n for n in names if n < partition_name(first)]
             for n in old:
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(7405)")
+                    await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
                     await conn.execute(f"DROP TABLE IF EXISTS {n}")
                 self._days.discard(n)
         return old
@@ -215,6 +282,23 @@ class Archive:
     def max_id(self) -> int:
         return self._fetch("SELECT coalesce(max(id), 0) FROM lookups")[0][0]
 
+    def ledger(self, system_id: str, below: int) -> list[tuple]:
+        """The account's entries before position ``below`` (those Redis no longer holds):
+        (at, kind, amount, note) in ledger order."""
+        return self._fetch("SELECT at, kind, amount, note FROM ledger WHERE system_id = $1 AND seq < $2 "
+                           "ORDER BY seq", system_id, below)
+
+    def ledger_sums(self, system_id: str, below: int) -> tuple[int, int]:
+        """(sum of the amounts, how many added credit) of the entries before ``below``."""
+        total, added = self._fetch("SELECT coalesce(sum(amount), 0), count(*) FILTER (WHERE amount > 0) "
+                                   "FROM ledger WHERE system_id = $1 AND seq < $2", system_id, below)[0]
+        return int(total), int(added)
+
+    def idempotent(self, system_id: str, key: str) -> tuple[str, str] | None:
+        rows = self._fetch("SELECT idem_request, idem_answer FROM ledger WHERE system_id = $1 AND idem_key = $2",
+                           system_id, key)
+        return tuple(rows[0]) if rows else None
+
     def count(self) -> int:
         return self._fetch("SELECT count(*) FROM lookups")[0][0]
 
@@ -237,3 +321,11 @@ class Archive:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()
+
+
+async def _version(conn: asyncpg.Connection) -> int:
+    """The schema's version: 0 for an empty database; 1 for the history table made before
+    the schema had versions."""
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is not None:
+        return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+    return 1 if await conn.fetchval("SELECT to_regclass('lookups')") is not None else 0

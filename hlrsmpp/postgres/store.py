@@ -19,18 +19,43 @@ whose receipt is still owed stay in Redis until it is answered (receipts are rea
 Redis). One process drains at a time (a lease in Redis); any process may.
 
 Reads merge both sides: PostgreSQL's pages and what Redis still holds, by id.
+
+The ledger goes the same way, each account's entries from the front of its list in Redis
+(``ledger:SID``) once they are ``LEDGER_HOLD`` old, with the Idempotency-Key of a top-up:
+``ledn:SID`` counts the entries moved, so an entry's position in the ledger (its ``seq``
+in PostgreSQL) is ``ledn`` plus its place in the list, and an entry written twice is there
+once. A top-up's key stays in Redis (``idem:SID``, where the group commit refuses a key
+used twice) for the hold: a retry checks the key (in Redis, then PostgreSQL) before it
+commits, and no retry takes an hour from its check to its commit, so none is credited
+twice.
 """
 from __future__ import annotations
 
 import heapq
+import json
 import time
 
 from ..config import ConfigError
-from ..redis.store import RedisStore, Row, pad, second
+from ..redis.store import LedgerRow, RedisStore, Row, pad, second
 from .archive import Archive
 
 #: Index entries read per account and round of the drain.
 DRAIN_BATCH = 5000
+#: Seconds a ledger entry (and its top-up's Idempotency-Key) stays in Redis before the
+#: drain moves it to PostgreSQL (see the module docstring).
+LEDGER_HOLD = 3600.0
+
+#: ARGV: P, sid, ledn as read, entries moved, Idempotency-Keys of those: 1 when done, 0
+#: when another drain moved them first (ledn changed).
+LEDGER_MOVED = r"""
+local P, sid = ARGV[1], ARGV[2]
+local nk = P .. 'ledn:' .. sid
+if tonumber(redis.call('GET', nk) or '0') ~= tonumber(ARGV[3]) then return 0 end
+redis.call('LTRIM', P .. 'ledger:' .. sid, ARGV[4], -1)
+redis.call('INCRBY', nk, ARGV[4])
+if #ARGV > 4 then redis.call('HDEL', P .. 'idem:' .. sid, unpack(ARGV, 5)) end
+return 1
+"""
 
 
 class ArchivedStore(RedisStore):
@@ -52,6 +77,7 @@ class ArchivedStore(RedisStore):
             raise
         #: account -> where this pass of the drain goes on in its index ("-": the start)
         self._cursor: dict[str, str] = {}
+        self._ledger_moved = self._ops.register_script(LEDGER_MOVED)
 
     @property
     def file(self) -> str:
@@ -69,12 +95,43 @@ class ArchivedStore(RedisStore):
             return True
         return False
 
-    def drain(self, batch: int = DRAIN_BATCH) -> int:
-        """One round (see the module docstring): how many lookups went to PostgreSQL."""
+    def drain(self, batch: int = DRAIN_BATCH, now: float | None = None) -> int:
+        """One round (see the module docstring): how many lookups and ledger entries went
+        to PostgreSQL."""
+        now = time.time() if now is None else now
         moved = 0
         for sid in sorted(s.decode() for s in self._r.smembers(self.P + "accounts")):
             moved += self._drain_account(sid, batch)
+            moved += self._drain_ledger(sid, now - LEDGER_HOLD)
         return moved
+
+    def _ledger_head(self, sid: str, count: int = -1) -> tuple[int, list]:
+        """(entries moved so far, the entries Redis holds), read at one instant."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.get(f"{self.P}ledn:{sid}")
+        pipe.lrange(f"{self.P}ledger:{sid}", 0, count)
+        ledn, entries = pipe.execute()
+        return int(ledn or 0), [json.loads(e) for e in entries]
+
+    def _drain_ledger(self, sid: str, before: float) -> int:
+        ledn, entries = self._ledger_head(sid, 999)
+        old = 0
+        while old < len(entries) and entries[old][0] < before:
+            old += 1
+        if not old:
+            return 0
+        entries = entries[:old]
+        keys = [e[4] for e in entries if len(e) > 4]
+        answers = dict(zip(keys, self._r.hmget(f"{self.P}idem:{sid}", keys))) if keys else {}
+        rows = []
+        for k, (at, kind, amount, note, *key) in enumerate(entries):
+            request = answer = None
+            if key and answers.get(key[0]) is not None:
+                request, answer = json.loads(answers[key[0]])
+            rows.append((sid, ledn + k, float(at), kind, int(amount), note or "", key[0] if key else None,
+                         request, answer))
+        self.archive.write_ledger(rows)
+        return old if self._ledger_moved(args=[self.P, sid, ledn, old, *keys]) else 0
 
     def _drain_account(self, sid: str, batch: int) -> int:
         key = f"{self.P}hist:{sid}"
@@ -143,6 +200,26 @@ class ArchivedStore(RedisStore):
 
     def max_id(self) -> int:
         return max(super().max_id(), self.archive.max_id())
+
+    def ledger(self, system_id: str) -> list[LedgerRow]:
+        ledn, entries = self._ledger_head(system_id)
+        old = self.archive.ledger(system_id, ledn) if ledn else []
+        return [LedgerRow(e) for e in old] + [LedgerRow(e[:4]) for e in entries]
+
+    def credit_additions(self, system_id: str) -> int:
+        ledn, entries = self._ledger_head(system_id)
+        before = self.archive.ledger_sums(system_id, ledn)[1] if ledn else 0
+        return before + sum(1 for e in entries if int(e[2]) > 0)
+
+    def ledger_totals(self) -> dict[str, int]:
+        out = {}
+        for sid in sorted(s.decode() for s in self._r.smembers(self.P + "accounts")):
+            ledn, entries = self._ledger_head(sid)
+            out[sid] = (self.archive.ledger_sums(sid, ledn)[0] if ledn else 0) + sum(int(e[2]) for e in entries)
+        return out
+
+    def idempotent(self, system_id: str, key: str) -> tuple[str, str] | None:
+        return super().idempotent(system_id, key) or self.archive.idempotent(system_id, key)
 
     def close(self) -> None:
         super().close()

@@ -48,8 +48,7 @@ class RedisOutbox:
         added = []
         for sid, kind, key, data, channels in events:
             if kind == "low_credit":
-                given = sum(1 for e in self.store._r.lrange(f"{self.P}ledger:{sid}", 0, -1)
-                            if int(json.loads(e)[2]) > 0)
+                given = self.store.credit_additions(sid)
                 key = f"{key}:{given}"
             row = {"system_id": sid, "kind": kind, "key": key, "at": now, "data": json.loads(data),
                    "pending": channels, "sent": [], "attempts": 0, "next_at": now, "error": ""}

@@ -114,6 +114,17 @@ def rollup_args(sums: dict) -> list:
     return args
 
 
+def packages_json(packages: list[dict]) -> tuple[str, int]:
+    """An account record's packages as Redis keeps them (``acct:SID`` pk), and their credit."""
+    pks, amount = [], 0
+    for p in packages:
+        c = _micro(p["credit"])
+        s = _micro(p["size"]) if p.get("size") is not None else c
+        pks.append({"c": str(c), "s": str(max(s, c)), "b": p.get("bought") or "", "l": p.get("label") or ""})
+        amount += c
+    return json.dumps(pks), amount
+
+
 def _micro(text) -> int:
     return int(Decimal(str(text)) * 1_000_000)
 
@@ -294,15 +305,7 @@ class RedisStore:
         for rec in records:
             sid = rec["system_id"]
             settings = {k: v for k, v in rec.items() if k != "packages"}
-            pk = ""
-            amount = 0
-            if rec.get("packages") is not None:
-                pks = []
-                for p in rec["packages"]:
-                    c, s = _micro(p["credit"]), _micro(p.get("size", p["credit"]))
-                    pks.append({"c": str(c), "s": str(max(s, c)), "b": p.get("bought", ""), "l": p.get("label", "")})
-                    amount += c
-                pk = json.dumps(pks)
+            pk, amount = packages_json(rec["packages"]) if rec.get("packages") is not None else ("", 0)
             ledger = json.dumps([now, "top_up", amount, "config"])
             created += self._seed(args=[self.P, self.tag, sid, _canon(settings), pk, ledger, amount])
         return created
@@ -566,7 +569,8 @@ class RedisStore:
         args.append(len(ledger))
         for sid, at, kind, amount, note, *idem in ledger:
             key, request, answer = (idem + [None] * 3)[:3]
-            args += [sid, json.dumps([at, kind, amount, note]), kind, amount,
+            # The key rides with the entry too: the history store's drain moves both together.
+            args += [sid, json.dumps([at, kind, amount, note, key] if key else [at, kind, amount, note]), kind, amount,
                      self.periods.date(at).isoformat(), note or "", key or "",
                      json.dumps([request, answer]) if key else ""]
         try:
@@ -724,7 +728,11 @@ class RedisStore:
         return {sid: sum(int(e[2]) for e in self.ledger(sid)) for sid in sids}
 
     def ledger(self, system_id: str) -> list[LedgerRow]:
-        return [LedgerRow(json.loads(e)) for e in self._r.lrange(f"{self.P}ledger:{system_id}", 0, -1)]
+        return [LedgerRow(json.loads(e)[:4]) for e in self._r.lrange(f"{self.P}ledger:{system_id}", 0, -1)]
+
+    def credit_additions(self, system_id: str) -> int:
+        """How many ledger entries of the account added credit (top-ups, refunds, ...)."""
+        return sum(1 for e in self.ledger(system_id) if int(e[2]) > 0)
 
     def totals(self) -> dict[str, tuple[int, int]]:
         """Per account: (lookups, total cost) ever committed — for audits and tests."""
