@@ -90,6 +90,21 @@ def account_samples(counts: Counter, book) -> list[tuple[str, int]]:
 class Stats:
     """Plain counters the server bumps; read only at scrape time."""
 
+    # (command_id, status) -> n, counted by the sessions' framers (smpp/framer.py;
+    # unknown ids and statuses fold into UNKNOWN).
+    pdus_in: dict[tuple[int, int], int]
+    pdus_out: dict[tuple[int, int], int]
+    binds: Counter[tuple[str, str]]               # (mode, result)
+    lookups: Counter[tuple[str, int]]             # (channel, err)
+    account_lookups: Counter[str]                 # system_id
+    notifications: Counter[tuple[str, str]]
+    refusals: Counter[tuple[str, str]]            # (channel, reason)
+    http: Counter[tuple[str, int]]                # (route, code)
+    receipts_expired: Counter[str]                # system_id
+    faults: Counter[str]                          # action
+    connections_rejected: Counter[tuple[str, str]]  # (listener, reason)
+    http_timeouts: Counter[str]                   # phase
+
     def __init__(self):
         self.reset()
 
@@ -103,11 +118,6 @@ class Stats:
                 self.__dict__[name] = {} if name.startswith("pdus") else Counter()
             else:
                 table.clear()
-        # pdus_in/pdus_out: (command_id, status) -> n, counted by the sessions' framers
-        # (smpp/framer.py; unknown ids and statuses fold into UNKNOWN).
-        # binds (mode, result), lookups (channel, err), account_lookups system_id, refusals (channel, reason),
-        # http (route, code), receipts_expired account, faults action,
-        # connections_rejected (listener, reason), http_timeouts phase -> n.
         self.unexpected_resp = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0

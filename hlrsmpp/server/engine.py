@@ -4,6 +4,7 @@ resolve → record. A lookup costs and counts the same whichever way it came.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from ..accounts import Refusal
 from ..smpp.status import Status
@@ -77,7 +78,7 @@ class LookupEngine:
         ``AccountBook.admit_many``: invalid numbers get RINVDSTADR and uncovered ones
         NO_COVERAGE (both free); the rest is all-or-nothing on limits and credit.
         No receipts (``channel`` is not smpp). Lookup ids are ``first_id + k`` when given."""
-        out: list[Lookup | Status | Refusal] = []
+        out: list[Lookup | Status | Refusal | None] = []
         dests = []
         for addr in addrs:
             dest = self.resolver.parse(addr, 1, 1)
@@ -88,7 +89,7 @@ class LookupEngine:
                 out.append(None)
                 dests.append(dest)
         if not dests:
-            return out
+            return cast("list[Lookup | Status | Refusal]", out)
         now = time.time()
         admitted = iter(self.book.admit_many(account, [d.cc for d in dests], now))
         dests_it = iter(dests)
@@ -102,7 +103,7 @@ class LookupEngine:
                 continue
             out[k] = self._accept(account, dest, now, channel, batch_id,
                                   first_id + k if first_id is not None else None, PENDING_NONE)
-        return out
+        return cast("list[Lookup | Status | Refusal]", out)  # every None filled in above
 
     def abandon(self, account, lookup: Lookup) -> None:
         """The commit holding ``lookup`` failed: give the credit back, forget it."""

@@ -51,7 +51,7 @@ class Fault:
     delay: tuple[float, float] = (0.0, 0.0)  # seconds
     after: int = 0
     seed: int = 0
-    _draws: random.Random = field(default=None, repr=False)
+    _draws: random.Random = field(default_factory=random.Random, repr=False)
 
     @classmethod
     def from_config(cls, d: dict, index: int = 0) -> "Fault":
@@ -107,7 +107,7 @@ class Fault:
         return lo + (hi - lo) * (h / 2 ** 64)
 
     def to_config(self) -> dict:
-        d = {"action": self.action}
+        d: dict[str, Any] = {"action": self.action}
         if self.account is not None:
             d["account"] = self.account
         if self.prefix:

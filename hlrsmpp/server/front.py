@@ -120,7 +120,7 @@ class Front(asyncio.Protocol):
         self.channel: TlsChannel | None = None
         self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         listener = self.listener
         self.raw = transport
         self.peer = transport.get_extra_info("peername") or ("", 0)

@@ -38,7 +38,7 @@ class Descriptors:
     estimate of the free ones, recounted at most every RECOUNT seconds and moved by the
     connections opened and closed in between (cheap enough for every accept)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         # An unlimited hard limit: as far as Linux goes by default (fs.nr_open).
         target = max(soft, 1 << 20) if hard == resource.RLIM_INFINITY else hard
@@ -87,9 +87,9 @@ class ConnectionGate:
         self.max_total, self.max_per_ip = max_total, max_per_ip
         self.fds, self.reserve = descriptors, reserve
         self.count = 0
-        self.per_ip: Counter = Counter()
+        self.per_ip: Counter[str] = Counter()
         self.closed = False            # the server stops: no new connection
-        self._bursts: dict[str, list] = {}   # reason -> [last refusal, last line, refusals since]
+        self._bursts: dict[str, list[float]] = {}   # reason -> [last refusal, last line, refusals since]
 
     def admit(self, ip: str | None) -> bool:
         """Take a slot for a connection from ``ip``; False (counted, logged) if refused.

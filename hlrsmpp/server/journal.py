@@ -105,7 +105,12 @@ class Journal:
         """Whether the store commits now: a tiny write (with whatever else waits)."""
         done = self.loop.create_future()
         self._probe = True
-        self.after_commit(lambda ok: done.done() or done.set_result(ok))
+
+        def answer(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.after_commit(answer)
         return await done
 
     async def change(self, write: Callable[[], tuple[list[tuple[str, str]], list[tuple]]],
@@ -237,9 +242,12 @@ class Journal:
         if batch is None:
             return
         lookups, acks, accounts, ledger, bans, probe, sms, after = batch
+        committer = self._committer
+        assert committer is not None
         try:
-            job, refused = self._committer.submit(
-                self.store.steps(lookups, acks, accounts, ledger, bans, probe, sms)), False
+            # A store with a C committer (SQLite's) turns a batch into its steps.
+            steps = self.store.steps(lookups, acks, accounts, ledger, bans, probe, sms)  # type: ignore[attr-defined]
+            job, refused = committer.submit(steps), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
             self.failures += 1
             self.commits += 1
@@ -256,8 +264,9 @@ class Journal:
 
     def _completed(self) -> None:
         """The C committer ended transactions: answer the batches each held, in order."""
-        inflight = self._inflight
-        for last, err in self._committer.completed():
+        inflight, committer = self._inflight, self._committer
+        assert committer is not None
+        for last, err in committer.completed():
             self.commits += 1
             if err is not None:
                 self.failures += 1
@@ -315,6 +324,7 @@ class Journal:
 
     def close(self) -> None:
         if self._writer is None:
+            assert self._committer is not None
             self.loop.remove_reader(self._committer.fileno())
             return  # the store closes its committer, which commits what is queued
         self._jobs.put(None)

@@ -21,7 +21,7 @@ def submit_to_each(proto: Any, pdu: Pdu, accepted_type: type,
     dests = pdu.params["dest_address"]
     first = server.engine.ids.reserve(len(dests))
     accepted: list[Any] = []
-    unsuccess = []
+    unsuccess: list[tuple[int, int, str, int]] = []
     for k, dest in enumerate(dests):
         if isinstance(dest, str):  # a distribution list: we keep none
             unsuccess.append((0, 0, dest[:20], Status.RINVDLNAME))

@@ -165,7 +165,7 @@ class Notifier:
     async def _send(self, row: dict) -> None:
         acc = self.server.book.get(row["system_id"])
         n = (acc.settings.notify if acc is not None else None) or {}
-        results = {}
+        results: dict[str, str | None] = {}
         for channel in row["pending"]:
             try:
                 if channel == "email":

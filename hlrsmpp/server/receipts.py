@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from ..domain import EXPIRED, Lookup
 from .. import metrics
@@ -31,7 +31,7 @@ class Outbox:
         self.ready: deque[Lookup] = deque()
         self.inflight: dict[int, tuple[Lookup, float]] = {}
         self.size = 0          # every receipt not yet acknowledged (for ESME_RMSGQFUL)
-        self.receiver = None   # the SmppProtocol bound Rx/TRx for this account
+        self.receiver: Any = None   # the SmppProtocol bound Rx/TRx for this account
         self.window = window
         # The account's bound transmitters (the registry's live set): each feeds the one
         # receiver as much as a transceiver feeds itself, so each adds a window.
@@ -79,7 +79,7 @@ class Outbox:
             lookup = ready.popleft()
             text, tlvs = lookup.receipt_parts(profile)
             # A text message's receipt comes from the handset to the ESME's address (server/sms.py).
-            parts.append((lookup.msisdn, lookup.source_addr, text, tlvs) if sms else
+            parts.append((lookup.msisdn, lookup.source_addr, text, tlvs) if sms else  # type: ignore[attr-defined]
                          (lookup.msisdn.encode(), text, tlvs))
             sent.append(lookup)
             room -= 1

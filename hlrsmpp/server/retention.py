@@ -22,7 +22,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 
@@ -64,7 +64,7 @@ class Retention:
     """Prunes the store's history older than ``days`` (0: keeps everything, measures only)."""
 
     def __init__(self, file: Path, days: float, day_of: Callable[[float], str],
-                 tables: dict | None = None, initializer: Callable[[], None] | None = None):
+                 tables: dict[str, Any] | None = None, initializer: Callable[[], None] | None = None):
         self.file = Path(file)
         self.days = days
         self.day_of = day_of  # the YYYY-MM-DD of the day holding an instant
@@ -76,7 +76,7 @@ class Retention:
         self._db: sqlite3.Connection | None = None
         # ``initializer``: e.g. a lower priority for the thread.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hlrsmpp-retention", initializer=initializer)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -138,7 +138,7 @@ class Retention:
             self._db = db
         return self._db
 
-    def _step(self, sql: str, key) -> tuple[int, float]:
+    def _step(self, sql: str, key: Any) -> tuple[int, float]:
         """(rows deleted, seconds it took)."""
         t0 = time.perf_counter()
         n = self._conn().execute(sql, (key, STEP)).rowcount

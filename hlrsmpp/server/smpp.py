@@ -19,11 +19,12 @@ answers through the session.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 
 from ..accounts import Refusal
-from ..smpp.codec import Command, Pdu
+from ..smpp.codec import Command, Pdu, SubmitSm
 from ..smpp.session import EVENTS, BindMode, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
@@ -158,6 +159,7 @@ class SmppProtocol:
         if self.closed or self.tarpitted:  # the tarpit goes on when it lets go
             return
         backlog = self.backlog
+        assert backlog is not None
         data = bytes(backlog[:_SLICE])
         if len(backlog) > _SLICE:
             self.backlog = backlog[_SLICE:]
@@ -176,9 +178,9 @@ class SmppProtocol:
         while session.has_input and not self.tarpitted:
             self._on_events(session.receive_data(b""), session.violations)
 
-    def _on_events(self, events: list[Pdu], violations: int) -> None:
-        """Decide on the PDUs ``receive_data`` returned; ``violations`` is the session's
-        count before it framed them."""
+    def _on_events(self, events: list[Any], violations: int) -> None:
+        """Decide on the PDUs ``receive_data`` returned (a submit_sm: a ``codec.SubmitSm``);
+        ``violations`` is the session's count before it framed them."""
         session = self.session
         # The accepted lookups of this batch and their submit_sm sequences, in step.
         sequences: list[int] = []
@@ -256,7 +258,7 @@ class SmppProtocol:
         server.deliver(self.account.system_id, held)
 
     # ------------------------------------------------------- test bench
-    def _submit_fault(self, pdu: Pdu, faults) -> bool:
+    def _submit_fault(self, pdu: SubmitSm, faults) -> bool:
         """Apply a submit_sm fault; True when the PDU is fully handled by it."""
         fault = faults.on_submit(self.account.system_id, pdu.destination_addr)
         if fault is None:

@@ -57,6 +57,7 @@ class Standalone:
                 box.add(lookup, now, delay)
 
     def attach_receiver(self, proto: "SmppProtocol") -> None:
+        assert proto.account is not None  # bound
         box = self.server.outboxes[proto.account.system_id]
         box.receiver = proto
         if box.withheld:  # the test bench held them "until the ESME reconnects"
@@ -65,4 +66,6 @@ class Standalone:
                 lookup.withheld = False
                 box.add(lookup, now)
             box.withheld.clear()
-        self.server.loop.call_soon(box.pump)
+        loop = self.server.loop
+        assert loop is not None  # a session binds only once the server runs
+        loop.call_soon(box.pump)

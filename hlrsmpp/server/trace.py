@@ -51,7 +51,7 @@ class PduTrace:
 
     __slots__ = ("label", "sink")
 
-    def __init__(self, label: str, sink):
+    def __init__(self, label: str, sink: "MemorySink | FileSink") -> None:
         self.label = label
         self.sink = sink
 
@@ -83,7 +83,7 @@ class FileSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", buffering=1)
-        self.lines = deque(maxlen=RING_SIZE)  # also readable over the admin API
+        self.lines: deque[str] = deque(maxlen=RING_SIZE)  # also readable over the admin API
 
     def add(self, line: str) -> None:
         self.lines.append(line)

@@ -13,6 +13,7 @@ import sys
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CollectorRegistry
 
 from ... import metrics
 from ...accounts.allowlist import parse_allowlist
@@ -164,7 +165,7 @@ class _ProtocolLog(logging.LoggerAdapter):
 _PROTOCOL_LOG = _ProtocolLog(logging.getLogger("aiohttp.server"), {})
 
 
-REGISTRY = web.AppKey("metrics_registry", object)
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 OPENAPI = web.AppKey("openapi", dict)
 
 

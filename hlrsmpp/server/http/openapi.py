@@ -351,8 +351,8 @@ _WEBSMPP_LOOKUP_RESPONSES = {"200": {
 
 def _paths() -> dict:
     account_path = [_p("system_id", "The account's system_id.", example="demo")]
-    admin = [{"adminToken": []}]
-    either = [{"accountBasic": []}, {"adminToken": []}]
+    admin: list[dict[str, list[str]]] = [{"adminToken": []}]
+    either: list[dict[str, list[str]]] = [{"accountBasic": []}, {"adminToken": []}]
     return {
         "/websmpp/hlr/lookup": {
             "get": {"tags": ["AMS HLR API"], "summary": "Look numbers up (AMS HLR API)",
