@@ -488,4 +488,4 @@ async def test_the_account_page_shows_limits_smpp_details_and_notification_setti
         assert status == 200
         assert f"<code>{st.smpp_port}</code>" in page and "<dd>44</dd>" in page and "127.0.0.1/32" in page
         assert "<dd>500</dd>" in page
-        assert "ops@example.com, &lt;b&gt;x@example.com" in page
+        assert "ops@example.com\n&lt;b&gt;x@example.com</textarea>" in page

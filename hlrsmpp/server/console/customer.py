@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ...accounts import from_micro
 from ...domain import Lookup
-from ..http import api
+from ..http import api, me
 from ...hlr import ERR_NAMES
 from ..http.history import STATUSES, HistoryFilter, Query
 from ..http.common import MAX_BATCH, SERVER, lookup_view, read, unknown_batch
@@ -180,10 +180,13 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
 
 # ------------------------------------------------------------------ account
 
-@customer
-async def account(request: web.Request) -> web.Response:
+def _account_page(request: web.Request, notify_form: dict | None = None, error: str | None = None,
+                  status: int = 200) -> web.Response:
     server, acc = request.app[SERVER], viewer(request).account
     sc = server.cfg["smpp"]
+    notify = acc.to_record().get("notify") or {}
+    if notify_form is None:
+        notify_form = {"email": "\n".join(notify.get("email", ())), "webhook": notify.get("webhook", "")}
     return render(request, "account.html", {
         "title": "Account", "me": _account_summary(server, acc), "acc": acc,
         "coverage": sorted(acc.settings.coverage, key=lambda c: (len(c), c)),
@@ -191,7 +194,28 @@ async def account(request: web.Request) -> web.Response:
         "smpp": {"host": request.url.host or "", "port": getattr(server, "smpp_port", sc["port"]),
                  "system_id": acc.system_id, "system_type": acc.settings.system_type, "max_tx": acc.settings.max_tx},
         "sessions": account_sessions(server, acc.system_id),
-        "notify": getattr(acc.settings, "notify", None)})
+        "notify": notify, "notify_form": notify_form, "notify_error": error,
+        "notice": "Notification settings saved." if request.query.get("saved") == "notify" else "",
+        "flash_error": ""}, status)
+
+
+@customer
+async def account(request: web.Request) -> web.Response:
+    return _account_page(request)
+
+
+@customer
+async def account_notify(request: web.Request) -> web.Response:
+    """The notification settings form: PATCH /api/v1/me's change, with the session's
+    account."""
+    data = await form(request)
+    typed = {"email": data.get("email", ""), "webhook": data.get("webhook", "").strip()}
+    emails = [e for e in _SPLIT.split(typed["email"]) if e]
+    notify = {k: v for k, v in (("email", emails), ("webhook", typed["webhook"])) if v} or None
+    answer = await me.change_me(request, viewer(request).account, {"notify": notify})
+    if answer.status != 200:
+        return _account_page(request, typed, api_error(answer), answer.status)
+    raise web.HTTPSeeOther("/console/account?saved=notify")
 
 
 def routes(r: web.UrlDispatcher) -> None:
@@ -203,3 +227,4 @@ def routes(r: web.UrlDispatcher) -> None:
     r.add_get("/console/history", history)
     r.add_get("/console/history.csv", history_csv)
     r.add_get("/console/account", account)
+    r.add_post("/console/account/notify", account_notify)

@@ -196,6 +196,7 @@ def build_app(server) -> web.Application:
     r.add_get("/api/v1/batches/{id}", api.get_batch)
     r.add_get("/api/v1/history", api.history)
     r.add_get("/api/v1/me", me.me)
+    r.add_patch("/api/v1/me", me.update_me)
     r.add_get("/api/v1/me/stats", me.stats)
     r.add_get("/api/v1/me/notifications", me.notifications)
     r.add_get("/api/v1/sms/segments", api.sms_segments)

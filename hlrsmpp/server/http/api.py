@@ -225,17 +225,22 @@ async def submit_lookups(server, account: Account, numbers: list[str]
 
 
 def _callback_url(value, hooks: "Webhooks") -> str | web.Response:
+    why = url_refused(value, hooks, "callback_url")
+    return value if why is None else _bad(why)
+
+
+def url_refused(value, hooks: "Webhooks", name: str) -> str | None:
+    """Why ``value`` may not be a URL the server POSTs to (a lookup callback, a
+    notification webhook), or None: an absolute http(s) URL, not to a private address."""
     if not isinstance(value, str) or len(value) > 2048:
-        return _bad("callback_url: expected an http(s) URL")
+        return f"{name}: expected an http(s) URL"
     try:
         url = URL(value)
     except (ValueError, TypeError):
-        return _bad("callback_url: expected an http(s) URL")
+        return f"{name}: expected an http(s) URL"
     if url.scheme not in ("http", "https") or not url.host or not url.is_absolute():
-        return _bad("callback_url: expected an absolute http(s) URL")
-    if (why := hooks.check_url(url.host)) is not None:
-        return _bad(why)
-    return value
+        return f"{name}: expected an absolute http(s) URL"
+    return hooks.check_url(url.host, name)
 
 
 # A text of more than this many characters is more than 255 SMS in any coding.
@@ -574,12 +579,9 @@ async def update_account_with(server, acc: Account, body: dict) -> web.Response:
         return json_error(422, "invalid_account", "enabled: expected true or false")
     if (err := _api_trace(server, body)) is not None:
         return err
+    if body and (err := await change_settings(server, acc, body)) is not None:
+        return err
     try:
-        if body:
-            record = merge_settings(acc.to_record(), body)
-            if (why := _validate_account(server, record)) is not None:
-                return json_error(422, "invalid_account", why)
-            await server.admin.update(acc.system_id, body)
         if enabled is not None:
             await server.admin.set_enabled(acc.system_id, enabled)
     except _ACCOUNT_ERRORS as e:
@@ -587,6 +589,21 @@ async def update_account_with(server, acc: Account, body: dict) -> web.Response:
     except RuntimeError as e:
         return json_error(503, "system_error", str(e))
     return json_response(account_view(server, server.book.get(acc.system_id)))
+
+
+async def change_settings(server, acc: Account, changes: dict) -> web.Response | None:
+    """Validate ``changes`` to an account's settings on a scratch copy, then apply them
+    once durable (the operator's edits and an account's own); the error answer, or None."""
+    try:
+        record = merge_settings(acc.to_record(), changes)
+        if (why := _validate_account(server, record)) is not None:
+            return json_error(422, "invalid_account", why)
+        await server.admin.update(acc.system_id, changes)
+    except _ACCOUNT_ERRORS as e:
+        return json_error(422, "invalid_account", str(e))
+    except RuntimeError as e:
+        return json_error(503, "system_error", str(e))
+    return None
 
 
 async def top_up(request: web.Request) -> web.Response:
@@ -756,17 +773,17 @@ class Webhooks:
         addr = _addr(ip)
         return (addr.is_global and not addr.is_multicast) or any(addr in n for n in self.allow)
 
-    def check_url(self, host: str) -> str | None:
+    def check_url(self, host: str, name: str = "callback_url") -> str | None:
         """Why a callback URL's host is refused when the URL is given, or None. Names are
         checked when resolved, at each POST."""
         if _non_canonical_ipv4(host):
-            return "callback_url: an IPv4 address must be written as four decimal numbers (a.b.c.d)"
+            return f"{name}: an IPv4 address must be written as four decimal numbers (a.b.c.d)"
         try:
             ok = self.allowed_ip(host.strip("[]"))
         except ValueError:   # a name
             return None
         return None if ok else (
-            "callback_url: a loopback, private or link-local address (http.webhook_private, "
+            f"{name}: a loopback, private or link-local address (http.webhook_private, "
             "http.webhook_allow)")
 
     async def _target(self, url: URL) -> tuple[URL, dict, str | None]:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ...accounts import from_micro
 from ...hlr import ERR_NAMES
-from .api import Principal, authenticate
+from .api import WEBHOOKS, Principal, _body, authenticate, change_settings, url_refused
 from ..notify import subject
 from .common import SERVER, iso, json_error, json_response, read
 
@@ -43,6 +43,7 @@ def me_view(server, acc) -> dict:
         "expires": st.expires.isoformat() if st.expires is not None else None,
         "coverage": sorted(st.coverage, key=lambda cc: (len(cc), cc)),
         "auto_recharge": None,
+        "notify": acc.to_record().get("notify"),
     }
 
 
@@ -52,6 +53,38 @@ async def me(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     return json_response(me_view(request.app[SERVER], who.account))
+
+
+#: What an account may change of itself (the rest is the operator's).
+ME_CHANGES = ("notify",)
+
+
+async def update_me(request: web.Request) -> web.Response:
+    """PATCH /api/v1/me: an account's own notification settings."""
+    who = await account_of(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    return await change_me(request, who.account, body)
+
+
+async def change_me(request: web.Request, acc, body: dict) -> web.Response:
+    """Change what an account may change of itself (the API's and the console's): only
+    ``notify``, validated as the operator's edits are, its webhook under the lookup
+    callbacks' address rules; applied once durable. The account's view, or the error."""
+    server = request.app[SERVER]
+    if not body or any(k not in ME_CHANGES for k in body):
+        return json_error(422, "invalid_account", f"an account changes only {', '.join(ME_CHANGES)} of "
+                                                  "itself; the rest is the operator's")
+    notify = body["notify"]
+    if isinstance(notify, dict) and notify.get("webhook") is not None:
+        if (why := url_refused(notify["webhook"], request.app[WEBHOOKS], "notify: webhook")) is not None:
+            return json_error(422, "invalid_account", why)
+    if (err := await change_settings(server, acc, {"notify": notify})) is not None:
+        return err
+    return json_response(me_view(server, server.book.get(acc.system_id)))
 
 
 #: What statistics are summed by.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from ...accounts.settings import AMOUNT, record_schema, settings_schema
+from ...accounts.settings import ACCOUNT_TABLE, AMOUNT, record_schema, settings_schema
 from ..faults import ACTIONS as FAULT_ACTIONS
 
 VERSION = "0.1.0"
@@ -184,7 +184,13 @@ SCHEMAS = {
             "expires": {"type": ["string", "null"], "format": "date"},
             "coverage": {"type": "array", "items": {"type": "string"}},
             "auto_recharge": {"type": ["object", "null"]},
+            "notify": {"type": ["object", "null"], "description": "Where its notifications go"},
         },
+    },
+    "MeChange": {
+        "type": "object", "description": "What an account may change of itself (PATCH /api/v1/me).",
+        "required": ["notify"], "additionalProperties": False,
+        "properties": {"notify": {**ACCOUNT_TABLE["notify"].schema, "type": ["object", "null"]}},
     },
     "Stats": {
         "type": "object", "required": ["account", "since", "until", "by", "total", "items"],
@@ -477,6 +483,17 @@ def _paths() -> dict:
                     "responses": {"200": _json(_ref("Me"), "The account."),
                                   "403": _err("The operator's token (it has no account), or a banned address."),
                                   **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
+            "patch": {"tags": ["self-service"], "summary": "Change the calling account's notification settings",
+                      "description": "Only `notify` (null: none). The webhook follows the lookup callbacks' "
+                                     "address rules. Applied once durable.",
+                      "operationId": "updateMe", "security": [{"accountBasic": []}],
+                      "requestBody": _body(_ref("MeChange"), {"notify": {"email": ["ops@example.com"],
+                                                                         "webhook": "https://example.com/hook"}}),
+                      "responses": {"200": _json(_ref("Me"), "The account, changed."),
+                                    "400": _err("Not a JSON object."),
+                                    "403": _err("The operator's token (it has no account), or a banned address."),
+                                    "422": _err("Another setting than notify, or a bad value."),
+                                    **{k: v for k, v in _AUTH_ERRORS.items() if k != "403"}}},
         },
         "/api/v1/me/stats": {
             "get": {"tags": ["self-service"], "summary": "The calling account's lookups and cost, from per-day rollups",
