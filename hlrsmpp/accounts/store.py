@@ -350,7 +350,7 @@ class Store:
                     except RuntimeError:  # the server's loop has closed: the next start sums them
                         return
 
-    def on_due(self, wake: Callable[[], None]) -> None:
+    def on_due(self, wake: Callable[[], object]) -> None:
         """Also starts the rollups' thread: a server's store sums its history (a tool
         that only reads it does not)."""
         self._wake = wake

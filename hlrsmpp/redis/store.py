@@ -135,7 +135,7 @@ class RedisStore:
     #: No C group commit: the journal's writer thread calls ``commit``.
     committer = None
 
-    def on_due(self, wake: Callable[[], None]) -> None:
+    def on_due(self, wake: Callable[[], object]) -> None:
         """Nothing of its own to write: every write comes with a group commit."""
 
     def __init__(self, cfg, tz: str = "UTC"):

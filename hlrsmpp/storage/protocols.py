@@ -48,7 +48,7 @@ class Store(Protocol):
                bans: Sequence[tuple[str, float]] = (), probe: bool = False,
                sms: Sequence[tuple[Any, ...]] = ()) -> None: ...
     def close(self) -> None: ...
-    def on_due(self, wake: Callable[[], None]) -> None:
+    def on_due(self, wake: Callable[[], object]) -> None:
         """Have ``wake`` called (from any thread) when the store has writes of its own for
         the next group commit (SQLite: the per-day rollups' sums): the journal then
         commits even if nothing else waits. A store with none never calls it."""
