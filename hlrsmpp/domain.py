@@ -81,6 +81,24 @@ _standard_receipt_parts = speedups.standard_receipt_parts if speedups is not Non
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
 
 
+def delivered_parts(message_id: int, submitted: float, done: float, tail: bytes, tlvs: bytes) -> tuple[bytes, bytes]:
+    """(short_message, TLVs) of a receipt ``id:ID sub:001 dlvrd:001 submit date:D done
+    date:D `` + ``tail``, its TLVs ``tlvs`` then receipted_message_id: what every delivered
+    receipt shares, lookups' and text messages' (in C when built)."""
+    if _standard_receipt_parts is not None:
+        parts: tuple[bytes, bytes] | None = _standard_receipt_parts(message_id, submitted, done, tail, tlvs)
+        if parts is not None:
+            return parts
+    mid = b"%d" % message_id
+    sub = receipt_date(submitted).encode()
+    fin = sub if done == submitted else receipt_date(done).encode()
+    text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (mid, sub, fin, tail)
+    receipted = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
+    if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
+        return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text + receipted
+    return text, tlvs + receipted
+
+
 def receipt_date(t: float) -> str:
     """YYMMDDhhmm (UTC), cached per minute: it changes once a minute."""
     minute = int(t // 60)
@@ -160,19 +178,7 @@ class Lookup:
             if len(_STANDARD_TAILS) > 65536:
                 _STANDARD_TAILS.clear()
             tail = _STANDARD_TAILS[key] = self._standard_tail()
-        if _standard_receipt_parts is not None:
-            parts: tuple[bytes, bytes] | None = _standard_receipt_parts(self.id, self.submitted, self.done,
-                                                                       tail[0], tail[1])
-            if parts is not None:
-                return parts
-        mid = b"%d" % self.id
-        submitted = receipt_date(self.submitted).encode()
-        done = submitted if self.done == self.submitted else receipt_date(self.done).encode()
-        text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (mid, submitted, done, tail[0])
-        receipted = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
-        if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
-            return b"", tail[1] + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text + receipted
-        return text, tail[1] + receipted
+        return delivered_parts(self.id, self.submitted, self.done, tail[0], tail[1])
 
     def _standard_tail(self) -> tuple[bytes, bytes]:
         text = self.receipt_text()

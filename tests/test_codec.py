@@ -47,7 +47,7 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from hlrsmpp.smpp.codec import (
-    BODIES, TLV_LENGTHS, Command, DecodeError, Pdu, SubmitSm, Tag, decode, decode_body, decode_submit_sm,
+    BODIES, MESSAGE_FIELDS, TLV_LENGTHS, Command, DecodeError, Pdu, SubmitSm, Tag, decode, decode_body, decode_submit_sm,
     encode, encode_header_only, encode_receipt, encode_submit_sm_resp, encode_tlvs,
 )
 from hlrsmpp.smpp.status import Status
@@ -927,7 +927,11 @@ def _same_outcome(body: bytes) -> None:
         assert info.value.status == err.status
         return
     got = decode_submit_sm(0, 9, body, 0, len(body))
+    # What an SMSC reads of a text message, before anything decoded the rest (and after).
+    message = (*(want.params[name] for name in MESSAGE_FIELDS), want.params["short_message"])
+    assert got.message() == message
     assert isinstance(got, SubmitSm) and got == want and want == got
+    assert got.message() == message
     assert (got.dest_addr_ton, got.dest_addr_npi, got.destination_addr) == (
         want.params["dest_addr_ton"], want.params["dest_addr_npi"], want.params["destination_addr"])
     assert got.params == want.params and got.tlvs == want.tlvs

@@ -266,3 +266,45 @@ def test_appendix_b_receipt():
         "text:Hello world, this is")
     assert receipt_text(7, "2607140141", "2607140142", EXPIRED, 11, "hi").endswith(
         "dlvrd:000 submit date:2607140141 done date:2607140142 stat:EXPIRED err:011 text:hi")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=60))
+def test_gsm_decode_reads_each_octet_as_the_alphabet_says(octets):
+    # Octet by octet from the table (the fast path for ASCII-like texts must agree).
+    out, escaped = [], False
+    for b in octets:
+        if escaped:
+            escaped = False
+            ext = {code: ch for ch, code in GSM_EXTENSION.items()}.get(b)
+            out.append(ext or (GSM_BASIC[b] if b < 0x80 and b != 0x1B else "?"))
+        elif b == 0x1B:
+            escaped = True
+        else:
+            out.append(GSM_BASIC[b] if b < 0x80 else "?")
+    assert decode(octets, 0) == "".join(out)
+    assert decode(b"Hello, world 42", 0) == "Hello, world 42"
+    assert decode(b"a\x1b", 0) == "a"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, (1 << 63) - 1), st.sampled_from([DELIVERED, EXPIRED, UNDELIVERABLE]),
+       st.text(max_size=30), st.sampled_from([0, 3, 8]))
+def test_a_text_message_receipt_is_appendix_b_built_either_way(mid, state, text, dc):
+    """The delivered receipt's fast builder (C when built) and the general one agree."""
+    from hlrsmpp import domain
+    from hlrsmpp.server.sms import SmsMessage
+    now = 1_780_000_000.0
+    m = SmsMessage(mid, None, "texter", "sms", "447400123456", now, now + 3, 1, 0 if state == DELIVERED else 11,
+                   "44", "23410", 0, "", 0, "", "", None, 1)
+    octets = text.encode("utf-16-be") if dc == 8 else text.encode("latin-1", "replace")
+    m.segments, m.data_coding, m.registered_delivery, m.source_addr = 1, dc, 1, "ACME"
+    m.text, m.state, m.version, m.entry, m.key = octets[:80].decode("latin-1"), state, 0, None, None
+    text_part, tlvs = m.receipt_parts()
+    assert text_part == m.receipt_text().encode("latin-1", "replace")
+    saved, domain._standard_receipt_parts = domain._standard_receipt_parts, None
+    try:
+        assert m.receipt_parts() == (text_part, tlvs)
+    finally:
+        domain._standard_receipt_parts = saved
+    assert tlvs.endswith(str(mid).encode() + b"\0")

@@ -16,8 +16,8 @@ import time
 from struct import Struct
 from typing import Any
 
-from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup, receipt_date
-from ..smpp.codec import Pdu, Tag
+from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup, delivered_parts, receipt_date
+from ..smpp.codec import MESSAGE_FIELDS, Pdu, SubmitSm, Tag
 from ..smpp.status import Status
 from ..sms import (DELETED, DELIVERED, ENROUTE, EXPIRED, MAX_PARTS, STAT_WORDS, ConcatError, Reassembly,
                    SmppTimeError,
@@ -30,7 +30,12 @@ from .. import metrics
 from .multi import submit_to_each
 
 CHANNEL = "sms"
+#: Seconds: messages final within the same tick are settled together.
+TICK = 0.01
 _TLV = Struct(">HH")
+#: message_state with each state; network_error_code's head (type 3: GSM).
+_STATE_TLVS = {state: _TLV.pack(Tag.MESSAGE_STATE, 1) + bytes((state,)) for state in range(1, 9)}
+_NETWORK_ERROR_TLV = _TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,))
 
 
 class SmsMessage(Lookup):
@@ -54,30 +59,39 @@ class SmsMessage(Lookup):
     def receipt_err(self) -> int:
         return 0 if self.state in (DELIVERED, DELETED) else self.err
 
-    def receipt_text(self, extended: bool = False) -> str:
+    def text_head(self) -> str:
+        """The receipt's text: the message's first 20 characters, unprintable ones as '?'."""
         entry = self.entry
         if entry is not None and 1 in entry.parts:  # the start of the whole message, once seen
-            text = entry.text()
-        else:
-            text = decode(self.text.encode("latin-1"), self.data_coding)
-        text = text[:20]
+            text = entry.text()[:20]
+        else:  # 20 characters are at most 40 octets (80 in UCS2: surrogate pairs)
+            dc = self.data_coding
+            text = decode(self.text[:80 if dc == 8 else 40].encode("latin-1"), dc)[:20]
         if not text.isprintable():
             text = "".join(ch if ch.isprintable() else "?" for ch in text)
+        return text
+
+    def receipt_text(self, extended: bool = False) -> str:
         return receipt_text(self.id, receipt_date(self.submitted), receipt_date(self.done), self.state,
-                            self.receipt_err(), text)
+                            self.receipt_err(), self.text_head())
 
     def receipt_parts(self, profile: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
         """(short_message, TLVs): the Appendix B text, message_state, network_error_code
         when not delivered, receipted_message_id last (as a lookup's receipt)."""
+        if self.state == DELIVERED:  # most receipts: as a delivered lookup's, around its tail
+            return delivered_parts(self.id, self.submitted, self.done,
+                                   b"stat:DELIVRD err:000 text:" + self.text_head().encode("latin-1", "replace"),
+                                   _STATE_TLVS[DELIVERED])
         mid = str(self.id).encode()
-        tlvs = [_TLV.pack(Tag.MESSAGE_STATE, 1), bytes((self.state,))]
         err = self.receipt_err()
         if err:
             code = self.map_error if self.map_error is not None else err
-            tlvs.append(_TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,)) + code.to_bytes(2, "big"))
-        tlvs += [_TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0"]
-        return self.receipt_text().encode("latin-1", "replace"), b"".join(tlvs)
-
+            tlvs = b"".join((_STATE_TLVS[self.state], _NETWORK_ERROR_TLV, code.to_bytes(2, "big"),
+                             _TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0"))
+        else:
+            tlvs = b"".join((_STATE_TLVS[self.state], _TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid,
+                             b"\0"))
+        return self.receipt_text().encode("latin-1", "replace"), tlvs
 
 
 class Parsed:
@@ -105,58 +119,75 @@ class SmsCenter:
         self.live: dict[int, SmsMessage] = {}
         # (system_id, source_addr, destination_addr, service_type) -> id: replace_if_present_flag.
         self.by_address: dict[tuple, int] = {}
+        # Messages waiting for their final state, by tick of it: (message, its version then).
+        self.ticks: dict[int, list[tuple[SmsMessage, int]]] = {}
 
     # ------------------------------------------------------------ parsing
-    def parse(self, params: dict, tlvs: dict, now: float, short_message: bool = True) -> Parsed | Status:
+    def parse_params(self, params: dict, tlvs: dict, now: float, short_message: bool = True) -> Parsed | Status:
+        """``parse`` of a decoded PDU's parameters (data_sm has no short_message, no
+        schedule and no validity)."""
+        g = params.get
+        return self.parse(g("esm_class", 0), g("registered_delivery", 0), g("data_coding", 0),
+                          g("short_message", b"") if short_message else b"", g("schedule_delivery_time", ""),
+                          g("validity_period", ""), tlvs, now)
+
+    def parse(self, esm_class: int, rd: int, dc: int, sm: bytes, schedule: str, validity: str, tlvs: dict,
+              now: float) -> Parsed | Status:
         """The message of a submit_sm, submit_multi or data_sm, checked once for all its
         destinations: registered_delivery, the text (short_message or message_payload),
         the concatenation header or SAR TLVs, segments, schedule and validity."""
-        p = Parsed()
-        rd = params.get("registered_delivery", 0)
         if rd & 3 == 3:
             return Status.RINVREGDLVFLG
+        p = Parsed()
         p.registered_delivery = rd & 3
-        sm = params.get("short_message", b"") if short_message else b""
-        payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
-        if payload is not None and sm:
-            return Status.RINVOPTPARAMVAL  # short_message or message_payload, not both
-        payload = sm if payload is None else payload
-        dc = p.data_coding = params.get("data_coding", 0)
-        p.payload = payload
-        try:
-            udh, body = split_udh(payload) if params.get("esm_class", 0) & UDHI else (b"", payload)
-            concat = parse_udh(udh) if udh else None
-            sar = parse_sar(_int(tlvs.get(Tag.SAR_MSG_REF_NUM)), _int(tlvs.get(Tag.SAR_TOTAL_SEGMENTS)),
-                            _int(tlvs.get(Tag.SAR_SEGMENT_SEQNUM)))
-            if concat is not None and sar is not None and (concat.total, concat.seq) != (sar.total, sar.seq):
-                return Status.RINVESMCLASS  # split two ways at once (some clients send both, alike)
-            if concat is not None:
-                check_part_length(udh, body, dc)
-            elif sar is not None:
-                check_part_length(b"", body, dc, sar.total)
-                concat = sar
-        except ConcatError as err:
-            return err.status
+        p.data_coding = dc
+        p.schedule = None
+        if not tlvs and not esm_class & UDHI:
+            # Most messages: the text in short_message, not split by the ESME.
+            payload, body, concat = sm, sm, None
+        else:
+            payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+            if payload is not None and sm:
+                return Status.RINVOPTPARAMVAL  # short_message or message_payload, not both
+            payload = sm if payload is None else payload
+            try:
+                udh, body = split_udh(payload) if esm_class & UDHI else (b"", payload)
+                concat = parse_udh(udh) if udh else None
+                sar = parse_sar(_int(tlvs.get(Tag.SAR_MSG_REF_NUM)), _int(tlvs.get(Tag.SAR_TOTAL_SEGMENTS)),
+                                _int(tlvs.get(Tag.SAR_SEGMENT_SEQNUM)))
+                if concat is not None and sar is not None and (concat.total, concat.seq) != (sar.total, sar.seq):
+                    return Status.RINVESMCLASS  # split two ways at once (some clients send both, alike)
+                if concat is not None:
+                    check_part_length(udh, body, dc)
+                elif sar is not None:
+                    check_part_length(b"", body, dc, sar.total)
+                    concat = sar
+            except ConcatError as err:
+                return err.status
         if dc == 8 and len(body) % 2:
             return Status.RINVMSGLEN  # UCS2 is two octets a code unit
+        p.payload = payload
         p.body = body
         p.concat = concat
         p.segments = 1 if concat is not None else segments_of(payload, dc)
         if p.segments > MAX_PARTS:
             return Status.RINVMSGLEN
+        p.text = _head(body)
+        if not schedule and not validity:
+            p.validity = now + self.default_validity
+            return p
         try:
-            p.schedule = parse_smpp_time(params.get("schedule_delivery_time", ""), now)
+            p.schedule = parse_smpp_time(schedule, now)
         except SmppTimeError:
             return Status.RINVSCHED
         try:
-            validity = parse_smpp_time(params.get("validity_period", ""), now)
+            until = parse_smpp_time(validity, now)
         except SmppTimeError:
             return Status.RINVEXPIRY
         start = max(now, p.schedule or now)
-        p.validity = validity if validity is not None else start + self.default_validity
+        p.validity = until if until is not None else start + self.default_validity
         if p.validity <= start:
             return Status.RINVEXPIRY
-        p.text = _head(body)
         return p
 
     # ------------------------------------------------------------ submit
@@ -225,17 +256,40 @@ class SmsCenter:
         """Durable and answered: each waits for its final state (those final already,
         most of them, are settled together)."""
         now = time.time()
-        call_later = self.server.loop.call_later
         due = []
+        live, by_address, wake = self.live, self.by_address, self._wake_at
         for m in messages:
             if m.done <= now:
                 due.append(m)
                 continue
-            self.live[m.id] = m
-            self.by_address[m.key] = m.id
-            call_later(m.done - now, self._final, m, m.version)
+            live[m.id] = m
+            by_address[m.key] = m.id
+            wake(m, now)
         if due:
             self._finals(due)
+
+    def _wake_at(self, m: SmsMessage, now: float) -> None:
+        """At its final state's time, with every message final in the same tick: one
+        timer and one write of receipts for them all, not one each."""
+        tick = int(m.done / TICK) + 1
+        waiting = self.ticks.get(tick)
+        if waiting is None:
+            waiting = self.ticks[tick] = []
+            self.server.loop.call_later(max(0.0, tick * TICK - now), self._tick, tick)
+        waiting.append((m, m.version))
+
+    def _tick(self, tick: int) -> None:
+        final = []
+        live, by_address = self.live, self.by_address
+        for m, version in self.ticks.pop(tick, ()):
+            if version != m.version:
+                continue  # cancelled or replaced since: its new time decides
+            live.pop(m.id, None)
+            if by_address.get(m.key) == m.id:
+                del by_address[m.key]
+            final.append(m)
+        if final:
+            self._finals(final)
 
     def replay(self, row, now: float) -> None:
         """A message whose receipt was still owed at start-up."""
@@ -338,7 +392,7 @@ class SmsCenter:
             proto.session.respond(pdu, Status.RREPLACEFAIL)
             return
         params = dict(p, data_coding=m.data_coding, esm_class=0)
-        msg = self.parse(params, {}, now)
+        msg = self.parse_params(params, {}, now)
         if isinstance(msg, Status):
             proto.session.respond(pdu, msg)
             return
@@ -356,7 +410,7 @@ class SmsCenter:
         m.entry = None
         m.version += 1
         self.server.journal.add_sms(m.sms_row())
-        self.server.loop.call_later(max(0.0, done - now), self._final, m, m.version)
+        self._wake_at(m, now)
         self._answer_after_commit(proto, pdu)
 
     def _answer_after_commit(self, proto, pdu: Pdu) -> None:
@@ -365,19 +419,22 @@ class SmsCenter:
             proto.flush()
         self.server.journal.after_commit(committed)
 
-    def submit_sm(self, proto, pdu: Pdu, now: float) -> SmsMessage | Status:
-        p = pdu.params
-        msg = self.parse(p, pdu.tlvs, now)
-        if isinstance(msg, Status):
-            return msg
-        return self.submit(proto.account, msg, p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"],
-                           p["source_addr"], p["service_type"], now,
-                           replace_if_present=p.get("replace_if_present_flag", 0) == 1)
+    def submit_sm(self, proto, pdu: SubmitSm, now: float) -> SmsMessage | Status:
+        if pdu.__class__ is SubmitSm:
+            fields = pdu.message()
+        else:  # decoded whole (a PDU the lean decoder did not make)
+            fields = (*(pdu.params[name] for name in MESSAGE_FIELDS), pdu.params["short_message"])
+        service_type, source_addr, esm_class, schedule, validity, rd, replace, dc, sm = fields
+        msg = self.parse(esm_class, rd, dc, sm, schedule, validity, pdu.tlvs, now)
+        if msg.__class__ is not Parsed:
+            return msg  # type: ignore[return-value]
+        return self.submit(proto.account, msg, pdu.dest_addr_ton, pdu.dest_addr_npi,  # type: ignore[arg-type]
+                           pdu.destination_addr, source_addr, service_type, now, replace_if_present=replace == 1)
 
     def data_sm(self, proto, pdu: Pdu) -> None:
         """data_sm: the message in message_payload, answered by data_sm_resp."""
         p, now = pdu.params, time.time()
-        msg = self.parse(p, pdu.tlvs, now, short_message=False)
+        msg = self.parse_params(p, pdu.tlvs, now, short_message=False)
         r = msg if isinstance(msg, Status) else self.submit(
             proto.account, msg, p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"], p["source_addr"],
             p["service_type"], now)
@@ -402,7 +459,7 @@ class SmsCenter:
         submit_sm, in one commit; the k-th destination's id is message_id + k."""
         p, now = pdu.params, time.time()
         account = proto.account
-        msg = self.parse(p, pdu.tlvs, now)
+        msg = self.parse_params(p, pdu.tlvs, now)
         if isinstance(msg, Status):
             proto.session.respond(pdu, msg)
             return

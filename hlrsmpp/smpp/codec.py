@@ -454,6 +454,9 @@ def _compile_pattern(command: Command, keep: tuple[str, ...]) -> re.Pattern[byte
 
 _SUBMIT_SM_FIELDS = _compile_pattern(Command.SUBMIT_SM, ("dest_addr_ton", "dest_addr_npi", "destination_addr")).match
 _PDU_PARAMS = Pdu.__dict__["params"]  # the slot SubmitSm.params fills on first use
+#: What an SMSC reads of a text message (``SubmitSm.message``), in the body's order.
+MESSAGE_FIELDS = ("service_type", "source_addr", "esm_class", "schedule_delivery_time", "validity_period",
+                  "registered_delivery", "replace_if_present_flag", "data_coding")
 
 
 class SubmitSm(Pdu):
@@ -478,6 +481,23 @@ class SubmitSm(Pdu):
     @params.setter
     def params(self, value: dict[str, Any]) -> None:
         _PDU_PARAMS.__set__(self, value)
+
+    def message(self) -> tuple[str, str, int, str, str, int, int, int, bytes]:
+        """The text message's fields (``MESSAGE_FIELDS``, then short_message), without
+        decoding the rest (an SMSC's per-message read; equal to the full decoder's)."""
+        # The bounds were checked when the PDU was framed: each C-Octet String ends
+        # at its NUL, the octets between them are where the layout puts them.
+        body, pos, _ = self._body
+        find = body.index
+        i = find(0, pos)          # service_type
+        j = find(0, i + 3)        # source_addr (after its ton and npi)
+        d = find(0, j + 3)        # destination_addr; then esm_class, protocol_id, priority_flag
+        k = find(0, d + 4)        # schedule_delivery_time
+        v = find(0, k + 1)        # validity_period; then registered_delivery, replace_if_present_flag,
+        n = body[v + 5]           # data_coding, sm_default_msg_id, sm_length
+        return (body[pos:i].decode("latin-1"), body[i + 3:j].decode("latin-1"), body[d + 1],
+                body[d + 4:k].decode("latin-1"), body[k + 1:v].decode("latin-1"), body[v + 1], body[v + 2],
+                body[v + 3], body[v + 6:v + 6 + n])
 
     def _decode(self) -> None:
         body, pos, end = self._body

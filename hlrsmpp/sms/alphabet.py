@@ -20,6 +20,10 @@ _EXTENDED_CHAR = {code: ch for ch, code in GSM_EXTENSION.items()}
 _GSM_TRANSLATE = str.maketrans({chr(code): ch for code, ch in enumerate(GSM_BASIC)}
                                | {chr(b): "?" for b in range(0x80, 0x100)})
 
+# The codes whose GSM character is the ASCII one (letters, digits, most punctuation): a
+# text of these only reads as its octets do (one C call to tell).
+_AS_ASCII = bytes(code for code, ch in enumerate(GSM_BASIC) if ch == chr(code) and code != ESCAPE)
+
 GSM, IA5, LATIN1, UCS2, BINARY = "GSM", "IA5", "LATIN1", "UCS2", "BINARY"
 #: data_coding -> the encoding its octets are in. 0xF0..0xF3: GSM message classes in the
 #: default alphabet, 0xF4..0xF7 in 8-bit data. Other values (national codings) are octets.
@@ -82,6 +86,8 @@ def decode(octets: bytes, data_coding: int) -> str:
     """The text of short_message octets, for receipts and reassembly: lenient, as a
     handset is (an octet a coding cannot carry reads as '?')."""
     enc = encoding_of(data_coding)
+    if enc == GSM and not octets.translate(None, _AS_ASCII):
+        return octets.decode("ascii")
     if enc == GSM and ESCAPE not in octets:
         return octets.decode("latin-1").translate(_GSM_TRANSLATE)
     if enc == GSM:

@@ -10,12 +10,11 @@ from typing import NamedTuple
 
 from ..smpp.status import Status
 from .alphabet import decode
-from .segments import CAPACITY, OCTETS, _unit_octets
+from .segments import CAPACITY, OCTETS, USER_DATA_OCTETS, _unit_octets
 from .alphabet import encoding_of
 
 UDHI = 0x40  # esm_class: the short_message starts with a user data header
 IE_CONCAT_8, IE_CONCAT_16 = 0x00, 0x08
-USER_DATA_OCTETS = 140  # one SMS's user data, header included
 
 
 class ConcatError(ValueError):

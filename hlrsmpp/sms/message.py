@@ -28,11 +28,19 @@ def outcome_of(err: int) -> Outcome:
     """The final state from the destination's HLR answer: reachable is delivered; a
     subscriber who is unknown, barred, not provisioned (an answer a retry will not change)
     is undeliverable; absent, busy or an HLR failure is retried until the message expires."""
-    if err == 0:
-        return Outcome(DELIVERED, 0, False)
-    if err in PERMANENT:
-        return Outcome(UNDELIVERABLE, err, False)
-    return Outcome(EXPIRED, err, True)
+    outcome = _OUTCOMES.get(err)
+    if outcome is None:
+        if err == 0:
+            outcome = Outcome(DELIVERED, 0, False)
+        elif err in PERMANENT:
+            outcome = Outcome(UNDELIVERABLE, err, False)
+        else:
+            outcome = Outcome(EXPIRED, err, True)
+        _OUTCOMES[err] = outcome
+    return outcome
+
+
+_OUTCOMES: dict[int, Outcome] = {}  # per err: a few dozen at most
 
 
 def wants_receipt(registered_delivery: int, state: int) -> bool:

@@ -14,6 +14,8 @@ from .alphabet import BINARY, DATA_CODING, ESCAPE, GSM, IA5, UCS2, UnencodableTe
 #: encoding -> (unit, capacity of a single SMS, of each part of a concatenated one)
 CAPACITY = {GSM: ("septets", 160, 153), IA5: ("septets", 160, 153), UCS2: ("code units", 70, 67)}
 OCTETS = ("octets", 140, 134)
+#: One SMS's user data: 140 octets.
+USER_DATA_OCTETS = 140  # header included
 #: A concatenated message has at most 255 parts (the header's count is one octet).
 MAX_PARTS = 255
 
@@ -81,6 +83,8 @@ def split_payload(payload: bytes, data_coding: int) -> list[bytes]:
 
 def segments_of(payload: bytes, data_coding: int) -> int:
     """SMS segments of a message's octets: the hot path's question (one SMS needs no scan)."""
+    if len(payload) <= USER_DATA_OCTETS:
+        return 1  # one SMS in every coding (160 septets, 70 UCS2 code units, 140 octets)
     _, single, _ = _capacity(data_coding)
     if len(payload) <= single * _unit_octets(data_coding):
         return 1
