@@ -84,8 +84,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_hash_password(args) -> int:
-    """Print the hash of a password for an account's ``password_hash`` in the YAML."""
-    from .accounts.passwords import hash_password
+    """Print the hash of a password for an account's ``password_hash`` in the YAML, or
+    an operator's in ``admin.users``."""
+    from .accounts.passwords import OPERATOR_PASSWORD_MIN, hash_password
     if args.stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -93,8 +94,13 @@ def cmd_hash_password(args) -> int:
         if getpass.getpass("again: ") != password:
             print("hlrsmpp: the two passwords differ", file=sys.stderr)
             return 1
-    if len(password) > 8:
-        print("hlrsmpp: an SMPP password has at most 8 characters", file=sys.stderr)
+    if args.operator:
+        if not OPERATOR_PASSWORD_MIN <= len(password) <= 256:
+            print(f"hlrsmpp: an operator's password has {OPERATOR_PASSWORD_MIN} to 256 characters", file=sys.stderr)
+            return 1
+    elif len(password) > 8:
+        print("hlrsmpp: an SMPP password has at most 8 characters (--operator: a console operator's, "
+              "longer)", file=sys.stderr)
         return 1
     print(hash_password(password))
     return 0
@@ -112,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N server processes on the same ports (SO_REUSEPORT); needs storage.redis")
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers child
     s.set_defaults(func=cmd_serve)
-    h = sub.add_parser("hash-password", help="print a password's hash, for password_hash in the YAML")
+    h = sub.add_parser("hash-password", help="print a password's hash, for password_hash in the YAML "
+                       "(an account's, or an operator's in admin.users)")
     h.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin "
                    "(default: ask twice, without echo)")
+    h.add_argument("--operator", action="store_true", help="the password of a console operator "
+                   "(admin.users): 12 to 256 characters, where an SMPP password has at most 8")
     h.set_defaults(func=cmd_hash_password)
     m = sub.add_parser("migrate", help="make or upgrade a shared deployment's PostgreSQL schema; "
                        "optionally move a SQLite store into it")

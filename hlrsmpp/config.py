@@ -104,7 +104,7 @@ DEFAULTS: dict = {
     "accounts_timezone": "UTC",        # calendar of per_day/per_week/per_month
     "bans": {"after": 5, "window": 60.0, "time": 300.0},
     "hlr": {"latency_ms": 0},
-    "admin": {"token": None, "token_file": "admin_token"},
+    "admin": {"token": None, "token_file": "admin_token", "users": []},
     "faults": [],                      # the ESME test bench (hlrsmpp/server/faults.py)
     "log": {"format": "auto", "level": "info"},
     "accounts": [],

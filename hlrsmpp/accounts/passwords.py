@@ -17,6 +17,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Collection
 
 #: scrypt cost: log2(N), r, p. About 50 ms and 16 MiB per check on a 2020s core.
 N_LOG2, R, P = 14, 8, 1
@@ -102,3 +103,34 @@ def _b64(b: bytes) -> str:
 
 def _unb64(s: str) -> bytes:
     return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+
+
+#: The operator's own login name (with the admin token): no user of admin.users has it.
+OPERATOR = "admin"
+_OPERATOR_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+#: The shortest password ``hlrsmpp hash-password --operator`` hashes.
+OPERATOR_PASSWORD_MIN = 12
+
+
+def parse_operators(users: object, account_ids: Collection[str]) -> dict[str, str]:
+    """``admin.users`` (``[{name, password_hash}]``): name -> hash; ValueError names what
+    is wrong. A name is never ``admin`` nor an account's system_id (the console's one
+    login form tells them apart by the name)."""
+    if not isinstance(users, list):
+        raise ValueError("admin.users: expected a list of {name, password_hash}")
+    out: dict[str, str] = {}
+    for i, u in enumerate(users):
+        where = f"admin.users[{i}]"
+        if not isinstance(u, dict) or set(u) != {"name", "password_hash"}:
+            raise ValueError(f"{where}: expected {{name, password_hash}} (the hash from "
+                             "`hlrsmpp hash-password --operator`)")
+        name = u["name"]
+        if not isinstance(name, str) or not _OPERATOR_NAME.fullmatch(name) or name == OPERATOR:
+            raise ValueError(f"{where}.name: 1 to 64 of A-Z a-z 0-9 _ . @ + -, not {OPERATOR!r}")
+        if name in out or name in account_ids:
+            raise ValueError(f"{where}.name: {name!r} is already {'an operator' if name in out else 'an account'}")
+        try:
+            out[name] = check_hash(u["password_hash"])
+        except ValueError as err:
+            raise ValueError(f"{where}.password_hash: {err}") from None
+    return out

@@ -21,7 +21,7 @@ from ..config import ConfigError
 from ..accounts import Account, AccountBook
 from ..accounts.allowlist import parse_allowlist
 from ..accounts.calendar import Calendar
-from ..accounts.passwords import hash_password
+from ..accounts.passwords import hash_password, parse_operators
 from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
 from ..storage.protocols import Deployment, Store
@@ -139,6 +139,8 @@ class Server:
         self.resolver = Resolver.from_config(cfg.get("hlr") or {}, Path(cfg["base_dir"]))
         stored = self.store.account_records()
         self.config_accounts = [Account.from_config(d) for d in cfg["accounts"]]
+        #: The console's operator users (admin.users): name -> password hash.
+        self.operators = parse_operators(cfg["admin"].get("users", []), {a.system_id for a in self.config_accounts})
         await self._hash_passwords(self.config_accounts, stored)
         # This process joins its store (its node number, the session registry; on a shared
         # store, the file's accounts seeded: read the records again) before the accounts

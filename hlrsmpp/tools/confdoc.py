@@ -78,6 +78,10 @@ KEYS = {
                         "terminal) and read by `hlrsmpp accounts`/`history` run from the same "
                         "directory; empty, or with `storage.redis`: none, and the admin API is "
                         "off without `admin.token`",
+    "admin.users": "operators of the console besides `admin`: `[{name, password_hash}]`, the hash from "
+                   "`hlrsmpp hash-password --operator` (scrypt); a name is never `admin` nor an account's "
+                   "system_id; they log in on `/console/login` like `admin` with the token, their failed "
+                   "logins counting towards the address's ban",
     "log.format": "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)",
     "log.level": "`debug`, `info`, `warning` or `error`",
     "accounts": "the accounts (section below); more can be created at run time over the admin API",

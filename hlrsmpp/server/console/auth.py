@@ -10,8 +10,9 @@ is one (the processes of a shared deployment agree on it), else kept in
 ``<storage.path>/console_secret`` (mode 0600, made at the first start).
 
 The login is the one of SMPP binds and HTTP Basic (``Server.login``: bans, allowlist,
-disabled, expired); ``admin`` with the admin token opens an operator's session. Failed
-logins count towards the source address's ban, shared with SMPP.
+disabled, expired); ``admin`` with the admin token, or a user of ``admin.users`` with
+their password, opens an operator's session. Failed logins count towards the source
+address's ban, shared with SMPP.
 """
 from __future__ import annotations
 
@@ -29,26 +30,28 @@ from aiohttp import web
 from ... import admin_token
 from ...accounts import Account
 from ...accounts.allowlist import ip_allowed
+from ...accounts.passwords import OPERATOR
 
 COOKIE = "hlrsmpp_console"
 LOGIN_COOKIE = "hlrsmpp_login"       # the login form's CSRF nonce, before any session
 SECRET_FILE = "console_secret"
 #: A session lasts this long from its login (seconds).
 SESSION_TTL = 12 * 3600
-OPERATOR = "admin"
 
 
 @dataclass(frozen=True)
 class Viewer:
-    """The person behind a request: an account (``account`` set) or the operator."""
+    """The person behind a request: an account (``account`` set) or an operator
+    (``name``: ``admin``, or a user of ``admin.users``)."""
     operator: bool
     account: Account | None
     nonce: str
     csrf: str
+    name: str = OPERATOR
 
     @property
     def system_id(self) -> str:
-        return OPERATOR if self.operator else self.account.system_id
+        return self.name if self.operator else self.account.system_id
 
 
 def console_secret(server) -> bytes:
@@ -75,11 +78,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def fingerprint(server, operator: bool, account: Account | None) -> str:
-    """What the session was opened with, hashed: the admin token, or the account's
-    password hash (a new password ends the old sessions)."""
-    if operator:
+def fingerprint(server, operator: bool, account: Account | None, name: str = OPERATOR) -> str | None:
+    """What the session was opened with, hashed: the admin token, an operator user's
+    password hash, or the account's (a new password ends the old sessions); None for an
+    operator user no longer configured."""
+    if operator and name == OPERATOR:
         cred = str((server.cfg.get("admin") or {}).get("token") or "")
+    elif operator:
+        if (found := getattr(server, "operators", {}).get(name)) is None:
+            return None
+        cred = found
     else:
         cred = account.settings.password_hash or account.settings.password or ""
     return hashlib.sha256(cred.encode()).hexdigest()[:16]
@@ -92,10 +100,10 @@ class Sessions:
 
     # ------------------------------------------------------------ cookies
     def issue(self, resp: web.StreamResponse, request: web.Request, operator: bool,
-              account: Account | None) -> None:
-        payload = {"o": operator, "u": OPERATOR if operator else account.system_id,
+              account: Account | None, name: str = OPERATOR) -> None:
+        payload = {"o": operator, "u": name if operator else account.system_id,
                    "e": int(time.time()) + SESSION_TTL, "n": secrets.token_hex(16),
-                   "f": fingerprint(self.server, operator, account)}
+                   "f": fingerprint(self.server, operator, account, name)}
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         value = f"{body}.{_mac(self.secret, 'session', body)}"
         resp.set_cookie(COOKIE, value, max_age=SESSION_TTL, path="/console", httponly=True,
@@ -132,9 +140,11 @@ class Sessions:
             if account is None or not account.settings.enabled or (
                     account.settings.allowed_ips and not ip_allowed(ip, account.settings.allowed_ips)):
                 return None
-        if not hmac.compare_digest(fp, fingerprint(server, operator, account)):
+        expected = fingerprint(server, operator, account, sid)
+        if expected is None or not hmac.compare_digest(fp, expected):
             return None
-        return Viewer(operator, account, nonce, _mac(self.secret, "csrf", nonce)[:32])
+        return Viewer(operator, account, nonce, _mac(self.secret, "csrf", nonce)[:32],
+                      sid if operator else OPERATOR)
 
     # ------------------------------------------------------------ CSRF
     def login_token(self, request: web.Request) -> tuple[str, str | None]:

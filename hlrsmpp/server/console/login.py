@@ -1,9 +1,13 @@
 """/console/login and /console/logout: one form for customers and the operator."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
+
+from ...accounts import Refusal
+from ...accounts.passwords import verify_password
 
 from ..http.common import SERVER, refusal_parts
 from .auth import OPERATOR, csrf_ok, operator_token_ok
@@ -48,11 +52,17 @@ async def login_post(request: web.Request) -> web.Response:
         return refuse("This form is out of date: log in again.", 403)
     if not system_id or not password or len(system_id) > 64 or len(password) > 256:
         return refuse("Give your system_id and password.", 400)
-    if system_id == OPERATOR and operator_token_ok(server, password):
+    operator_hash = server.operators.get(system_id)
+    if (system_id == OPERATOR and operator_token_ok(server, password)) or operator_hash is not None:
         if (banned := server.book.check_ip(ip, time.time())) is not None:
             return refuse(_sentence(refusal_parts(banned)[2]), 403)
+        if operator_hash is not None and not await asyncio.get_running_loop().run_in_executor(
+                server.kdf, verify_password, password, operator_hash):
+            # As a wrong account password: counts towards the address's ban (SMPP's too).
+            server.book.record_failure(ip, time.time())
+            return refuse(_sentence(refusal_parts(Refusal.BAD_PASSWORD)[2]), 401)
         resp = web.HTTPSeeOther(nxt if nxt and nxt.startswith("/console/admin/") else "/console/admin/accounts")
-        sessions.issue(resp, request, True, None)
+        sessions.issue(resp, request, True, None, system_id)
         raise resp
     refusal, account = await server.login(system_id, password, ip)
     if refusal is not None:

@@ -497,6 +497,8 @@ def _validate_account(server, record: dict, new: bool = False) -> str | None:
                     and SYSTEM_ID_RE.fullmatch(record["system_id"])):
         return ("system_id: 1 to 15 of A-Z a-z 0-9 _ . @ + - (an id the API can address; "
                 "the YAML may use others)")
+    if new and record["system_id"] in server.operators:
+        return "system_id: the name of an operator of the console (admin.users)"
     try:
         acc = Account.from_config(record)
         AccountBook(tz=server.cfg.get("accounts_timezone", "UTC"), ban_after=0).add(acc)
