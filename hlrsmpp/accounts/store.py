@@ -643,21 +643,28 @@ def rollup_sums(db: sqlite3.Connection, system_id: str, since: str, until: str,
     return [(int(v), n, cost) for v, n, cost in rows] if dim == "s" else rows
 
 
-def _history_range(system_id: str | None, since: float | None, until: float | None, after_id: int,
-                   newest_first: bool) -> tuple[list[str], list]:
-    """The WHERE terms of a history page: the account, the dates, the keyset cursor."""
+def _history_range(since: float | None, until: float | None, after_id: int,
+                   newest_first: bool) -> tuple[int, int | None]:
+    """The ids a history page may hold: above the first, below the second (None: no end),
+    from the dates and the keyset cursor."""
     lo = first_id_at(since) - 1 if since else 0
-    where, args = ["id > ?"], [lo if newest_first else max(after_id, lo)]
-    if system_id is not None:
-        where.append("system_id = ?")
-        args.append(system_id)
     below = [first_id_at(until)] if until is not None else []
     if newest_first and after_id:
         below.append(after_id)
-    if below:
+    return (lo if newest_first else max(after_id, lo)), (min(below) if below else None)
+
+
+def _history_where(system_id: str | None, lo: int, hi: int | None) -> tuple[str, list]:
+    """One lower and at most one upper bound on id: SQLite bounds its index range by them
+    (given two lower bounds it bounds the range by one and checks the other row by row)."""
+    where, args = ["id > ?"], [lo]
+    if system_id is not None:
+        where.append("system_id = ?")
+        args.append(system_id)
+    if hi is not None:
         where.append("id < ?")
-        args.append(min(below))
-    return where, args
+        args.append(hi)
+    return " AND ".join(where), args
 
 
 def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
@@ -667,11 +674,10 @@ def history_page(db: sqlite3.Connection, system_id: str | None = None, since: fl
     the last id of this one (``after_id``: below it when ``newest_first``), so a page
     costs the same at the start of the history or deep in it, and an account's page
     reads that account's rows only (index lookups_account), however few they are."""
-    where, args = _history_range(system_id, since, until, after_id, newest_first)
-    args.append(limit)
+    where, args = _history_where(system_id, *_history_range(since, until, after_id, newest_first))
     return db.execute(
-        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} "
-        f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", args).fetchall()
+        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {where} "
+        f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", [*args, limit]).fetchall()
 
 
 def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | None,
@@ -683,15 +689,19 @@ def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | N
     (index only), then the condition is checked in SQLite on that range alone: a page
     costs at most ``scan`` rows whatever the filter, and may hold fewer than ``limit``
     rows and still have a next page."""
-    where, args = _history_range(system_id, since, until, after_id, newest_first)
+    lo, hi = _history_range(since, until, after_id, newest_first)
     order = "DESC" if newest_first else ""
-    bound = db.execute(f"SELECT id FROM lookups WHERE {' AND '.join(where)} ORDER BY id {order} "
-                       "LIMIT 1 OFFSET ?", [*args, scan - 1]).fetchone()
-    if bound is not None:
-        where.append("id >= ?" if newest_first else "id <= ?")
-        args.append(bound[0])
+    where, args = _history_where(system_id, lo, hi)
+    bound = db.execute(f"SELECT id FROM lookups WHERE {where} ORDER BY id {order} LIMIT 1 OFFSET ?",
+                       [*args, scan - 1]).fetchone()
+    if bound is not None:   # the scanned range: down to the bound (newest first), or up to it
+        if newest_first:
+            lo = bound[0] - 1
+        else:
+            hi = bound[0] + 1
+        where, args = _history_where(system_id, lo, hi)
     rows = db.execute(
-        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {' AND '.join(where)} AND ({match[0]}) "
+        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {where} AND ({match[0]}) "
         f"ORDER BY id {order} LIMIT ?", [*args, *match[1], limit]).fetchall()
     if len(rows) == limit:
         return rows, rows[-1]["id"]
