@@ -255,6 +255,9 @@ class Cluster:
         store = self.store
         out, empty = [], []
         for entry in store.claim_all(sid):
+            if b"r" not in entry[1]:
+                empty.append(entry[0])  # a text message changed: its receipt's reader reads it anyway
+                continue
             eid, rows, origin, cseq = _decode(entry)
             rows = store.unanswered(rows)
             if rows:
@@ -330,6 +333,19 @@ class Cluster:
                     except redis.RedisError:
                         pass
                     continue
+                # A text message another process changed (u: its id): read again now.
+                changes = [e for e in entries if b"u" in e[1]]
+                if changes:
+                    try:
+                        r.xack(key, GROUP, *[e[0] for e in changes])
+                        r.xdel(key, *[e[0] for e in changes])
+                    except redis.RedisError:
+                        pass
+                    changed = [int(e[1][b"u"]) for e in changes]
+                    try:
+                        self.loop.call_soon_threadsafe(self.server.sms.changed, changed)
+                    except RuntimeError:
+                        return
                 batch.append((key[len(prefix):], [_decode(e) for e in entries if e[1].get(b"r")]))
             if batch and not self._stopping:
                 try:
@@ -356,7 +372,7 @@ class Cluster:
         commits = server.journal.commits
         guard = self.opts.cross_node_guard_ms / 1000.0
         now = time.time()
-        held, later = [], []
+        held, later, ready = [], [], []
         for eid, rows, origin, cseq in items:
             if (eid, gen) in batches:
                 continue  # claimed and read both: once is enough
@@ -370,8 +386,8 @@ class Cluster:
                 elif origin != tag and now - lookup.submitted < guard and lookup.done < lookup.submitted + guard:
                     later.append(lookup)
                 else:
-                    box.add(lookup, now)
-        box.pump()
+                    ready.append(lookup)
+        self._into(sid, gen, box, ready, now)
         if held:
             server.journal.after_commit(lambda ok: self._add(sid, gen, held))
         if later:
@@ -380,19 +396,31 @@ class Cluster:
     def _add(self, sid: str, gen: int, lookups: list[Lookup]) -> None:
         if self.consuming.get(sid) != gen:
             return
-        box = self.server.outboxes[sid]
         entries = self.store.entries
-        now = time.time()
+        self._into(sid, gen, self.server.outboxes[sid], [lk for lk in lookups if lk.id in entries], time.time())
+
+    def _into(self, sid: str, gen: int, box, lookups: list[Lookup], now: float) -> None:
+        """Receipts into the outbox: a lookup's at its done time; a text message's once
+        its final state is known (server/sms_shared.py: it may have changed since)."""
+        texts = []
         for lookup in lookups:
-            if lookup.id in entries:  # not acknowledged meanwhile
+            if lookup.channel == "sms":
+                texts.append(lookup)
+            else:
                 box.add(lookup, now)
         box.pump()
+        if texts:
+            self.server.sms.receive(sid, gen, texts)
+
+    def receiving(self, sid: str, gen: int) -> bool:
+        """Is the account's receiver still the one of generation ``gen`` here?"""
+        return self.consuming.get(sid) == gen
 
     # ------------------------------------------------------------- credit
     def _target(self, acc) -> int:
         st = self._leases.get(acc.system_id)
         rate = st.rate if st else 0.0
-        return max(self.opts.lease_lookups * acc.settings.price, int(rate * self.opts.lease_seconds))
+        return max(self.opts.lease_lookups * _unit_price(acc), int(rate * self.opts.lease_seconds))
 
     def _on_no_credit(self, acc) -> None:
         """AccountBook refused for want of credit here: lease more (not more than once per
@@ -412,7 +440,7 @@ class Cluster:
         book = self.server.book
         if book.held(acc) >= target // 2 and not force:
             return
-        want = max(target - book.held(acc), acc.settings.price)
+        want = max(target - book.held(acc), _unit_price(acc))
         st.inflight = True
         self.loop.create_task(self._refill(acc, want))
 
@@ -661,6 +689,12 @@ class Cluster:
         if self._reader is not None:
             await self.loop.run_in_executor(None, self._reader.join, 5)
         self._io.shutdown(wait=True)
+
+
+def _unit_price(acc) -> int:
+    """What one lookup, or one SMS of an SMS account, costs."""
+    s = acc.settings
+    return s.sms_price if s.service == "sms" else s.price
 
 
 def _decode(entry) -> tuple:

@@ -34,6 +34,7 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P fence:SID         INCR: fencing tokens of rx:SID
   P tx:SID            ZSET "n:session" -> lease end (ms): the transmitters
   P wake:n            STREAM that wakes node n's receipt reader (group "rx")
+  P sms:SEC, smskey:K text messages of SMS accounts and their addresses (redis/messages.py)
 
 Amounts are integer micro-credits, kept as decimal strings in JSON (``%.0f``: exact
 below 2**53 micro-credits, 9 billion credits).

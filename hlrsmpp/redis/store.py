@@ -33,6 +33,7 @@ from ..domain import LOOKUP_COLUMNS, ROLLUP_DIMENSIONS, rollup, rollup_dimension
 from ..config import ConfigError
 from ..ids import MAX_NODE, first_id_at
 from . import scripts
+from .messages import RedisMessages
 from .outbox import RedisOutbox
 from .options import RedisOptions
 
@@ -172,6 +173,7 @@ class RedisStore:
         self._expire = reg(scripts.EXPIRE_RECEIPTS)
         self._commit = self._w.register_script(scripts.COMMIT)
         self.outbox = RedisOutbox(self)
+        self.messages = RedisMessages(self)
         self._rollup_sum = reg(scripts.ROLLUP_SUM)
         self._lock = threading.Lock()
         self.cseq = 0
@@ -483,13 +485,14 @@ class RedisStore:
                sms: list[tuple] = ()) -> None:
         """One group commit (see the module docstring). Runs on the journal's writer thread.
         (Every commit writes, the commit mark at least: ``probe`` needs nothing more.)
-        Text messages (SMS accounts) are kept by the embedded store only: refused here."""
-        if sms:
-            raise ValueError("SMS accounts need the embedded store (storage.path), not storage.redis")
+        Text messages (``sms``: new ones; their changes are ``RedisMessages.change``) are
+        written first, and indexed by their addresses once the commit is applied."""
         self.cseq += 1
         cseq = self.cseq
         if self.fenced:
             raise Fenced(f"node {self.node}: lease lost")
+        if sms:  # before the script too: what a failed commit leaves, nothing points to
+            self.messages.save(sms)
         if bans:  # before the script: a failure here fails the whole commit, nothing half done
             pipe = self._w.pipeline(transaction=False)
             pipe.zadd(self.P + "bans", dict(bans), gt=True)
@@ -585,6 +588,8 @@ class RedisStore:
             out = None  # it was applied; only the counters that came back are lost
         for sid, canon, _ in changed:
             self._settings[sid] = canon
+        if sms:
+            self.messages.index(sms, time.time())
         if out is not None and len(out) > len(aggs):  # entries whose key another process used first
             self.duplicates.update(tuple(d.decode().split("\x1f", 1)) for d in out[len(aggs)])
         mine = self.mine
@@ -623,6 +628,11 @@ class RedisStore:
         """Receipts live in each account's stream: the process that holds the account's
         receiving session takes them from there (nothing to replay at start-up)."""
         return iter(())
+
+    def sms(self, message_id: int):
+        """A text message (``messages.Message``: the sms table's columns, then its version),
+        or None."""
+        return self.messages.get([message_id]).get(message_id)
 
     def lookup(self, message_id: int) -> Row | None:
         rows = self._rows([message_id])

@@ -28,6 +28,7 @@ from ..sms.message import wants_receipt
 from ..sms.times import format_smpp_time
 from .. import metrics
 from .multi import submit_to_each
+from .sms_shared import SharedMessages
 
 CHANNEL = "sms"
 #: Seconds: messages final within the same tick are settled together.
@@ -43,11 +44,26 @@ class SmsMessage(Lookup):
     reached, ``err``: the HLR answer) and what the sms row keeps."""
 
     __slots__ = ("segments", "data_coding", "registered_delivery", "source_addr", "text", "state",
-                 "version", "entry", "key")
+                 "version", "entry", "key", "gen")
+    segments: int
+    data_coding: int
+    registered_delivery: int
+    source_addr: str
+    text: str                # the first octets of the message, as latin-1 characters
+    state: int               # its final state
+    version: int             # changes (cancel_sm, replace_sm) made to it
+    entry: Any               # its concatenation's reassembly, if a part
+    key: tuple | None        # what replace_if_present_flag finds it by
+    gen: int                 # shared store: the receiver generation it waits for
 
     def sms_row(self) -> tuple:
         return (self.id, self.segments, self.data_coding, self.registered_delivery, self.source_addr,
                 self.text, self.state, self.done)
+
+    def shared_row(self, service_type: str, replace_if_present: bool) -> tuple:
+        """A new message as a shared store takes it (redis/messages.py): the sms row, then
+        what replace_if_present_flag finds it by."""
+        return self.sms_row() + (self.system_id, self.msisdn, service_type, replace_if_present)
 
     def message_state(self, now: float) -> int:
         return ENROUTE if now < self.done else self.state
@@ -113,8 +129,9 @@ class SmsCenter:
         cfg = server.cfg["sms"]
         self.default_validity = float(cfg["validity"])
         self.reassembly = Reassembly(ttl=float(cfg["reassembly_ttl"]))
-        # Messages are kept by the embedded store only (a shared one has no sms table).
-        self.embedded = hasattr(server.store, "sms")
+        # A shared store: the messages are in it, for every process (server/sms_shared.py).
+        messages = getattr(server.store, "messages", None)
+        self.shared = SharedMessages(self, messages) if messages is not None else None
         # Messages not final yet, by id: what query_sm, cancel_sm and replace_sm act on.
         self.live: dict[int, SmsMessage] = {}
         # (system_id, source_addr, destination_addr, service_type) -> id: replace_if_present_flag.
@@ -197,8 +214,6 @@ class SmsCenter:
         """Accept (charge, record) or refuse one message to one destination; accepted,
         it is in the journal and durable once its next commit completes."""
         server = self.server
-        if not self.embedded:
-            return Status.RSYSERR
         resolver = server.resolver
         dest = resolver.parse(destination_addr, ton, npi)
         if dest is None:
@@ -239,6 +254,11 @@ class SmsCenter:
         m.source_addr, m.text, m.state, m.version, m.entry = source_addr, msg.text, state, 0, entry
         m.key = (account.system_id, source_addr, msisdn, service_type)
         journal = server.journal
+        if self.shared is not None:  # the message it replaces, in the store, once committed
+            journal.add_lookup(row)
+            journal.add_sms(m.shared_row(service_type, replace_if_present))
+            metrics.STATS.lookups[CHANNEL, err] += 1
+            return m
         if replace_if_present:
             old = self.live.get(self.by_address.get(m.key, -1))
             if old is not None and now < old.done:
@@ -254,7 +274,10 @@ class SmsCenter:
 
     def accepted(self, messages: list[SmsMessage]) -> None:
         """Durable and answered: each waits for its final state (those final already,
-        most of them, are settled together)."""
+        most of them, are settled together). With a shared store, the account's receipt
+        stream carries them to the process of its receiver (``SharedMessages.receive``)."""
+        if self.shared is not None:
+            return
         now = time.time()
         due = []
         live, by_address, wake = self.live, self.by_address, self._wake_at
@@ -284,12 +307,28 @@ class SmsCenter:
         for m, version in self.ticks.pop(tick, ()):
             if version != m.version:
                 continue  # cancelled or replaced since: its new time decides
+            if self.shared is not None:
+                final.append(m)
+                continue
             live.pop(m.id, None)
             if by_address.get(m.key) == m.id:
                 del by_address[m.key]
             final.append(m)
         if final:
-            self._finals(final)
+            if self.shared is not None:
+                self.shared.due(final)
+            else:
+                self._finals(final)
+
+    def receive(self, system_id: str, gen: int, lookups: list[Lookup]) -> None:
+        """A shared store's receipts of text messages, for the account's receiver here."""
+        if self.shared is not None:
+            self.shared.receive(system_id, gen, lookups)
+
+    def changed(self, ids: list[int]) -> None:
+        """A shared store's messages another process changed."""
+        if self.shared is not None:
+            self.shared.changed(ids)
 
     def replay(self, row, now: float) -> None:
         """A message whose receipt was still owed at start-up."""
@@ -361,6 +400,8 @@ class SmsCenter:
         return m
 
     def query(self, proto, pdu: Pdu) -> None:
+        if self.shared is not None:
+            return self.shared.query(proto, pdu)
         m = self.find(proto.account, pdu.params["message_id"])
         if m is None:
             proto.session.respond(pdu, Status.RQUERYFAIL)
@@ -373,6 +414,8 @@ class SmsCenter:
 
     def cancel(self, proto, pdu: Pdu) -> None:
         """cancel_sm of one message (by message_id) not yet final: DELETED."""
+        if self.shared is not None:
+            return self.shared.cancel(proto, pdu)
         m = self.find(proto.account, pdu.params["message_id"])
         now = time.time()
         if m is None or now >= m.done or m.id not in self.live:
@@ -384,6 +427,8 @@ class SmsCenter:
     def replace(self, proto, pdu: Pdu) -> None:
         """replace_sm of a message not yet final: its text, registered_delivery, schedule
         and validity (its segments at most those it was charged for)."""
+        if self.shared is not None:
+            return self.shared.replace(proto, pdu)
         p = pdu.params
         m = self.find(proto.account, p["message_id"])
         now = time.time()
@@ -391,27 +436,30 @@ class SmsCenter:
                 or (p["source_addr"] and p["source_addr"] != m.source_addr)):
             proto.session.respond(pdu, Status.RREPLACEFAIL)
             return
-        params = dict(p, data_coding=m.data_coding, esm_class=0)
-        msg = self.parse_params(params, {}, now)
-        if isinstance(msg, Status):
-            proto.session.respond(pdu, msg)
+        change = self.replacement(m, p, now)
+        if isinstance(change, Status):
+            proto.session.respond(pdu, change)
             return
-        if msg.segments > m.segments:
-            proto.session.respond(pdu, Status.RREPLACEFAIL)
-            return
-        outcome = outcome_of(m.err)
-        # What was left of its way to the handset, from its new start.
-        done, state = max(now, msg.schedule or now) + max(0.0, m.done - now), outcome.state
-
-        if outcome.retried or done > msg.validity:
-            done, state = msg.validity, EXPIRED
-        m.text, m.registered_delivery, m.state, m.done = msg.text, msg.registered_delivery or m.registered_delivery, \
-            state, done
+        m.text, m.registered_delivery, m.state, m.done = change
         m.entry = None
         m.version += 1
         self.server.journal.add_sms(m.sms_row())
         self._wake_at(m, now)
         self._answer_after_commit(proto, pdu)
+
+    def replacement(self, m: SmsMessage, params: dict, now: float) -> tuple[str, int, int, float] | Status:
+        """What replace_sm makes of ``m``: (text, registered_delivery, state, done), or why not."""
+        msg = self.parse_params(dict(params, data_coding=m.data_coding, esm_class=0), {}, now)
+        if isinstance(msg, Status):
+            return msg
+        if msg.segments > m.segments:
+            return Status.RREPLACEFAIL
+        outcome = outcome_of(m.err)
+        # What was left of its way to the handset, from its new start.
+        done, state = max(now, msg.schedule or now) + max(0.0, m.done - now), outcome.state
+        if outcome.retried or done > msg.validity:
+            done, state = msg.validity, EXPIRED
+        return msg.text, msg.registered_delivery or m.registered_delivery, state, done
 
     def _answer_after_commit(self, proto, pdu: Pdu) -> None:
         def committed(ok: bool) -> None:
