@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -29,7 +31,7 @@ import asyncpg
 
 from ..config import ConfigError
 from ..domain import LOOKUP_COLUMNS
-from ..ids import first_id_at
+from ..ids import EPOCH_MS, first_id_at
 
 T = TypeVar("T")
 DAY = 86400
@@ -90,6 +92,29 @@ MIGRATIONS = [
 VERSION = len(MIGRATIONS)
 #: Serialises schema changes between processes (made at once by two starting processes).
 _LOCK = 7405
+
+
+#: The Redis store's record (pending flag first, then LOOKUP_COLUMNS) as text, and typed.
+_RECORD = ("pending",) + tuple(c for c in LOOKUP_COLUMNS if c != "pending")
+_TEXT_COLUMNS = ", ".join(f"{c} text" for c in _RECORD)
+_CASTS = {"id": "bigint", "batch_id": "bigint", "submitted": "float8", "done": "float8", "cost": "bigint",
+          "err": "integer", "ported": "smallint", "roaming": "smallint", "map_error": "integer",
+          "pending": "smallint"}
+_TYPED = ", ".join(f"nullif({c}, '')::{_CASTS[c]}" if c in ("batch_id", "map_error") else
+                   f"{c}::{_CASTS[c]}" if c in _CASTS else c for c in LOOKUP_COLUMNS)
+
+#: An empty batch_id (the third field of a text record) and map_error (the last): NULL.
+_NO_BATCH = re.compile(rb"(?m)^(\d\t\d+\t)(?=\t)")
+_NO_MAP_ERROR = re.compile(rb"(?m)\t$")
+
+
+def _with_nulls(text: bytes) -> bytes:
+    return _NO_MAP_ERROR.sub(b"\t\\\\N", _NO_BATCH.sub(b"\\1\\\\N", text))
+
+
+def _id_time(lookup_id: int) -> float:
+    """When an id was issued (epoch seconds): ids start with their millisecond."""
+    return ((lookup_id >> 22) + EPOCH_MS) / 1000
 
 
 class SchemaBehind(ConfigError):
@@ -213,6 +238,40 @@ class Archive:
                         "idem_answer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING", *row)
                     new += int(status.rsplit(" ", 1)[1])
         return new
+
+    def write_records(self, blob: bytes) -> int:
+        """Lookups as the Redis store keeps them (records separated by the record separator,
+        fields by the unit separator, the pending flag first; in id order): into the
+        history, each at most once; how many were new. Copied as text and typed by
+        PostgreSQL: the process parses nothing."""
+        text = (blob.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+                .replace(b"\r", b"\\r").replace(b"\x1f", b"\t").replace(b"\x1e", b"\n") + b"\n")
+        return self._call(self._write_text(text))
+
+    async def _write_text(self, text: bytes) -> int:
+        # The partitions of the days from the first record's to the last's (ids in order).
+        first, last = (int(line.split(b"\t", 2)[1]) for line in (text[:text.index(b"\n")],
+                                                                 text[text.rfind(b"\n", 0, -1) + 1:]))
+        lo, hi = sorted(_id_time(i) for i in (first, last))
+        await self._partitions([lo + k * DAY for k in range(int((hi - lo) // DAY) + 1)] + [hi])
+        async with self._connection() as conn:
+            try:
+                # Straight into the history: none of these ids is there yet (the usual case).
+                async with conn.transaction():
+                    status = await conn.copy_to_table("lookups", source=io.BytesIO(_with_nulls(text)),
+                                                      columns=_RECORD, format="text")
+                return int(status.rsplit(" ", 1)[1])
+            except asyncpg.UniqueViolationError:
+                pass
+            # Some are (written before the process died, not yet removed from Redis): the
+            # copy goes to a staging table, and only the new ones from there.
+            async with conn.transaction():
+                await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS lookups_text ({_TEXT_COLUMNS}) "
+                                   "ON COMMIT DELETE ROWS")
+                await conn.copy_to_table("lookups_text", source=io.BytesIO(text), format="text")
+                status = await conn.execute(f"INSERT INTO lookups ({_COLUMNS}) SELECT {_TYPED} FROM lookups_text "
+                                            "ON CONFLICT (id) DO NOTHING")
+        return int(status.rsplit(" ", 1)[1])
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -36,11 +36,121 @@ import json
 import time
 
 from ..config import ConfigError
-from ..redis.store import LedgerRow, RedisStore, Row, pad, second
+from ..redis.store import LedgerRow, RedisStore, Row
 from .archive import Archive
 
 #: Index entries read per account and round of the drain.
 DRAIN_BATCH = 5000
+#: ARGV: P, sid, start (ZRANGEBYLEX), count -> {the settled records (their pending flag as
+#: answered: 0 acknowledged or none asked, 2 expired), separated by \30; what to remove
+#: once they are in PostgreSQL (for DRAIN_REMOVE); index entries read; the last one; how
+#: many records}. One call, one reply, a few commands per second of ids: the drain costs
+#: Redis little and the process no per-lookup parsing. Seconds of ids by exact long
+#: division (ids exceed Lua's 2^53): an id is a 19-digit index entry, its second
+#: (id >> 22) // 1000.
+DRAIN_READ = r"""
+local P, sid = ARGV[1], ARGV[2]
+local members = redis.call('ZRANGEBYLEX', P .. 'hist:' .. sid, ARGV[3], '+', 'LIMIT', 0, tonumber(ARGV[4]))
+local D = 4194304000
+local function second(m)
+  local r = tonumber(string.sub(m, 1, 7))
+  local cur = r * 1000000 + tonumber(string.sub(m, 8, 13))
+  local q1 = math.floor(cur / D)
+  cur = (cur - q1 * D) * 1000000 + tonumber(string.sub(m, 14, 19))
+  return q1 * 1000000 + math.floor(cur / D)
+end
+-- The index entry where second s ends: (s + 1) * 4194304 * 1000, exact as digits.
+local function bound(s)
+  return string.format('%016.0f', (s + 1) * 4194304) .. '000'
+end
+local function call(cmd, key, list)
+  local out = {}
+  for j = 1, #list, 5000 do
+    local part = redis.call(cmd, key, unpack(list, j, math.min(j + 4999, #list)))
+    for k = 1, #part do out[#out + 1] = part[k] end
+  end
+  return out
+end
+-- Index entries are in id order: one group per second of ids, a few calls per group.
+local groups, g, hi = {}, nil, ''
+for _, m in ipairs(members) do
+  if m >= hi then
+    local s = second(m)
+    hi = bound(s)
+    g = {sec = string.format('%.0f', s), ids = {}, members = {}}
+    groups[#groups + 1] = g
+  end
+  g.ids[#g.ids + 1] = string.match(m, '^0*(%d+)$')
+  g.members[#g.members + 1] = m
+end
+local recs, spec, batches, border, zrem = {}, {}, {}, {}, {}
+for _, g in ipairs(groups) do
+  local got = call('HMGET', P .. 'lk:' .. g.sec, g.ids)
+  local acked, expired
+  local gone = {}
+  for k = 1, #g.ids do
+    local rec = got[k]
+    local keep = false
+    if rec then
+      local p = string.sub(rec, 1, 1)
+      if p == '1' then
+        if not acked then
+          acked = call('SMISMEMBER', P .. 'ack:' .. g.sec, g.ids)
+          expired = call('SMISMEMBER', P .. 'exp:' .. g.sec, g.ids)
+        end
+        if acked[k] == 1 then p = '0' elseif expired[k] == 1 then p = '2' else keep = true end
+      end
+      if not keep then
+        recs[#recs + 1] = p .. string.sub(rec, 2)
+        local b = string.match(rec, '^%d\31%d+\31(%d*)')
+        if b ~= '' then
+          if not batches[b] then batches[b] = {}; border[#border + 1] = b end
+          local t = batches[b]; t[#t + 1] = g.members[k]
+        end
+      end
+    end
+    if not keep then
+      gone[#gone + 1] = g.ids[k]
+      zrem[#zrem + 1] = g.members[k]
+    end
+  end
+  if #gone > 0 then spec[#spec + 1] = 's ' .. g.sec .. ' ' .. table.concat(gone, ' ') end
+end
+for _, b in ipairs(border) do spec[#spec + 1] = 'b ' .. b .. ' ' .. table.concat(batches[b], ' ') end
+if #zrem > 0 then spec[#spec + 1] = 'z ' .. table.concat(zrem, ' ') end
+return {table.concat(recs, '\30'), table.concat(spec, '\n'), #members, members[#members] or '', #recs}
+"""
+
+#: ARGV: P, sid, DRAIN_READ's removal: records, answered-receipt marks, batch members and
+#: index entries of lookups now in PostgreSQL.
+DRAIN_REMOVE = r"""
+local P, sid = ARGV[1], ARGV[2]
+local function bulk(cmd, key, list)
+  for j = 1, #list, 7000 do
+    redis.call(cmd, key, unpack(list, j, math.min(j + 6999, #list)))
+  end
+end
+for line in string.gmatch(ARGV[3], '[^\n]+') do
+  local t = {}
+  for w in string.gmatch(line, '%S+') do t[#t + 1] = w end
+  local kind = table.remove(t, 1)
+  if kind == 'z' then
+    bulk('ZREM', P .. 'hist:' .. sid, t)
+  else
+    local at = table.remove(t, 1)
+    if kind == 's' then
+      bulk('HDEL', P .. 'lk:' .. at, t)
+      -- A receipt is settled once its record is gone (RedisStore.unanswered).
+      bulk('SREM', P .. 'ack:' .. at, t)
+      bulk('SREM', P .. 'exp:' .. at, t)
+    else
+      bulk('SREM', P .. 'batch:' .. at, t)
+    end
+  end
+end
+return 1
+"""
+
 #: Seconds a ledger entry (and its top-up's Idempotency-Key) stays in Redis before the
 #: drain moves it to PostgreSQL (see the module docstring).
 LEDGER_HOLD = 3600.0
@@ -78,6 +188,8 @@ class ArchivedStore(RedisStore):
         #: account -> where this pass of the drain goes on in its index ("-": the start)
         self._cursor: dict[str, str] = {}
         self._ledger_moved = self._ops.register_script(LEDGER_MOVED)
+        self._drain_read = self._r.register_script(DRAIN_READ)
+        self._drain_remove = self._ops.register_script(DRAIN_REMOVE)
 
     @property
     def file(self) -> str:
@@ -134,44 +246,21 @@ class ArchivedStore(RedisStore):
         return old if self._ledger_moved(args=[self.P, sid, ledn, old, *keys]) else 0
 
     def _drain_account(self, sid: str, batch: int) -> int:
-        key = f"{self.P}hist:{sid}"
         start = self._cursor.get(sid, "-")
-        members = self._r.zrangebylex(key, start, "+", 0, batch)
+        blob, spec, count, last, settled = self._drain_read(args=[self.P, sid, start, batch])
         # A pass ends at the end of the index; the next starts over, for the lookups still
         # owed a receipt and those committed late (by a process whose clock is behind).
-        if len(members) < batch:
+        if count < batch:
             self._cursor.pop(sid, None)
         else:
-            self._cursor[sid] = "(" + members[-1].decode()
-        if not members:
+            self._cursor[sid] = "(" + last.decode()
+        if not spec:
             return 0
-        ids = [int(m) for m in members]
-        rows = self._rows(ids)
-        settled = [r for r in rows if r[17] != 1]
-        held = {r[0] for r in rows if r[17] == 1}
-        self.archive.write(settled)
+        if settled:
+            self.archive.write_records(blob)
         # Durable in PostgreSQL: out of Redis (index entries of records already expired too).
-        gone = [i for i in ids if i not in held]
-        if not gone:
-            return 0
-        batch_of = {r[0]: r[1] for r in settled if r[1] is not None}
-        by_second: dict[int, list[int]] = {}
-        for lid in gone:
-            by_second.setdefault(second(lid), []).append(lid)
-        pipe = self._ops.pipeline(transaction=True)
-        pipe.zrem(key, *[pad(i) for i in gone])
-        for b, lids in by_second.items():
-            pipe.hdel(f"{self.P}lk:{b}", *lids)
-            # A receipt is settled once its record is gone (RedisStore.unanswered).
-            pipe.srem(f"{self.P}ack:{b}", *lids)
-            pipe.srem(f"{self.P}exp:{b}", *lids)
-        by_batch: dict[int, list[str]] = {}
-        for lid, bid in batch_of.items():
-            by_batch.setdefault(bid, []).append(pad(lid))
-        for bid, pids in by_batch.items():
-            pipe.srem(f"{self.P}batch:{bid}", *pids)
-        pipe.execute()
-        return len(settled)
+        self._drain_remove(args=[self.P, sid, spec])
+        return settled
 
     def retention(self, days: float, now: float | None = None) -> list[str]:
         """Partitions made ahead, and those older than ``days`` dropped (0: kept)."""
