@@ -106,7 +106,7 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
     r = redis.Redis.from_url(url)
     r.flushdb()
     if postgres:
-        _pg(postgres, "DROP TABLE IF EXISTS lookups CASCADE")
+        _pg(postgres, "DROP TABLE IF EXISTS lookups, ledger, schema_version CASCADE")
     # The names ``hlrsmpp bench`` uses for one transceiver per account: load, load2, load3 ...
     accounts = [{"system_id": f"load{i + 1}" if i else "load", "password": "load", "credit": str(CREDIT),
                  "price": str(PRICE), "max_tx": 100} for i in range(sessions)]
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--redis-url", default=None, help="use this Redis (its database is FLUSHED)")
     p.add_argument("--postgres-dsn", default=None,
-                   help="keep the history in this PostgreSQL (its lookups table is DROPPED first)")
+                   help="keep the history in this PostgreSQL (its lookups, ledger and schema_version tables are DROPPED first)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     temp = None if args.redis_url else TempRedis()
