@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--redis-url", default=None, help="use this Redis (its database is FLUSHED)")
     p.add_argument("--postgres-dsn", default=None,
-                   help="keep the history in this PostgreSQL (its lookups, ledger and schema_version tables are DROPPED first)")
+                   help="keep the history in this PostgreSQL (its tables lookups, ledger and schema_version "
+                   "are DROPPED first)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     temp = None if args.redis_url else TempRedis()
