@@ -23,6 +23,16 @@ from hlrsmpp.server.app import Server
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def eventually(check, timeout: float = 10.0, every: float = 0.1):
+    """``check()`` once it is true, or its last answer after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(every)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,6 +93,15 @@ class ServerThread:
         async def run():
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def connections_left(self, timeout: float = 10.0) -> tuple[int, int]:
+        """Once the SMPP connections are gone (or after ``timeout``): how many the gate
+        still counts and how many sessions the server still holds; (0, 0) when every
+        slot was given back."""
+        deadline = time.monotonic() + timeout
+        while self.call(lambda: self.server.smpp_gate.count) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.call(lambda: (self.server.smpp_gate.count, len(self.server.protocols)))
 
     def persist(self) -> None:
         """Wait until everything the server decided so far is committed."""

@@ -3,8 +3,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.error
+import urllib.request
 
 import aiohttp
+
+
+def http_request(url: str, method: str = "GET", body: dict | None = None,
+                 token: str | None = None, timeout: float = 10) -> tuple[int, str]:
+    """A blocking request (from a test's thread, to a server in another thread or
+    process): (status, text), an error status included."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def basic(user: str, password: str) -> dict:

@@ -1,6 +1,7 @@
 """AccountBook.admit (one lookup, per submit_sm) and AccountBook.admit_many (a batch:
-submit_multi, an HTTP lookup of several numbers) decide the same rules in two bodies.
-These properties hold them together, with `admit` as the reference.
+submit_multi, an HTTP lookup of several numbers) decide the same rules, in one body
+(`admit` takes n lookups as one request). These properties hold a batch to n single
+lookups, with `admit` as the reference.
 
 The batch semantics, as `admit_many` implements them:
 - coverage is per number and decided first: an uncovered number gets NO_COVERAGE and costs

@@ -401,24 +401,10 @@ async def test_a_long_message_sent_through_kannel_is_split_with_a_udh_and_charge
     import urllib.parse
 
     import aiohttp
-    from aiohttp import web
     from esme_async import wait_until
-    from test_interop import Kannel
+    from test_interop import Kannel, dlr_hook
     st = make_server([dict(SMS, system_id="demo", password="demo")])   # the account Kannel's config binds as
-    reports: list[dict] = []
-
-    async def on_dlr(request: web.Request) -> web.Response:
-        reports.append({k: v[0] for k, v in urllib.parse.parse_qs(
-            request.query_string, keep_blank_values=True, encoding="latin-1").items()})
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/dlr", on_dlr)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook_port = site._server.sockets[0].getsockname()[1]
+    reports, runner, hook_port = await dlr_hook()
     kannel = Kannel(st.smpp_port, tmp_path, "trx")
     # Long messages are split (concatenated with a UDH) up to 5 parts.
     kannel.conf.write_text(kannel.conf.read_text().replace(

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hlrsmpp.smpp.codec import (
-    Command, Pdu, Tag, decode, encode, encode_header_only, encode_receipt, encode_submit_sm_resp,
+    Command, Pdu, Tag, encode, encode_header_only, encode_receipt, encode_submit_sm_resp,
     encode_submit_sm_resps, encode_tlvs,
 )
 from hlrsmpp.smpp.esme import EsmeSession, decode_lenient, submit_sm_body
@@ -18,20 +18,11 @@ from hlrsmpp.smpp.session import BindMode, SmscSession, State
 from hlrsmpp.smpp.status import Status
 
 from esme import RECEIPT_RE
+from test_session import frames
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 NUMBER = "447912345678"  # a UK mobile number
-
-
-def frames(data: bytes) -> list[Pdu]:
-    out, pos = [], 0
-    while pos < len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        assert length >= 16 and pos + length <= len(data)
-        out.append(decode(data[pos:pos + length]))
-        pos += length
-    return out
 
 
 def bound(mode: BindMode = BindMode.TRX, **kwargs) -> EsmeSession:

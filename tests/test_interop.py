@@ -222,7 +222,9 @@ class Kannel:
             await asyncio.sleep(0.1)
 
 
-async def run_kannel(tap: WireTap, tmp_path: Path, mode: str) -> Outcome:
+async def dlr_hook() -> tuple[list[dict[str, str]], web.AppRunner, int]:
+    """Where Kannel sends its delivery reports (its dlr-url, path /dlr), on a free loopback
+    port: the reports as they come (their query), the runner to clean up, and the port."""
     reports: list[dict[str, str]] = []
 
     async def on_dlr(request: web.Request) -> web.Response:
@@ -237,7 +239,11 @@ async def run_kannel(tap: WireTap, tmp_path: Path, mode: str) -> Outcome:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    hook_port = site._server.sockets[0].getsockname()[1]
+    return reports, runner, site._server.sockets[0].getsockname()[1]
+
+
+async def run_kannel(tap: WireTap, tmp_path: Path, mode: str) -> Outcome:
+    reports, runner, hook_port = await dlr_hook()
     kannel = Kannel(tap.port, tmp_path, mode)
     outcome = Outcome()
     try:

@@ -20,6 +20,7 @@ import structlog
 
 from hlrsmpp import log as log_mod
 from conftest import ServerProcess, free_port
+from http_client import http_request
 from esme import SmpplibEsme
 
 # Distinctive secrets (passwords are at most 8 characters in SMPP 3.4).
@@ -36,20 +37,6 @@ accounts:
   - {{system_id: alpha, password: "{ALPHA_PW}"}}
   - {{system_id: beta, password: "{BETA_PW}", credit: 10.0}}
 """
-
-
-def _request(url: str, method: str = "GET", body: dict | None = None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 @pytest.fixture
@@ -77,18 +64,18 @@ def test_logs_are_json_lines_without_secrets_and_quiet_per_pdu(served):
     # HTTP lookups carrying passwords in the query string, right and wrong.
     for pw in (BETA_PW, WRONG_PW):
         q = urllib.parse.urlencode({"username": "beta", "password": pw, "destination": "447400000001"})
-        _request(f"{base}/websmpp/hlr/lookup?{q}")
+        http_request(f"{base}/websmpp/hlr/lookup?{q}")
     # Operator actions with the admin token: create, change a password, top up, disable.
-    status, body = _request(f"{base}/api/v1/accounts", "POST",
+    status, body = http_request(f"{base}/api/v1/accounts", "POST",
                             {"system_id": "gamma", "password": NEW_PW, "credit": 5}, ADMIN_TOKEN)
     assert status == 201, body
-    status, body = _request(f"{base}/api/v1/accounts/gamma", "PATCH", {"password": ALPHA_PW[::-1]}, ADMIN_TOKEN)
+    status, body = http_request(f"{base}/api/v1/accounts/gamma", "PATCH", {"password": ALPHA_PW[::-1]}, ADMIN_TOKEN)
     assert status == 200, body
-    status, body = _request(f"{base}/api/v1/accounts/gamma/top-up", "POST", {"credit": 1}, ADMIN_TOKEN)
+    status, body = http_request(f"{base}/api/v1/accounts/gamma/top-up", "POST", {"credit": 1}, ADMIN_TOKEN)
     assert status in (200, 201), body
-    status, body = _request(f"{base}/api/v1/accounts/gamma/disable", "POST", {}, ADMIN_TOKEN)
+    status, body = http_request(f"{base}/api/v1/accounts/gamma/disable", "POST", {}, ADMIN_TOKEN)
     assert status == 200, body
-    _request(f"{base}/api/v1/accounts", "GET", token="not-the-token")
+    http_request(f"{base}/api/v1/accounts", "GET", token="not-the-token")
     esme.close()
     assert served.terminate() == 0
     text = served.output()   # stdout and stderr of the process

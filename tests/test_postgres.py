@@ -17,7 +17,8 @@ import redis
 import smpplib.exceptions
 import yaml
 
-from conftest import ServerProcess, free_port
+from conftest import ServerProcess, eventually, free_port
+from http_client import http_request
 from esme import SmpplibEsme
 from postgres_support import postgres_dsn, postgres_server  # noqa: F401  (fixtures)
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
@@ -55,21 +56,10 @@ def _id_at(t: float, seq: int = 0) -> int:
     return (int(t * 1000) - EPOCH_MS) << 22 | seq
 
 
-def _eventually(check, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
-
-
 def _http(port, path):
-    import urllib.request
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    req.add_header("Authorization", f"Bearer {ADMIN}")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.read().decode()
+    status, text = http_request(f"http://127.0.0.1:{port}{path}", token=ADMIN, timeout=30)
+    assert status == 200, text
+    return text
 
 
 def _csv_ids(port) -> list[str]:
@@ -151,14 +141,14 @@ def test_lookups_reach_postgresql_exactly_once_across_kill_9_and_a_postgresql_re
         client = Client(a.smpp_port)
         accepted |= client.submit([f"4479{k:08d}" for k in range(1000)])
         assert len(accepted) == 1000
-        assert _eventually(lambda: count() > 0), "the drain wrote nothing to PostgreSQL"
+        assert eventually(lambda: count() > 0, 20), "the drain wrote nothing to PostgreSQL"
         # PostgreSQL restarts: lookups go on (Redis is their commit), the drain waits for it.
         postgres_server.stop()
         accepted |= client.submit([f"4478{k:08d}" for k in range(500)])
         postgres_server.start()
         # The drain resumes (the receipts of the lookups made meanwhile read and answered).
         client.esme.pump(lambda: len(client.esme.receipts) == 1500, timeout=30)
-        assert _eventually(lambda: count() == 1500, 30), "the drain did not resume"
+        assert eventually(lambda: count() == 1500, 30), "the drain did not resume"
         # kill -9 while lookups flow and the drain writes.
         stop = threading.Event()
 
@@ -172,7 +162,7 @@ def test_lookups_reach_postgresql_exactly_once_across_kill_9_and_a_postgresql_re
                 pass  # the server died under it
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        assert _eventually(lambda: len(accepted) >= 2500, 30)
+        assert eventually(lambda: len(accepted) >= 2500, 30)
         a.kill()
         stop.set()
         loader.join(10)
@@ -187,7 +177,7 @@ def test_lookups_reach_postgresql_exactly_once_across_kill_9_and_a_postgresql_re
         committed = int(r.hget(f"{P}tot:acme", "n"))
         assert committed >= len(accepted) >= 2500
         # Every lookup Redis committed is in PostgreSQL, once; none is left in Redis.
-        assert _eventually(lambda: count() == committed and r.zcard(f"{P}hist:acme") == 0, 30), \
+        assert eventually(lambda: count() == committed and r.zcard(f"{P}hist:acme") == 0, 30), \
             (count(), committed, r.zcard(f"{P}hist:acme"))
         assert not list(r.scan_iter(f"{P}lk:*"))
         stored = {str(row["id"]) for row in postgres_server.query("SELECT id FROM lookups")}
@@ -214,7 +204,7 @@ def test_the_server_drops_partitions_past_the_retention(tmp_path, redis_url, pos
         client = Client(b.smpp_port)
         fresh = client.submit(["447900000001", "447900000002"])
         client.esme.pump(lambda: len(client.esme.receipts) == 2, timeout=10)
-        assert _eventually(lambda: set(_csv_ids(b.http_port)) == fresh | {str(old[2][0])}), _csv_ids(b.http_port)
+        assert eventually(lambda: set(_csv_ids(b.http_port)) == fresh | {str(old[2][0])}, 20), _csv_ids(b.http_port)
         client.esme.close()
     finally:
         assert b.terminate() == 0
@@ -264,7 +254,7 @@ def test_nothing_per_lookup_stays_in_redis_once_its_receipt_is_acknowledged_and_
         batch = _post(b.http_port, "/api/v1/lookups",
                       {"account": "acme", "numbers": [f"4476{k:08d}" for k in range(100)]})
         assert len(batch["lookups"]) == 100
-        assert _eventually(lambda: count() == 700 and r.zcard(f"{P}hist:acme") == 0, 30), count()
+        assert eventually(lambda: count() == 700 and r.zcard(f"{P}hist:acme") == 0, 30), count()
         # Every receipt answered, every lookup in PostgreSQL: what Redis holds is per account,
         # per process or for the deployment, and holds no lookup id.
         client.esme.pump(lambda: int(r.get(f"{P}q:acme") or 0) == 0, timeout=10)

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import redis
@@ -22,7 +20,8 @@ import smpplib.exceptions
 import smpplib.smpp
 import yaml
 
-from conftest import ServerProcess, free_port
+from conftest import ServerProcess, eventually, free_port
+from http_client import http_request
 from esme import RECEIPT_RE, SmpplibEsme
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 
@@ -101,25 +100,7 @@ def _audit(r, sid: str, initial: int) -> dict:
 
 
 def _http(port, path, method="GET", body=None, token=ADMIN):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def _eventually(check, timeout=10.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
+    return http_request(f"http://127.0.0.1:{port}{path}", method, body, token)
 
 
 # -------------------------------------------------------------------- must-shows
@@ -163,7 +144,7 @@ def test_kill_9_of_the_receivers_process_moves_the_receiver_and_its_receipts(tmp
     assert set(sent.values()) == {0}
     r = redis.Redis.from_url(redis_url)
     # A has taken receipts for delivery (they are pending under its consumer) ...
-    assert _eventually(lambda: any(g["pending"] for g in r.xinfo_groups(f"{P}rcpt:acme")), 5)
+    assert eventually(lambda: any(g["pending"] for g in r.xinfo_groups(f"{P}rcpt:acme")), 5)
     # ... and is busy charging lookups of its own transmitter when it is killed.
     a_acked: set[str] = set()
     stop = threading.Event()
@@ -183,7 +164,7 @@ def test_kill_9_of_the_receivers_process_moves_the_receiver_and_its_receipts(tmp
                 a_acked.update(p.message_id.decode() for p in list(esme.resps.values()) if p.status == 0)
     loader = threading.Thread(target=load_on_a, daemon=True)
     loader.start()
-    assert _eventually(lambda: r.zcard(f"{P}hist:acme") >= 900, 20)
+    assert eventually(lambda: r.zcard(f"{P}hist:acme") >= 900, 20)
     a.kill()
     killed = time.monotonic()
     stop.set()
@@ -205,7 +186,7 @@ def test_kill_9_of_the_receivers_process_moves_the_receiver_and_its_receipts(tmp
     assert set(sent) <= _receipt_ids(rx) <= recorded
     # The dead process's unspent credit comes back (reaped by B), and nothing is lost.
     dead = (int(next(iter(a_acked))) >> 12) & 1023
-    assert _eventually(lambda: str(dead).encode() not in r.smembers(f"{P}nodes") and not any(
+    assert eventually(lambda: str(dead).encode() not in r.smembers(f"{P}nodes") and not any(
         k.startswith(f"{dead}:".encode()) for k in r.hgetall(f"{P}lease:acme")), LEASE * 3)
     rx.pump(lambda: int(r.get(f"{P}q:acme") or 0) == 0, timeout=10)
     tx.close()
@@ -275,7 +256,7 @@ def test_lookups_spread_over_two_worker_processes_leave_credit_and_history_exact
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     r = redis.Redis.from_url(redis_url)
     try:
-        assert _eventually(lambda: (tmp_path / "workers.log").read_text().count('"server_started"') == 2
+        assert eventually(lambda: (tmp_path / "workers.log").read_text().count('"server_started"') == 2
                            and r.scard(f"{P}nodes") == 2, 60, 0.2), (tmp_path / "workers.log").read_text()[-2000:]
         result = bench(BenchConfig(port=smpp, sessions=sessions, window=64, count=COUNT,
                                    system_id="load", password="load", drain_timeout=120))
@@ -339,10 +320,10 @@ def test_accounts_credit_and_history_are_the_same_from_every_process(tmp_path, r
         if esme is not None:
             esme.close()
         return status == 0
-    assert _eventually(binds_on_b, 5)
+    assert eventually(binds_on_b, 5)
     status, body = _http(b.http_port, "/api/v1/accounts/newco/top-up", "POST", {"credit": "2"})
     assert status in (200, 201), body
-    assert _eventually(lambda: json.loads(_http(a.http_port, "/api/v1/accounts/newco")[1])["credit"] == "3", 5)
+    assert eventually(lambda: json.loads(_http(a.http_port, "/api/v1/accounts/newco")[1])["credit"] == "3", 5)
     _, tx = _bind(a.smpp_port, "transmitter", "newco", "npw")
     # 0.1 each: 30 fit in 3.0. B holds the 2.0 it was topped up with until A asks for it
     # (the lease tolerance, docs/scaling.md): A's burst may be refused in part, then within
@@ -374,7 +355,7 @@ def test_accounts_credit_and_history_are_the_same_from_every_process(tmp_path, r
             return tx.client.read_pdu().command == "unbind"
         except (socket.timeout, OSError):
             return False
-    assert _eventually(unbind_received, 5)
+    assert eventually(unbind_received, 5)
     tx.client.disconnect()
 
 
@@ -417,5 +398,5 @@ def test_a_process_that_lost_its_receiver_lease_unbinds_the_receiver(tmp_path, r
             return rx.client.read_pdu().command == "unbind"
         except (socket.timeout, OSError):
             return False
-    assert _eventually(unbind_received, LEASE)
+    assert eventually(unbind_received, LEASE)
     rx.client.disconnect()

@@ -315,11 +315,14 @@ class AccountBook:
 
     # --- admission and billing (the hot path) ----------------------------------------
 
-    def admit(self, acc: Account, cc: str, now: float, price: int | None = None) -> Refusal | None:
+    def admit(self, acc: Account, cc: str | None, now: float, price: int | None = None,
+              n: int = 1) -> Refusal | None:
         """Admit one lookup to country calling code `cc` at epoch `now`, charging it
         (`price` micro-credits, else the account's price: a text message its segments').
 
-        A refused lookup charges and counts nothing."""
+        ``n`` lookups as ONE request (a batch, its coverage decided by the caller: `cc`
+        None): one min_delay gap and one tps token; the windows and the credit must hold
+        all of them. A refused request charges and counts nothing."""
         if now >= self._day_end or now < self._day_start:
             self._roll(now)
         u = acc.usage
@@ -327,7 +330,7 @@ class AccountBook:
             return Refusal.EXPIRED
         if not u.enabled:
             return Refusal.DISABLED
-        if u.coverage and cc not in u.coverage:
+        if u.coverage and cc is not None and cc not in u.coverage:
             return Refusal.NO_COVERAGE
         if u.delay:
             since = now - u.last
@@ -345,25 +348,24 @@ class AccountBook:
                 return Refusal.LIMIT_TPS
         if u.day != self._day_start:
             self._count_period(acc)
-        if u.n_day >= u.cap_day:
+        if u.n_day + n > u.cap_day:
             return Refusal.LIMIT_DAY
-        if u.n_week >= u.cap_week:
+        if u.n_week + n > u.cap_week:
             return Refusal.LIMIT_WEEK
-        if u.n_month >= u.cap_month:
+        if u.n_month + n > u.cap_month:
             return Refusal.LIMIT_MONTH
-        if price is None:
-            price = u.price
-        if acc.packages is not None and u.credit < price:
+        cost = (u.price if price is None else price) * n
+        if acc.packages is not None and u.credit < cost:
             return self._no_credit(acc)
         # Accepted: from here on nothing refuses.
         if tps:
             u.tokens -= 1.0
         u.last = now
-        u.n_day += 1
-        u.n_week += 1
-        u.n_month += 1
-        if price and acc.packages is not None:
-            self._charge(acc, price)
+        u.n_day += n
+        u.n_week += n
+        u.n_month += n
+        if cost and acc.packages is not None:
+            self._charge(acc, cost)
         return None
 
     def admit_many(self, acc: Account, ccs: list[str], now: float) -> list[Refusal | None]:
@@ -378,9 +380,9 @@ class AccountBook:
         n = sum(covered)
         if n == 0:
             return [Refusal.NO_COVERAGE] * len(ccs)
-        got = self._admit_n(acc, n, now)
-        if isinstance(got, Refusal):
-            return [got] * len(ccs)
+        refusal = self.admit(acc, None, now, None, n)
+        if refusal is not None:
+            return [refusal] * len(ccs)
         return [None if c else Refusal.NO_COVERAGE for c in covered]
 
     def reserve(self, acc: Account, cc: str, now: float) -> Refusal | Reservation:
@@ -390,7 +392,12 @@ class AccountBook:
         u = acc.usage
         if u.coverage and cc not in u.coverage:
             return Refusal.NO_COVERAGE
-        return self._admit_n(acc, 1, now)
+        last, token = u.last, bool(u.tps)   # what admit changes, to undo it
+        refusal = self.admit(acc, None, now)
+        if refusal is not None:
+            return refusal
+        return Reservation(acc, 1, u.price if acc.packages is not None else 0, last, token,
+                           u.day, u.week, u.month)
 
     def commit(self, hold: Reservation) -> None:
         """The reserved lookups stand (they are already charged and counted)."""
@@ -408,44 +415,6 @@ class AccountBook:
             u.n_month -= hold.n
         if hold.cost:
             self.refund(acc, hold.cost)
-
-    def _admit_n(self, acc: Account, n: int, now: float) -> Refusal | Reservation:
-        if now >= self._day_end or now < self._day_start:
-            self._roll(now)
-        u = acc.usage
-        if now >= u.expires_at:
-            return Refusal.EXPIRED
-        if not u.enabled:
-            return Refusal.DISABLED
-        if u.delay and 0.0 <= now - u.last < u.delay:
-            return Refusal.LIMIT_DELAY
-        if u.tps:
-            if now > u.stamp:
-                u.tokens = min(u.depth, u.tokens + (now - u.stamp) * u.tps)
-                u.stamp = now
-            if u.tokens < u.need:
-                return Refusal.LIMIT_TPS
-        self._count_period(acc)
-        if u.n_day + n > u.cap_day:
-            return Refusal.LIMIT_DAY
-        if u.n_week + n > u.cap_week:
-            return Refusal.LIMIT_WEEK
-        if u.n_month + n > u.cap_month:
-            return Refusal.LIMIT_MONTH
-        cost = u.price * n
-        if acc.packages is not None and u.credit < cost:
-            return self._no_credit(acc)
-        hold = Reservation(acc, n, cost if acc.packages is not None else 0, u.last, bool(u.tps),
-                           u.day, u.week, u.month)
-        if u.tps:
-            u.tokens -= 1.0
-        u.last = now
-        u.n_day += n
-        u.n_week += n
-        u.n_month += n
-        if cost and acc.packages is not None:
-            self._charge(acc, cost)
-        return hold
 
     def _charge(self, acc: Account, amount: int) -> None:
         # Oldest package first, as a prepaid customer expects; one charge may empty a package and go on.

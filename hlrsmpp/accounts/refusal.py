@@ -65,6 +65,13 @@ class Refusal(enum.Enum):
         return _HTTP[self]
 
 
+def smpp_status_of(outcome: Refusal | int) -> int:
+    """The command_status answering a submission the account refused (a Refusal) or the
+    protocol did (a Status)."""
+    return outcome.smpp_status if isinstance(outcome, Refusal) else outcome
+
+
+
 R = Refusal
 _SMPP = {
     R.EXPIRED: Status.RACCEXPIRY,

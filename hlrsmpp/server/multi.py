@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..accounts import smpp_status_of
 from ..smpp.codec import Pdu
 from ..smpp.status import Status
 
@@ -31,7 +32,7 @@ def submit_to_each(proto: Any, pdu: Pdu, accepted_type: type,
         if isinstance(r, accepted_type):
             accepted.append(r)
         else:
-            unsuccess.append((ton, npi, addr, r if isinstance(r, int) else r.smpp_status))
+            unsuccess.append((ton, npi, addr, smpp_status_of(r)))
 
     def committed(ok: bool) -> None:
         if not ok:

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from ..accounts import Refusal
+from ..accounts import Refusal, smpp_status_of
 from ..smpp.codec import Command, Pdu, SubmitSm
 from ..smpp.session import EVENTS, BindMode, SmscSession, State
 from ..smpp.status import Status
@@ -210,14 +210,14 @@ class SmppProtocol:
                         if r.__class__ is SmsMessage:
                             texts.append((pdu.sequence, r))
                         else:
-                            session.submit_sm_resp(pdu.sequence, _status(r))
+                            session.submit_sm_resp(pdu.sequence, smpp_status_of(r))
                         continue
                     r = engine.submit(account, pdu.destination_addr, pdu.dest_addr_ton, pdu.dest_addr_npi)
                     if r.__class__ is Lookup:
                         sequences.append(pdu.sequence)
                         held.append(r)
                     else:
-                        session.submit_sm_resp(pdu.sequence, _status(r))
+                        session.submit_sm_resp(pdu.sequence, smpp_status_of(r))
                 elif cmd == resp:
                     answers.append(pdu)
                 elif self.sms is not None and cmd in _SMS_COMMANDS:
@@ -453,7 +453,7 @@ class SmppProtocol:
         p = pdu.params
         r = self.server.engine.submit(self.account, p["destination_addr"], p["dest_addr_ton"], p["dest_addr_npi"])
         if r.__class__ is not Lookup:
-            self.session.respond(pdu, _status(r))
+            self.session.respond(pdu, smpp_status_of(r))
             return
 
         def committed(ok: bool) -> None:
@@ -580,7 +580,3 @@ _GUESSES = frozenset({Refusal.BAD_SYSTEM_ID, Refusal.BAD_PASSWORD, Refusal.IP_BA
 #: event's name. It answers through ``proto.session``.
 HANDLERS = {command: getattr(SmppProtocol, "_on_" + event) for command, event in EVENTS.items()
             if command is not Command.SUBMIT_SM and command is not Command.DELIVER_SM_RESP}
-
-
-def _status(r) -> int:
-    return r.smpp_status if isinstance(r, Refusal) else r

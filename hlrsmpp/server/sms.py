@@ -16,6 +16,7 @@ import time
 from struct import Struct
 from typing import Any
 
+from ..accounts import smpp_status_of
 from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup, delivered_parts, receipt_date
 from ..smpp.codec import MESSAGE_FIELDS, Pdu, SubmitSm, Tag
 from ..smpp.status import Status
@@ -487,7 +488,7 @@ class SmsCenter:
             proto.account, msg, p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"], p["source_addr"],
             p["service_type"], now)
         if not isinstance(r, SmsMessage):
-            proto.session.respond(pdu, _status(r))
+            proto.session.respond(pdu, smpp_status_of(r))
             return
         account = proto.account
 
@@ -532,8 +533,3 @@ class SmsCenter:
 
 def _int(value: bytes | None) -> int | None:
     return None if value is None else int.from_bytes(value, "big")
-
-
-def _status(r) -> int:
-    return r if isinstance(r, int) else r.smpp_status
-
