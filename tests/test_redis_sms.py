@@ -13,7 +13,8 @@ import redis
 
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from test_e2e_sms import APPENDIX_B, SUBMIT, RawEsme
-from test_redis_e2e import P, _config, _eventually, _http, procs  # noqa: F401  (fixture)
+from conftest import eventually
+from test_redis_e2e import P, _config, _http, procs  # noqa: F401  (fixture)
 from hlrsmpp.smpp.codec import Command, Tag
 from hlrsmpp.smpp.status import Status
 
@@ -98,7 +99,7 @@ def test_every_final_state_reaches_the_receiver_on_the_other_process(tmp_path, r
     n, cost = (int(x) for x in r.hmget(f"{P}tot:texter", "n", "c"))
     assert (n, cost) == (5, 7 * 1_000_000)   # 5 messages, 4 + 3 SMS at 1 credit each
     # Every receipt acknowledged: nothing left queued for the account.
-    assert _eventually(lambda: int(r.get(f"{P}q:texter") or 0) == 0)
+    assert eventually(lambda: int(r.get(f"{P}q:texter") or 0) == 0)
     # The history of either process shows the message's segments and state.
     status, body = _http(b.http_port, f"/api/v1/lookups/{long.params['message_id']}")
     assert status == 200 and '"segments": 3' in body.replace('":3', '": 3'), body
