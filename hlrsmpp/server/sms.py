@@ -21,7 +21,7 @@ from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup, delivered_parts, rec
 from ..smpp.codec import MESSAGE_FIELDS, Pdu, SubmitSm, Tag
 from ..smpp.status import Status
 from ..sms import (DELETED, DELIVERED, ENROUTE, EXPIRED, MAX_PARTS, STAT_WORDS, ConcatError, Reassembly,
-                   SmppTimeError,
+                   SmppTimeError, count_text, encode,
                    decode, outcome_of, parse_sar, parse_smpp_time, parse_udh, receipt_text, segments_of,
                    split_udh)
 from ..sms.concat import UDHI, check_part_length
@@ -267,6 +267,28 @@ class SmsCenter:
         journal.add_lookup(row)
         journal.add_sms(m.sms_row())
         metrics.STATS.lookups[CHANNEL, err] += 1
+        return m
+
+    async def send(self, account, destination_addr: str, text: str, source_addr: str = "") -> SmsMessage | Status:
+        """A text a person typed (the console): in the GSM alphabet when every character is
+        in it, else UCS2, split as the segment counter says, charged and recorded as a
+        submit_sm with message_payload (no receipt: the page shows its state). Raises
+        UnencodableText (as the counter does) for a text no SMS can carry."""
+        count = count_text(text)
+        payload = encode(text, count.data_coding)
+        now = time.time()
+        msg = self.parse(0, 0, count.data_coding, b"", "", "", {Tag.MESSAGE_PAYLOAD: payload}, now)
+        if msg.__class__ is not Parsed:
+            return msg  # type: ignore[return-value]
+        m = self.submit(account, msg, 1, 1, destination_addr, source_addr, "", now)  # type: ignore[arg-type]
+        if not isinstance(m, SmsMessage):
+            return m
+        done = self.server.loop.create_future()
+        self.server.journal.after_commit(lambda ok: done.done() or done.set_result(ok))
+        if not await done:
+            self.abandon(account, m)
+            return Status.RSYSERR
+        self.accepted([m])
         return m
 
     def abandon(self, account, m: SmsMessage) -> None:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .auth import Sessions
 from .common import SESSIONS, add_filters, add_globals
-from . import contacts, customer, login, operator
+from . import contacts, customer, login, operator, sms
 
 __all__ = ["setup"]
 
@@ -57,5 +57,6 @@ def setup(app: web.Application, server) -> None:
     r.add_static("/console/static/", HERE / "static", name="console_static", append_version=True)
     login.routes(r)
     customer.routes(r)
+    sms.routes(r)
     contacts.routes(r)
     operator.routes(r)

@@ -252,19 +252,25 @@ async def sms_segments(request: web.Request) -> web.Response:
     who = await authenticate(request)
     if isinstance(who, web.Response):
         return who
-    text = request.query.get("text")
+    count = segments_of_query(request.query)
+    return _bad(count) if isinstance(count, str) else json_response(count)
+
+
+def segments_of_query(query) -> dict | str:
+    """The live counter of a query's ``text`` and ``data_coding`` (the API's and the
+    console's), or what is wrong with them."""
+    text = query.get("text")
     if text is None:
-        return _bad("text is required")
+        return "text is required"
     if len(text) > _SEGMENTS_MAX_TEXT:
-        return _bad(f"text is longer than {MAX_PARTS} SMS")
-    dc = request.query.get("data_coding", "")
+        return f"text is longer than {MAX_PARTS} SMS"
+    dc = query.get("data_coding", "")
     if dc and not (dc.isascii() and dc.isdigit() and int(dc) <= 255):
-        return _bad("data_coding must be an integer 0..255")
+        return "data_coding must be an integer 0..255"
     try:
-        count = count_text(text, int(dc) if dc else None)
+        return count_view(count_text(text, int(dc) if dc else None))
     except UnencodableText as err:
-        return _bad(str(err))
-    return json_response(count_view(count))
+        return str(err)
 
 
 def _owned(who: Principal, row) -> bool:
