@@ -82,6 +82,11 @@ class Usage:
     credit: int = 0
     head: int = 0
     low_alerted: bool = False
+    # Auto-recharge: the threshold a charge must cross (-1: none here, no test passes), and
+    # the packages added in the month `recharge_month` ("YYYY-MM").
+    recharge_below: int = -1
+    recharges: int = 0
+    recharge_month: str = ""
     # Rate: the last lookup, the token bucket.
     last: float = -INF
     tokens: float = 0.0
@@ -119,6 +124,9 @@ class Account:
         """Build from a YAML or API account mapping; ValueError names account and key."""
         settings = AccountSettings.from_config(d)
         balance = parse_balance(d, f"account {settings.system_id!r}")
+        if settings.auto_recharge is not None and balance is None:
+            raise ValueError(f"account {settings.system_id!r}: auto_recharge needs prepaid credit "
+                             "(credit or packages); this account's is unlimited")
         return cls(settings, None if balance is None else [Package(**p) for p in balance])
 
     @classmethod
@@ -158,10 +166,15 @@ class AccountBook:
 
     def __init__(self, accounts: Iterable[Account] = (), tz: str = "UTC", ban_after: int = 5,
                  ban_window: float = 60.0, ban_time: float = 300.0,
-                 on_low_credit: Callable[[Account], None] | None = None):
+                 on_low_credit: Callable[[Account], None] | None = None,
+                 on_auto_recharge: Callable[[Account, Package, float], None] | None = None):
         self.calendar = Calendar(tz)
         self.ban_after, self.ban_window, self.ban_time = ban_after, ban_window, ban_time
         self.on_low_credit = on_low_credit
+        # Told of each package auto-recharge added here (acc, package, when), to make it
+        # durable with the charge that crossed; None: this book adds none (a shared store
+        # decides them, in its commit).
+        self.on_auto_recharge = on_auto_recharge
         # Called (refusal path only) when a credit-limited account lacks credit here: a shared
         # store leases more to this process. None with the embedded store.
         self.on_no_credit: Callable[[Account], None] | None = None
@@ -252,6 +265,8 @@ class AccountBook:
         u.cap_day = INF if lim.per_day is None else lim.per_day
         u.cap_week = INF if lim.per_week is None else lim.per_week
         u.cap_month = INF if lim.per_month is None else lim.per_month
+        ar = s.auto_recharge
+        u.recharge_below = -1 if ar is None or self.on_auto_recharge is None or acc.packages is None else ar.below
 
     @staticmethod
     def _rehead(acc: Account) -> None:
@@ -420,18 +435,21 @@ class AccountBook:
         # Oldest package first, as a prepaid customer expects; one charge may empty a package and go on.
         u = acc.usage
         u.credit -= amount
-        pk, i = acc.packages, u.head
+        pk, i, left = acc.packages, u.head, amount
         assert pk is not None
-        while amount:
+        while left:
             p = pk[i]
-            if p.credit > amount:
-                p.credit -= amount
+            if p.credit > left:
+                p.credit -= left
                 break
-            amount -= p.credit
+            left -= p.credit
             p.credit = 0
             i += 1
         u.head = i
         self._dirty[acc.system_id] = acc
+        # A crossing: credit was at or above `below` before this charge, and is below it now.
+        if u.credit < u.recharge_below and u.credit + amount >= u.recharge_below:
+            self._auto_recharge(acc)
         low = acc.settings.low_credit
         if u.credit < low and not u.low_alerted and u.credit + u.elsewhere < low:
             u.low_alerted = True
@@ -440,6 +458,52 @@ class AccountBook:
                     self.on_low_credit(acc)
                 except Exception:  # the lookup is already charged; an alert bug must not fail it
                     log.exception("low-credit alert for %s failed", acc.system_id)
+
+    def _auto_recharge(self, acc: Account) -> None:
+        """Credit just fell below the account's auto_recharge `below`: add a package of
+        `add`, unless `max_per_month` were added this month. Not on the hot path: once a
+        crossing. Falling further, or a refund, is no new crossing; credit added (this
+        package, a top-up) that lifts it back to `below` or more makes the next fall one."""
+        ar = acc.settings.auto_recharge
+        if ar is None or self.on_auto_recharge is None:
+            return
+        at = time.time()
+        day = self.calendar.day(at)
+        month = self.month(at)
+        u = acc.usage
+        if u.recharge_month != month:
+            u.recharge_month, u.recharges = month, 0
+        if u.recharges >= ar.max_per_month:
+            return
+        u.recharges += 1
+        p = self.add_package(acc, Package(ar.add, day.date, "auto_recharge"))
+        try:
+            self.on_auto_recharge(acc, p, at)
+        except Exception:  # the package is added and counted; a bug in telling must not fail the lookup
+            log.exception("auto-recharge of %s: recording failed", acc.system_id)
+
+    def month(self, t: float) -> str:
+        """The calendar month ("YYYY-MM", in the book's timezone) holding instant `t`."""
+        return self.calendar.keys(t)[2][1:]
+
+    def recharges(self, acc: Account, now: float | None = None) -> tuple[str, int]:
+        """("YYYY-MM", packages auto-recharge added to `acc` in that month): the month of `now`."""
+        month = self.month(time.time() if now is None else now)
+        u = acc.usage
+        return month, u.recharges if u.recharge_month == month else 0
+
+    def count_recharges(self, acc: Account, month: str, n: int) -> None:
+        """The packages auto-recharge added to `acc` in `month` ("YYYY-MM"), as the store
+        counts them (at start-up; a shared store's, as they happen)."""
+        u = acc.usage
+        if month >= u.recharge_month:
+            u.recharge_month, u.recharges = month, n
+
+    def set_auto_recharge(self, hook: Callable[[Account, Package, float], None] | None) -> None:
+        """Who records this book's auto-recharges (None: this book adds none)."""
+        self.on_auto_recharge = hook
+        for acc in self._accounts.values():
+            self._derive(acc)
 
     def refund(self, acc: Account, amount: int) -> None:
         """Give back `amount` micro-credits (a lookup that failed internally).

@@ -87,7 +87,7 @@ class Key:
 
     def read(self, d: Mapping[str, Any], where: str) -> Any:
         if self.default is REQUIRED and self.name not in d:
-            raise ValueError(f"{where}: {self.name} is required")
+            raise ValueError(f"{where}{self.name}: required")
         return self.parse(d.get(self.name, self.default), f"{where}{self.name}")
 
 
@@ -423,6 +423,49 @@ class Limits:
 LIMIT_TABLE = table(Limits)
 
 
+def _positive_amount(v: Any, where: str) -> int:
+    m = amount(v, where)
+    if m <= 0:
+        raise ValueError(f"{where}: must be more than 0, got {v!r}")
+    return m
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRecharge:
+    """Credit that adds itself: a package of `add` when credit falls below `below`."""
+    # micro-credits
+    below: int = key(parse=amount, dump=from_micro, shown="(required)", schema=AMOUNT, record_schema=AMOUNT_TEXT,
+                     doc="when credit falls below this (from this amount or more), a package is added")
+    add: int = key(parse=_positive_amount, dump=from_micro, shown="(required)", schema=AMOUNT,
+                   record_schema=AMOUNT_TEXT, doc="the credit of that package (more than 0)")
+    max_per_month: int = key(parse=integer(1), shown="(required)", schema={"type": "integer", "minimum": 1},
+                             doc="packages added at most per calendar month (in accounts_timezone); "
+                                 "a fall below `below` past it adds nothing")
+
+    @classmethod
+    def from_config(cls, d: Any, where: str = "auto_recharge") -> AutoRecharge | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected {{below, add, max_per_month}}, got {d!r}")
+        recharge: AutoRecharge = parse_keys(cls, AUTO_RECHARGE_TABLE, d, where, ".")
+        return recharge
+
+    def to_config(self) -> dict[str, Any]:
+        return dump_keys(self, AUTO_RECHARGE_TABLE)
+
+
+AUTO_RECHARGE_TABLE = table(AutoRecharge)
+
+
+def _auto_recharge(v: Any, where: str) -> AutoRecharge | None:
+    return AutoRecharge.from_config(v, where)
+
+
+def _dump_auto_recharge(a: AutoRecharge | None) -> dict[str, Any] | None:
+    return None if a is None else a.to_config()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountSettings:
     """What the operator set for an account (the YAML file, the admin API), validated."""
@@ -465,6 +508,13 @@ class AccountSettings:
     # micro-credits; alert when credit falls below it
     low_credit: int = key(0, parse=amount, dump=from_micro, shown="`0`", schema=AMOUNT, record_schema=AMOUNT_TEXT,
                           doc="log a `low_credit` warning when credit falls below this (0: never)")
+    auto_recharge: AutoRecharge | None = key(
+        None, parse=_auto_recharge, dump=_dump_auto_recharge, shown="(none)",
+        doc="`{below, add, max_per_month}` (below): credit that adds itself, a package of `add` each "
+            "time credit falls below `below`, at most `max_per_month` times a month; needs prepaid credit",
+        schema={"type": ["object", "null"], "required": ["below", "add", "max_per_month"],
+                "additionalProperties": False,
+                "properties": {n: k.schema for n, k in AUTO_RECHARGE_TABLE.items()}})
     data_coding: int | None = key(None, parse=integer(0, 255, optional=True), shown="receipts.data_coding",
                                   doc="data_coding of this account's receipts",
                                   schema={"type": "integer", "minimum": 0, "maximum": 255})

@@ -18,7 +18,7 @@ import structlog
 
 from .. import admin_token, metrics
 from ..config import ConfigError
-from ..accounts import Account, AccountBook
+from ..accounts import Account, AccountBook, from_micro
 from ..accounts.allowlist import parse_allowlist
 from ..accounts.calendar import Calendar
 from ..accounts.passwords import hash_password, parse_operators
@@ -39,7 +39,7 @@ from ..smpp.codec import Command, Pdu
 from ..smpp.session import BindMode
 from ..ids import IdGenerator
 from .journal import Journal
-from .notify import Notifier
+from .notify import Notifier, ledger_recharges
 from .http.api import Webhooks
 from .outbind import Outbinder
 from .receipts import Outbox
@@ -120,7 +120,7 @@ class Server:
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
                                 ban_window=bans["window"], ban_time=bans["time"],
-                                on_low_credit=self._low_credit)
+                                on_low_credit=self._low_credit, on_auto_recharge=self._auto_recharged)
         try:
             await self._start_from_config(join)
         except ValueError as err:
@@ -155,6 +155,7 @@ class Server:
         if self.book.has_limits():
             now = time.time()
             self.book.restore_counts(self.store.period_counts(self.book.periods(now)), now)
+        self._restore_recharges()
         self.replace_faults(cfg.get("faults") or [])
         self.journal = Journal(self.store, self.book, self.loop)
         self.admin = AccountAdmin(self.book, self.journal, self.store, self._hash_passwords, self.add_account,
@@ -456,6 +457,32 @@ class Server:
             metrics.STATS.receipts_expired[lookups[0].system_id] += len(lookups)
         else:
             metrics.STATS.observe_latencies(time.time(), lookups)
+
+    def _restore_recharges(self) -> None:
+        """This month's auto-recharges of each account, from its ledger: max_per_month holds
+        across a restart."""
+        month = self.book.month(time.time())
+        for account in self.book:
+            if account.settings.auto_recharge is not None:
+                n = len(ledger_recharges(self.store, self.book, account.system_id, month))
+                self.book.count_recharges(account, month, n)
+
+    def _auto_recharged(self, account, package, at: float) -> None:
+        """The book added an auto-recharge package: its ledger entry joins the commit of
+        the charge that crossed (the account's record, with the package, is in it too);
+        the notification once that is durable, or at the next start."""
+        sid, ar = account.system_id, account.settings.auto_recharge
+        month, n = self.book.recharges(account, at)
+        self.journal.add_ledger(sid, at, "auto_recharge", package.credit,
+                                f"credit below {from_micro(ar.below)}: {n} of {ar.max_per_month} in {month}")
+
+        def noted(ok: bool) -> None:
+            if ok and self.notifier is not None:
+                self.notifier.auto_recharged(account, month, n, package.credit)
+
+        # Not started now: the lookup that crossed is added after this, into the same commit.
+        self.journal.after_commit(noted, early=False)
+        log.info("auto_recharged", system_id=sid, credit=package.credit / 1_000_000, month=month, count=n)
 
     def _low_credit(self, account) -> None:
         if self.notifier is not None:

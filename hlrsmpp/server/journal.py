@@ -166,12 +166,14 @@ class Journal:
             if not fut.done():
                 fut.set_result(None)
 
-    def after_commit(self, callback: Callable[[bool], None]) -> None:
+    def after_commit(self, callback: Callable[[bool], None], early: bool = True) -> None:
         """Run ``callback(ok)`` once what was added since the last commit started is
         durable (or failed): register it right after adding what it answers for. What
-        is already in a commit in flight is not waited for (``drain`` waits for all)."""
+        is already in a commit in flight is not waited for (``drain`` waits for all).
+        ``early=False``: the commit starts at the end of this turn as usual, not now (what
+        is added later in this turn joins it)."""
         self._after.append(callback)
-        if self._lookups and not self._busy:
+        if early and self._lookups and not self._busy:
             # The writer is idle: start now rather than at the end of this turn of
             # the loop, so the commit overlaps the rest of the turn's work.
             self._flush()

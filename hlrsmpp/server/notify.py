@@ -14,7 +14,11 @@ mail goes out once it is back. Kept in the outbox, a notification survives kill 
 Once per crossing: the low-credit event's key counts the credit the account was given
 (ledger entries that added credit), so it comes again only after a top-up; a limit's key
 names its window (that day, week or month) and its step (80 or 100); expiry's names the
-date; a cleaning's, the job.
+date; a cleaning's, the job; an auto-recharge's, its month and its number in that month
+(``auto_recharge:2026-12:2``). An auto-recharge is durable before it is noted (its ledger
+entry commits with the charge that crossed; on Redis the commit script writes the
+notification itself), and the task notes again, at start, the month's auto-recharges the
+ledger holds: a kill -9 between the two loses none (the key makes it once).
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ SUBJECTS = {
     "low_credit": "credit below {threshold}: {credit} left",
     "limit": "{percent} % of the {period} limit ({used} of {limit} lookups)",
     "expiry": "account expires on {expires}",
-    "auto_recharge": "credit recharged by {amount}",
+    "auto_recharge": "credit recharged by {amount} ({count} of {max_per_month} in {month})",
     "cleaning_done": "contact-list cleaning {job} {status}",
 }
 
@@ -90,6 +94,26 @@ class Notifier:
         """The book's hook: ``acc``'s credit just fell below its low_credit."""
         self.note(acc.system_id, "low_credit", "low_credit", {
             "credit": from_micro(acc.credit or 0), "threshold": from_micro(acc.settings.low_credit)})
+
+    def auto_recharged(self, acc, month: str, n: int, amount: int) -> None:
+        """``acc``'s ``n``-th auto-recharge of ``month``, of ``amount`` micro-credits, is durable."""
+        ar = acc.settings.auto_recharge
+        if ar is not None:
+            self.note(acc.system_id, "auto_recharge", *recharge_event(ar, month, n, amount))
+
+    def wake(self) -> None:
+        """Something was written to the outbox (a shared store's commit): send it now."""
+        self._wake.set()
+
+    def _noted_recharges(self) -> None:
+        """The month's auto-recharges as the ledger holds them, noted again (on a worker
+        thread, at start): one made just before a kill -9 is not left unsent."""
+        book, store = self.server.book, self.server.store
+        month = book.month(time.time())
+        for acc in book:
+            if acc.settings.auto_recharge is not None:
+                for n, amount in ledger_recharges(store, book, acc.system_id, month):
+                    self.auto_recharged(acc, month, n, amount)
 
     def cleaning_done(self, owner: str | None, job_id: str, status: str, report: dict | None) -> None:
         if owner is not None:
@@ -134,6 +158,10 @@ class Notifier:
         loop = asyncio.get_running_loop()
         outbox = self.server.store.outbox
         due: list = []
+        try:
+            await loop.run_in_executor(None, self._noted_recharges)
+        except Exception:   # the store: the next start tries again
+            log.exception("notify_recharges_failed")
         while True:
             try:
                 self.check(time.time())
@@ -222,6 +250,20 @@ class Notifier:
             await resp.read()
             if not 200 <= resp.status < 300:
                 raise OSError(f"webhook answered {resp.status}")
+
+
+def recharge_event(ar, month: str, n: int, amount: int) -> tuple[str, dict]:
+    """The key and data of the ``n``-th auto-recharge of ``month`` (YYYY-MM), of ``amount``
+    micro-credits, for auto_recharge settings ``ar`` (the Redis commit script writes the same)."""
+    return f"auto_recharge:{month}:{n}", {"amount": from_micro(amount), "below": from_micro(ar.below),
+                                           "count": n, "max_per_month": ar.max_per_month, "month": month}
+
+
+def ledger_recharges(store, book, system_id: str, month: str) -> list[tuple[int, int]]:
+    """(number in the month, amount) of each auto-recharge of ``month`` in the account's ledger."""
+    amounts = [r["amount"] for r in store.ledger(system_id)
+               if r["kind"] == "auto_recharge" and book.month(r["at"]) == month]
+    return list(enumerate(amounts, start=1))
 
 
 def subject(kind: str, data: dict) -> str:

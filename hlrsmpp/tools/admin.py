@@ -123,6 +123,8 @@ def _show(acc: dict, ledger: list | None = None) -> str:
             continue
         if key == "credit":
             value = _credit(acc)
+        elif key == "auto_recharge":
+            value = _auto_recharge(value)
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
         elif isinstance(value, bool):
@@ -135,6 +137,13 @@ def _show(acc: dict, ledger: list | None = None) -> str:
         for e in ledger:
             lines.append(f"  {e['at']}  {e['kind']:<8} {e['amount']:>12}  {e.get('note', '')}".rstrip())
     return "\n".join(lines)
+
+
+def _auto_recharge(ar: dict | None) -> str:
+    if not ar:
+        return "off"
+    text = f"adds {ar['add']} when credit falls below {ar['below']}, at most {ar['max_per_month']} a month"
+    return text + (f" ({ar['this_month']} in {ar['month']})" if "this_month" in ar else "")
 
 
 def accounts_show(args) -> int:

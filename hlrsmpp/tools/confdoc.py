@@ -274,6 +274,9 @@ def generate() -> str:
     lines += _key_table(settings.doc_order(), "accounts[].", undocumented)
     lines += ["", "### `limits`", ""]
     lines += _key_table(settings.LIMIT_TABLE.values(), "accounts[].limits.", undocumented)
+    lines += ["", "### `auto_recharge`", "", "Credit that adds itself (docs/http.md, Auto-recharge): "
+              "`auto_recharge: {below: 10, add: 100, max_per_month: 3}`.", ""]
+    lines += _key_table(settings.AUTO_RECHARGE_TABLE.values(), "accounts[].auto_recharge.", undocumented)
     lines += ["", "### `packages`", "", "A list of prepaid packages; credit is consumed "
               "from the oldest.", ""]
     lines += _key_table(settings.PACKAGE_TABLE.values(), "accounts[].packages[].", undocumented)

@@ -13,6 +13,7 @@ from ...domain import Lookup
 from ..http import api, me
 from ...hlr import ERR_NAMES
 from ..http.history import STATUSES, HistoryFilter, Query
+from ..http.me import auto_recharge_view
 from ..http.common import MAX_BATCH, SERVER, lookup_view, read, unknown_batch
 from .charts import lookups_per_day
 from .common import api_error, customer, form, missing, render, viewer
@@ -27,7 +28,7 @@ def _account_summary(server, acc) -> dict:
     c = server.book.counters(acc)
     return {"credit": from_micro(acc.credit) if acc.credit is not None else None,
             "counters": {"day": c["day"], "week": c["week"], "month": c["month"]},
-            "auto_recharge": getattr(acc.settings, "auto_recharge", None),
+            "auto_recharge": auto_recharge_view(server.book, acc),
             "expires": acc.settings.expires.isoformat() if acc.settings.expires else None,
             "price": from_micro(acc.settings.price), "limits": acc.settings.limits.to_config(),
             "low_credit": from_micro(acc.settings.low_credit) if acc.settings.low_credit else None}

@@ -42,9 +42,18 @@ def me_view(server, acc) -> dict:
         "limits": st.limits.to_config(),
         "expires": st.expires.isoformat() if st.expires is not None else None,
         "coverage": sorted(st.coverage, key=lambda cc: (len(cc), cc)),
-        "auto_recharge": None,
+        "auto_recharge": auto_recharge_view(server.book, acc),
         "notify": acc.to_record().get("notify"),
     }
+
+
+def auto_recharge_view(book, acc) -> dict | None:
+    """An account's auto_recharge settings and the packages it added this month."""
+    ar = acc.settings.auto_recharge
+    if ar is None:
+        return None
+    month, n = book.recharges(acc)
+    return dict(ar.to_config(), month=month, this_month=n)
 
 
 async def me(request: web.Request) -> web.Response:

@@ -183,7 +183,13 @@ SCHEMAS = {
             "limits": {"type": "object"},
             "expires": {"type": ["string", "null"], "format": "date"},
             "coverage": {"type": "array", "items": {"type": "string"}},
-            "auto_recharge": {"type": ["object", "null"]},
+            "auto_recharge": {
+                "type": ["object", "null"], "description": "Its auto_recharge settings (null: none) and "
+                "the packages they added this month",
+                "properties": {"below": {"type": "string"}, "add": {"type": "string"},
+                               "max_per_month": {"type": "integer"},
+                               "month": {"type": "string", "example": "2026-12"},
+                               "this_month": {"type": "integer"}}},
             "notify": {"type": ["object", "null"], "description": "Where its notifications go"},
         },
     },
