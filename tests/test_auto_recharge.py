@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from decimal import Decimal
 
 import pytest
+import redis
 import yaml
 
 from conftest import ServerProcess, free_port
+from console_client import Console, console_session
 from http_client import basic
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from test_selfservice import ADMIN, TOKEN, Mailbox, _until, api, uk  # noqa: F401  (api: a fixture)
 
 from hlrsmpp.accounts import Account
+from hlrsmpp.redis.outbox import LEASE
 
 QUICK = {"retry_min": 0.2, "retry_max": 1.0}
 #: No HLR-side failures (err 14 to 17 are refunded): every lookup costs its price.
@@ -160,6 +164,12 @@ async def test_one_recharge_per_crossing_within_max_per_month(make_server, api, 
         spent = Decimal(st.server.store.totals()["acme"][1]) / 1_000_000
         assert added - spent == _credit(st) == Decimal("0.64")
         assert [e["kind"] for e in ledger["entries"]].count("auto_recharge") == 2
+        # The console's dashboard says so too.
+        async with console_session() as session:
+            console = Console(st, session)
+            await console.login("acme", "pw")
+            status, page, _ = await console.get("/console/")
+        assert status == 200 and "adds 0.02 below 0.75 · 2 of 2 this month" in page
 
 
 # ------------------------------------------------------------------ kill -9
@@ -213,10 +223,105 @@ def test_a_recharge_survives_kill_9_once_with_its_notification_on_sqlite(tmp_pat
             assert me["credit"] == "1.7" and me["auto_recharge"]["this_month"] == 1
             _, ledger = _call(p.http_port, "GET", "/accounts/acme/ledger", who=None)
             assert [e["kind"] for e in ledger["entries"]] == ["top_up", "auto_recharge"]
-            _wait(lambda: len(box.messages) == 1)
-            _, listed = _call(p.http_port, "GET", "/me/notifications")
-            assert [(n["kind"], n["sent"]) for n in listed["items"]] == [("auto_recharge", ["email"])]
-            time.sleep(0.5)
-            assert len(box.messages) == 1
+            # One notification (its mail is sent at least once: a kill -9 after sending and
+            # before marking it sent sends it again, as the outbox does for every kind).
+            _wait(lambda: [(n["kind"], n["sent"]) for n in _call(p.http_port, "GET", "/me/notifications")[1]["items"]]
+                  == [("auto_recharge", ["email"])])
+            assert len({m["Message-ID"] for _, m in box.messages}) == 1
         finally:
             p.terminate()
+
+
+class Spenders:
+    """Threads that look up one number at a time through a server process until stopped
+    (or the process is gone): concurrent charges of one account."""
+
+    def __init__(self, port: int, threads: int = 4):
+        self.stop = threading.Event()
+        self.ok = 0
+        self.threads = [threading.Thread(target=self._run, args=(port, k), daemon=True) for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, port: int, k: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                status, _ = _call(port, "POST", "/lookups", {"number": uk(k * 100_000 + i)})
+            except OSError:
+                return   # the process was killed
+            self.ok += status == 200
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(360)
+def test_two_processes_on_redis_recharge_once_per_crossing_across_a_kill_9(tmp_path, redis_url):
+    M = 1_000_000
+    port = free_port()
+    acme = dict(ACME, credit="5", auto_recharge={"below": "2", "add": "3", "max_per_month": 100})
+    # Small leases of credit (5 lookups' worth): both processes charge it at every crossing.
+    cfg = _config_file(tmp_path, [acme], {"redis": {"url": redis_url, "lease": 2.0, "lease_lookups": 5,
+                                                    "lease_seconds": 0.1}}, port)
+    r = redis.Redis.from_url(redis_url)
+
+    def recharges() -> int:
+        return sum(1 for e in r.lrange("hlrsmpp:ledger:acme", 0, -1) if json.loads(e)[1] == "auto_recharge")
+
+    with Mailbox(port) as box:
+        a = ServerProcess(cfg, free_port(), free_port()).start()
+        b = ServerProcess(cfg, free_port(), free_port()).start()
+        try:
+            first_a, first_b = Spenders(a.http_port), Spenders(b.http_port)
+            _wait(lambda: recharges() >= 1, 60)
+            first_a.join()
+            first_b.join()
+            # Once its mail went (else it waits out the claim of the process killed sending
+            # it, below), the kill -9 between crossings, lookups in flight on both.
+            _wait(lambda: not r.zcard("hlrsmpp:notifq"), 30)
+            spend_a, spend_b = Spenders(a.http_port), Spenders(b.http_port)
+            _wait(lambda: spend_a.ok + spend_b.ok >= 5, 30)
+            a.kill()
+            spend_a.join()
+            _wait(lambda: recharges() >= 2, 60)
+            spend_b.join()
+            a = ServerProcess(cfg, free_port(), free_port()).start()   # back, on the same store
+            before = recharges()
+            again, spend_b = Spenders(a.http_port), Spenders(b.http_port)
+            _wait(lambda: recharges() >= before + 2, 60)
+            again.join()
+            spend_b.join()
+            _, me = _call(b.http_port, "GET", "/me")
+            # One notification each, mailed by whichever process, at least once (a process
+            # killed sending one: it goes again once its claim, outbox.LEASE, ends).
+            _wait(lambda: len({m["Message-ID"] for _, m in box.messages}) >= recharges(), LEASE + 30)
+        finally:
+            a.kill()
+            assert b.terminate() == 0        # its lease back in the free packages
+        assert first_a.ok and first_b.ok and spend_a.ok and spend_b.ok and again.ok
+        spent = int(r.hget("hlrsmpp:tot:acme", "c"))
+        made = recharges()
+        # Credit went below 2 each time the spending passed 3, 6, 9...: one package each time.
+        assert made == (spent - 1) // (3 * M) >= 4
+        ledger = [json.loads(e) for e in r.lrange("hlrsmpp:ledger:acme", 0, -1)]
+        assert [e[1] for e in ledger] == ["top_up"] + ["auto_recharge"] * made
+        assert [e[3] for e in ledger[1:]] == [f"credit below 2: {k} of 100 in {me['auto_recharge']['month']}"
+                                              for k in range(1, made + 1)]
+        # Credit exact: the ledger less the lookups' cost, in the free packages and the
+        # leases unspent (a killed process's, until another reaps it).
+        free = sum(int(p["c"]) for p in json.loads(r.hget("hlrsmpp:acct:acme", "pk")))
+        leased = sum(int(v) * (1 if f.endswith(b":g") else -1) for f, v in r.hgetall("hlrsmpp:lease:acme").items())
+        assert free + leased == 5 * M + 3 * M * made - spent
+        assert int(r.hget("hlrsmpp:ar:acme", me["auto_recharge"]["month"])) == made
+        assert me["auto_recharge"]["this_month"] >= made - 1
+        keys = sorted(k.decode() for k in r.hkeys("hlrsmpp:notif:acme"))
+        assert keys == sorted(f"auto_recharge:{me['auto_recharge']['month']}:{k}" for k in range(1, made + 1))
+        assert len({m["Message-ID"] for _, m in box.messages}) == made
+        assert {m["Subject"] for _, m in box.messages} == {
+            f"[hlrsmpp] acme: credit recharged by 3 ({k} of 100 in {me['auto_recharge']['month']})"
+            for k in range(1, made + 1)}

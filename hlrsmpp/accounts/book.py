@@ -494,10 +494,13 @@ class AccountBook:
 
     def count_recharges(self, acc: Account, month: str, n: int) -> None:
         """The packages auto-recharge added to `acc` in `month` ("YYYY-MM"), as the store
-        counts them (at start-up; a shared store's, as they happen)."""
+        counts them (at start-up; a shared store's, as they happen). A month's count only
+        grows: a read older than the last one does not lower it."""
         u = acc.usage
-        if month >= u.recharge_month:
+        if month > u.recharge_month:
             u.recharge_month, u.recharges = month, n
+        elif month == u.recharge_month:
+            u.recharges = max(u.recharges, n)
 
     def set_auto_recharge(self, hook: Callable[[Account, Package, float], None] | None) -> None:
         """Who records this book's auto-recharges (None: this book adds none)."""

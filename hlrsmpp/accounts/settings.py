@@ -578,6 +578,10 @@ class AccountSettings:
     def __deepcopy__(self, memo: dict[int, Any]) -> AccountSettings:
         return self  # immutable
 
+    def notify_channels(self) -> list[str]:
+        """Where the account's notifications go: "email", "webhook", both or none."""
+        return [c for c in ("email", "webhook") if self.notify and self.notify.get(c)]
+
     def evolve(self, **changes: Any) -> AccountSettings:
         """These settings with `changes` (already valid values)."""
         return dataclasses.replace(self, **changes)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from datetime import date
 import redis
 import structlog
 
-from ..accounts import Account, Package
+from ..accounts import Account, Package, from_micro
 from ..accounts.calendar import Calendar
 from ..domain import Lookup
 from ..smpp.session import BindMode
@@ -182,6 +183,10 @@ class Cluster:
         self.loop = server.loop
         book = server.book
         book.on_no_credit = self._on_no_credit
+        # Auto-recharge is decided by the commit script, with every process's charges.
+        book.set_auto_recharge(None)
+        store.recharge = self._recharge
+        store.on_recharged = lambda made: self.loop.call_soon_threadsafe(self._recharged, made)
         store.limited = self._limited
         store.on_commit = lambda results: self.loop.call_soon_threadsafe(self._after_commit, results)
         store.on_fenced = lambda: self.loop.call_soon_threadsafe(self._fenced)
@@ -214,6 +219,25 @@ class Cluster:
     def _limited(self, sid: str) -> bool:
         acc = self.server.book.get(sid)
         return acc is not None and acc.packages is not None
+
+    def _recharge(self, sid: str) -> tuple | None:
+        """The account's auto-recharge as the commit script takes it (on the writer thread:
+        settings are immutable, swapped whole)."""
+        acc = self.server.book.get(sid)
+        ar = acc.settings.auto_recharge if acc is not None and acc.packages is not None else None
+        if ar is None:
+            return None
+        return (ar.below, ar.add, ar.max_per_month, from_micro(ar.add), from_micro(ar.below),
+                json.dumps(acc.settings.notify_channels()))
+
+    def _recharged(self, made: list) -> None:
+        """Auto-recharges our commit made: the free pool holds their packages now."""
+        book = self.server.book
+        for sid, month, count, add in made:
+            acc = book.get(sid)
+            if acc is not None and acc.packages is not None:
+                book.set_elsewhere(acc, acc.usage.elsewhere + add)
+            self.server.recharged(sid, month, count, add)
 
     # ------------------------------------------------------------ receipts
     def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
@@ -547,8 +571,10 @@ class Cluster:
         mine = store.mine
         for k in [k for k in list(mine) if k[1] not in keys]:
             mine.pop(k, None)  # windows gone by
-        for acc, (credit, counts, queued) in zip(accounts, views):
+        for acc, (credit, counts, queued, recharges) in zip(accounts, views):
             sid = acc.system_id
+            if acc.settings.auto_recharge is not None:
+                server.book.count_recharges(acc, keys[2][1:], recharges)
             if credit is not None and acc.packages is not None:
                 mine_lease = credit["leased"].get(self.node, 0)
                 server.book.set_elsewhere(acc, credit["total"] - mine_lease)

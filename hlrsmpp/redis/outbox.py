@@ -12,16 +12,24 @@ from __future__ import annotations
 import json
 import time
 
+#: Lua: notification JSON ``row`` of account ``sid`` under ``key``, once per key (due at
+#: ``now`` when it has channels to send, ``queued``): its id, or 0 when the key is known.
+#: The ADD script's, and the group commit's for an auto-recharge (scripts.COMMIT).
+NOTIFY_ADD = r"""
+local function notify_add(P, sid, key, row, now, queued)
+  if redis.call('HEXISTS', P .. 'notif:' .. sid, key) == 1 then return 0 end
+  local id = redis.call('INCR', P .. 'notifseq')
+  redis.call('HSET', P .. 'notif:' .. sid, key, id)
+  redis.call('HSET', P .. 'notifs', id, row)
+  redis.call('ZADD', P .. 'notiflist:' .. sid, id, id)
+  if queued then redis.call('ZADD', P .. 'notifq', now, id) end
+  return id
+end
+"""
+
 #: ARGV: P, sid, key, notification JSON, now, channels: the new id, or 0 when the key is known.
-ADD = r"""
-local P, sid, key = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HEXISTS', P .. 'notif:' .. sid, key) == 1 then return 0 end
-local id = redis.call('INCR', P .. 'notifseq')
-redis.call('HSET', P .. 'notif:' .. sid, key, id)
-redis.call('HSET', P .. 'notifs', id, ARGV[4])
-redis.call('ZADD', P .. 'notiflist:' .. sid, id, id)
-if ARGV[6] ~= '' then redis.call('ZADD', P .. 'notifq', ARGV[5], id) end
-return id
+ADD = NOTIFY_ADD + r"""
+return notify_add(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] ~= '')
 """
 
 #: ARGV: P, now, lease, limit: the ids due, each leased (due again only after the lease) so

@@ -26,6 +26,7 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
                       accounts_timezone; DIM d the day, c country, n network, s err): VALUE ->
                       lookups, $VALUE -> their cost (d: the value ""); EX ROLLUP_TTL
   P ledger:SID        LIST of JSON [at, kind, amount, note]
+  P ar:SID            HASH month (YYYY-MM) -> packages auto-recharge added in it
   P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process; an
                       entry holds the receipts of one group commit (r: records, n: node tag,
                       k: commit number); deleted once all of them are acknowledged
@@ -39,6 +40,7 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
 Amounts are integer micro-credits, kept as decimal strings in JSON (``%.0f``: exact
 below 2**53 micro-credits, 9 billion credits).
 """
+from .outbox import NOTIFY_ADD
 
 PRELUDE = r"""
 local function fmt(x) return string.format('%.0f', x) end
@@ -280,13 +282,76 @@ return 1
 #:   ndone, (sid, entry id)*                                         stream entries all answered
 #:   naccounts, (sid, settings JSON, limited)*
 #:   nledger, (sid, JSON, kind, amount, bought, note, idempotency key or '', its JSON)*
-#: -> per aggregate {day, week, month, receipts queued}, then the "sid\31key" of ledger
-#:    entries left out because their idempotency key was already used
+#:   nrecharge, (sid, below, add, max_per_month, month, bought, now, cost, add text, below
+#:               text, channels JSON)*                             auto-recharge (below)
+#: -> per aggregate {day, week, month, receipts queued}, then (when either is not empty) the
+#:    "sid\31key" of ledger entries left out because their idempotency key was already used,
+#:    then (when not empty) the "sid\31month\31count\31add" of the auto-recharges made
 
 #: How long a day's rollup is kept on Redis (seconds): 400 days, a year and its month.
 ROLLUP_TTL = 400 * 86400
 
-COMMIT = r"""
+#: Auto-recharge, decided by the commit that records the charges (so two processes never
+#: both recharge, and a package is never added twice): an account whose credit (its free
+#: packages and every node's lease less what it spent) went, by this commit's charges
+#: (``cost``), from ``below`` or more to less, and is still below it after the commit's
+#: top-ups, gets a free package of ``add``, unless ``max_per_month`` were added in ``month``
+#: (P ar:SID); with its ledger entry and its notification (the outbox's keys), at once.
+AUTO_RECHARGE = NOTIFY_ADD + r"""
+local function credit_total(P, sid)
+  local raw = redis.call('HGET', P .. 'acct:' .. sid, 'pk')
+  if not raw then return nil end
+  local total = 0
+  for _, p in ipairs(cjson.decode(raw)) do total = total + tonumber(p.c) end
+  local lease = redis.call('HGETALL', P .. 'lease:' .. sid)
+  for j = 1, #lease, 2 do
+    if string.sub(lease[j], -2) == ':g' then
+      total = total + tonumber(lease[j + 1])
+    else
+      total = total - tonumber(lease[j + 1])
+    end
+  end
+  return total
+end
+
+-- ARGV from i: one account's entry (see COMMIT); topped: what this commit's top-ups added.
+-- Returns "sid\31month\31count\31add" when a package was added, else nil.
+local function auto_recharge(P, i, topped)
+  local sid, below, add, max = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local month, bought, now, cost = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
+  local total = credit_total(P, sid)
+  if not total then return nil end
+  local after = total - (topped[sid] or 0)
+  if not (after < below and after + cost >= below and total < below) then return nil end
+  local ark = P .. 'ar:' .. sid
+  local k = tonumber(redis.call('HGET', ark, month) or '0')
+  if k >= max then return nil end
+  k = k + 1
+  redis.call('HSET', ark, month, k)
+  local key = P .. 'acct:' .. sid
+  local pk = cjson.decode(redis.call('HGET', key, 'pk'))
+  local amount = string.format('%.0f', add)
+  local at = #pk + 1
+  for j = 1, #pk do
+    if (pk[j].b or '') > bought then at = j; break end
+  end
+  table.insert(pk, at, {c = amount, s = amount, b = bought, l = 'auto_recharge'})
+  redis.call('HSET', key, 'pk', cjson.encode(pk))
+  local note = 'credit below ' .. ARGV[i + 9] .. ': ' .. k .. ' of ' .. ARGV[i + 3] .. ' in ' .. month
+  redis.call('RPUSH', P .. 'ledger:' .. sid,
+             '[' .. now .. ',"auto_recharge",' .. amount .. ',' .. cjson.encode(note) .. ']')
+  local nkey = 'auto_recharge:' .. month .. ':' .. k
+  local data = '{"amount":' .. cjson.encode(ARGV[i + 8]) .. ',"below":' .. cjson.encode(ARGV[i + 9])
+    .. ',"count":' .. k .. ',"max_per_month":' .. ARGV[i + 3] .. ',"month":' .. cjson.encode(month) .. '}'
+  local row = '{"system_id":' .. cjson.encode(sid) .. ',"kind":"auto_recharge","key":' .. cjson.encode(nkey)
+    .. ',"at":' .. now .. ',"data":' .. data .. ',"pending":' .. ARGV[i + 10]
+    .. ',"sent":[],"attempts":0,"next_at":' .. now .. ',"error":""}'
+  notify_add(P, sid, nkey, row, now, ARGV[i + 10] ~= '[]')
+  return sid .. '\31' .. month .. '\31' .. k .. '\31' .. amount
+end
+"""
+
+COMMIT = AUTO_RECHARGE + r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('GET', P .. 'node:' .. n) ~= token then
   return redis.error_reply('FENCED node ' .. n .. ' lease lost')
@@ -400,6 +465,7 @@ for _ = 1, nacc do
 end
 local nled = tonumber(ARGV[i]); i = i + 1
 local dup = {}
+local topped = {}
 for _ = 1, nled do
   local sid, entry, kind, amount, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 6]
   if idem ~= '' and redis.call('HSETNX', P .. 'idem:' .. sid, idem, ARGV[i + 7]) == 0 then
@@ -422,12 +488,20 @@ for _ = 1, nled do
       redis.call('HSET', key, 'pk', cjson.encode(pk))
       redis.call('HINCRBY', P .. 'lease:' .. sid, n .. ':g', amount)
       redis.call('SADD', P .. 'leases:' .. n, sid)
+      topped[sid] = (topped[sid] or 0) + tonumber(amount)
     end
   end
   i = i + 8
 end
+local nrech = tonumber(ARGV[i]); i = i + 1
+local recharged = {}
+for _ = 1, nrech do
+  recharged[#recharged + 1] = auto_recharge(P, i, topped)
+  i = i + 11
+end
 redis.call('SET', P .. 'commit:' .. n, token .. ':' .. cseq)
-if #dup > 0 then out[#out + 1] = dup end
+if #dup > 0 or #recharged > 0 then out[#out + 1] = dup end
+if #recharged > 0 then out[#out + 1] = recharged end
 return out
 """
 

@@ -191,6 +191,13 @@ class RedisStore:
         self.limited: Callable[[str], bool] = lambda sid: True
         #: set by the cluster: called on the writer thread after each successful commit
         self.on_commit: Callable[[list], None] | None = None
+        #: set by the cluster: an account's auto-recharge as the commit script takes it
+        #: (below, add, max_per_month, add text, below text, notification channels JSON),
+        #: None without one
+        self.recharge: Callable[[str], tuple | None] = lambda sid: None
+        #: set by the cluster: called on the writer thread with the auto-recharges a commit
+        #: made, [(system_id, month, count, add)]
+        self.on_recharged: Callable[[list], None] | None = None
         self.on_fenced: Callable[[], None] | None = None
         self.closed = False
         self._join()
@@ -391,18 +398,21 @@ class RedisStore:
         return list(zip(res[::2], res[1::2]))
 
     def refresh(self, sids: list[str], keys: tuple[str, str, str]) -> list[tuple]:
-        """For each account: (credit view, (day, week, month) counts, receipts queued)."""
+        """For each account: (credit view, (day, week, month) counts, receipts queued,
+        packages auto-recharge added this month)."""
         pipe = self._r.pipeline(transaction=False)
         for sid in sids:
             pipe.hget(self.P + "acct:" + sid, "pk")
             pipe.hgetall(self.P + "lease:" + sid)
             pipe.mget([f"{self.P}cnt:{sid}:{k}" for k in keys])
             pipe.get(self.P + "q:" + sid)
+            pipe.hget(self.P + "ar:" + sid, keys[2][1:])
         res = pipe.execute()
         out = []
         for i in range(len(sids)):
-            pk, leases, counts, queued = res[4 * i: 4 * i + 4]
-            out.append((_credit_view(pk, leases), tuple(int(c or 0) for c in counts), int(queued or 0)))
+            pk, leases, counts, queued, recharges = res[5 * i: 5 * i + 5]
+            out.append((_credit_view(pk, leases), tuple(int(c or 0) for c in counts), int(queued or 0),
+                        int(recharges or 0)))
         return out
 
     def settings_changes(self, after: str) -> tuple[str, list[tuple[str, str]]]:
@@ -576,6 +586,7 @@ class RedisStore:
             args += [sid, json.dumps([at, kind, amount, note, key] if key else [at, kind, amount, note]), kind, amount,
                      self.periods.date(at).isoformat(), note or "", key or "",
                      json.dumps([request, answer]) if key else ""]
+        args += self._recharge_args(aggs)
         try:
             out = self._commit(args=args)
         except redis.ResponseError as err:
@@ -592,6 +603,9 @@ class RedisStore:
             self.messages.index(sms, time.time())
         if out is not None and len(out) > len(aggs):  # entries whose key another process used first
             self.duplicates.update(tuple(d.decode().split("\x1f", 1)) for d in out[len(aggs)])
+        if out is not None and len(out) > len(aggs) + 1 and self.on_recharged is not None:
+            self.on_recharged([(sid, month, int(k), int(add)) for sid, month, k, add in
+                               (r.decode().split("\x1f") for r in out[len(aggs) + 1])])
         mine = self.mine
         results = []
         for i, ((sid, dk, wk, mk), (count, cost, _, _)) in enumerate(aggs.items()):
@@ -602,6 +616,22 @@ class RedisStore:
                                 (mine[sid, dk], mine[sid, wk], mine[sid, mk]), out[i][3], count, cost))
         if self.on_commit is not None and (results or ledger):
             self.on_commit(results)
+
+    def _recharge_args(self, aggs: dict) -> list:
+        """The COMMIT script's auto-recharge entries: each account this commit charges that
+        has an auto-recharge (the script decides whether the charges crossed)."""
+        spent: dict[str, int] = {}
+        for (sid, *_), (_, cost, _, _) in aggs.items():
+            spent[sid] = spent.get(sid, 0) + cost
+        entries = [(sid, cost, r) for sid, cost in spent.items() if cost and (r := self.recharge(sid)) is not None]
+        if not entries:
+            return [0]
+        now = time.time()
+        month, bought = self.periods.keys(now)[2][1:], self.periods.date(now).isoformat()
+        args: list = [len(entries)]
+        for sid, cost, (below, add, most, add_text, below_text, channels) in entries:
+            args += [sid, below, add, most, month, bought, repr(now), cost, add_text, below_text, channels]
+        return args
 
     def _applied(self, cseq: int) -> bool:
         """After a connection error: did the commit land? Asks until Redis answers (a few seconds)."""

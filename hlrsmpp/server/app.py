@@ -484,6 +484,16 @@ class Server:
         self.journal.after_commit(noted, early=False)
         log.info("auto_recharged", system_id=sid, credit=package.credit / 1_000_000, month=month, count=n)
 
+    def recharged(self, system_id: str, month: str, count: int, add: int) -> None:
+        """A shared store's commit made an auto-recharge (and wrote its notification)."""
+        account = self.book.get(system_id)
+        if account is not None:
+            self.book.count_recharges(account, month, count)
+        metrics.STATS.notifications["auto_recharge", "noted"] += 1
+        if self.notifier is not None:
+            self.notifier.wake()
+        log.info("auto_recharged", system_id=system_id, credit=add / 1_000_000, month=month, count=count)
+
     def _low_credit(self, account) -> None:
         if self.notifier is not None:
             self.notifier.low_credit(account)

@@ -187,8 +187,7 @@ class Notifier:
 
     def _channels(self, system_id: str) -> list[str]:
         acc = self.server.book.get(system_id)
-        n = acc.settings.notify if acc is not None else None
-        return [c for c in ("email", "webhook") if n and n.get(c)]
+        return acc.settings.notify_channels() if acc is not None else []
 
     async def _send(self, row: dict) -> None:
         acc = self.server.book.get(row["system_id"])
