@@ -71,7 +71,7 @@ class Listener:
 
 
 async def listen(loop: asyncio.AbstractEventLoop, factory, host: str, port: int,
-                 reuse_port: bool = False) -> asyncio.AbstractServer:
+                 reuse_port: bool = False) -> asyncio.Server:
     """A listening socket for ``factory``'s connections. ``::`` is dual-stack: one IPv6
     socket that takes IPv4 too (asyncio would make it IPv6 only), whose IPv4 peers read
     ``::ffff:a.b.c.d`` (allowlists, bans and PROXY peers compare them as a.b.c.d)."""

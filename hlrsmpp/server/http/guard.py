@@ -26,6 +26,7 @@ towards the listener's total only, not towards one address's cap.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -53,7 +54,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.trusted = trusted
         self.slot: str | None = None
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
-        self.transport = None
+        self.transport: Any = None
         self.ip = ""
         self.admitted = False
         self.phase = HEADER
@@ -159,6 +160,7 @@ class GuardedSite(web.TCPSite):
         await web.BaseSite.start(self)   # registers the site with its runner
         loop = asyncio.get_running_loop()
         handler_factory = self._runner.server
+        assert handler_factory is not None  # the runner is set up before its sites start
         header_timeout, body_timeout = self._timeouts
         gate, trusted = self._gate, self._trusted
 
@@ -167,6 +169,7 @@ class GuardedSite(web.TCPSite):
 
         front = Listener(loop, gate, factory, header_timeout, certificates=self._certificates,
                          uncapped=trusted)
+        assert self._host is not None  # GuardedSite is always given its address
         self._server = await listen(loop, front if front.needed else factory, self._host,
                                     self._port, bool(self._reuse_port))
         self._bound_port = (self._server.sockets[0].getsockname()[1] if self._server.sockets

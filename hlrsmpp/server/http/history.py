@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, astuple, dataclass
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
-from typing import AsyncIterator, Callable, Mapping, NamedTuple
+from typing import Any, AsyncIterator, Callable, Mapping, NamedTuple
 
 from ...accounts.store import Store as SQLiteStore, history_page, history_scan, open_reader
 from ...domain import Lookup
@@ -256,7 +256,9 @@ class HistoryReaders:
         if self.processes:
             return await loop.run_in_executor(self._executor(), fn, *args)
         # Threads: the same rendering, over the store's own (per-thread) readers.
-        render = {_page: render_page, _views: page_views, _csv: render_csv}[fn]
+        renderers: dict[Callable[..., Any], Callable[..., Any]] = {
+            _page: render_page, _views: page_views, _csv: render_csv}
+        render = renderers[fn]
         scan_of = partial(scan_rows, self.store.history, getattr(self.store, "history_scan", None))
         return await loop.run_in_executor(self._executor(), render, scan_of, self.network_names, *args)
 
