@@ -109,8 +109,11 @@ class Page:
         self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#system_id")))
 
     def shot(self, name: str) -> None:
-        """The page at each width (the height of the whole page)."""
+        """The page at each width (the height of the whole page), checked for the keyboard
+        and for reading (``audit``) at each."""
         for width in WIDTHS:
+            self.d.set_window_size(width, 900)
+            self.audit(name, keyboard=width == WIDTHS[0])
             self.d.set_window_size(width, 900)
             height = self.d.execute_script("return document.documentElement.scrollHeight")
             self.d.set_window_size(width, min(max(height, 600), 4000))
@@ -121,6 +124,77 @@ class Page:
                 pytest.fail(f"{name} is wider than {width} px: {wide}")
             self.d.save_screenshot(str(self.shots / f"{name}-{width}.png"))
         self.d.set_window_size(1280, 900)
+
+
+    def audit(self, name: str, keyboard: bool) -> None:
+        """Every form field has a label; every text has a contrast of at least 4.5:1 with
+        what is behind it (3:1 when large); and, when ``keyboard``, Tab goes through the
+        page's controls, each showing it has the focus."""
+        problems = self.d.execute_script(_AUDIT)
+        assert not problems, f"{name} at {self.d.get_window_size()['width']} px: {problems[:8]}"
+        if not keyboard:
+            return
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+        self.d.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);"
+                              "document.body.focus()")
+        seen, unfocused = 0, []
+        for _ in range(80):
+            ActionChains(self.d).send_keys(Keys.TAB).perform()
+            focused = self.d.execute_script(_FOCUS_SHOWN)
+            if focused == "again":   # round the page once: every control was reached
+                break
+            if focused is not None:
+                seen += 1
+                if not focused["shown"]:
+                    unfocused.append(focused["what"])
+        assert seen and not unfocused, f"{name}: no visible focus on {unfocused[:8]}"
+        self.d.execute_script("document.activeElement && document.activeElement.blur()")
+
+
+#: What ``Page.audit`` checks in the page (returns the problems found).
+_AUDIT = r"""
+const problems = [];
+const visible = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+for (const f of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+  if (!visible(f)) continue;
+  const named = (f.id && document.querySelector(`label[for="${CSS.escape(f.id)}"]`)) || f.closest('label')
+    || f.getAttribute('aria-label') || f.getAttribute('aria-labelledby');
+  if (!named) problems.push('no label: ' + (f.name || f.outerHTML.slice(0, 60)));
+}
+const rgb = c => { const m = c.match(/[\d.]+/g).map(Number); return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
+const lum = c => { const ch = [c.r, c.g, c.b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]; };
+const behind = e => { for (let n = e; n; n = n.parentElement) { const c = rgb(getComputedStyle(n).backgroundColor); if (c.a > 0) return c; }
+  return {r: 255, g: 255, b: 255, a: 1}; };
+for (const e of document.querySelectorAll('body *')) {
+  if (e.closest('svg') || !visible(e)) continue;
+  const text = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  const placeholder = (e.tagName === 'INPUT' || e.tagName === 'TEXTAREA') && e.placeholder && !e.value;
+  if (!text && !placeholder) continue;
+  const st = getComputedStyle(e);
+  const fg = rgb(placeholder ? getComputedStyle(e, '::placeholder').color : st.color), bg = behind(e);
+  const mix = {r: fg.r * fg.a + bg.r * (1 - fg.a), g: fg.g * fg.a + bg.g * (1 - fg.a), b: fg.b * fg.a + bg.b * (1 - fg.a)};
+  const [hi, lo] = [lum(mix), lum(bg)].sort((a, b) => b - a);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+  if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)}: ${e.tagName}.${e.className} "${(e.textContent || e.placeholder).trim().slice(0, 30)}"`);
+}
+return problems;
+"""
+#: The focused element, and whether it shows it (an outline or a shadow); null for none
+#: (or the focus in a field's own parts, e.g. a date's calendar button: the browser draws
+#: that ring); "again" for one seen before.
+_FOCUS_SHOWN = """
+const e = document.activeElement;
+if (!e || e === document.body || e === document.documentElement || !e.matches(':focus')) return null;
+if (e.dataset.audited && e !== window.auditLast) return 'again';
+e.dataset.audited = '1';
+window.auditLast = e;
+const st = getComputedStyle(e);
+const shown = (st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) > 0) || st.boxShadow !== 'none';
+return {shown, what: e.tagName + (e.id ? '#' + e.id : '') + ' ' + (e.textContent || e.name || '').trim().slice(0, 30)};
+"""
 
 
 def test_customer_logs_in_looks_up_and_finds_it_in_past_requests(browser, st, shots):
@@ -220,6 +294,7 @@ def test_wrong_password_csrf_less_post_and_another_accounts_url_are_refused(brow
     p.wait_text(".who", "rival")
     p.go(f"/console/lookup/{batch}")
     assert "447400123456" not in browser.page_source and "Not found" in p.el("h1").text
+    p.shot("not-found")
 
 
 def test_operator_tops_up_and_the_customer_sees_it_then_disconnects_a_session(browser, st, shots):
@@ -244,6 +319,8 @@ def test_operator_tops_up_and_the_customer_sees_it_then_disconnects_a_session(br
         p.shot("admin-sessions")
         p.el("main table button.danger").click()
         p.wait_text(".notice", "Session of acme disconnected")
+        p.go("/console/admin/new-account")
+        p.shot("admin-new-account")
         p.go("/console/admin/testbench")
         p.shot("admin-testbench")
         p.go("/console/admin/system")
