@@ -20,7 +20,7 @@ from http_client import basic
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from test_selfservice import ADMIN, TOKEN, Mailbox, _until, api, uk  # noqa: F401  (api: a fixture)
 
-from hlrsmpp.accounts import Account
+from hlrsmpp.accounts import Account, AccountBook
 from hlrsmpp.redis.outbox import LEASE
 
 QUICK = {"retry_min": 0.2, "retry_max": 1.0}
@@ -61,6 +61,48 @@ def test_auto_recharge_needs_prepaid_credit():
     acc = Account.from_config({"system_id": "acme", "password": "pw", "credit": "1",
                                "auto_recharge": {"below": "0", "add": 5, "max_per_month": 1}})
     assert acc.to_record()["auto_recharge"] == {"below": "0", "add": "5", "max_per_month": 1}
+
+
+def _book(**recharge):
+    made: list = []
+    book = AccountBook(on_auto_recharge=lambda acc, package, at: made.append(package.credit))
+    acc = book.add(Account.from_config({"system_id": "acme", "password": "pw", "credit": "1", "price": "0.1",
+                                        "auto_recharge": dict({"below": "0.75", "add": "0.02",
+                                                               "max_per_month": 5}, **recharge)}))
+    return book, acc, made
+
+
+def test_a_crossing_is_a_charge_from_below_or_more_to_less():
+    book, acc, made = _book()
+    now = time.time()
+    for k in range(3):
+        assert book.admit(acc, "44", now + k) is None
+    assert made == [20_000] and acc.credit == 720_000      # 0.8 -> 0.7: +0.02, still below
+    assert [p.label for p in acc.packages] == ["", "auto_recharge"]
+    for k in range(3):                                      # further down: the same crossing
+        assert book.admit(acc, "44", now + 10 + k) is None
+    assert made == [20_000] and acc.credit == 420_000
+    book.top_up(acc, 400_000)                               # 0.82: back above
+    assert book.admit(acc, "44", now + 20) is None          # 0.72: a new crossing
+    assert made == [20_000, 20_000] and book.recharges(acc, now)[1] == 2
+
+
+def test_a_batch_crossing_and_max_per_month():
+    book, acc, made = _book(add="1", max_per_month=1)
+    assert book.admit_many(acc, ["44"] * 5, time.time()) == [None] * 5   # 1.0 -> 0.5 in one charge
+    assert made == [1_000_000] and acc.credit == 1_500_000
+    assert book.admit_many(acc, ["44"] * 8, time.time() + 1) == [None] * 8   # 0.7: max reached
+    assert made == [1_000_000] and acc.credit == 700_000
+
+
+def test_no_book_hook_no_recharge():
+    # A shared store decides auto-recharge in its commit: the book adds nothing.
+    book, acc, made = _book()
+    book.set_auto_recharge(None)
+    now = time.time()
+    for k in range(5):
+        assert book.admit(acc, "44", now + k) is None
+    assert made == [] and acc.credit == 500_000
 
 
 async def test_auto_recharge_through_the_admin_api(make_server, api):
