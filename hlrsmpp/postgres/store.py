@@ -101,9 +101,11 @@ for _, g in ipairs(groups) do
         if acked[k] == 1 then p = '0' elseif expired[k] == 1 then p = '2' else keep = true end
       end
       if not keep then
-        recs[#recs + 1] = p .. string.sub(rec, 2)
-        local b = string.match(rec, '^%d\31%d+\31(%d*)')
-        if b ~= '' then
+        recs[#recs + 1] = (p == string.sub(rec, 1, 1)) and rec or (p .. string.sub(rec, 2))
+        -- The batch id, the field after the id: most lookups have none (no string made).
+        local at = string.find(rec, '\31', 3, true)
+        if string.byte(rec, at + 1) ~= 31 then
+          local b = string.match(rec, '^(%d+)', at + 1)
           if not batches[b] then batches[b] = {}; border[#border + 1] = b end
           local t = batches[b]; t[#t + 1] = g.members[k]
         end
