@@ -106,14 +106,16 @@ class Notifier:
         self._wake.set()
 
     def _noted_recharges(self) -> None:
-        """The month's auto-recharges as the ledger holds them, noted again (on a worker
-        thread, at start): one made just before a kill -9 is not left unsent."""
+        """This month's and last month's auto-recharges as the ledger holds them, noted again
+        (on a worker thread, at start): one made just before a kill -9 is not left unsent."""
         book, store = self.server.book, self.server.store
-        month = book.month(time.time())
+        now = time.time()
+        months = (book.month(book.calendar.day(now).month_start - 1), book.month(now))
         for acc in book:
             if acc.settings.auto_recharge is not None:
-                for n, amount in ledger_recharges(store, book, acc.system_id, month):
-                    self.auto_recharged(acc, month, n, amount)
+                for month in months:
+                    for n, amount in ledger_recharges(store, book, acc.system_id, month):
+                        self.auto_recharged(acc, month, n, amount)
 
     def cleaning_done(self, owner: str | None, job_id: str, status: str, report: dict | None) -> None:
         if owner is not None:
