@@ -156,6 +156,8 @@ return 1
 #: Seconds a ledger entry (and its top-up's Idempotency-Key) stays in Redis before the
 #: drain moves it to PostgreSQL (see the module docstring).
 LEDGER_HOLD = 3600.0
+#: Seconds between the drain's looks at the ledgers.
+LEDGER_EVERY = 60.0
 
 #: ARGV: P, sid, ledn as read, entries moved, Idempotency-Keys of those: 1 when done, 0
 #: when another drain moved them first (ledn changed).
@@ -190,6 +192,7 @@ class ArchivedStore(RedisStore):
         #: account -> where this pass of the drain goes on in its index ("-": the start)
         self._cursor: dict[str, str] = {}
         self._ledger_moved = self._ops.register_script(LEDGER_MOVED)
+        self._ledger_at = 0.0   # when the drain last looked at the ledgers
         self._drain_read = self._r.register_script(DRAIN_READ)
         self._drain_remove = self._ops.register_script(DRAIN_REMOVE)
 
@@ -213,10 +216,15 @@ class ArchivedStore(RedisStore):
         """One round (see the module docstring): how many lookups and ledger entries went
         to PostgreSQL."""
         now = time.time() if now is None else now
+        # The ledger's entries wait an hour anyway: looked at once a minute, not each round.
+        ledger = now - self._ledger_at >= LEDGER_EVERY
+        if ledger:
+            self._ledger_at = now
         moved = 0
         for sid in sorted(s.decode() for s in self._r.smembers(self.P + "accounts")):
             moved += self._drain_account(sid, batch)
-            moved += self._drain_ledger(sid, now - LEDGER_HOLD)
+            if ledger:
+                moved += self._drain_ledger(sid, now - LEDGER_HOLD)
         return moved
 
     def _ledger_head(self, sid: str, count: int = -1) -> tuple[int, list]:
