@@ -115,3 +115,9 @@ def test_history_table_csv_and_filters(admin, tmp_path):
     p = cli(admin, "history", "--account", "acme", "--csv", "-")
     assert [r["cost"] for r in csv.DictReader(io.StringIO(p.stdout))] == ["0.1"]
     assert_friendly(cli(admin, "history", "--since", "yesterday"), "since", "HTTP 400", code=2)
+    # The API's filters: one lookup of the three was undelivered (unknown subscriber).
+    p = cli(admin, "history", "--status", "UNDELIV", "--json")
+    assert [(i["account"], i["number"]) for i in json.loads(p.stdout)] == [("demo", UNKNOWN)]
+    p = cli(admin, "history", "--prefix", REACHABLE[:6], "--err", "0", "--csv", "-")
+    assert sorted(r["account"] for r in csv.DictReader(io.StringIO(p.stdout))) == ["acme", "demo"]
+    assert_friendly(cli(admin, "history", "--network", "12"), "network", "HTTP 400", code=2)

@@ -265,9 +265,18 @@ def _history_row(v: dict) -> list[str]:
             roaming.strip(), str(v["cost"])]
 
 
+#: The history's filters (those of GET /api/v1/history): option, metavar, what it keeps.
+HISTORY_FILTERS = (("status", "STAT", "lookups of this result: DELIVRD, UNDELIV or ENROUTE"),
+                   ("err", "CODE", "this error code"),
+                   ("cc", "CODE", "numbers of this country calling code"),
+                   ("network", "MCCMNC", "this network (the ported-to one when ported)"),
+                   ("prefix", "DIGITS", "numbers starting with these digits"))
+
+
 def history(args) -> int:
     api = AdminApi(args.url, args.token)
-    query = {"account": args.account, "since": args.since, "until": args.until}
+    query = {"account": args.account, "since": args.since, "until": args.until,
+             **{name: getattr(args, name) for name, _, _ in HISTORY_FILTERS}}
     if args.csv:
         query["format"] = "csv"
         if args.limit:
@@ -385,6 +394,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--account", metavar="ID", help="one account's lookups (default: all)")
     p.add_argument("--since", metavar="DATE", help="from this date/time (ISO 8601, UTC) or epoch seconds")
     p.add_argument("--until", metavar="DATE", help="before this date/time (ISO 8601, UTC) or epoch seconds")
+    for name, meta, what in HISTORY_FILTERS:
+        p.add_argument(f"--{name}", metavar=meta, help=f"only {what}")
     p.add_argument("--limit", type=int, help="at most this many lookups (table default 100; CSV: all)")
     p.add_argument("--csv", metavar="FILE", help="export as CSV to FILE ('-' for stdout)")
     p.set_defaults(func=command("history", history))
