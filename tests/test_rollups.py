@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,6 +75,89 @@ def _expected_reads(rows, cal) -> dict:
     return out
 
 
+def _settle(store: Store, newest: int) -> None:
+    """Commits (empty ones, as an idle server's journal does when the store is due) until
+    the rollups' mark reaches the newest lookup."""
+    db = sqlite3.connect(store.file)
+    try:
+        for _ in range(400):
+            if db.execute("SELECT mark FROM rollup_mark").fetchone()[0] >= newest:
+                return
+            store.commit([], [], [])
+            time.sleep(store_module.ROLLUP_EVERY)
+        raise AssertionError("the rollups' mark never reached the newest lookup")
+    finally:
+        db.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=st.lists(lookup, max_size=120), cuts=st.lists(st.integers(0, 120), max_size=6),
+       failing=st.sets(st.integers(0, 6), max_size=2))
+def test_the_sums_in_memory_claim_each_lookup_once_even_when_commits_fail(drawn, cuts, failing):
+    """A server's store: the group commit counts its lookups in memory and claims them
+    once a second; a commit that fails (here: a batch repeating an id) leaves its lookups
+    counted in memory but not in the history, so the claim after it does not take and the
+    rollups' thread sums that range from the history instead."""
+    rows = _rows(drawn)
+    cal = Calendar(TZ)
+    store = Store(tempfile.mkdtemp(prefix="hlrsmpp-rollups-"))
+    store.periods = cal
+    every = store_module.ROLLUP_EVERY
+    store_module.ROLLUP_EVERY = 0.02   # a claim a tick at most: a failing batch right after
+    store.on_due(lambda: None)         # a claim is only counted, the next batch claims it
+    try:
+        bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+        written: list[tuple] = []
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            batch = rows[a:b]
+            if k in failing:
+                try:   # its last lookup has no account: the batch is refused whole
+                    store.commit(batch[:-1] + [batch[-1][:2] + (None,) + batch[-1][3:]], [], [])
+                except Exception:
+                    pass
+                else:
+                    raise AssertionError("a lookup without an account was written")
+                continue
+            store.commit(batch, [], [])
+            written += batch
+            if k + 1 not in failing:
+                time.sleep(0.025)
+        if written:
+            _settle(store, written[-1][0])
+        assert _table(store) == dict(rollup_dimensions(rollup(written, cal.span)))
+        assert _read_all(store) == _expected_reads(written, cal)
+    finally:
+        store_module.ROLLUP_EVERY = every
+        store.close()
+
+
+def test_a_claim_after_a_failed_commit_does_not_take_and_the_history_is_summed(tmp_path):
+    """A batch refused after a claim left: its lookups are counted in memory, the next
+    claim counts them too, the history does not hold them: that claim changes nothing,
+    the rollups' thread sums the range from the history."""
+    rows = _rows([(k * 100.0, "acme", "44", "23410", False, "", 0, 5) for k in range(30)])
+    store = Store(tmp_path)
+    store.periods = Calendar(TZ)
+    every = store_module.ROLLUP_EVERY
+    store_module.ROLLUP_EVERY = 0.02
+    store.on_due(lambda: None)
+    try:
+        store.commit(rows[:10], [], [])            # claimed at once
+        bad = rows[10:20]
+        try:
+            store.commit(bad[:-1] + [bad[-1][:2] + (None,) + bad[-1][3:]], [], [])
+        except Exception:
+            pass
+        time.sleep(0.1)                            # the first claim seen through
+        store.commit(rows[20:], [], [])            # claims 10 + 10 lookups, 10 written
+        _settle(store, rows[-1][0])
+        written = rows[:10] + rows[20:]
+        assert _table(store) == dict(rollup_dimensions(rollup(written, store.periods.span)))
+    finally:
+        store_module.ROLLUP_EVERY = every
+        store.close()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=st.lists(lookup, max_size=120), cuts=st.lists(st.integers(0, 120), max_size=6),
        limits=st.lists(st.integers(1, 50), min_size=1, max_size=4), stale_at=st.integers(0, 6))
@@ -132,3 +216,19 @@ def test_a_store_of_the_per_commit_rollups_keeps_them(tmp_path):
         assert {k: v[0] for k, v in _table(store).items()} == {k: v[0] * 2 for k, v in before.items()}
     finally:
         store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(drawn=st.lists(lookup, max_size=60), start=st.integers(-2, 70), end_at=st.integers(0, 70))
+def test_the_c_tally_sums_as_its_python_twin(drawn, start, end_at):
+    native = store_module._native
+    if native is None:
+        import pytest
+        pytest.skip("the C modules are not built (HLRSMPP_PURE_PYTHON)")
+    rows = _rows(drawn)
+    end_id = rows[end_at][0] if end_at < len(rows) else 1 << 62
+    seed = {("acme", "44", "23410", 0): [3, 7]}
+    c_sums, py_sums = {k: list(v) for k, v in seed.items()}, {k: list(v) for k, v in seed.items()}
+    assert native.sum_rollups(c_sums, rows, start, end_id) == \
+        store_module._sum_rollups_py(py_sums, rows, start, end_id)
+    assert c_sums == py_sums

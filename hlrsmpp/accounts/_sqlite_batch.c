@@ -567,7 +567,78 @@ static PyTypeObject CommitterType = {
     .tp_methods = committer_methods,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sqlite_batch", NULL, -1, NULL, NULL, NULL, NULL, NULL};
+/* ------------------------------------------------------------ the rollups' tally (GIL) */
+
+/* sum_rollups(sums, rows, start, end_id) -> index: rows[start:] (lookup rows, LOOKUP_COLUMNS
+ * order) added to sums, {(system_id, cc, network, err): [count, cost]}, up to the first
+ * whose id is end_id or more (the next day's); returns its index, or len(rows). network:
+ * p_nnc when ported and p_nnc is set, else nnc. The twin: store.py's _sum_rollups_py. */
+static PyObject *sum_rollups(PyObject *mod, PyObject *args) {
+    PyObject *sums, *rows;
+    Py_ssize_t start;
+    long long end_id;
+    if (!PyArg_ParseTuple(args, "O!O!nL", &PyDict_Type, &sums, &PyList_Type, &rows, &start, &end_id))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 13) {
+            PyErr_SetString(PyExc_TypeError, "sum_rollups: a lookup row is a tuple of its columns");
+            return NULL;
+        }
+        long long id = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 0));
+        if (id == -1 && PyErr_Occurred())
+            return NULL;
+        if (id >= end_id)
+            return PyLong_FromSsize_t(i);
+        PyObject *p_nnc = PyTuple_GET_ITEM(r, 12);
+        int ported = PyObject_IsTrue(PyTuple_GET_ITEM(r, 11));
+        if (ported > 0)
+            ported = PyObject_IsTrue(p_nnc);
+        if (ported < 0)
+            return NULL;
+        PyObject *key = PyTuple_Pack(4, PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 9),
+                                     ported ? p_nnc : PyTuple_GET_ITEM(r, 10), PyTuple_GET_ITEM(r, 8));
+        if (key == NULL)
+            return NULL;
+        PyObject *cost = PyTuple_GET_ITEM(r, 7);
+        PyObject *v = PyDict_GetItemWithError(sums, key);  /* borrowed */
+        if (v == NULL) {
+            PyObject *fresh = PyErr_Occurred() ? NULL : Py_BuildValue("[iO]", 1, cost);
+            int rc = fresh == NULL ? -1 : PyDict_SetItem(sums, key, fresh);
+            Py_XDECREF(fresh);
+            Py_DECREF(key);
+            if (rc < 0)
+                return NULL;
+            continue;
+        }
+        Py_DECREF(key);
+        if (!PyList_Check(v) || PyList_GET_SIZE(v) != 2) {
+            PyErr_SetString(PyExc_TypeError, "sum_rollups: a sum is a list [count, cost]");
+            return NULL;
+        }
+        long long was = PyLong_AsLongLong(PyList_GET_ITEM(v, 0));
+        if (was == -1 && PyErr_Occurred())
+            return NULL;
+        PyObject *count = PyLong_FromLongLong(was + 1);
+        if (count == NULL)
+            return NULL;
+        PyList_SetItem(v, 0, count);  /* steals */
+        PyObject *total = PyNumber_Add(PyList_GET_ITEM(v, 1), cost);
+        if (total == NULL)
+            return NULL;
+        PyList_SetItem(v, 1, total);
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+static PyMethodDef module_methods[] = {
+    {"sum_rollups", sum_rollups, METH_VARARGS, "Add lookup rows to per-day rollup sums, up to the next day's."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sqlite_batch", NULL, -1, module_methods,
+                                    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__sqlite_batch(void) {
     if (!sqlite3_threadsafe()) {  /* built without mutexes: the Python writer instead */

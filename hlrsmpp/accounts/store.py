@@ -31,7 +31,8 @@ from ..ids import first_id_at, time_of_id
 from ..native import load as load_native
 
 # The group commit in C (hlrsmpp.native); without it the sqlite3 module runs the same statements.
-_Committer = getattr(load_native("hlrsmpp.accounts._sqlite_batch"), "Committer", None)
+_native = load_native("hlrsmpp.accounts._sqlite_batch")
+_Committer = getattr(_native, "Committer", None)
 #: Whether a group commit runs in C (for hlrsmpp_build_info and the start-up log).
 COMMIT_IN_C = _Committer is not None
 log = structlog.get_logger("hlrsmpp.store")
@@ -174,6 +175,11 @@ MIGRATIONS = [
     INSERT INTO rollup_mark (one, mark) SELECT 1, COALESCE(MAX(id), 0) FROM lookups;
     DROP TABLE rollups;
     """,
+    # 10: a claim of the sums kept in memory moves the mark only if the history holds just
+    # the lookups they sum (pending: the claim's end while it is checked, see Store.steps)
+    """
+    ALTER TABLE rollup_mark ADD COLUMN pending INTEGER;
+    """,
 ]
 
 
@@ -207,12 +213,24 @@ class Store:
         #: The days of the rollups (the server sets the accounts' timezone).
         self.periods = Calendar("UTC")
         self.outbox = Outbox(self)
-        # The per-day rollups' next sums (steps for a group commit), made a second at a
-        # time by a thread of their own once lookups are written (see rollups_due).
+        # The per-day rollups, once a server writes here (on_due): the group commit's steps
+        # add each lookup to sums in memory (``_tally``: day -> {(system_id, cc, network,
+        # err): [count, cost]}) since the mark ``_tally_from``, and once a second claim them
+        # (``_claim_tally``); the rollups' thread follows the mark and, when a claim did not
+        # take (a commit failed) or at start-up (a crash), sums that range from the history
+        # instead (``rollups_due``), ready for the next commit (``_rollups_ready``).
+        self._tally: dict[str, dict] = {}
+        self._tally_from: int | None = None
+        self._tally_last = self._tally_count = 0
+        self._day: tuple[str, int] = ("", 0)  # the current day's name and the first id after it
+        self._day_sums: dict = {}
+        self._claim: tuple[int, int, float] | None = None  # (from, to, when) until the mark says
+        self._claimed_at = 0.0
+        self._mark: int | None = None   # the mark as the rollups' thread last read it
         self._rollups_ready: list[tuple[str, list]] | None = None
         self._summer: threading.Thread | None = None
         self._closing = threading.Event()
-        self._wake: Callable[[], None] | None = None
+        self._wake: Callable[[], object] | None = None
 
     @property
     def auto_vacuum(self) -> str:
@@ -276,6 +294,11 @@ class Store:
             queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
             if queued:
                 _in_chunks(steps, _QUEUE_RECEIPTS, queued)
+            if self._tally_from is not None:
+                self._count_in(lookups)
+        if (self._tally_count and self._claim is None and self._mark == self._tally_from
+                and time.monotonic() - self._claimed_at >= ROLLUP_EVERY):
+            self._claim_tally(steps)
         ready = self._rollups_ready
         if ready is not None:
             self._rollups_ready = None
@@ -299,7 +322,37 @@ class Store:
         return steps
 
     # ------------------------------------------------------------- rollups
-    def rollups_due(self, limit: int = 200_000) -> list[tuple[str, list]] | None:
+    def _count_in(self, rows: list[tuple]) -> None:
+        """Adds a commit's lookups to the sums in memory, day by day (ids grow with time)."""
+        i, n = 0, len(rows)
+        while (i := _sum_rollups(self._day_sums, rows, i, self._day[1])) < n:
+            _, end, day = self.periods.span(time_of_id(rows[i][0]))
+            self._day = (day, max(first_id_at(end), rows[i][0] + 1))
+            self._day_sums = self._tally.setdefault(day, {})
+        self._tally_count += n
+        self._tally_last = rows[-1][0]
+
+    def _claim_tally(self, steps: list[tuple[str, list]]) -> None:
+        """Steps that add the sums in memory to the rollups and move the mark past them, if
+        the mark is where they start and the history holds exactly the lookups they count
+        (a commit that failed since left some out: then nothing changes and the rollups'
+        thread sums that range from the history). Counting again starts at their end."""
+        frm, to = self._tally_from, self._tally_last
+        assert frm is not None
+        sums = {(sid, day, cc, network, err): v for day, of_day in self._tally.items()
+                for (sid, cc, network, err), v in of_day.items()}
+        steps.append((_CLAIM_OPEN, [frm, self._tally_count, to]))
+        chunks: list[tuple[str, list]] = []
+        _in_chunks(chunks, _ADD_CLAIMED, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
+        steps += [(sql, params + [to]) for sql, params in chunks]
+        steps.append((_CLAIM_CLOSE, [to]))
+        self._claim = (frm, to, time.monotonic())
+        self._claimed_at = time.monotonic()
+        self._tally = {}
+        self._day_sums = self._tally.setdefault(self._day[0], {})
+        self._tally_from, self._tally_count = to, 0
+
+    def rollups_due(self, limit: int = 200_000, upto: int | None = None) -> list[tuple[str, list]] | None:
         """The steps that add the lookups written since the rollups' mark to the per-day
         rollups and move the mark past them (None: nothing new). Read from the history on
         this thread's reader, so a group commit only upserts a few rows per account,
@@ -309,12 +362,14 @@ class Store:
         by other means) is summed ``limit`` lookups at a time."""
         db = self._reader()
         mark, newest = db.execute(_ROLLUP_MARK).fetchone()
+        if upto is not None and newest is not None:
+            newest = min(newest, upto)
         if newest is None or newest <= mark:
             return None
         upto = newest
         if time_of_id(newest) - time_of_id(mark) > 60:
             row = db.execute(_ROLLUP_UPTO, (mark, limit - 1)).fetchone()
-            upto = row[0] if row else newest
+            upto = min(row[0], newest) if row else newest
         sums = new_rollups(db, mark, upto, self.periods.span)
         steps: list[tuple[str, list]] = []
         _add_rollups(steps, sums, mark)
@@ -334,28 +389,41 @@ class Store:
         while (steps := self.rollups_due()) is not None:
             self.transaction(steps)
 
-    def _sum_rollups(self) -> None:
-        """The rollups' thread: their next sums, once a second, ready for the next group
-        commit (one not taken yet is not made again)."""
+    def _follow_mark(self) -> None:
+        """The rollups' thread, once a second: reads the mark; a claim it reached is done;
+        a range no claim will sum (a claim that did not take, a crash's backlog before the
+        sums in memory began) is summed from the history, ready for the next commit."""
         while not self._closing.wait(ROLLUP_EVERY):
-            if self._rollups_ready is None:
-                try:
-                    self._rollups_ready = self.rollups_due()
-                except sqlite3.Error as exc:  # read again in a second; nothing is lost
-                    log.warning("rollups_failed", error=repr(exc))
+            try:
+                mark = self._reader().execute("SELECT mark FROM rollup_mark").fetchone()[0]
+                claim = self._claim
+                if claim is not None and mark == claim[1]:
+                    self._claim = claim = None
+                self._mark = mark
+                target = claim[1] if claim is not None else self._tally_from
+                if target is None or mark >= target or self._rollups_ready is not None:
                     continue
-                if self._rollups_ready is not None and self._wake is not None:
-                    try:
-                        self._wake()
-                    except RuntimeError:  # the server's loop has closed: the next start sums them
-                        return
+                if claim is not None and mark == claim[0] and time.monotonic() - claim[2] < 2 * ROLLUP_EVERY:
+                    continue  # the claim's commit may still be running
+                self._rollups_ready = self.rollups_due(upto=target)
+            except sqlite3.Error as exc:  # read again in a second; nothing is lost
+                log.warning("rollups_failed", error=repr(exc))
+                continue
+            if self._rollups_ready is not None and self._wake is not None:
+                try:
+                    self._wake()
+                except RuntimeError:  # the server's loop has closed: the next start sums them
+                    return
 
     def on_due(self, wake: Callable[[], object]) -> None:
-        """Also starts the rollups' thread: a server's store sums its history (a tool
-        that only reads it does not)."""
+        """Also starts the per-day rollups' sums in memory and their thread: a server's
+        store sums its history (a tool that only reads it does not)."""
         self._wake = wake
         if self._summer is None:
-            self._summer = threading.Thread(target=self._sum_rollups, name="hlrsmpp-rollups", daemon=True)
+            mark, newest = self._reader().execute(_ROLLUP_MARK).fetchone()
+            self._tally_from = max(mark, newest or 0)   # ids from here on are counted in memory
+            self._mark = mark
+            self._summer = threading.Thread(target=self._follow_mark, name="hlrsmpp-rollups", daemon=True)
             self._summer.start()
 
     def close(self) -> None:
@@ -510,6 +578,15 @@ _ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, cou
                        "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
                     for n in _CHUNKS}
 _MOVE_ROLLUP_MARK = "UPDATE rollup_mark SET mark = ? WHERE mark = ?"
+# A claim of the sums in memory: from, count, to; the sums while pending is to; the mark.
+_CLAIM_OPEN = ("UPDATE rollup_mark SET pending = ?3 WHERE mark = ?1 AND "
+               "(SELECT COUNT(*) FROM lookups WHERE id > ?1 AND id <= ?3) = ?2")
+_ADD_CLAIMED = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) SELECT * FROM "
+                   f"(VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * n)}) WHERE (SELECT pending FROM rollup_mark) = ? "
+                   "ON CONFLICT (system_id, dim, value, day) "
+                   "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
+                for n in _CHUNKS}
+_CLAIM_CLOSE = "UPDATE rollup_mark SET mark = pending, pending = NULL WHERE pending = ?"
 _ROLLUP_MARK = "SELECT mark, (SELECT MAX(id) FROM lookups) FROM rollup_mark"
 _ROLLUP_UPTO = "SELECT id FROM lookups WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?"
 # A lookup's network in the rollups: the one the subscriber is on.
@@ -520,7 +597,8 @@ _SUM_NEW_OF = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM
                "INDEXED BY lookups_account WHERE system_id = ? AND id > ? AND id <= ? GROUP BY 2, 3, 4")
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               *_ADD_ROLLUP_SUMS.values(), _MOVE_ROLLUP_MARK, _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
+               *_ADD_ROLLUP_SUMS.values(), _MOVE_ROLLUP_MARK, _CLAIM_OPEN, *_ADD_CLAIMED.values(), _CLAIM_CLOSE,
+               _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
                _SAVE_BAN, _END_BANS, _PROBE, *_SAVE_SMS.values()]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
 _COLUMNS = ", ".join(
@@ -730,6 +808,27 @@ def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[fl
         if hi >= upto:
             return out
         t = end
+
+
+def _sum_rollups_py(sums: dict, rows: list, start: int, end_id: int) -> int:
+    """Twin of _sqlite_batch.sum_rollups: rows[start:] added to ``sums`` ({(system_id, cc,
+    network, err): [count, cost]}) up to the first with an id of ``end_id`` or more; its
+    index, or len(rows)."""
+    for i in range(max(start, 0), len(rows)):
+        r = rows[i]
+        if r[0] >= end_id:
+            return i
+        key = (r[2], r[9], r[12] if r[11] and r[12] else r[10], r[8])
+        v = sums.get(key)
+        if v is None:
+            sums[key] = [1, r[7]]
+        else:
+            v[0] += 1
+            v[1] += r[7]
+    return len(rows)
+
+
+_sum_rollups = getattr(_native, "sum_rollups", _sum_rollups_py)
 
 
 def _add_rollups(steps: list, sums: dict[RollupKey, list[int]], mark: int) -> None:
