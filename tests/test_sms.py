@@ -287,6 +287,19 @@ def test_gsm_decode_reads_each_octet_as_the_alphabet_says(octets):
     assert decode(b"a\x1b", 0) == "a"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=90), st.binary(max_size=60).map(lambda b: bytes(0x20 + x % 0x5F for x in b))),
+       st.sampled_from([0, 1, 2, 3, 4, 8, 0xF1, 0xF5, 0x11]))
+def test_a_receipts_text_of_printable_octets_is_the_decoded_texts(octets, dc):
+    """The receipt's octets taken as they are (printable ASCII reading as itself) are
+    the decoded, '?'-for-unprintable head's, in every coding."""
+    from hlrsmpp.server.sms import SmsMessage
+    m = SmsMessage(1, None, "texter", "sms", "447400123456", 0.0, 1.0, 1, 0, "44", "23410", 0, "", 0, "", "", None,
+                   1)
+    m.data_coding, m.text, m.entry = dc, octets[:80].decode("latin-1"), None
+    assert m.head_octets() == m.text_head().encode("latin-1", "replace")
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, (1 << 63) - 1), st.sampled_from([DELIVERED, EXPIRED, UNDELIVERABLE]),
        st.text(max_size=30), st.sampled_from([0, 3, 8]))

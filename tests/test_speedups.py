@@ -204,6 +204,42 @@ def test_the_bounds_of_submit_sm_are_the_python_codecs(body):
     assert _read(stream, [], BindMode.TRX, C.scan_bound) == _read(stream, [], BindMode.TRX, None)
 
 
+@needs_c
+@SETTINGS
+@given(st.lists(pdus((Command.SUBMIT_SM,)), min_size=1, max_size=10))
+def test_a_text_messages_fields_are_read_in_c_as_in_python(submits):
+    # An SMSC's per-message read of submit_sm: the C reader's fields are the Python
+    # reader's and the full decoder's, wherever the PDU starts in the stream.
+    stream = b"".join(encode(Pdu(p.command, p.sequence, p.status, p.params)) for p in submits)
+    events: list = []
+    C.scan_bound(stream, 0, 65536, True, True, events)
+    assert events
+    for got, want in zip(events, submits):
+        body, pos, _ = got._body
+        fields = C.submit_sm_message(body, pos)
+        assert fields == codec.py_submit_sm_message(body, pos) == got.message()
+        assert fields == (*(want.params[name] for name in codec.MESSAGE_FIELDS), want.params["short_message"])
+
+
+@needs_c
+@given(st.binary(max_size=80), st.integers(-3, 90))
+def test_the_c_text_message_reader_leaves_what_it_cannot_read_to_python(body, pos):
+    # Anywhere in any bytes: the Python reader's fields, or None where it would fail or
+    # read past the end (the caller then asks the Python reader).
+    fields = C.submit_sm_message(body, pos)
+    try:
+        want = codec.py_submit_sm_message(body, pos)
+    except (ValueError, IndexError):
+        assert fields is None
+        return
+    if fields is None:  # only from the end (a negative pos), or a short_message cut short
+        sm_length = body[body.index(0, body.index(0, body.index(0, body.index(0, body.index(0, pos) + 3) + 3) + 4)
+                                    + 1) + 5]
+        assert pos < 0 or len(want[8]) < sm_length
+    else:
+        assert fields == want
+
+
 # ------------------------------------------------------------ end to end
 
 NUMBERS = ["447700900123", "447911123456", "33612345678", "4915112345678", "12025550123",

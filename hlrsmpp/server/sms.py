@@ -24,6 +24,7 @@ from ..sms import (DELETED, DELIVERED, ENROUTE, EXPIRED, MAX_PARTS, STAT_WORDS, 
                    SmppTimeError, count_text, encode,
                    decode, outcome_of, parse_sar, parse_smpp_time, parse_udh, receipt_text, segments_of,
                    split_udh)
+from ..sms.alphabet import AS_PRINTABLE_ASCII
 from ..sms.concat import UDHI, check_part_length
 from ..sms.message import wants_receipt
 from ..sms.times import format_smpp_time
@@ -38,6 +39,7 @@ _TLV = Struct(">HH")
 #: message_state with each state; network_error_code's head (type 3: GSM).
 _STATE_TLVS = {state: _TLV.pack(Tag.MESSAGE_STATE, 1) + bytes((state,)) for state in range(1, 9)}
 _NETWORK_ERROR_TLV = _TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,))
+_DELIVERED_TAIL = b"stat:DELIVRD err:000 text:"
 
 
 class SmsMessage(Lookup):
@@ -88,6 +90,16 @@ class SmsMessage(Lookup):
             text = "".join(ch if ch.isprintable() else "?" for ch in text)
         return text
 
+    def head_octets(self) -> bytes:
+        """``text_head`` as the receipt's octets; most texts (printable ASCII that reads
+        as itself in their coding, not a part) are their first 20 octets as they are."""
+        if self.entry is None:
+            head = self.text[:20].encode("latin-1")
+            table = AS_PRINTABLE_ASCII.get(self.data_coding)
+            if table is not None and not head.translate(None, table):
+                return head
+        return self.text_head().encode("latin-1", "replace")
+
     def receipt_text(self, extended: bool = False) -> str:
         return receipt_text(self.id, receipt_date(self.submitted), receipt_date(self.done), self.state,
                             self.receipt_err(), self.text_head())
@@ -96,8 +108,7 @@ class SmsMessage(Lookup):
         """(short_message, TLVs): the Appendix B text, message_state, network_error_code
         when not delivered, receipted_message_id last (as a lookup's receipt)."""
         if self.state == DELIVERED:  # most receipts: as a delivered lookup's, around its tail
-            return delivered_parts(self.id, self.submitted, self.done,
-                                   b"stat:DELIVRD err:000 text:" + self.text_head().encode("latin-1", "replace"),
+            return delivered_parts(self.id, self.submitted, self.done, _DELIVERED_TAIL + self.head_octets(),
                                    _STATE_TLVS[DELIVERED])
         mid = str(self.id).encode()
         err = self.receipt_err()

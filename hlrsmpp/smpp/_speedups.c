@@ -389,6 +389,53 @@ static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py
     return Py_BuildValue("(NN)", text, tlvs);
 }
 
+/* submit_sm_message(body, pos) -> tuple or None: SubmitSm.message in C (what an SMSC
+ * reads of a text message: service_type, source_addr, esm_class, schedule_delivery_time,
+ * validity_period, registered_delivery, replace_if_present_flag, data_coding,
+ * short_message). None when a NUL or the message is not where the layout puts it inside
+ * the bytes: the Python reader's to answer, as it always has. */
+static PyObject *latin1(const unsigned char *p, Py_ssize_t n) {
+    if (n == 0) {
+        Py_INCREF(s_empty);
+        return s_empty;
+    }
+    return PyUnicode_DecodeLatin1((const char *)p, n, NULL);
+}
+
+static PyObject *submit_sm_message(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "submit_sm_message(body, pos)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_Check(args[0]))
+        Py_RETURN_NONE;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t at[5], from = pos;
+    /* service_type; source_addr after its ton and npi; destination_addr likewise; then
+     * esm_class, protocol_id, priority_flag before schedule_delivery_time; validity_period */
+    static const int skip[5] = {0, 3, 3, 4, 1};
+    for (int f = 0; f < 5; f++) {
+        from = f ? at[f - 1] + skip[f] : pos;
+        if (from < 0 || from >= len)
+            Py_RETURN_NONE;
+        const unsigned char *nul = memchr(b + from, 0, (size_t)(len - from));
+        if (nul == NULL)
+            Py_RETURN_NONE;
+        at[f] = nul - b;
+    }
+    Py_ssize_t i = at[0], j = at[1], d = at[2], k = at[3], v = at[4];
+    if (v + 6 > len || v + 6 + b[v + 5] > len)
+        Py_RETURN_NONE;
+    Py_ssize_t n = b[v + 5];
+    return Py_BuildValue("(NNiNNiiiN)", latin1(b + pos, i - pos), latin1(b + i + 3, j - i - 3), b[d + 1],
+                         latin1(b + d + 4, k - d - 4), latin1(b + k + 1, v - k - 1), b[v + 1], b[v + 2], b[v + 3],
+                         PyBytes_FromStringAndSize((const char *)b + v + 6, n));
+}
+
 /* frame_pdus(table, data, pos, max_pdu_size, add) -> int: framer.frame_pdus's loop in C.
  * Walks the PDU headers from pos: returns where the whole PDUs end, or -1 - p when the
  * header at p has a command_length below 16 or above max_pdu_size. Unless table is
@@ -462,6 +509,8 @@ static PyMethodDef methods[] = {
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
     {"frame_pdus", (PyCFunction)(void (*)(void))frame_pdus, METH_FASTCALL,
      "Walk a stream's whole PDUs, counting them per run."},
+    {"submit_sm_message", (PyCFunction)(void (*)(void))submit_sm_message, METH_FASTCALL,
+     "The fields of a submit_sm an SMSC reads of a text message."},
     {"standard_receipt_parts", (PyCFunction)(void (*)(void))standard_receipt_parts, METH_FASTCALL,
      "The default profile's receipt text and TLVs around a cached tail."},
     {NULL, NULL, 0, NULL},

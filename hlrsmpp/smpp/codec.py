@@ -485,23 +485,32 @@ class SubmitSm(Pdu):
     def message(self) -> tuple[str, str, int, str, str, int, int, int, bytes]:
         """The text message's fields (``MESSAGE_FIELDS``, then short_message), without
         decoding the rest (an SMSC's per-message read; equal to the full decoder's)."""
-        # The bounds were checked when the PDU was framed: each C-Octet String ends
-        # at its NUL, the octets between them are where the layout puts them.
         body, pos, _ = self._body
-        find = body.index
-        i = find(0, pos)          # service_type
-        j = find(0, i + 3)        # source_addr (after its ton and npi)
-        d = find(0, j + 3)        # destination_addr; then esm_class, protocol_id, priority_flag
-        k = find(0, d + 4)        # schedule_delivery_time
-        v = find(0, k + 1)        # validity_period; then registered_delivery, replace_if_present_flag,
-        n = body[v + 5]           # data_coding, sm_default_msg_id, sm_length
-        return (body[pos:i].decode("latin-1"), body[i + 3:j].decode("latin-1"), body[d + 1],
-                body[d + 4:k].decode("latin-1"), body[k + 1:v].decode("latin-1"), body[v + 1], body[v + 2],
-                body[v + 3], body[v + 6:v + 6 + n])
+        if _submit_sm_message is not None:
+            fields = _submit_sm_message(body, pos)
+            if fields is not None:
+                return fields  # type: ignore[no-any-return]
+        return py_submit_sm_message(body, pos)
 
     def _decode(self) -> None:
         body, pos, end = self._body
         _PDU_PARAMS.__set__(self, _DECODERS[Command.SUBMIT_SM](body, pos, end)[0])
+
+
+def py_submit_sm_message(body: bytes, pos: int) -> tuple[str, str, int, str, str, int, int, int, bytes]:
+    """``SubmitSm.message`` in Python: the reference of the C reader."""
+    # The bounds were checked when the PDU was framed: each C-Octet String ends
+    # at its NUL, the octets between them are where the layout puts them.
+    find = body.index
+    i = find(0, pos)          # service_type
+    j = find(0, i + 3)        # source_addr (after its ton and npi)
+    d = find(0, j + 3)        # destination_addr; then esm_class, protocol_id, priority_flag
+    k = find(0, d + 4)        # schedule_delivery_time
+    v = find(0, k + 1)        # validity_period; then registered_delivery, replace_if_present_flag,
+    n = body[v + 5]           # data_coding, sm_default_msg_id, sm_length
+    return (body[pos:i].decode("latin-1"), body[i + 3:j].decode("latin-1"), body[d + 1],
+            body[d + 4:k].decode("latin-1"), body[k + 1:v].decode("latin-1"), body[v + 1], body[v + 2],
+            body[v + 3], body[v + 6:v + 6 + n])
 
 
 def decode_submit_sm(status: int, sequence: int, body: bytes, pos: int, end: int) -> SubmitSm:
@@ -675,7 +684,9 @@ py_encode_submit_sm_resps, py_encode_receipt = encode_submit_sm_resps, encode_re
 #: ``scan_bound(buf, pos, max_pdu_size, can_tx, can_rx, events) -> pos``: the run of
 #: per-lookup PDUs a bound session reads (see _speedups.c); None without the C module.
 scan_bound = None
+_submit_sm_message = None
 if speedups is not None:
+    _submit_sm_message = speedups.submit_sm_message
     encode_submit_sm_resps = speedups.encode_submit_sm_resps
     encode_receipt = speedups.encode_receipt
     scan_bound = speedups.scan_bound
