@@ -86,6 +86,32 @@ def test_receipts_are_the_python_encoders_bytes(sequence, destination, text, dat
         assert C.encode_receipt(sequence, destination, text, data_coding, tlvs) == want
 
 
+ADDRESS = st.characters(min_codepoint=1, max_codepoint=0x17F)  # latin-1 and beyond, no NUL
+
+
+@SETTINGS
+@given(U32S, st.text(ADDRESS, max_size=20), st.text(ADDRESS, max_size=30), st.binary(max_size=256), st.integers(0, 256),
+       st.binary(max_size=300))
+def test_text_receipts_are_the_python_encoders_bytes(sequence, source, destination, text, data_coding, tlvs):
+    # A text message's receipt: the same bytes, or the same error (a short_message or
+    # data_coding over one octet, an address not in latin-1).
+    try:
+        want = codec.py_encode_text_receipt(sequence, source, destination, text, data_coding, tlvs)
+    except ValueError as err:
+        if C is not None:
+            with pytest.raises(type(err)):
+                C.encode_text_receipt(sequence, source, destination, text, data_coding, tlvs)
+        return
+    if C is not None:
+        assert C.encode_text_receipt(sequence, source, destination, text, data_coding, tlvs) == want
+    pdu = codec.decode(codec.py_encode_text_receipt(sequence, source, destination, text, data_coding, b""))
+    assert (pdu.command, pdu.sequence) == (Command.DELIVER_SM, sequence)
+    p = pdu.params
+    assert (p["source_addr_ton"], p["source_addr_npi"], p["source_addr"]) == (1, 1, source)
+    assert (p["dest_addr_ton"], p["dest_addr_npi"], p["destination_addr"]) == (0, 0, destination[:20])
+    assert (p["esm_class"], p["data_coding"], p["short_message"]) == (0x04, data_coding, text)
+
+
 @SETTINGS
 @given(U32S, st.binary(max_size=30), st.binary(min_size=1, max_size=254), st.integers(0, 255),
        st.binary(max_size=300))

@@ -324,6 +324,86 @@ static PyObject *encode_receipt(PyObject *mod, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* The octets of a str's first `limit` characters, all in latin-1, without a copy when
+ * the str is; NULL (UnicodeEncodeError, as str.encode("latin-1")) when one is not. */
+static const char *latin1_octets(PyObject *s, Py_ssize_t limit, Py_ssize_t *len, PyObject **keep) {
+    *keep = NULL;
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "encode_text_receipt: source and destination are str");
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
+        *len = n < limit ? n : limit;
+        return (const char *)PyUnicode_1BYTE_DATA(s);
+    }
+    PyObject *head = PyUnicode_Substring(s, 0, n < limit ? n : limit);
+    if (head == NULL)
+        return NULL;
+    *keep = PyUnicode_AsLatin1String(head);
+    Py_DECREF(head);
+    if (*keep == NULL)
+        return NULL;
+    *len = PyBytes_GET_SIZE(*keep);
+    return PyBytes_AS_STRING(*keep);
+}
+
+/* encode_text_receipt(sequence, source, destination, text, data_coding, tlvs) -> bytes:
+ * codec.encode_text_receipt (a text message's receipt, from the handset to the ESME). */
+static PyObject *encode_text_receipt(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "encode_text_receipt(sequence, str, str, bytes, data_coding, bytes)");
+        return NULL;
+    }
+    uint32_t seq, dc;
+    if (as_u32(args[0], &seq) < 0 || as_u32(args[4], &dc) < 0)
+        return NULL;
+    Py_ssize_t sl, dl;
+    PyObject *keep_s, *keep_d;
+    const char *src = latin1_octets(args[1], PY_SSIZE_T_MAX, &sl, &keep_s);
+    if (src == NULL)
+        return NULL;
+    /* destination_addr: at most 20 characters (its 21 octets, NUL included) */
+    const char *dst = latin1_octets(args[2], 20, &dl, &keep_d);
+    if (dst == NULL) {
+        Py_XDECREF(keep_s);
+        return NULL;
+    }
+    Py_ssize_t tl = PyBytes_GET_SIZE(args[3]), xl = PyBytes_GET_SIZE(args[5]);
+    if (tl > 255 || dc > 255) {
+        Py_XDECREF(keep_s);
+        Py_XDECREF(keep_d);
+        PyErr_SetString(PyExc_ValueError, "encode_text_receipt: short_message over 255 octets or data_coding over 255");
+        return NULL;
+    }
+    Py_ssize_t length = 16 + 3 + sl + 3 + dl + 1 + (Py_ssize_t)sizeof DELIVER_MID + 3 + tl + xl;
+    PyObject *out = length > 0xFFFFFFFF ? NULL : PyBytes_FromStringAndSize(NULL, length);
+    if (out != NULL) {
+        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+        put32(o, (uint32_t)length);
+        put32(o + 4, DELIVER_SM);
+        put32(o + 8, 0);
+        put32(o + 12, seq);
+        o += 16;
+        *o++ = 0; *o++ = 1; *o++ = 1;  /* service_type "", source TON 1 NPI 1 */
+        memcpy(o, src, sl); o += sl;
+        *o++ = 0; *o++ = 0; *o++ = 0;  /* NUL, destination TON 0 NPI 0 */
+        memcpy(o, dst, dl); o += dl;
+        *o++ = 0;
+        memcpy(o, DELIVER_MID, sizeof DELIVER_MID); o += sizeof DELIVER_MID;
+        *o++ = (unsigned char)dc;
+        *o++ = 0;
+        *o++ = (unsigned char)tl;
+        memcpy(o, PyBytes_AS_STRING(args[3]), tl); o += tl;
+        memcpy(o, PyBytes_AS_STRING(args[5]), xl);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_OverflowError, "encode_text_receipt: too long");
+    }
+    Py_XDECREF(keep_s);
+    Py_XDECREF(keep_d);
+    return out;
+}
+
 /* YYMMDDhhmm (UTC) of the minute holding t, as receipts.receipt_date: t // 60 the way
  * Python floors a float. 0 on success; -1 when t is not a time this code formats. */
 static int put_receipt_date(char *out, double t) {
@@ -507,6 +587,8 @@ static PyMethodDef methods[] = {
     {"encode_submit_sm_resps", (PyCFunction)(void (*)(void))encode_submit_sm_resps, METH_FASTCALL,
      "ESME_ROK submit_sm_resp for each (sequence, lookup)."},
     {"encode_receipt", (PyCFunction)(void (*)(void))encode_receipt, METH_FASTCALL, "A receipt deliver_sm."},
+    {"encode_text_receipt", (PyCFunction)(void (*)(void))encode_text_receipt, METH_FASTCALL,
+     "A text message's receipt deliver_sm."},
     {"frame_pdus", (PyCFunction)(void (*)(void))frame_pdus, METH_FASTCALL,
      "Walk a stream's whole PDUs, counting them per run."},
     {"submit_sm_message", (PyCFunction)(void (*)(void))submit_sm_message, METH_FASTCALL,

@@ -648,6 +648,16 @@ def encode_receipt(sequence: int, destination: bytes, text: bytes, data_coding: 
     return _pack_header(16 + len(body), _DELIVER_SM, 0, sequence) + body
 
 
+def encode_text_receipt(sequence: int, source: str, destination: str, text: bytes, data_coding: int,
+                        tlvs: bytes) -> bytes:
+    """deliver_sm carrying a text message's receipt, as an SMSC sends it: from the
+    handset (source_addr the number, TON 1 NPI 1) to the ESME's address (destination_addr
+    its source_addr, at most 20 characters, TON 0 NPI 0)."""
+    body = b"".join((b"\0\x01\x01", source.encode("latin-1"), b"\0\0\0", destination[:20].encode("latin-1"), b"\0",
+                     _DELIVER_MID, bytes((data_coding, 0, len(text))), text, tlvs))
+    return _pack_header(16 + len(body), _DELIVER_SM, 0, sequence) + body
+
+
 def encode_receipt_smpp33(sequence: int, destination: bytes, text: bytes, data_coding: int,
                           tlvs: bytes) -> bytes:
     """``encode_receipt`` for an SMPP 3.3 peer, which knows no TLVs: the body ends after
@@ -681,6 +691,7 @@ if speedups is not None:
     speedups.configure(_submit_sm_layout(), SubmitSm, Pdu, Command.SUBMIT_SM, Command.DELIVER_SM_RESP)
 #: The Python encoders, kept as the reference the C ones are tested against.
 py_encode_submit_sm_resps, py_encode_receipt = encode_submit_sm_resps, encode_receipt
+py_encode_text_receipt = encode_text_receipt
 #: ``scan_bound(buf, pos, max_pdu_size, can_tx, can_rx, events) -> pos``: the run of
 #: per-lookup PDUs a bound session reads (see _speedups.c); None without the C module.
 scan_bound = None
@@ -689,4 +700,5 @@ if speedups is not None:
     _submit_sm_message = speedups.submit_sm_message
     encode_submit_sm_resps = speedups.encode_submit_sm_resps
     encode_receipt = speedups.encode_receipt
+    encode_text_receipt = speedups.encode_text_receipt
     scan_bound = speedups.scan_bound

@@ -15,18 +15,16 @@ No sockets, no clocks, no accounts.
 from __future__ import annotations
 
 from enum import Enum, IntFlag
-from struct import Struct
 from typing import Any
 
 from .codec import (
     BODIES, COMMANDS, HEADER, MAX_PDU_SIZE, Command, DecodeError, Pdu, Tag, U8,
     decode_body, decode_submit_sm, encode, encode_header_only, encode_receipt,
-    encode_receipt_smpp33, encode_submit_sm_resp, encode_submit_sm_resps, scan_bound,
+    encode_receipt_smpp33, encode_submit_sm_resp, encode_submit_sm_resps, encode_text_receipt, scan_bound,
 )
 from .framer import ANY_LENGTH, Counts, Framer, Tap
 from .status import Status
 
-_DELIVER_SM_HEAD = Struct(">IIII")
 
 #: Commands an SMSC never accepts from an ESME.
 _NEVER_FROM_ESME = frozenset({
@@ -354,16 +352,13 @@ class SmscSession:
         sequences = []
         chunks = []
         has_tlvs = self.encode_receipt is not encode_receipt_smpp33
-        # service_type "", source TON 1 NPI 1; then destination TON 0 NPI 0; after it,
-        # esm_class 0x04 and no schedule, validity or flags.
-        head, middle = b"\0\x01\x01", b"\0\0\0"
-        tail = b"\0\x04\0\0\0\0\0\0" + bytes((data_coding, 0))
+        encode_one = encode_text_receipt
+        seq = self._sequence
         for source, destination, text, tlvs in receipts:
-            seq = self.next_sequence()
-            body = b"".join((head, source.encode("latin-1"), middle, destination[:20].encode("latin-1"), tail,
-                             bytes((len(text),)), text, tlvs if has_tlvs else b""))
-            chunks.append(_DELIVER_SM_HEAD.pack(16 + len(body), Command.DELIVER_SM, 0, seq) + body)
+            seq = seq + 1 if seq < 0x7FFFFFFF else 1
+            chunks.append(encode_one(seq, source, destination, text, data_coding, tlvs if has_tlvs else b""))
             sequences.append(seq)
+        self._sequence = seq
         if reverse:
             chunks.reverse()
         self.outgoing += b"".join(chunks)
