@@ -128,13 +128,6 @@ class Parsed:
                  "validity", "text")
 
 
-def _head(payload: bytes) -> str:
-    """The octets a receipt's 20 characters come from (at most 4 octets a character: a
-    UCS2 surrogate pair), kept as they are (latin-1 maps each octet to one character) and
-    decoded only when a receipt is built."""
-    return payload[:80].decode("latin-1")
-
-
 class SmsCenter:
     def __init__(self, server):
         self.server = server
@@ -201,7 +194,10 @@ class SmsCenter:
         p.segments = 1 if concat is not None else segments_of(payload, dc)
         if p.segments > MAX_PARTS:
             return Status.RINVMSGLEN
-        p.text = _head(body)
+        # The octets a receipt's 20 characters come from (at most 4 octets a character: a
+        # UCS2 surrogate pair), kept as they are (latin-1 maps each octet to one character)
+        # and decoded only when a receipt is built.
+        p.text = body[:80].decode("latin-1")
         if not schedule and not validity:
             p.validity = now + self.default_validity
             return p
@@ -386,15 +382,19 @@ class SmsCenter:
         boxes = set()
         acks = []
         outboxes = self.server.outboxes
+        system_id, box = None, None
         for m in messages:
             if not m.pending:
                 continue
-            box = outboxes.get(m.system_id)
+            if m.system_id != system_id:  # most messages of a tick are one account's
+                system_id = m.system_id
+                box = outboxes.get(system_id)
+                if box is not None:
+                    boxes.add(box)
             if box is None:
                 continue
             if wants_receipt(m.registered_delivery, m.state):
                 box.ready.append(m)
-                boxes.add(box)
             else:  # registered_delivery 2 and delivered: nothing to say
                 box.size -= 1
                 acks.append(m.id)
@@ -559,8 +559,9 @@ class SmsCenter:
                 self.abandon(proto.account, m)
             session.submit_sm_failed([seq for seq, _ in texts], Status.RSYSERR)
         else:
-            session.submit_sm_resps([seq for seq, _ in texts], [m for _, m in texts])
-            self.accepted([m for _, m in texts])
+            messages = [m for _, m in texts]
+            session.submit_sm_resps([seq for seq, _ in texts], messages)
+            self.accepted(messages)
         proto.flush()
 
 
