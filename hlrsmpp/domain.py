@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from struct import Struct
 from typing import Any
 
+from .ids import first_id_at, time_of_id
 from .smpp.codec import Tag, speedups
 
 #: Columns of a lookup row, in the order ``LookupRow`` tuples carry them.
@@ -28,25 +29,40 @@ _N_COLUMNS = len(LOOKUP_COLUMNS)
 RollupKey = tuple[str, str, str, str, int]
 
 
-def rollup(rows: Iterable[tuple[Any, ...]],
-           day_of: Callable[[float], tuple[float, float, str]]) -> dict[RollupKey, list[int]]:
-    """The lookup rows of one group commit summed per rollup key, so a commit writes one
-    upsert per distinct key, not one per lookup. ``day_of(t)``: (start, end, name) of the
-    day holding instant t; asked again only when a row leaves the day of the one before."""
-    out: dict[RollupKey, list[int]] = {}
-    lo = hi = 0.0
-    day = ""
-    for r in rows:
-        t = r[5]
-        if not lo <= t < hi:
-            lo, hi, day = day_of(t)
-        key = (r[2], day, r[9], r[12] if r[11] and r[12] else r[10], r[8])
-        v = out.get(key)
+def sum_rollup_rows(sums: dict[tuple[str, str, str, int], list[int]], rows: list[tuple[Any, ...]],
+                    start: int, end_id: int) -> int:
+    """rows[start:] (in id order) added to ``sums``, {(system_id, cc, network, err):
+    [count, cost]}, up to the first with an id of ``end_id`` or more (the next day's); its
+    index, or len(rows). ``network`` is the one the subscriber is on: p_nnc if ported,
+    else nnc. The reference of _sqlite_batch.c's sum_rollups."""
+    for i in range(max(start, 0), len(rows)):
+        r = rows[i]
+        if r[0] >= end_id:
+            return i
+        key = (r[2], r[9], r[12] if r[11] and r[12] else r[10], r[8])
+        v = sums.get(key)
         if v is None:
-            out[key] = [1, r[7]]
+            sums[key] = [1, r[7]]
         else:
             v[0] += 1
             v[1] += r[7]
+    return len(rows)
+
+
+def rollup(rows: Iterable[tuple[Any, ...]],
+           day_of: Callable[[float], tuple[float, float, str]]) -> dict[RollupKey, list[int]]:
+    """The lookup rows of one group commit (in id order) summed per rollup key, so a commit
+    writes one upsert per distinct key, not one per lookup. A lookup's day is its id's
+    (the instant it was taken); ``day_of(t)``: (start, end, name) of the day holding t."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    out: dict[RollupKey, list[int]] = {}
+    i = 0
+    while i < len(rows):
+        _, end, day = day_of(time_of_id(rows[i][0]))
+        of_day: dict[tuple[str, str, str, int], list[int]] = {}
+        i = sum_rollup_rows(of_day, rows, i, max(first_id_at(end), rows[i][0] + 1))
+        for (sid, cc, network, err), v in of_day.items():
+            out[(sid, day, cc, network, err)] = v
     return out
 
 

@@ -572,7 +572,7 @@ static PyTypeObject CommitterType = {
 /* sum_rollups(sums, rows, start, end_id) -> index: rows[start:] (lookup rows, LOOKUP_COLUMNS
  * order) added to sums, {(system_id, cc, network, err): [count, cost]}, up to the first
  * whose id is end_id or more (the next day's); returns its index, or len(rows). network:
- * p_nnc when ported and p_nnc is set, else nnc. The twin: store.py's _sum_rollups_py. */
+ * p_nnc when ported and p_nnc is set, else nnc. The reference: domain.sum_rollup_rows. */
 static PyObject *sum_rollups(PyObject *mod, PyObject *args) {
     PyObject *sums, *rows;
     Py_ssize_t start;

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import structlog
 
 from ..domain import (LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT, ROLLUP_DIMENSIONS, RollupKey,
-                      rollup_dimensions)
+                      rollup_dimensions, sum_rollup_rows)
 from .calendar import Calendar
 from ..ids import first_id_at, time_of_id
 from ..native import load as load_native
@@ -810,25 +810,7 @@ def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[fl
         t = end
 
 
-def _sum_rollups_py(sums: dict, rows: list, start: int, end_id: int) -> int:
-    """Twin of _sqlite_batch.sum_rollups: rows[start:] added to ``sums`` ({(system_id, cc,
-    network, err): [count, cost]}) up to the first with an id of ``end_id`` or more; its
-    index, or len(rows)."""
-    for i in range(max(start, 0), len(rows)):
-        r = rows[i]
-        if r[0] >= end_id:
-            return i
-        key = (r[2], r[9], r[12] if r[11] and r[12] else r[10], r[8])
-        v = sums.get(key)
-        if v is None:
-            sums[key] = [1, r[7]]
-        else:
-            v[0] += 1
-            v[1] += r[7]
-    return len(rows)
-
-
-_sum_rollups = getattr(_native, "sum_rollups", _sum_rollups_py)
+_sum_rollups = getattr(_native, "sum_rollups", sum_rollup_rows)
 
 
 def _add_rollups(steps: list, sums: dict[RollupKey, list[int]], mark: int) -> None:

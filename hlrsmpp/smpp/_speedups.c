@@ -44,6 +44,15 @@ static inline void put32(unsigned char *p, uint32_t v) {
     p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
 }
 
+/* A deliver_sm's header (status 0): where its body starts. */
+static inline unsigned char *put_deliver_head(unsigned char *o, Py_ssize_t length, uint32_t seq) {
+    put32(o, (uint32_t)length);
+    put32(o + 4, DELIVER_SM);
+    put32(o + 8, 0);
+    put32(o + 12, seq);
+    return o + 16;
+}
+
 /* configure(fields, SubmitSm, Pdu, Command.SUBMIT_SM, Command.DELIVER_SM_RESP)
  * fields: ((size, keep), ...) from codec.BODIES[SUBMIT_SM], up to and including sm_length. */
 static PyObject *configure(PyObject *mod, PyObject *args) {
@@ -306,12 +315,7 @@ static PyObject *encode_receipt(PyObject *mod, PyObject *const *args, Py_ssize_t
     PyObject *out = PyBytes_FromStringAndSize(NULL, length);
     if (out == NULL)
         return NULL;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-    put32(o, (uint32_t)length);
-    put32(o + 4, DELIVER_SM);
-    put32(o + 8, 0);
-    put32(o + 12, seq);
-    o += 16;
+    unsigned char *o = put_deliver_head((unsigned char *)PyBytes_AS_STRING(out), length, seq);
     memcpy(o, DELIVER_HEAD, sizeof DELIVER_HEAD); o += sizeof DELIVER_HEAD;
     memcpy(o, PyBytes_AS_STRING(args[1]), dl); o += dl;
     *o++ = 0;
@@ -379,12 +383,7 @@ static PyObject *encode_text_receipt(PyObject *mod, PyObject *const *args, Py_ss
     Py_ssize_t length = 16 + 3 + sl + 3 + dl + 1 + (Py_ssize_t)sizeof DELIVER_MID + 3 + tl + xl;
     PyObject *out = length > 0xFFFFFFFF ? NULL : PyBytes_FromStringAndSize(NULL, length);
     if (out != NULL) {
-        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-        put32(o, (uint32_t)length);
-        put32(o + 4, DELIVER_SM);
-        put32(o + 8, 0);
-        put32(o + 12, seq);
-        o += 16;
+        unsigned char *o = put_deliver_head((unsigned char *)PyBytes_AS_STRING(out), length, seq);
         *o++ = 0; *o++ = 1; *o++ = 1;  /* service_type "", source TON 1 NPI 1 */
         memcpy(o, src, sl); o += sl;
         *o++ = 0; *o++ = 0; *o++ = 0;  /* NUL, destination TON 0 NPI 0 */
