@@ -23,11 +23,20 @@ pytestmark = pytest.mark.slow  # two server processes on one redis-server
 SMS = {"system_id": "texter", "password": "pw", "service": "sms", "credit": "100000", "max_tx": 2}
 
 
-def _bind(port: int, command: Command) -> RawEsme:
-    e = RawEsme(port)
-    resp = e.request(command, {"system_id": "texter", "password": "pw", "system_type": "", "interface_version": 0x34})
-    assert resp.status == 0
-    return e
+def _bind(port: int, command: Command, within: float = 0.0) -> RawEsme:
+    """A bound session; ``within`` seconds to wait for the receiving slot a receiver just
+    unbound elsewhere still holds (its process frees it as the session ends, as an ESME
+    binding again at once meets: ESME_RBINDFAIL until then)."""
+    deadline = time.monotonic() + within
+    while True:
+        e = RawEsme(port)
+        resp = e.request(command, {"system_id": "texter", "password": "pw", "system_type": "", "interface_version": 0x34})
+        if resp.status == Status.RBINDFAIL and time.monotonic() < deadline:
+            e.close()
+            time.sleep(0.05)
+            continue
+        assert resp.status == 0
+        return e
 
 
 def _stat(receipt) -> dict:
@@ -130,7 +139,7 @@ def test_a_message_waiting_for_its_validity_follows_the_receiver_to_another_proc
     time.sleep(1)   # A's process holds it, waiting
     rx.request(Command.UNBIND)
     rx.close()
-    rx = _bind(b.smpp_port, Command.BIND_RECEIVER)   # the receiver is on B now
+    rx = _bind(b.smpp_port, Command.BIND_RECEIVER, within=5)   # the receiver is on B now
     f = _stat(rx.receipt(mid, timeout=15))
     assert (f["stat"], f["err"], f["text"]) == ("EXPIRED", "011", "absent")
     rx.close()
