@@ -341,11 +341,7 @@ class Store:
         assert frm is not None
         sums = {(sid, day, cc, network, err): v for day, of_day in self._tally.items()
                 for (sid, cc, network, err), v in of_day.items()}
-        steps.append((_CLAIM_OPEN, [frm, self._tally_count, to]))
-        chunks: list[tuple[str, list]] = []
-        _in_chunks(chunks, _ADD_CLAIMED, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
-        steps += [(sql, params + [to]) for sql, params in chunks]
-        steps.append((_CLAIM_CLOSE, [to]))
+        steps += _claim(frm, to, self._tally_count, sums)
         self._claim = (frm, to, time.monotonic())
         self._claimed_at = time.monotonic()
         self._tally = {}
@@ -356,9 +352,9 @@ class Store:
         """The steps that add the lookups written since the rollups' mark to the per-day
         rollups and move the mark past them (None: nothing new). Read from the history on
         this thread's reader, so a group commit only upserts a few rows per account,
-        day and value, however many lookups they sum. The steps change nothing unless the
-        mark is still where it was read (a commit holding them may fail, or come after
-        another's): so every lookup is summed exactly once. A backlog (lookups written
+        day and value, however many lookups they sum. A claim, as of the sums in memory: it
+        changes nothing unless the mark is still where it was read (a commit holding it may
+        fail, or come after another's), so every lookup is summed exactly once. A backlog (lookups written
         by other means) is summed ``limit`` lookups at a time."""
         db = self._reader()
         mark, newest = db.execute(_ROLLUP_MARK).fetchone()
@@ -371,17 +367,13 @@ class Store:
             row = db.execute(_ROLLUP_UPTO, (mark, limit - 1)).fetchone()
             upto = min(row[0], newest) if row else newest
         sums = new_rollups(db, mark, upto, self.periods.span)
-        steps: list[tuple[str, list]] = []
-        _add_rollups(steps, sums, mark)
-        steps.append((_MOVE_ROLLUP_MARK, [upto, mark]))
-        return steps
+        return _claim(mark, upto, sum(n for n, _ in sums.values()), sums)
 
     def add_rollups(self, sums: dict[RollupKey, list[int]]) -> None:
         """Adds ``sums`` (``domain.rollup``'s form) to the rollups directly, now: how
         bench/rollups.py fills a year of them without a year of lookups."""
-        steps: list[tuple[str, list]] = []
-        _add_rollups(steps, sums, self._reader().execute("SELECT mark FROM rollup_mark").fetchone()[0])
-        self.transaction(steps)
+        mark = self._reader().execute("SELECT mark FROM rollup_mark").fetchone()[0]
+        self.transaction(_claim(mark, mark, 0, sums))   # no lookup: the mark stays
 
     def catch_up_rollups(self) -> None:
         """Sums every lookup not yet in the rollups, now, in this thread (a store filled
@@ -571,14 +563,7 @@ _SAVE_SMS = {n: f"INSERT INTO sms ({', '.join(SMS_COLUMNS)}) VALUES {', '.join([
              for n in _CHUNKS}
 #: How often the lookups written since are summed into the per-day rollups (seconds).
 ROLLUP_EVERY = 1.0
-# The rollups' sums: added only while the mark (the last parameter) is where it was read.
-_ADD_ROLLUP_SUMS = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) SELECT * FROM "
-                       f"(VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * n)}) WHERE (SELECT mark FROM rollup_mark) = ? "
-                       "ON CONFLICT (system_id, dim, value, day) "
-                       "DO UPDATE SET count = count + excluded.count, cost = cost + excluded.cost"
-                    for n in _CHUNKS}
-_MOVE_ROLLUP_MARK = "UPDATE rollup_mark SET mark = ? WHERE mark = ?"
-# A claim of the sums in memory: from, count, to; the sums while pending is to; the mark.
+# A claim of rollup sums (see _claim): from, count, to; the sums while pending is to; the mark.
 _CLAIM_OPEN = ("UPDATE rollup_mark SET pending = ?3 WHERE mark = ?1 AND "
                "(SELECT COUNT(*) FROM lookups WHERE id > ?1 AND id <= ?3) = ?2")
 _ADD_CLAIMED = {n: "INSERT INTO rollup_sums (system_id, dim, value, day, count, cost) SELECT * FROM "
@@ -597,7 +582,7 @@ _SUM_NEW_OF = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM
                "INDEXED BY lookups_account WHERE system_id = ? AND id > ? AND id <= ? GROUP BY 2, 3, 4")
 #: Every statement a group commit runs (the C committer prepares them at start-up).
 _STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
-               *_ADD_ROLLUP_SUMS.values(), _MOVE_ROLLUP_MARK, _CLAIM_OPEN, *_ADD_CLAIMED.values(), _CLAIM_CLOSE,
+               _CLAIM_OPEN, *_ADD_CLAIMED.values(), _CLAIM_CLOSE,
                _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
                _SAVE_BAN, _END_BANS, _PROBE, *_SAVE_SMS.values()]
 #: What reads select: the lookup's columns, ``pending`` as its receipt's state now.
@@ -813,12 +798,16 @@ def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[fl
 _sum_rollups = getattr(_native, "sum_rollups", sum_rollup_rows)
 
 
-def _add_rollups(steps: list, sums: dict[RollupKey, list[int]], mark: int) -> None:
-    """Steps that add ``sums`` (``domain.rollup``'s form) to the rollups while the mark is
-    ``mark``."""
+def _claim(frm: int, to: int, count: int, sums: dict[RollupKey, list[int]]) -> list[tuple[str, list]]:
+    """The steps of a claim: add ``sums`` (``domain.rollup``'s form) to the rollups and
+    move the mark from ``frm`` to ``to``, only if the mark is at ``frm`` and the history
+    holds ``count`` lookups after it up to ``to``; else they change nothing."""
+    steps: list[tuple[str, list]] = [(_CLAIM_OPEN, [frm, count, to])]
     chunks: list[tuple[str, list]] = []
-    _in_chunks(chunks, _ADD_ROLLUP_SUMS, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
-    steps += [(sql, params + [mark]) for sql, params in chunks]
+    _in_chunks(chunks, _ADD_CLAIMED, [key + (n, cost) for key, (n, cost) in rollup_dimensions(sums).items()])
+    steps += [(sql, params + [to]) for sql, params in chunks]
+    steps.append((_CLAIM_CLOSE, [to]))
+    return steps
 
 
 def _in_chunks(steps: list, statements: dict[int, str], items: list) -> None:
