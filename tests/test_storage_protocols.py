@@ -28,7 +28,9 @@ def _methods(proto: type) -> dict[str, bool]:
 
 
 def _attributes(proto: type) -> set[str]:
-    return set(proto.__annotations__)
+    """Its attributes: annotated, or read-only (a property)."""
+    return set(getattr(proto, "__annotations__", {})) | {
+        name for name, member in vars(proto).items() if isinstance(member, property)}
 
 
 def _conforms(proto: type, impl: type, instance: object | None = None) -> list[str]:
@@ -50,6 +52,9 @@ def test_the_sqlite_store_is_a_store(tmp_path):
     store = SQLiteStore(tmp_path)
     try:
         assert _conforms(protocols.Store, SQLiteStore, store) == []
+        assert _conforms(protocols.NotificationOutbox, type(store.outbox)) == []
+        # Alone with its text messages; its history filtered in SQL.
+        assert store.messages is None and callable(store.history_scan)
     finally:
         store.close()
 
@@ -59,6 +64,12 @@ def test_the_redis_store_is_a_store(redis_url):  # noqa: F811
     try:
         assert _conforms(protocols.Store, RedisStore, store) == []
         assert store.committer is None and store.period_counts((0.0, 0.0, 0.0)) == {}
+        assert _conforms(protocols.NotificationOutbox, type(store.outbox)) == []
+        assert store.messages is not None and _conforms(protocols.SharedMessages, type(store.messages)) == []
+        # The history's reader filters its pages; with no committer, no steps to give.
+        assert store.history_scan is None
+        with pytest.raises(TypeError):
+            store.steps([], [], [])
     finally:
         store.close()
 
@@ -90,7 +101,9 @@ async def test_a_local_claim_is_decided_at_once():
     assert registry.claim(account, BindMode.TX, tx2).result() == Status.ROK
 
 
-@pytest.mark.parametrize("proto", [protocols.Store, protocols.SessionRegistry, protocols.Deployment])
+@pytest.mark.parametrize("proto", [protocols.Store, protocols.SessionRegistry, protocols.Deployment,
+                                   protocols.NotificationOutbox, protocols.SharedMessages])
 def test_a_protocol_declares_something(proto):
     """The conformance tests above would pass on an empty protocol."""
-    assert _methods(proto) and _attributes(proto)
+    assert _methods(proto) and (_attributes(proto) or proto in (protocols.NotificationOutbox,
+                                                                protocols.SharedMessages))

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import structlog
 
@@ -213,6 +213,9 @@ class Store:
         #: The days of the rollups (the server sets the accounts' timezone).
         self.periods = Calendar("UTC")
         self.outbox = Outbox(self)
+        #: None: this process alone has its text messages (the sms table, written by the
+        #: group commit, read with ``sms``); a shared store's are read and changed there.
+        self.messages = None
         # The per-day rollups, once a server writes here (on_due): the group commit's steps
         # add each lookup to sums in memory (``_tally``: day -> {(system_id, cc, network,
         # err): [count, cost]}) since the mark ``_tally_from``, and once a second claim them
@@ -259,8 +262,8 @@ class Store:
 
     # ------------------------------------------------------------- writes
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False,
-               sms: list[tuple] = ()) -> None:
+               ledger: Sequence[tuple] = (), bans: Sequence[tuple[str, float]] = (), probe: bool = False,
+               sms: Sequence[tuple] = ()) -> None:
         """One group commit, now, in this thread (see ``steps``)."""
         self.transaction(self.steps(lookups, acks, accounts, ledger, bans, probe, sms))
 
@@ -280,8 +283,8 @@ class Store:
             raise
 
     def steps(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-              ledger: list[tuple] = (), bans: list[tuple[str, float]] = (),
-              probe: bool = False, sms: list[tuple] = ()) -> list[tuple[str, list]]:
+              ledger: Sequence[tuple] = (), bans: Sequence[tuple[str, float]] = (),
+              probe: bool = False, sms: Sequence[tuple] = ()) -> list[tuple[str, list]]:
         """The statements of one group commit, as (sql, params) steps: new lookups (their
         receipts queued), the per-day rollups' sums when due (``rollups_due``), receipts done (``acks``:
         (PENDING_NONE when acknowledged or EXPIRED, lookup id)), account records, ledger entries (system_id, at, kind,

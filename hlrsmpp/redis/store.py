@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NoReturn, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -135,6 +135,8 @@ class RedisStore:
 
     #: No C group commit: the journal's writer thread calls ``commit``.
     committer = None
+    #: No filtered scan of its own: the history's reader filters ``history`` pages.
+    history_scan = None
 
     def on_due(self, wake: Callable[[], object]) -> None:
         """Nothing of its own to write: every write comes with a group commit."""
@@ -490,9 +492,13 @@ class RedisStore:
         return bool(self._ops.set(self.P + "janitor", self.tag, nx=True, ex=max(1, int(seconds))))
 
     # ---------------------------------------------------------------- writes
+    def steps(self, *batch: object, **options: object) -> NoReturn:
+        """Never asked (there is no committer): a commit is one script, run by ``commit``."""
+        raise TypeError("RedisStore has no committer: its group commit is commit()")
+
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
-               ledger: list[tuple] = (), bans: list[tuple[str, float]] = (), probe: bool = False,
-               sms: list[tuple] = ()) -> None:
+               ledger: Sequence[tuple] = (), bans: Sequence[tuple[str, float]] = (), probe: bool = False,
+               sms: Sequence[tuple] = ()) -> None:
         """One group commit (see the module docstring). Runs on the journal's writer thread.
         (Every commit writes, the commit mark at least: ``probe`` needs nothing more.)
         Text messages (``sms``: new ones; their changes are ``RedisMessages.change``) are

@@ -230,13 +230,12 @@ class Server:
             raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
         self._start_retention()
-        if getattr(self.store, "outbox", None) is not None:   # the embedded store's outbox
-            try:
-                self.notifier = Notifier(self, Webhooks(cfg))
-            except ConfigError:
-                await self.stop(grace=0)
-                raise
-            self.notifier.start()
+        try:
+            self.notifier = Notifier(self, Webhooks(cfg))
+        except ConfigError:
+            await self.stop(grace=0)
+            raise
+        self.notifier.start()
         _freeze_long_lived()
         log.info("server_started", smpp_port=self.smpp_port, smpp_tls_port=self.smpp_tls_port,
                  http_port=self.http_port, https=self.http_tls is not None,

@@ -248,7 +248,7 @@ class Journal:
         assert committer is not None
         try:
             # A store with a C committer (SQLite's) turns a batch into its steps.
-            steps = self.store.steps(lookups, acks, accounts, ledger, bans, probe, sms)  # type: ignore[attr-defined]
+            steps = self.store.steps(lookups, acks, accounts, ledger, bans, probe, sms)
             job, refused = committer.submit(steps), False
         except Exception as exc:  # a value SQLite cannot hold: this batch fails, nothing of it written
             self.failures += 1

@@ -135,7 +135,7 @@ class SmsCenter:
         self.default_validity = float(cfg["validity"])
         self.reassembly = Reassembly(ttl=float(cfg["reassembly_ttl"]))
         # A shared store: the messages are in it, for every process (server/sms_shared.py).
-        messages = getattr(server.store, "messages", None)
+        messages = server.store.messages
         self.shared = SharedMessages(self, messages) if messages is not None else None
         # Messages not final yet, by id: what query_sm, cancel_sm and replace_sm act on.
         self.live: dict[int, SmsMessage] = {}

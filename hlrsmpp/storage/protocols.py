@@ -3,7 +3,9 @@ process) or Redis (several processes sharing accounts, sessions and receipts). T
 implementation is chosen once, when the server starts (``server.app.open_store``); no
 code above this seam asks which one it got.
 
-- ``Store``: the group commit and the reads (history, ledger, receipts still owed).
+- ``Store``: the group commit and the reads (history, ledger, receipts still owed), the
+  account notifications' outbox and, on a shared store, the text messages every process
+  sees. A capability one implementation lacks is declared all the same, as None.
 - ``SessionRegistry``: the session rule, per account one receiving session (Rx or TRx)
   and up to ``max_tx`` transmitters.
 - ``Deployment``: how this process takes part: its node number (part of every message
@@ -23,30 +25,102 @@ from ..smpp.status import Status
 
 #: A lookup row as a read gives it: by position (LOOKUP_COLUMNS order) and by column name.
 Row = Any
+#: One statement of a group commit and its parameters, as the C committer runs it.
+Step = tuple[str, list[Any]]
+#: A notification the outbox is to keep: (system_id, kind, its unique key, data JSON, channels).
+Notification = tuple[str, str, str, str, list[str]]
 
 
 class Committer(Protocol):
     """A group commit that runs on a thread of its own (SQLite's, in C): the journal hands
     it each batch as the store's ``steps`` and learns through ``fileno`` when it is done."""
 
-    def submit(self, steps: list[tuple[str, list[Any]]]) -> int: ...
+    def submit(self, steps: list[Step]) -> int: ...
     def completed(self) -> list[tuple[int, str | None]]: ...
     def fileno(self) -> int: ...
 
 
+class NotificationOutbox(Protocol):
+    """The account notifications not sent yet, and the last ones sent (server/notify.py):
+    kept in the store, so a notification survives a restart and is sent once across
+    processes."""
+
+    def add(self, events: list[Notification]) -> list[str]:
+        """Keep these events; the keys of those not kept before (a key already there is
+        the same event noted by another round or process)."""
+        ...
+    def due(self, now: float, limit: int = 100) -> list[dict[str, Any]]: ...
+    def settle(self, nid: int, results: dict[str, str | None], next_at: float) -> None: ...
+    def list(self, system_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The account's notifications, newest first."""
+        ...
+
+
+class SharedMessages(Protocol):
+    """Text messages where every process sharing the store reads and changes them."""
+
+    def get(self, ids: list[int]) -> dict[int, Any]: ...
+    def change(self, message: Any, system_id: str, now: float) -> bool:
+        """Write ``message`` if nobody changed it since it was read (its version): False
+        if someone did."""
+        ...
+
+
+class HistoryScan(Protocol):
+    """A filtered history page read by the store itself over a bounded range: (rows, the
+    id to go on after, or None at the end)."""
+
+    def __call__(self, system_id: str | None, since: float | None, until: float | None, limit: int,
+                 after_id: int, newest_first: bool, match: tuple[str, list[Any]],
+                 scan: int) -> tuple[list[Row], int | None]: ...
+
+
 class Store(Protocol):
-    #: Where the data lives, for logs (a file, or a URL without its password).
-    file: str | Path
-    #: The C group commit, or None: then the journal's writer thread calls ``commit``.
-    committer: Committer | None
-    #: (system_id, Idempotency-Key) of top-ups a commit left out because another process
-    #: used the key first (always empty for a store with one process).
-    duplicates: set[tuple[str, str]]
+    # Read-only members (properties here): an implementation may compute them.
+    @property
+    def file(self) -> str | Path:
+        """Where the data lives, for logs (a file, or a URL without its password)."""
+        ...
+
+    @property
+    def committer(self) -> Committer | None:
+        """The C group commit, or None: then the journal's writer thread calls ``commit``."""
+        ...
+
+    @property
+    def duplicates(self) -> set[tuple[str, str]]:
+        """(system_id, Idempotency-Key) of top-ups a commit left out because another
+        process used the key first (always empty for a store with one process)."""
+        ...
+
+    @property
+    def outbox(self) -> NotificationOutbox:
+        """The account notifications' outbox."""
+        ...
+
+    @property
+    def messages(self) -> SharedMessages | None:
+        """Text messages shared by every process on the store; None where this process is
+        alone with them (they are written by its group commit, read back with ``sms``)."""
+        ...
+
+    @property
+    def history_scan(self) -> HistoryScan | None:
+        """A filtered history page read in the store's own query language; None where the
+        reader filters ``history`` pages itself."""
+        ...
 
     def commit(self, lookups: list[tuple[Any, ...]], acks: list[tuple[int, int]],
                accounts: list[tuple[str, str]], ledger: Sequence[tuple[Any, ...]] = (),
                bans: Sequence[tuple[str, float]] = (), probe: bool = False,
                sms: Sequence[tuple[Any, ...]] = ()) -> None: ...
+    def steps(self, lookups: list[tuple[Any, ...]], acks: list[tuple[int, int]],
+              accounts: list[tuple[str, str]], ledger: Sequence[tuple[Any, ...]] = (),
+              bans: Sequence[tuple[str, float]] = (), probe: bool = False,
+              sms: Sequence[tuple[Any, ...]] = ()) -> list[Step]:
+        """``commit``'s batch as the statements ``committer`` runs; asked only of a store
+        that has a committer."""
+        ...
     def close(self) -> None: ...
     def on_due(self, wake: Callable[[], object]) -> None:
         """Have ``wake`` called (from any thread) when the store has writes of its own for
@@ -60,6 +134,10 @@ class Store(Protocol):
         ...
     def pending_receipts(self) -> Iterator[Row]: ...
     def lookup(self, message_id: int) -> Row | None: ...
+    def sms(self, message_id: int) -> Row | None:
+        """A text message (a lookup of channel sms, same id): its row, with ``sms`` as
+        history pages give it (segments, data coding, state), or None."""
+        ...
     def batch(self, batch_id: int) -> list[Row]: ...
     def history(self, system_id: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 1000, after_id: int = 0,

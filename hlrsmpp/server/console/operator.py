@@ -266,7 +266,7 @@ async def system(request: web.Request) -> web.Response:
     from ..http import health_checks   # the package imports this one: its names come later
     server = request.app[SERVER]
     storage = server.cfg["storage"]
-    store_file = getattr(server.store, "file", None)
+    store_file = server.store.file
     try:
         size = os.path.getsize(store_file) if store_file else None
     except OSError:

@@ -259,7 +259,7 @@ class HistoryReaders:
         renderers: dict[Callable[..., Any], Callable[..., Any]] = {
             _page: render_page, _views: page_views, _csv: render_csv}
         render = renderers[fn]
-        scan_of = partial(scan_rows, self.store.history, getattr(self.store, "history_scan", None))
+        scan_of = partial(scan_rows, self.store.history, self.store.history_scan)
         return await loop.run_in_executor(self._executor(), render, scan_of, self.network_names, *args)
 
     async def page(self, query: Query, limit: int) -> bytes:

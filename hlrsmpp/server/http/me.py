@@ -151,8 +151,7 @@ async def notifications(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     server = request.app[SERVER]
-    outbox = getattr(server.store, "outbox", None)
-    rows = await read(outbox.list, who.account.system_id) if outbox is not None else []
+    rows = await read(server.store.outbox.list, who.account.system_id)
     return json_response({"items": [{
         "id": str(r["id"]), "kind": r["kind"], "at": iso(r["at"]), "subject": subject(r["kind"], r["data"]),
         "data": r["data"], "sent": r["sent"], "pending": r["pending"], "attempts": r["attempts"],
