@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hlrsmpp import metrics
 from hlrsmpp.smpp import framer
-from hlrsmpp.smpp.codec import Command, encode_submit_sm_resp
+from hlrsmpp.smpp.codec import Command, Pdu, decode, encode, encode_submit_sm_resp
+from hlrsmpp.smpp.status import Status
 from esme import SmpplibEsme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +211,28 @@ def test_every_family_moves_with_the_traffic(make_server):
         assert final.v("hlrsmpp_sessions", mode=mode) == 0
     assert final.minus(after, "hlrsmpp_pdus_received_total", command="unbind", status="ESME_ROK") == 3
     assert final.minus(after, "hlrsmpp_pdus_sent_total", command="unbind_resp", status="ESME_ROK") == 3
+
+
+def test_a_bind_refused_for_its_version_is_counted(make_server):
+    """A bind_transceiver announcing SMPP 3.3 is refused ESME_RBINDFAIL for its version
+    before the account is looked at (its wrong password is not what is counted)."""
+    st = make_server(accounts=[{"system_id": "demo", "password": "demo"}])
+    before = scrape(st)
+    bind = Pdu(Command.BIND_TRANSCEIVER, 1, 0, {
+        "system_id": "demo", "password": "nope", "system_type": "", "interface_version": 0x33,
+        "addr_ton": 0, "addr_npi": 0, "address_range": ""})
+    with socket.create_connection(("127.0.0.1", st.smpp_port), timeout=10) as sock:
+        sock.sendall(encode(bind))
+        data = b""
+        while len(data) < 4 or len(data) < struct.unpack(">I", data[:4])[0]:
+            chunk = sock.recv(4096)
+            assert chunk, "closed before the bind_transceiver_resp"
+            data += chunk
+    resp = decode(data)
+    assert (resp.command, resp.status, resp.sequence) == (Command.BIND_TRANSCEIVER_RESP, Status.RBINDFAIL, 1)
+    after = scrape(st)
+    assert after.minus(before, "hlrsmpp_binds_total", mode="trx", result="interface_version") == 1
+    assert after.minus(before, "hlrsmpp_binds_total", mode="trx", result="bad_password") == 0
 
 
 def test_receipt_retries_by_cause(make_server):

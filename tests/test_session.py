@@ -20,7 +20,7 @@ from hlrsmpp.smpp.codec import (
     MAX_PDU_SIZE, Command, Pdu, Tag, decode, encode, encode_receipt, encode_submit_sm_resp,
     encode_tlvs,
 )
-from hlrsmpp.smpp.session import EVENTS, BindMode, SmscSession, State
+from hlrsmpp.smpp.session import EVENTS, BindMode, RefusedBind, SmscSession, State
 from hlrsmpp.smpp.status import Status
 
 SETTINGS = settings(max_examples=300, deadline=None,
@@ -435,12 +435,22 @@ def test_accept_bind_v33_and_below_sends_no_tlv(mode, version):
 
 @pytest.mark.parametrize("version", [0x33, 0x00])
 def test_transceiver_bind_in_v33_cannot_be_served(version):
+    """The session refuses it alone, ESME_RBINDFAIL, before any account is looked at, and
+    hands it over only to be counted; what follows it is read at once."""
     session = SmscSession(system_id="hlrsmpp")
-    [event] = session.receive_data(encode(bind_pdu(BindMode.TRX, 4, version=version)))
+    data = encode(bind_pdu(BindMode.TRX, 4, version=version)) + encode(Pdu(Command.ENQUIRE_LINK, 5))
+    [event] = session.receive_data(data)
+    assert isinstance(event, RefusedBind) and event.reason == "interface_version"
+    assert event.sequence == 4 and event["system_id"] == "esme01"
     assert session.bind_version(event) is None
     with pytest.raises(ValueError):
         session.accept_bind(event)
-    assert session.data_to_send() == b"" and session.state is State.OPEN
+    assert sent(session) == [Pdu(Command.BIND_TRANSCEIVER_RESP, 4, Status.RBINDFAIL, {"system_id": "hlrsmpp"}),
+                             Pdu(Command.ENQUIRE_LINK_RESP, 5)]
+    assert session.state is State.OPEN
+    # Still open: a bind it can serve is handed over to be decided.
+    [bind] = session.receive_data(encode(bind_pdu(BindMode.TX, 6)))
+    assert type(bind) is Pdu and bind.command == Command.BIND_TRANSMITTER
 
 
 @pytest.mark.parametrize("version", [0x33, 0x34, 0x50], ids=["0x33", "0x34", "0x50"])

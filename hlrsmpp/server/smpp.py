@@ -25,7 +25,7 @@ import structlog
 
 from ..accounts import Refusal, smpp_status_of
 from ..smpp.codec import Command, Pdu, SubmitSm
-from ..smpp.session import EVENTS, BindMode, SmscSession, State
+from ..smpp.session import EVENTS, BindMode, RefusedBind, SmscSession, State
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import Lookup
@@ -327,23 +327,22 @@ class SmppProtocol:
     def _on_bind(self, pdu: Pdu) -> None:
         server = self.server
         mode = BindMode.of(pdu.command)
-        params = pdu.params
-        status = self.session.bind_refusal(pdu)  # the protocol's rule: the version
-        if status is None:
-            book, now = server.book, time.time()
-            refusal, account = book.identify(params["system_id"], self.peer_ip, now,
-                                             peer_subject(self.transport))
-            if refusal is None:
-                known = book.password_known(account, params["password"])
-                if known is None:
-                    # A password this process has not verified yet: the full check (scrypt,
-                    # tens of ms) on a worker thread; the session waits, the loop does not.
-                    server.loop.create_task(self._bind_checked(pdu, mode, account))
-                    return
-                refusal, account = book.conclude(account, known, params["system_type"], self.peer_ip, now)
-            self._bind_decided(pdu, mode, refusal, account)
+        if pdu.__class__ is RefusedBind:  # the session's rule (the version), answered already
+            self._bind_counted(pdu, mode, Status.RBINDFAIL, pdu.reason)
             return
-        self._bind_refused(pdu, mode, status, "interface_version")
+        params = pdu.params
+        book, now = server.book, time.time()
+        refusal, account = book.identify(params["system_id"], self.peer_ip, now,
+                                         peer_subject(self.transport))
+        if refusal is None:
+            known = book.password_known(account, params["password"])
+            if known is None:
+                # A password this process has not verified yet: the full check (scrypt,
+                # tens of ms) on a worker thread; the session waits, the loop does not.
+                server.loop.create_task(self._bind_checked(pdu, mode, account))
+                return
+            refusal, account = book.conclude(account, known, params["system_type"], self.peer_ip, now)
+        self._bind_decided(pdu, mode, refusal, account)
 
     async def _bind_checked(self, pdu: Pdu, mode: BindMode, account) -> None:
         server, params = self.server, pdu.params
@@ -403,11 +402,14 @@ class SmppProtocol:
             self._bound(pdu, mode, account)
 
     def _bind_refused(self, pdu: Pdu, mode: BindMode, status: int, reason: str) -> None:
+        self._bind_counted(pdu, mode, status, reason)
+        self.session.reject_bind(pdu, status)
+
+    def _bind_counted(self, pdu: Pdu, mode: BindMode, status: int, reason: str) -> None:
         metrics.STATS.binds[mode.label, reason] += 1
         # Never log the password; the system_id is what an operator needs.
         self.log.info("bind_refused", system_id=pdu.params["system_id"], mode=mode.label,
                       status=Status(status).label, reason=reason)
-        self.session.reject_bind(pdu, status)
 
     def _bound(self, pdu: Pdu, mode: BindMode, account) -> None:
         server = self.server

@@ -3,8 +3,9 @@
 Feed it bytes with ``receive_data``; its framer (framer.py) cuts them into PDUs,
 counting and tracing them; it decodes them, answers on its own everything that
 needs no decision of the application (enquire_link, unknown commands, PDUs not
-allowed in the current state, malformed bodies, unbind), and returns the PDUs
-that do need one (binds, submissions, queries, responses to what we sent).
+allowed in the current state, malformed bodies, unbind, a bind in a version it
+cannot serve), and returns the PDUs that do need one (binds, submissions,
+queries, responses to what we sent).
 
 Every byte the server sends is produced here: the application answers through
 the session (``accept_bind``, ``submit_sm_resps``, ``deliver_receipts``,
@@ -75,6 +76,17 @@ _NEEDS: dict[Command, BindMode] = {
     Command.QUERY_SM: BindMode.TX, Command.CANCEL_SM: BindMode.TX, Command.REPLACE_SM: BindMode.TX,
     Command.DELIVER_SM_RESP: BindMode.RX, Command.DATA_SM_RESP: BindMode.RX,
 }
+
+
+class RefusedBind(Pdu):
+    """A bind the session refused itself, for a protocol rule (``reason``), and answered
+    already: handed over only to be counted and logged; there is nothing to decide."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, bind: Pdu, reason: str):
+        super().__init__(bind.command, bind.sequence, bind.status, bind.params, bind.tlvs)
+        self.reason = reason
 
 
 class State(Enum):
@@ -230,6 +242,9 @@ class SmscSession:
             if state is not State.OPEN or self._bind_pending:
                 self.reply(command, pdu.sequence, Status.RALYBND)
                 return None
+            if self.bind_version(pdu) is None:
+                self.reject_bind(pdu, Status.RBINDFAIL)
+                return RefusedBind(pdu, "interface_version")
             self._bind_pending = True
             return pdu
         if state is not State.BOUND and state is not State.UNBINDING:
@@ -249,14 +264,11 @@ class SmscSession:
     def bind_version(bind: Pdu) -> int | None:
         """The SMPP version a bind is served in, from its interface_version: 0x34 from 0x34
         up (SMPP 5.0 clients announce 0x50 and speak 3.4 to a 3.4 SMSC), 0x33 below; None
-        when it cannot be served (3.3 has no bind_transceiver): refuse it ESME_RBINDFAIL."""
+        when it cannot be served (3.3 has no bind_transceiver): the session refuses such a
+        bind itself, ESME_RBINDFAIL, and hands it over as a ``RefusedBind``."""
         if bind.params.get("interface_version", 0x34) >= 0x34:
             return 0x34
         return None if bind.command == Command.BIND_TRANSCEIVER else 0x33
-
-    def bind_refusal(self, bind: Pdu) -> Status | None:
-        """The status a bind is refused with for its interface_version alone, or None."""
-        return Status.RBINDFAIL if self.bind_version(bind) is None else None
 
     def accept_bind(self, bind: Pdu) -> None:
         version = self.bind_version(bind)
