@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from struct import Struct
 from typing import Any
 
@@ -221,14 +221,14 @@ class Lookup:
         msc = cc + str(h % 10 ** (12 - len(cc))).zfill(12 - len(cc))
         return imsi, msc
 
-    def receipt_parts(self, profile: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+    def receipt_parts(self, profile: Mapping[str, Any] | None = None) -> tuple[bytes, bytes]:
         """(short_message, TLVs) of the receipt, built once and kept for retries."""
         parts = self.pdu_cache
         if parts is None:
             parts = self.pdu_cache = self._standard_parts() if profile is None else self._build_parts(profile)
         return parts
 
-    def _build_parts(self, profile: dict[str, Any]) -> tuple[bytes, bytes]:
+    def _build_parts(self, profile: Mapping[str, Any]) -> tuple[bytes, bytes]:
         """(short_message, TLVs) of the receipt in any profile (standard, extended, tlv)."""
         kind = profile["profile"]
         mid = str(self.id).encode()

@@ -187,7 +187,7 @@ class Store:
     """SQLite persistence. Group commits go to ``committer`` (C) or ``commit`` (the
     journal's writer thread); the rest runs anywhere."""
 
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", tz: str = "UTC"):
         self.dir = Path(path)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.file = self.dir / "hlrsmpp.sqlite3"
@@ -210,8 +210,8 @@ class Store:
                                     _STATEMENTS) if _Committer else None
         #: Idempotency-Keys another process took first: none, this process is alone here.
         self.duplicates: set[tuple[str, str]] = set()
-        #: The days of the rollups (the server sets the accounts' timezone).
-        self.periods = Calendar("UTC")
+        #: The days of the rollups, in the accounts' timezone.
+        self.periods = Calendar(tz)
         self.outbox = Outbox(self)
         #: None: this process alone has its text messages (the sms table, written by the
         #: group commit, read with ``sms``); a shared store's are read and changed there.

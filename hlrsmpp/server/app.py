@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
@@ -20,7 +20,6 @@ from .. import admin_token, metrics
 from ..config import ConfigError
 from ..accounts import Account, AccountBook, from_micro
 from ..accounts.allowlist import parse_allowlist
-from ..accounts.calendar import Calendar
 from ..accounts.passwords import hash_password, parse_operators
 from ..accounts.store import Store as SQLiteStore
 from ..domain import EXPIRED, Lookup
@@ -47,23 +46,30 @@ from .sms import CHANNEL as SMS_CHANNEL, SmsCenter
 from .smpp import SmppProtocol
 from .standalone import Standalone
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = structlog.get_logger("hlrsmpp.server")
 
 
-def open_store(storage: dict) -> tuple[Store, Callable[[Server, Store], Deployment]]:
-    """The store, and how this process takes part in it (built once the book exists):
-    the embedded SQLite store, alone, by default; Redis, shared with other processes,
-    when ``storage.redis`` is set, with the history in PostgreSQL when ``storage.postgres``
-    is set too. The only place that asks which."""
+def open_store(storage: dict[str, Any], tz: str = "UTC") -> tuple[Store, Callable[[Server], Deployment]]:
+    """The store, its days (rollups, ledger) in the accounts' timezone ``tz``, and how this
+    process takes part in it (built once the book exists): the embedded SQLite store,
+    alone, by default; Redis, shared with other processes, when ``storage.redis`` is set,
+    with the history in PostgreSQL when ``storage.postgres`` is set too. The only place
+    that asks which."""
     if storage.get("postgres"):
         if not storage.get("redis"):
             raise ConfigError("storage.postgres: needs storage.redis too (Redis keeps the hot state)")
         from ..postgres import ArchivedCluster, ArchivedStore  # only these deployments need asyncpg
-        return ArchivedStore(storage), ArchivedCluster
+        archived = ArchivedStore(storage, tz)
+        return archived, lambda server: ArchivedCluster(server, archived)
     if storage.get("redis"):
         from ..redis import Cluster, RedisStore  # only deployments on Redis need the client
-        return RedisStore(storage["redis"]), Cluster
-    return SQLiteStore(storage["path"], storage.get("synchronous", "NORMAL")), Standalone
+        shared = RedisStore(storage["redis"], tz)
+        return shared, lambda server: Cluster(server, shared)
+    local = SQLiteStore(storage["path"], storage.get("synchronous", "NORMAL"), tz)
+    return local, lambda server: Standalone(server, local)
 
 
 def _lower_priority() -> None:
@@ -76,7 +82,7 @@ def _lower_priority() -> None:
 class Server:
     def __init__(self, cfg: dict):
         self.cfg = cfg
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop  # from start() on
         self.protocols: set[SmppProtocol] = set()
         # Connection caps and the descriptor reserve, the same rules on both listeners.
         self.descriptors = Descriptors()
@@ -91,8 +97,10 @@ class Server:
         self.smpp_server: asyncio.AbstractServer | None = None
         self.smpp_tls_server: asyncio.AbstractServer | None = None
         self.smpp_tls_port: int | None = None
-        self.smpp_tls = self.http_tls = None  # Certificates when the listener has TLS
-        self.http_runner = None
+        self.smpp_tls: Certificates | None = None  # when the listener has TLS
+        self.http_tls: Certificates | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.http_port: int | None = None
         self.notifier: Notifier | None = None
         self._ticker: asyncio.Task | None = None
         self.retention: Retention | None = None
@@ -114,8 +122,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
-        self.store, join = open_store(cfg["storage"])
-        self.store.periods = Calendar(cfg["accounts_timezone"])   # the days of its rollups
+        self.store, join = open_store(cfg["storage"], cfg["accounts_timezone"])
         self._admin_token()
         bans = cfg["bans"]
         self.book = AccountBook(tz=cfg["accounts_timezone"], ban_after=bans["after"],
@@ -132,7 +139,7 @@ class Server:
             raise ConfigError(str(err)) from None
         await self._listen()
 
-    async def _start_from_config(self, join: Callable[[Server, Store], Deployment]) -> None:
+    async def _start_from_config(self, join: Callable[[Server], Deployment]) -> None:
         cfg = self.cfg
         # The numbering tables first (seconds on a busy machine): a shared store's node
         # lease, taken by joining below, runs from then on until the heartbeat renews it.
@@ -145,7 +152,7 @@ class Server:
         # This process joins its store (its node number, the session registry; on a shared
         # store, the file's accounts seeded: read the records again) before the accounts
         # are loaded.
-        self.deployment = join(self, self.store)
+        self.deployment = join(self)
         self.registry = self.deployment.registry
         stored = self.store.account_records()
         fresh, self._rewrite = self._load_accounts(stored)
@@ -175,14 +182,14 @@ class Server:
         self.replayed = self._replay_receipts()
         # Credit as loaded is already durable; no need to write it back.
         self.book.take_dirty()
-        if opening := [a for a in fresh if a.credit]:
+        if opening := [(a, a.credit) for a in fresh if a.credit]:
             # Credit the store has not seen yet enters the ledger once, with the record:
             # from then on an account's credit is always its ledger less its lookups. (A
             # shared store has seen every account of the file: joining seeded them.)
             now = time.time()
-            for account in opening:
+            for account, credit in opening:
                 self.book.mark_dirty(account)
-                self.journal.add_ledger(account.system_id, now, "top_up", account.credit, "config")
+                self.journal.add_ledger(account.system_id, now, "top_up", credit, "config")
             await self.persist()
 
     async def _listen(self) -> None:
@@ -323,10 +330,11 @@ class Server:
             verified.remember(system_id, encoded, password)
             return encoded
 
-        todo = [a for a in accounts if a.settings.password_hash is None and a.settings.password is not None]
-        hashes = await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a.system_id, a.settings.password)
-                                        for a in todo))
-        for account, encoded in zip(todo, hashes):
+        todo = [(a, a.settings.password) for a in accounts
+                if a.settings.password_hash is None and a.settings.password is not None]
+        hashes = await asyncio.gather(*(self.loop.run_in_executor(self.kdf, work, a.system_id, password)
+                                        for a, password in todo))
+        for (account, _), encoded in zip(todo, hashes):
             self.book.set_password_hash(account, encoded)
 
     async def login(self, system_id: str, password: str, ip: str):
@@ -337,6 +345,7 @@ class Server:
         refusal, account = book.identify(system_id, ip, time.time())
         if refusal is not None:
             return refusal, None
+        assert account is not None  # identified
         ok = book.password_known(account, password)
         if ok is None:
             ok = await self.check_password(account, password)
@@ -365,8 +374,12 @@ class Server:
 
     async def persist(self) -> None:
         """Commit whatever changed now (dirty accounts, ledger) and wait for it."""
-        done = self.loop.create_future()
-        self.journal.after_commit(lambda ok: done.done() or done.set_result(ok))
+        done: asyncio.Future[bool] = self.loop.create_future()
+
+        def committed(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+        self.journal.after_commit(committed)
         if not await done:
             raise RuntimeError("the store refused the commit")
 
@@ -441,7 +454,9 @@ class Server:
         """Shared deployments: the receiver left this process; a fresh outbox (the old
         one's receipts stay pending in the account's stream for the next receiver)."""
         old = self.outboxes.pop(system_id)
-        self.ensure_outbox(self.book.get(system_id))
+        account = self.book.get(system_id)
+        assert account is not None  # its receiver was bound here
+        self.ensure_outbox(account)
         box = self.outboxes[system_id]
         box.size = old.size
         return box

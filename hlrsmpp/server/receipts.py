@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..domain import EXPIRED, Lookup
@@ -43,7 +44,7 @@ class Outbox:
         self._call_later = call_later
         self.withheld: list[Lookup] = []  # test bench: until the ESME reconnects
         self.reverse = False              # test bench: each window out of order
-        self.profile: dict | None = None  # the account's receipt profile (None: standard)
+        self.profile: Mapping[str, Any] | None = None  # the account's receipt profile (None: standard)
         self.sms = False                  # an SMS account's: its receipts are text messages' (server/sms.py)
         # Metrics, read at scrape time: answered ESME_ROK, sent again after an error
         # status, sent again after no answer within smpp.response_timeout.

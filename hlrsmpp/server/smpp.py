@@ -18,6 +18,7 @@ answers through the session.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -44,8 +45,8 @@ _FLOOD = 16384
 _SLICE = 4096
 
 
-class SmppProtocol:
-    """One ESME connection. Implements asyncio.Protocol (duck-typed for speed)."""
+class SmppProtocol(asyncio.Protocol):
+    """One ESME connection."""
 
     __slots__ = ("server", "session", "transport", "peer_ip", "peer_port", "account", "outbox", "last_rx",
                  "connected_at", "last_probe", "paused", "log", "closed", "unanswered", "delayed",

@@ -66,6 +66,4 @@ class Standalone:
                 lookup.withheld = False
                 box.add(lookup, now)
             box.withheld.clear()
-        loop = self.server.loop
-        assert loop is not None  # a session binds only once the server runs
-        loop.call_soon(box.pump)
+        self.server.loop.call_soon(box.pump)

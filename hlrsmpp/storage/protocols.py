@@ -16,10 +16,11 @@ code above this seam asks which one it got.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..domain import Lookup
 from ..smpp.session import BindMode
 from ..smpp.status import Status
 
@@ -175,7 +176,9 @@ class Deployment(Protocol):
 
     #: This process's node number, in every message id it gives (unique across processes).
     node: int
-    registry: SessionRegistry
+
+    @property
+    def registry(self) -> SessionRegistry: ...
 
     async def start(self) -> None:
         """Once the accounts are loaded, before the listeners open."""
@@ -185,7 +188,7 @@ class Deployment(Protocol):
         """After the journal drained: what this process holds goes back."""
         ...
 
-    def deliver(self, system_id: str, lookups: Iterable[Any]) -> None:
+    def deliver(self, system_id: str, lookups: list[Lookup]) -> None:
         """Durable lookups whose submit_sm_resp went out: their receipts may flow."""
         ...
 
