@@ -228,6 +228,34 @@ def test_counters_and_queue_come_back_with_each_commit(redis_url):
     b.close()
 
 
+def test_rollups_are_queued_with_each_commit_and_folded_once_per_field(redis_url):
+    from hlrsmpp.redis.scripts import ROLLUP_FOLD
+    s = RedisStore({"url": redis_url})
+    s.seed([{"system_id": "acme", "password": "x"}])
+    ids, commits, rows = IdGenerator(s.node), ROLLUP_FOLD + 5, []
+    for c in range(commits):
+        batch = _rows(ids, "acme", 3 + c % 4, time.time())
+        s.commit(batch, [], [])
+        rows += batch
+    day = s.periods.date(time.time()).isoformat()
+    hashes = [k.decode() for k in s._r.scan_iter(f"{s.P}roll:acme:*")]
+    # A commit queues its sums (one entry); every ROLLUP_FOLD of them are added at once.
+    assert s._r.llen(f"{s.P}roll:acme") == commits - ROLLUP_FOLD
+    assert sorted(hashes) == sorted(f"{s.P}roll:acme:{day}:{d}" for d in "dcns")
+    expect: dict[str, dict] = {"day": {}, "country": {}, "network": {}, "status": {}}
+    for r in rows:
+        for by, value in (("day", day), ("country", r[9]), ("network", r[12] if r[11] else r[10]),
+                          ("status", r[8])):
+            n, cost = expect[by].get(value, (0, 0))
+            expect[by][value] = (n + 1, cost + r[7])
+    until = date.fromordinal(date.fromisoformat(day).toordinal() + 1).isoformat()
+    for _ in range(2):  # the first read folds what was queued; the second finds the same
+        for by, sums in expect.items():
+            assert s.rollups("acme", day, until, by) == sorted((v, n, c) for v, (n, c) in sums.items()), by
+        assert s._r.llen(f"{s.P}roll:acme") == 0
+    s.close()
+
+
 def test_session_registry_scripts(redis_url):
     a, b = RedisStore({"url": redis_url, "lease": 1.0}), RedisStore({"url": redis_url, "lease": 1.0})
     f1 = a.rx_claim("acme")

@@ -4,7 +4,10 @@ For each worker count it starts ``hlrsmpp serve --workers N`` on a Redis (a temp
 ``redis-server`` unless ``--redis-url`` is given; that database is FLUSHED), drives it
 with ``hlrsmpp bench`` (trx: one transceiver per account, the accounts prepaid), stops
 it with SIGTERM, then audits Redis: every acknowledged lookup in the history once, the
-credit exact (initial = free + spent), no receipt left pending, no lease left.
+credit exact (initial = free + spent), no receipt left pending, no lease left. With
+``--postgres`` (a temporary PostgreSQL) or ``--postgres-dsn`` the history goes to
+PostgreSQL. Each line gives the CPU a lookup cost each component: the server processes,
+Redis, PostgreSQL (when started here) and the generator.
 """
 from __future__ import annotations
 
@@ -53,6 +56,43 @@ class TempRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class TempPostgres:
+    """A throwaway PostgreSQL cluster (Debian's ``postgresql`` package: initdb and pg_ctl in
+    a temporary directory, run by the unprivileged ``postgres`` account when we are root:
+    PostgreSQL refuses to run as root). fsync stays on, as in production."""
+
+    def __init__(self):
+        import glob
+        import pwd
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+        if not found:
+            raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = Path(found[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="hlrsmpp-pg-"))
+        self.port = _free_port()
+        self.dsn = f"postgresql://hlrsmpp@127.0.0.1:{self.port}/postgres"
+        self._as: list[str] = []
+        if os.getuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", "data", "-U", "hlrsmpp", "-A", "trust", "-E", "UTF8", "--no-sync")
+        self._run("pg_ctl", "-D", "data", "-l", "pg.log", "-w", "-o",
+                  f"-h 127.0.0.1 -p {self.port} -k {self.dir}", "start")
+        self.pid = int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+
+    def _run(self, exe: str, *args: str) -> None:
+        out = subprocess.run(self._as + [str(self.bin / exe), *args], capture_output=True, text=True, cwd=self.dir)
+        if out.returncode:
+            raise RuntimeError(f"{exe} failed: {out.stdout[-1000:]}{out.stderr[-1000:]}")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def _wait_port(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,13 +104,20 @@ def _wait_port(port: int, timeout: float) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def _cpu(pid: int) -> float:
-    """utime + stime of a process, seconds."""
+def _cpu(pid: int, children: bool = False) -> float:
+    """utime + stime of a process, seconds (with ``children``: and of its children that
+    ended, as PostgreSQL's connections do)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = sum(int(f) for f in fields[11:15 if children else 13])
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU of a process and of its children, living and ended."""
+    return _cpu(pid, children=True) + sum(_cpu(c) for c in _children(pid))
 
 
 def _children(pid: int) -> list[int]:
@@ -99,7 +146,7 @@ def _pg(dsn: str, sql: str) -> list:
 
 
 def run_one(url: str, workers: int, count: int, sessions: int, window: int, workdir: Path,
-            redis_pid: int | None = None, postgres: str | None = None) -> dict:
+            postgres: str | None = None, postgres_pid: int | None = None) -> dict:
     import redis
 
     from .load import BenchConfig, bench
@@ -132,19 +179,31 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
             time.sleep(0.1)  # every worker joined (and so listening)
         time.sleep(0.5)
         idle_memory = r.info("memory")["used_memory"]
-        ours = [proc.pid] + _children(proc.pid) + ([redis_pid] if redis_pid else [])
-        cpu0, t0 = sum(_cpu(p) for p in ours), time.perf_counter()
+        # CPU of each component, from the first submit_sm to the end of the drain: the
+        # server processes, Redis (its own count), PostgreSQL (when the bench started it: its
+        # processes are known); the generator's is measured by the generator itself.
+        parts = {"servers": lambda: _tree_cpu(proc.pid)}
+        # Redis's own count (main thread and its I/O and fsync threads): also for a Redis elsewhere.
+        parts["redis"] = lambda: sum(float(r.info("cpu")[k]) for k in ("used_cpu_sys", "used_cpu_user"))
+        if postgres_pid:
+            parts["postgres"] = lambda: _tree_cpu(postgres_pid)
+        cpu0, t0 = {k: f() for k, f in parts.items()}, time.perf_counter()
         result = bench(BenchConfig(port=smpp, sessions=sessions, window=window, count=count,
                                    system_id="load", password="load", drain_timeout=120))
         wall = time.perf_counter() - t0
-        result["servers_and_redis_cpu_pct"] = round(100 * (sum(_cpu(p) for p in ours) - cpu0) / wall, 1)
+        used = {k: f() - cpu0[k] for k, f in parts.items()}
+        result["servers_and_redis_cpu_pct"] = round(100 * (used["servers"] + used["redis"]) / wall, 1)
         if postgres:
             # Redis's memory is measured once the drain has moved every lookup to PostgreSQL.
             t1 = time.perf_counter()
             while any(r.zcard(f"hlrsmpp:hist:{a['system_id']}") for a in accounts) \
                     and time.perf_counter() - t1 < 300:
-                time.sleep(0.2)
+                time.sleep(0.05)
             result["drain_catch_up_s"] = round(time.perf_counter() - t1, 1)
+            used = {k: f() - cpu0[k] for k, f in parts.items()}
+        done = max(1, result["receipts"])
+        result["cpu_us_per_lookup"] = {k: round(1e6 * v / done, 1) for k, v in used.items()}
+        result["cpu_us_per_lookup"]["generator"] = result["bench_cpu_us_per_lookup"]
         result["redis_used_memory"] = r.info("memory")["used_memory"]
         result["redis_bytes_per_lookup"] = round((result["redis_used_memory"] - idle_memory) / max(1, count), 1)
     finally:
@@ -188,16 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres-dsn", default=None,
                    help="keep the history in this PostgreSQL (its tables lookups, ledger and schema_version "
                    "are DROPPED first)")
+    p.add_argument("--postgres", action="store_true",
+                   help="keep the history in a temporary PostgreSQL started for the run (initdb, pg_ctl)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     temp = None if args.redis_url else TempRedis()
     url = args.redis_url or temp.url
+    pg = TempPostgres() if args.postgres and not args.postgres_dsn else None
+    dsn = pg.dsn if pg is not None else args.postgres_dsn
     workdir = Path(tempfile.mkdtemp(prefix="hlrsmpp-redis-bench-"))
     results = []
     try:
         for w in (int(x) for x in args.workers.split(",")):
             res = run_one(url, w, args.count, args.sessions, args.window, workdir,
-                          temp.proc.pid if temp is not None else None, args.postgres_dsn)
+                          dsn, pg.pid if pg is not None else None)
             results.append(res)
             a = res["audit"]
             ok = (a["credit_exact"] and a["pending"] == 0 and a["leases"] == 0
@@ -211,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['submit_ok']} ok, errors {res['errors'] or '-'}, nodes {a['nodes']}, "
                   f"audit {'exact' if ok else 'MISMATCH ' + json.dumps(a)}; CPU: workers+redis "
                   f"{res['servers_and_redis_cpu_pct']}%, generator {res['bench_cpu_pct']}%, "
-                  f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%); "
+                  f"machine {busy}% of {m.get('cpus', '?')}00% (others {others}%); CPU us/lookup "
+                  + " ".join(f"{k} {v}" for k, v in res["cpu_us_per_lookup"].items()) + "; "
                   f"Redis used_memory {res['redis_used_memory']:,} bytes "
                   f"({res['redis_bytes_per_lookup']} per lookup"
                   + (f", drained {res['drain_catch_up_s']} s after the run" if "drain_catch_up_s" in res else "")
@@ -219,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if temp is not None:
             temp.stop()
+        if pg is not None:
+            pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2, default=str))

@@ -25,6 +25,10 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P roll:SID:DAY:DIM  HASH the account's per-day rollup by one dimension (DAY YYYY-MM-DD in
                       accounts_timezone; DIM d the day, c country, n network, s err): VALUE ->
                       lookups, $VALUE -> their cost (d: the value ""); EX ROLLUP_TTL
+  P roll:SID          LIST of the rollups of the account's last group commits, not yet added
+                      to its HASHes (one entry a commit: "DAY:DIM\31value\31n\31cost" records
+                      separated by \30); folded once ROLLUP_FOLD are queued, and
+                      before any read
   P ledger:SID        LIST of JSON [at, kind, amount, note]
   P ar:SID            HASH month (YYYY-MM) -> packages auto-recharge added in it
   P rcpt:SID          STREAM of receipts to deliver, group "rx", one consumer per process; an
@@ -278,6 +282,7 @@ return 1
 #:   naggs, (sid, count, cost, dkey, wkey, mkey, charged, "pid pid ...", nreceipts,
 #:           "record\30record...")*                                  per account
 #:   nbatches, (batch id, "pid pid ...")*
+#:   nroll, (sid, rollups of the commit: see P roll:SID)*
 #:   nacks, (second, sid, pending code, "id id ...")*                receipts answered/expired
 #:   ndone, (sid, entry id)*                                         stream entries all answered
 #:   naccounts, (sid, settings JSON, limited)*
@@ -290,6 +295,38 @@ return 1
 
 #: How long a day's rollup is kept on Redis (seconds): 400 days, a year and its month.
 ROLLUP_TTL = 400 * 86400
+#: Group commits whose rollups an account queues (P roll:SID) before they are added to its
+#: HASHes at once: a field is incremented once per this many commits, not once per commit
+#: (one HINCRBY per country, network and status of each commit was most of a commit's cost).
+ROLLUP_FOLD = 32
+
+#: The queued rollups of an account (P roll:SID) added to its per-day HASHes, each field
+#: once. Sums in Lua's doubles: exact below 2**53 micro-credits.
+FOLD_ROLLUPS = r"""
+local function fold_rollups(P, sid)
+  local q = P .. 'roll:' .. sid
+  local queued = redis.call('LRANGE', q, 0, -1)
+  if #queued == 0 then return end
+  redis.call('DEL', q)
+  local sums, order = {}, {}
+  local function add(key, value, n, c)
+    local h = sums[key]
+    if not h then h = {}; sums[key] = h; order[#order + 1] = key end
+    h[value] = (h[value] or 0) + n
+    h['$' .. value] = (h['$' .. value] or 0) + c
+  end
+  local base = P .. 'roll:' .. sid .. ':'
+  for _, entry in ipairs(queued) do
+    for key, value, n, c in string.gmatch(entry, '([^\31\30]*)\31([^\31\30]*)\31(%d+)\31(%-?%d+)') do
+      add(base .. key, value, tonumber(n), tonumber(c))
+    end
+  end
+  for _, key in ipairs(order) do
+    for field, v in pairs(sums[key]) do redis.call('HINCRBY', key, field, string.format('%.0f', v)) end
+    redis.call('EXPIRE', key, ROLLUP_TTL)
+  end
+end
+"""
 
 #: Auto-recharge, decided by the commit that records the charges (so two processes never
 #: both recharge, and a package is never added twice): an account whose credit (its free
@@ -351,7 +388,7 @@ local function auto_recharge(P, i, topped)
 end
 """
 
-COMMIT = AUTO_RECHARGE + r"""
+COMMIT = AUTO_RECHARGE + FOLD_ROLLUPS + r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('GET', P .. 'node:' .. n) ~= token then
   return redis.error_reply('FENCED node ' .. n .. ' lease lost')
@@ -418,12 +455,8 @@ for _ = 1, nbatch do
 end
 local nroll = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nroll do
-  local key = P .. 'roll:' .. ARGV[i]
-  local nf = tonumber(ARGV[i + 1]); i = i + 2
-  for _ = 1, nf do
-    redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2
-  end
-  redis.call('EXPIRE', key, ROLLUP_TTL)
+  if redis.call('RPUSH', P .. 'roll:' .. ARGV[i], ARGV[i + 1]) >= ROLLUP_FOLD then fold_rollups(P, ARGV[i]) end
+  i = i + 2
 end
 local nacks = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nacks do
@@ -505,12 +538,15 @@ if #recharged > 0 then out[#out + 1] = recharged end
 return out
 """
 
-COMMIT = COMMIT.replace("ROLLUP_TTL", str(ROLLUP_TTL))
+COMMIT = COMMIT.replace("ROLLUP_TTL", str(ROLLUP_TTL)).replace("ROLLUP_FOLD", str(ROLLUP_FOLD))
 
 #: ARGV: P, sid, dim, day...: the rollups of those days by dim, summed: value, lookups,
-#: cost, value, ... (micro-credits: exact in Lua's doubles below 2**53).
-ROLLUP_SUM = r"""
+#: cost, value, ... (micro-credits: exact in Lua's doubles below 2**53). The account's
+#: queued rollups are folded first (a retry after a lost reply folds nothing twice: the
+#: queue is emptied by the same script).
+ROLLUP_SUM = FOLD_ROLLUPS.replace("ROLLUP_TTL", str(ROLLUP_TTL)) + r"""
 local P, sid, dim = ARGV[1], ARGV[2], ARGV[3]
+fold_rollups(P, sid)
 local n, c, order = {}, {}, {}
 for i = 4, #ARGV do
   local h = redis.call('HGETALL', P .. 'roll:' .. sid .. ':' .. ARGV[i] .. ':' .. dim)

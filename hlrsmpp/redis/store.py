@@ -115,6 +115,24 @@ def rollup_args(sums: dict) -> list:
     return args
 
 
+def queued_rollups(sums: dict) -> list:
+    """The per-day rollups of one commit as the COMMIT script's arguments: per account, one
+    entry for its queue (``roll:SID`` in scripts.py's key layout) with the commit's sums per
+    day and dimension; the script folds them into the per-dimension HASHes."""
+    entries: dict[str, list[str]] = {}
+    for (sid, dim, value, day), (n, cost) in rollup_dimensions(sums).items():
+        line = f"{day}:{dim}\x1f{value}\x1f{n}\x1f{cost}"
+        lst = entries.get(sid)
+        if lst is None:
+            entries[sid] = [line]
+        else:
+            lst.append(line)
+    args: list = [len(entries)]
+    for sid, lines in entries.items():
+        args += [sid, _RS.join(lines)]
+    return args
+
+
 def packages_json(packages: list[dict]) -> tuple[str, int]:
     """An account record's packages as Redis keeps them (``acct:SID`` pk), and their credit."""
     pks, amount = [], 0
@@ -568,7 +586,7 @@ class RedisStore:
                 if not left:
                     del outstanding[eid, gen]
                     done.append((sid, eid))
-        args += rollup_args(rollup(lookups, self.periods.span))
+        args += queued_rollups(rollup(lookups, self.periods.span))
         args.append(len(answered))
         for (b, sid, code), ids in answered.items():
             args += [b, sid, code, " ".join(ids)]
