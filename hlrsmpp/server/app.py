@@ -95,6 +95,7 @@ class Server:
         self.outboxes: dict[str, Outbox] = {}
         self.trace_sinks: dict = {}
         self.smpp_server: asyncio.AbstractServer | None = None
+        self.smpp_port: int | None = None
         self.smpp_tls_server: asyncio.AbstractServer | None = None
         self.smpp_tls_port: int | None = None
         self.smpp_tls: Certificates | None = None  # when the listener has TLS

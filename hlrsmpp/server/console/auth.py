@@ -51,7 +51,7 @@ class Viewer:
 
     @property
     def system_id(self) -> str:
-        return self.name if self.operator else self.account.system_id
+        return self.name if self.account is None else self.account.system_id
 
 
 def console_secret(server) -> bytes:
@@ -85,10 +85,11 @@ def fingerprint(server, operator: bool, account: Account | None, name: str = OPE
     if operator and name == OPERATOR:
         cred = str((server.cfg.get("admin") or {}).get("token") or "")
     elif operator:
-        if (found := getattr(server, "operators", {}).get(name)) is None:
+        if (found := server.operators.get(name)) is None:
             return None
         cred = found
     else:
+        assert account is not None  # an account's session
         cred = account.settings.password_hash or account.settings.password or ""
     return hashlib.sha256(cred.encode()).hexdigest()[:16]
 
@@ -101,7 +102,8 @@ class Sessions:
     # ------------------------------------------------------------ cookies
     def issue(self, resp: web.StreamResponse, request: web.Request, operator: bool,
               account: Account | None, name: str = OPERATOR) -> None:
-        payload = {"o": operator, "u": name if operator else account.system_id,
+        assert operator or account is not None
+        payload = {"o": operator, "u": name if account is None else account.system_id,
                    "e": int(time.time()) + SESSION_TTL, "n": secrets.token_hex(16),
                    "f": fingerprint(self.server, operator, account, name)}
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import aiohttp_jinja2
 from aiohttp import web
 
+from ...accounts import Account
 from ..http.common import SERVER
 from .auth import Sessions, Viewer, csrf_ok
 
@@ -21,6 +22,13 @@ FORM_MAX = 64 * 1024
 
 def viewer(request: web.Request) -> Viewer:
     return request[VIEWER]
+
+
+def customer_account(request: web.Request) -> Account:
+    """The account whose page this is (a ``customer`` page lets no one else in)."""
+    account = viewer(request).account
+    assert account is not None
+    return account
 
 
 def _login_redirect(request: web.Request) -> web.HTTPException:
@@ -95,12 +103,13 @@ def render(request: web.Request, template: str, context: dict, status: int = 200
 def api_error(resp: web.Response) -> str:
     """The message of a JSON API error answer (the console shows the API's own words)."""
     try:
-        return str(json.loads(resp.text)["error"]["message"])
+        return str(json.loads(resp.text or "")["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return f"refused ({resp.status})"
 
 
 def api_body(resp: web.Response) -> dict:
+    assert resp.text is not None  # a JSON answer
     return json.loads(resp.text)
 
 

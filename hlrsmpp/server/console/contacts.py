@@ -22,13 +22,14 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import web
+from aiohttp.multipart import BodyPartReader
 from multidict import MultiDict
 
 from ...cleaning import detect_layout
 from ...errors import ToolError
 from ..http import clean
 from ..http.common import SERVER, api_file
-from .common import api_body, api_error, customer, form, missing, render, viewer
+from .common import api_body, api_error, customer, customer_account, form, missing, render
 
 log = structlog.get_logger("hlrsmpp.console")
 
@@ -100,7 +101,7 @@ def _books(server, system_id: str) -> list[Book]:
 
 def _book(request: web.Request) -> Book:
     """The viewer's list named in the URL; another account's is not found, like none."""
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     directory = api_file(_root(server, acc.system_id), request.match_info["book"], LIST_ID_RE)
     book = _load(directory) if directory is not None else None
     if book is None:
@@ -112,7 +113,7 @@ def _job(request: web.Request, book: Book):
     """The cleaning job that last ran on ``book`` (its owner's), or None."""
     job_id = book.meta.get("job")
     entry = request.app[clean.JOBS].get(job_id) if isinstance(job_id, str) else None
-    return entry if entry is not None and entry.owner == viewer(request).account.system_id else None
+    return entry if entry is not None and entry.owner == customer_account(request).system_id else None
 
 
 _settling: set[str] = set()
@@ -160,7 +161,7 @@ def _state(request: web.Request, book: Book, entry) -> dict:
 
 @customer
 async def contacts(request: web.Request) -> web.Response:
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     books = [b.view() for b in _books(server, acc.system_id)]
     return render(request, "contacts.html", {"title": "Contacts", "books": books, "error": None,
                                              "max_lists": MAX_LISTS,
@@ -171,7 +172,7 @@ async def contacts(request: web.Request) -> web.Response:
 async def upload(request: web.Request) -> web.Response:
     """A multipart form: the file in the field ``file`` (the CSRF token is in the query:
     the body is streamed to disk, never read whole)."""
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     jobs = request.app[clean.JOBS]
 
     def refuse(message: str, status: int) -> web.Response:
@@ -189,10 +190,10 @@ async def upload(request: web.Request) -> web.Response:
         directory.mkdir(parents=True)
         reader = await request.multipart()
         part = await reader.next()
-        while part is not None and getattr(part, "name", None) != "file":
+        while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
             await part.release()
             part = await reader.next()
-        if part is None or not hasattr(part, "read_chunk") or not part.filename:
+        if not isinstance(part, BodyPartReader) or not part.filename:   # none, or no file chosen
             return refuse("Choose a file to upload.", 400)
         name = clean._upload_name(part.filename, (part.headers.get("Content-Type") or "").lower())
         size = await clean._save(part, book.list, jobs.max_bytes, jobs.room(acc.system_id))
@@ -238,13 +239,15 @@ async def book_state(request: web.Request) -> web.Response:
 @customer
 async def clean_book(request: web.Request) -> web.Response:
     book = _book(request)
-    acc = viewer(request).account
+    acc = customer_account(request)
     here = f"/console/contacts/{book.id}"
     entry = _job(request, book)
     if entry is not None and entry.status == "running":
         raise web.HTTPSeeOther(here)
     mode = (await form(request)).get("mode", "free")
     opts = clean._options(MultiDict(premium="true" if mode == "premium" else "false"))
+    if isinstance(opts, web.Response):
+        raise web.HTTPSeeOther(f"{here}?error={quote(api_error(opts))}")
     resp = await clean.start_job(request, acc.system_id, opts, source=book.list, filename=book.meta.get("name", ""))
     if resp.status >= 400:
         raise web.HTTPSeeOther(f"{here}?error={quote(api_error(resp))}")

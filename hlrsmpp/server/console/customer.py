@@ -16,7 +16,7 @@ from ..http.history import STATUSES, HistoryFilter, Query
 from ..http.me import auto_recharge_view
 from ..http.common import MAX_BATCH, SERVER, lookup_view, read, unknown_batch
 from .charts import lookups_per_day
-from .common import api_error, customer, form, missing, render, viewer
+from .common import api_error, customer, customer_account, form, missing, render
 from .sessions import account_sessions
 
 #: Rows of a page of past requests.
@@ -58,7 +58,7 @@ def _statistics(store, system_id: str, today: date) -> tuple[list[dict], list, l
 
 @customer
 async def dashboard(request: web.Request) -> web.Response:
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     days, networks, errors = await read(_statistics, server.store, acc.system_id,
                                         server.book.calendar.date(time.time()))
     names = server.resolver.network_names
@@ -79,7 +79,7 @@ async def lookup_form(request: web.Request) -> web.Response:
 
 @customer
 async def lookup_post(request: web.Request) -> web.Response:
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     text = (await form(request)).get("numbers", "")
     numbers = [n for n in _SPLIT.split(text) if n]
 
@@ -107,10 +107,10 @@ def _batch_page(request: web.Request, batch_id: int, views: list[dict], rejected
 
 
 async def _batch_views(request: web.Request) -> tuple[int, list[dict]]:
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     bid = api._lookup_id(request.match_info["batch"])
     rows = await api.batch_rows(server, bid, acc.system_id)
-    if not rows:
+    if bid is None or not rows:
         unknown_batch(server, request)
         raise missing(request, "No such request in this account.")
     at = time.time()
@@ -149,7 +149,7 @@ def _filters(q) -> Query:
 
 @customer
 async def history(request: web.Request) -> web.Response:
-    acc = viewer(request).account
+    acc = customer_account(request)
     q = request.query
     error = None
     try:
@@ -171,7 +171,7 @@ async def history(request: web.Request) -> web.Response:
 
 @customer
 async def history_csv(request: web.Request) -> web.StreamResponse:
-    acc = viewer(request).account
+    acc = customer_account(request)
     try:
         query = _filters(request.query)
     except ValueError as e:
@@ -183,7 +183,7 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
 
 def _account_page(request: web.Request, notify_form: dict | None = None, error: str | None = None,
                   status: int = 200) -> web.Response:
-    server, acc = request.app[SERVER], viewer(request).account
+    server, acc = request.app[SERVER], customer_account(request)
     sc = server.cfg["smpp"]
     notify = acc.to_record().get("notify") or {}
     if notify_form is None:
@@ -192,7 +192,7 @@ def _account_page(request: web.Request, notify_form: dict | None = None, error: 
         "title": "Account", "me": _account_summary(server, acc), "acc": acc,
         "coverage": sorted(acc.settings.coverage, key=lambda c: (len(c), c)),
         "allowed_ips": [str(n) for n in acc.settings.allowed_ips],
-        "smpp": {"host": request.url.host or "", "port": getattr(server, "smpp_port", sc["port"]),
+        "smpp": {"host": request.url.host or "", "port": server.smpp_port or sc["port"],
                  "system_id": acc.system_id, "system_type": acc.settings.system_type, "max_tx": acc.settings.max_tx},
         "sessions": account_sessions(server, acc.system_id),
         "notify": notify, "notify_form": notify_form, "notify_error": error,
@@ -213,7 +213,7 @@ async def account_notify(request: web.Request) -> web.Response:
     typed = {"email": data.get("email", ""), "webhook": data.get("webhook", "").strip()}
     emails = [e for e in _SPLIT.split(typed["email"]) if e]
     notify = {k: v for k, v in (("email", emails), ("webhook", typed["webhook"])) if v} or None
-    answer = await me.change_me(request, viewer(request).account, {"notify": notify})
+    answer = await me.change_me(request, customer_account(request), {"notify": notify})
     if answer.status != 200:
         return _account_page(request, typed, api_error(answer), answer.status)
     raise web.HTTPSeeOther("/console/account?saved=notify")

@@ -117,7 +117,7 @@ async def create_account(request: web.Request) -> web.Response:
             raise ValueError("password: give the account a password")
     except ValueError as e:
         resp = None
-        error = str(e)
+        error: str | None = str(e)
     else:
         resp = await api.create_account_from(server, body)
         error = api_error(resp) if resp.status >= 400 else None
@@ -276,8 +276,7 @@ async def system(request: web.Request) -> web.Response:
         "storage": {"kind": "Redis" if storage.get("redis") else "SQLite", "path": storage["path"],
                     "file": str(store_file or ""), "size": size},
         "sessions": server.session_counts(), "accounts": len(server.book), "pid": os.getpid(),
-        "started": getattr(server, "started_at", None), "now": time.time(),
-        "ports": {"smpp": getattr(server, "smpp_port", None), "http": getattr(server, "http_port", None)}})
+        "now": time.time(), "ports": {"smpp": server.smpp_port, "http": server.http_port}})
 
 
 def routes(r: web.UrlDispatcher) -> None:

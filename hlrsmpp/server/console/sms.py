@@ -14,14 +14,14 @@ from ...domain import Lookup
 from ...sms import UnencodableText
 from ..http import api
 from ..http.common import SERVER, json_response, lookup_view, read, with_sms
-from .common import customer, form, missing, render, viewer
+from .common import customer, customer_account, form, missing, render
 
 #: What the sender field may hold (source_addr, a C-Octet String of 21).
 SENDER_MAX = 20
 
 
 def _sms_account(request: web.Request):
-    acc = viewer(request).account
+    acc = customer_account(request)
     if acc.settings.service != "sms":
         raise missing(request, "This account makes HLR lookups: the SMS composer is for SMS accounts "
                                "(service: sms).")

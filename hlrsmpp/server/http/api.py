@@ -43,10 +43,17 @@ HISTORY_PAGE_MAX = 1000
 # ------------------------------------------------------------------ authentication
 
 class Principal:
+    """The caller: the operator (``admin``, no account) or an account."""
+
     __slots__ = ("admin", "account")
 
     def __init__(self, admin: bool, account: Account | None):
         self.admin, self.account = admin, account
+
+    @property
+    def system_id(self) -> str | None:
+        """The account's, or None for the operator, who acts on every account."""
+        return None if self.account is None else self.account.system_id
 
 
 def _admin_token(server) -> str | None:
@@ -107,6 +114,7 @@ async def authenticate(request: web.Request, admin_only: bool = False) -> Princi
         if resp.status == 401:
             resp.headers["WWW-Authenticate"] = 'Basic realm="hlrsmpp"'
         return resp
+    assert account is not None  # a login nothing refused names its account
     return Principal(False, account)
 
 
@@ -163,11 +171,11 @@ async def create_lookups(request: web.Request) -> web.Response:
             or not all(isinstance(n, str) for n in numbers)):
         return _bad(f"numbers: expected a list of 1..{MAX_BATCH} strings")
     account = who.account
-    if who.admin:
+    if account is None:  # the operator
         sid = body.get("account")
-        if not isinstance(sid, str) or server.book.get(sid) is None:
+        account = server.book.get(sid) if isinstance(sid, str) else None
+        if account is None:
             return _not_found("account: name an existing account (the operator looks up on its behalf)")
-        account = server.book.get(sid)
     elif "account" in body and body["account"] != account.system_id:
         return json_error(403, "forbidden", "an account may only look up for itself")
     callback = body.get("callback_url")
@@ -274,7 +282,7 @@ def segments_of_query(query) -> dict | str:
 
 
 def _owned(who: Principal, row) -> bool:
-    return who.admin or row["system_id"] == who.account.system_id
+    return who.admin or row["system_id"] == who.system_id
 
 
 async def get_lookup(request: web.Request) -> web.Response:
@@ -307,7 +315,7 @@ async def get_batch(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     bid = _lookup_id(request.match_info["id"])
-    rows = await batch_rows(server, bid, None if who.admin else who.account.system_id)
+    rows = await batch_rows(server, bid, who.system_id)
     if not rows:
         unknown_batch(server, request)
         return _not_found(f"no batch {request.match_info['id']}")
@@ -359,10 +367,10 @@ async def history(request: web.Request) -> web.StreamResponse:
         return who
     q = request.query
     account = q.get("account") or None
-    if not who.admin:
-        if account is not None and account != who.account.system_id:
+    if who.system_id is not None:
+        if account is not None and account != who.system_id:
             return json_error(403, "forbidden", "an account sees only its own history")
-        account = who.account.system_id
+        account = who.system_id
     try:
         since = _when(q["since"], "since") if q.get("since") else None
         until = _when(q["until"], "until") if q.get("until") else None
@@ -381,17 +389,17 @@ async def history(request: web.Request) -> web.StreamResponse:
         return _bad("order: expected asc (oldest first) or desc (newest first)")
     desc = order == "desc"
     limit_text = q.get("limit")
+    limit = None   # json: 100; csv: all
     if limit_text is not None:
         if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= (
                 HISTORY_PAGE_MAX if fmt == "json" else 10_000_000):
             return _bad(f"limit: expected 1..{HISTORY_PAGE_MAX} (json) or a positive count (csv)")
         limit = int(limit_text)
-    else:
-        limit = 100 if fmt == "json" else None
     readers = request.app[HISTORY]
     query = Query(account, since, until, after, desc, where)
     if fmt == "json":
-        return web.Response(body=await readers.page(query, limit), content_type="application/json")
+        return web.Response(body=await readers.page(query, 100 if limit is None else limit),
+                            content_type="application/json")
     return await history_csv(request, query, limit)
 
 
@@ -832,7 +840,7 @@ class Webhooks:
         body = payload.encode()
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
-            status = None
+            status: int | str | None = None
             headers = {"Content-Type": "application/json", "X-Hlrsmpp-Batch": str(batch_id),
                        "X-Hlrsmpp-Attempt": str(attempt)}
             if self.secret:

@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
+from aiohttp.multipart import BodyPartReader
 
 from ...errors import ToolError
 from ...cleaning import STYLES, CleanJob, EngineChecker, detect_layout
@@ -355,10 +356,10 @@ def _options(q) -> dict | web.Response:
 def _owner(server, who: Principal, q, premium: bool) -> str | None | web.Response:
     """Whose job it is (the account charged when premium), or the error."""
     sid = q.get("account") or None
-    if not who.admin:
-        if sid is not None and sid != who.account.system_id:
+    if who.system_id is not None:
+        if sid is not None and sid != who.system_id:
             return json_error(403, "forbidden", "an account may only clean lists for itself")
-        return who.account.system_id
+        return who.system_id
     if sid is None:
         if premium:
             return _bad("account: a premium clean is charged to an account: name it")
@@ -433,10 +434,10 @@ async def _receive(request: web.Request, entry: Entry, limit: int,
         if multipart:
             reader = await request.multipart()
             part = await reader.next()
-            while part is not None and getattr(part, "name", None) != "file":
+            while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
                 await part.release()
                 part = await reader.next()
-            if part is None or not hasattr(part, "read_chunk"):
+            if not isinstance(part, BodyPartReader):   # none
                 return _bad("multipart: expected the file in a field named 'file'")
             part_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             entry.filename = _upload_name(part.filename, part_type)
@@ -454,6 +455,7 @@ async def _receive(request: web.Request, entry: Entry, limit: int,
     except _TooBig:
         return _too_big(limit)
     except _OverQuota:
+        assert entry.owner is not None  # only an account has a quota
         return _over_quota(request.app[JOBS], entry.owner)
     except _DiskError as e:
         return json_error(503, "system_error", f"cannot store the upload: {e}")
@@ -513,9 +515,12 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
     the JSON API's answer (202 and the job's id, or the error)."""
     server = request.app[SERVER]
     jobs = request.app[JOBS]
+    acc = None   # the account a premium job charges
     if opts["premium"]:
         # Refused before the upload rather than at the first lookup (the job would fail).
-        acc = server.book.get(owner)
+        acc = server.book.get(owner) if owner is not None else None
+        if acc is None:
+            return _not_found(f"account: no account {owner!r}")
         if not acc.settings.enabled:
             return refusal_error(Refusal.DISABLED)
         if acc.credit is not None and acc.credit < acc.settings.price:
@@ -529,8 +534,8 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
     entry = Entry(job_id, jobs.root / job_id, owner, opts["premium"], "upload", time.time())
     # The account's quota, checked before anything is written: a declared size that
     # cannot fit is refused at once, a streamed one stops where it would not fit.
-    room = jobs.room(owner)
-    if room is not None:
+    room = jobs.room(owner)   # None: no quota (none set, or the operator's own job)
+    if room is not None and owner is not None:
         declared = request.content_length
         if room == 0 or (declared is not None and declared > room + (
                 64 * 1024 if request.content_type.lower().startswith("multipart/") else 0)):
@@ -548,7 +553,7 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
             else:
                 err = await _copy(source, entry, filename)
         finally:
-            if room is not None:   # from now on the job's files count, not the reservation
+            if room is not None and owner is not None:   # the job's files count from now on
                 left = jobs.uploading.get(owner, 0) - 2 * room
                 if left > 0:
                     jobs.uploading[owner] = left
@@ -567,8 +572,8 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
             return json_error(422, "invalid_file", f"{entry.filename}: not a readable CSV or "
                                                    f"text file: {entry.public(str(e))[:200]}")
         entry.kind, entry.encoding = layout.kind, layout.encoding
-        checker = EngineChecker(server, owner) if opts["premium"] else None
-        entry.job = CleanJob(entry.input, server.resolver, checker=checker, output=entry.output,
+        checker = EngineChecker(server, acc.system_id) if acc is not None else None
+        entry.job = job = CleanJob(entry.input, server.resolver, checker=checker, output=entry.output,
                              report=entry.report_path, fmt=fmt, delimiter=opts["delimiter"],
                              column=opts["column"], style=opts["style"],
                              drop_absent=opts["drop_absent"], encoding=opts["encoding"],
@@ -578,7 +583,7 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
         except OSError as e:
             return json_error(503, "system_error", f"cannot store the job: {e.strerror or e}")
         jobs.add(entry)
-        entry.task = asyncio.get_running_loop().create_task(_run(jobs, entry, checker, server.notifier))
+        entry.task = asyncio.get_running_loop().create_task(_run(jobs, entry, job, checker, server.notifier))
         started = True
     finally:
         if not started:
@@ -590,11 +595,11 @@ async def start_job(request: web.Request, owner: str | None, opts: dict, source:
                          headers={"Location": _urls(entry.id)["status_url"]})
 
 
-async def _run(jobs: CleanJobs, entry: Entry, checker, notifier=None) -> None:
+async def _run(jobs: CleanJobs, entry: Entry, job: CleanJob, checker, notifier=None) -> None:
     # The entry reads as finished only once every lookup the job made is durable.
     status, error, report = "failed", None, None
     try:
-        report = await entry.job.run()
+        report = await job.run()
         status = "done"
     except ToolError as e:   # the file, the credit, the account: the report says why
         error = str(e)
@@ -639,7 +644,7 @@ async def _entry(request: web.Request) -> Entry | web.Response:
         return who
     job_id = request.match_info["id"]
     entry = request.app[JOBS].get(job_id)
-    if entry is None or not (who.admin or entry.owner == who.account.system_id):
+    if entry is None or not (who.admin or entry.owner == who.system_id):
         return _not_found(f"no cleaning job {job_id[:40]!r}")
     return entry
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -20,6 +21,9 @@ from ...domain import Lookup
 from ...sms import STAT_WORDS
 from ...sms.alphabet import encoding_of
 
+if TYPE_CHECKING:
+    from ..app import Server
+
 #: Outcomes saying the subscriber does not exist (the history's "active" is false).
 NOT_ACTIVE = frozenset({12, 13, 18})
 
@@ -28,7 +32,7 @@ MAX_BATCH = 100
 #: asyncio timers may fire up to the clock resolution early: wait a hair longer.
 TIMER_SLACK = 0.005
 
-SERVER = web.AppKey("server", object)
+SERVER: web.AppKey[Server] = web.AppKey("server")
 TEXT = "text/plain"
 
 

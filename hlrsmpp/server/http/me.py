@@ -9,14 +9,14 @@ from datetime import date, timedelta
 
 from aiohttp import web
 
-from ...accounts import from_micro
+from ...accounts import Account, from_micro
 from ...hlr import ERR_NAMES
-from .api import WEBHOOKS, Principal, _body, authenticate, change_settings, url_refused
+from .api import WEBHOOKS, _body, authenticate, change_settings, url_refused
 from ..notify import subject
 from .common import SERVER, iso, json_error, json_response, read
 
 
-async def account_of(request: web.Request) -> Principal | web.Response:
+async def account_of(request: web.Request) -> Account | web.Response:
     """The account calling, or the error to answer (the operator has no /me)."""
     who = await authenticate(request)
     if isinstance(who, web.Response):
@@ -24,7 +24,7 @@ async def account_of(request: web.Request) -> Principal | web.Response:
     if who.admin or who.account is None:
         return json_error(403, "forbidden", "/api/v1/me is an account's own view: authenticate "
                                             "with HTTP Basic (system_id:password)")
-    return who
+    return who.account
 
 
 def me_view(server, acc) -> dict:
@@ -58,10 +58,10 @@ def auto_recharge_view(book, acc) -> dict | None:
 
 async def me(request: web.Request) -> web.Response:
     """GET /api/v1/me"""
-    who = await account_of(request)
-    if isinstance(who, web.Response):
-        return who
-    return json_response(me_view(request.app[SERVER], who.account))
+    account = await account_of(request)
+    if isinstance(account, web.Response):
+        return account
+    return json_response(me_view(request.app[SERVER], account))
 
 
 #: What an account may change of itself (the rest is the operator's).
@@ -70,13 +70,13 @@ ME_CHANGES = ("notify",)
 
 async def update_me(request: web.Request) -> web.Response:
     """PATCH /api/v1/me: an account's own notification settings."""
-    who = await account_of(request)
-    if isinstance(who, web.Response):
-        return who
+    account = await account_of(request)
+    if isinstance(account, web.Response):
+        return account
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
-    return await change_me(request, who.account, body)
+    return await change_me(request, account, body)
 
 
 async def change_me(request: web.Request, acc, body: dict) -> web.Response:
@@ -111,9 +111,9 @@ def _day(text: str, name: str) -> date:
 
 async def stats(request: web.Request) -> web.Response:
     """GET /api/v1/me/stats?since=&until=&by=day|country|network|status"""
-    who = await account_of(request)
-    if isinstance(who, web.Response):
-        return who
+    account = await account_of(request)
+    if isinstance(account, web.Response):
+        return account
     server = request.app[SERVER]
     q = request.query
     by = q.get("by", "day")
@@ -127,7 +127,7 @@ async def stats(request: web.Request) -> web.Response:
         return json_error(400, "bad_request", str(err))
     if not since < until or (until - since).days > STATS_MAX_DAYS:
         return json_error(400, "bad_request", f"since must be before until, at most {STATS_MAX_DAYS} days apart")
-    rows = await read(server.store.rollups, who.account.system_id, since.isoformat(), until.isoformat(), by)
+    rows = await read(server.store.rollups, account.system_id, since.isoformat(), until.isoformat(), by)
     names = server.resolver.network_names
     items = []
     for value, n, cost in rows:
@@ -140,18 +140,18 @@ async def stats(request: web.Request) -> web.Response:
         item |= {"lookups": n, "cost": from_micro(cost)}
         items.append(item)
     return json_response({
-        "account": who.account.system_id, "since": since.isoformat(), "until": until.isoformat(),
+        "account": account.system_id, "since": since.isoformat(), "until": until.isoformat(),
         "by": by, "total": {"lookups": sum(r[1] for r in rows), "cost": from_micro(sum(r[2] for r in rows))},
         "items": items})
 
 
 async def notifications(request: web.Request) -> web.Response:
     """GET /api/v1/me/notifications: the account's notifications, newest first."""
-    who = await account_of(request)
-    if isinstance(who, web.Response):
-        return who
+    account = await account_of(request)
+    if isinstance(account, web.Response):
+        return account
     server = request.app[SERVER]
-    rows = await read(server.store.outbox.list, who.account.system_id)
+    rows = await read(server.store.outbox.list, account.system_id)
     return json_response({"items": [{
         "id": str(r["id"]), "kind": r["kind"], "at": iso(r["at"]), "subject": subject(r["kind"], r["data"]),
         "data": r["data"], "sent": r["sent"], "pending": r["pending"], "attempts": r["attempts"],

@@ -58,7 +58,7 @@ class Format:
             spec = PRESETS[spec]
         self.name = name if isinstance(name, str) else "map"
         self.template: str | None = None
-        self.field = self.default = None
+        self.field = self.default = ""   # a mapping's (template is None)
         self.map: dict[str, str] = {}
         if isinstance(spec, str):
             if "{" not in spec:
@@ -224,6 +224,7 @@ async def handle(request: web.Request) -> web.Response:
     if dest is None:
         return _answer(INVALID_MSISDN)
     # The service's own limits first; given back if the account then refuses.
+    assert svc.meter is not None  # Services gives each its meter
     hold = services.book.reserve(svc.meter, dest.cc, t)
     if isinstance(hold, Refusal):
         return _answer(hold.prepaid_answer)

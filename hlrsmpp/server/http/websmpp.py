@@ -44,10 +44,10 @@ async def _params(request: web.Request) -> MultiDict | None:
             form = await request.post()
         except Exception:  # a body that is not a form: malformed request
             return None
-        for k, v in form.items():
-            if not isinstance(v, str):
+        for k, value in form.items():
+            if not isinstance(value, str):
                 return None  # a file upload is not a lookup
-            out.add(k.lower(), v)
+            out.add(k.lower(), value)
     return out
 
 
@@ -82,7 +82,9 @@ async def lookup(request: web.Request) -> web.Response:
                                         server.ids.reserve(len(numbers)))
     accepted = [r for r in results if r.__class__ is Lookup]
     if not accepted:
-        return _line(_error_of(results[0]))
+        first = results[0]
+        assert not isinstance(first, Lookup)  # none accepted
+        return _line(_error_of(first))
     if not await durable(server, accepted, account):
         return _line(rf.SYSTEM_ERROR.line)
     return _line(f"BatchId: {batch_id}")
