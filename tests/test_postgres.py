@@ -479,3 +479,21 @@ def test_the_drain_copies_every_column_exactly_at_the_edges_of_seconds(redis_url
         assert [store.archive.lookup(lid) for lid in edges] == rows
     finally:
         store.close()
+
+
+def test_records_with_a_line_break_or_the_quote_byte_are_copied_as_escaped_text(redis_url, postgres_dsn):
+    """The drain copies records as CSV on the unit separator; a batch holding a byte that
+    CSV would read as a line's end or a quote goes as escaped text instead, whole."""
+    from hlrsmpp.postgres import ArchivedStore
+    from hlrsmpp.redis.store import encode_row
+    store = ArchivedStore({"redis": {"url": redis_url}, "postgres": {"dsn": postgres_dsn}})
+    try:
+        ms = int(time.time() * 1000) - EPOCH_MS
+        odd = ["", "a\nb", "c\r", "d\x02e", "\\N", '"q"']
+        rows = [((ms << 22) + k, None if k % 2 else 9, "acme", "smpp", "44790000000%d" % k, 1.5, 2.25, 100, 0, "44",
+                 "10", 1, value, 0, "", "", None, 0) for k, value in enumerate(odd)]
+        for batch in (rows[:1] + rows[5:], rows[1:5]):   # CSV (nothing odd), then text
+            assert store.archive.write_records("\x1e".join(encode_row(r) for r in batch).encode()) == len(batch)
+        assert [store.archive.lookup(r[0]) for r in rows] == rows
+    finally:
+        store.close()

@@ -108,6 +108,13 @@ _NO_BATCH = re.compile(rb"(?m)^(\d\t\d+\t)(?=\t)")
 _NO_MAP_ERROR = re.compile(rb"(?m)\t$")
 
 
+#: The records as CSV: the unit separator between fields, a quote that no record holds
+#: (one that does goes the text way).
+_QUOTE = b"\x02"
+_CSV = {"format": "csv", "delimiter": "\x1f", "quote": _QUOTE.decode()}
+_NOT_NULL_TEXT = ["system_id", "channel", "msisdn", "cc", "nnc", "p_nnc", "r_cc", "r_nnc"]
+
+
 def _with_nulls(text: bytes) -> bytes:
     return _NO_MAP_ERROR.sub(b"\t\\\\N", _NO_BATCH.sub(b"\\1\\\\N", text))
 
@@ -244,31 +251,40 @@ class Archive:
         fields by the unit separator, the pending flag first; in id order): into the
         history, each at most once; how many were new. Copied as text and typed by
         PostgreSQL: the process parses nothing."""
+        if b"\n" not in blob and b"\r" not in blob and _QUOTE not in blob:
+            # As CSV with the unit separator between fields: nothing to escape, and an
+            # empty batch_id or map_error is NULL by CSV's own rule (the text columns are
+            # FORCE_NOT_NULL: their empty values stay empty strings).
+            return self._call(self._write_text(blob.replace(b"\x1e", b"\n") + b"\n", csv=True))
         text = (blob.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
                 .replace(b"\r", b"\\r").replace(b"\x1f", b"\t").replace(b"\x1e", b"\n") + b"\n")
-        return self._call(self._write_text(text))
+        return self._call(self._write_text(text, csv=False))
 
-    async def _write_text(self, text: bytes) -> int:
+    async def _write_text(self, text: bytes, csv: bool) -> int:
+        sep = b"\x1f" if csv else b"\t"
         # The partitions of the days from the first record's to the last's (ids in order).
-        first, last = (int(line.split(b"\t", 2)[1]) for line in (text[:text.index(b"\n")],
-                                                                 text[text.rfind(b"\n", 0, -1) + 1:]))
+        first, last = (int(line.split(sep, 2)[1]) for line in (text[:text.index(b"\n")],
+                                                               text[text.rfind(b"\n", 0, -1) + 1:]))
         lo, hi = sorted(_id_time(i) for i in (first, last))
         await self._partitions([lo + k * DAY for k in range(int((hi - lo) // DAY) + 1)] + [hi])
+        options: dict[str, Any] = dict(_CSV, force_not_null=_NOT_NULL_TEXT) if csv else {"format": "text"}
         async with self._connection() as conn:
             try:
                 # Straight into the history: none of these ids is there yet (the usual case).
                 async with conn.transaction():
-                    status = await conn.copy_to_table("lookups", source=io.BytesIO(_with_nulls(text)),
-                                                      columns=_RECORD, format="text")
+                    status = await conn.copy_to_table("lookups", source=io.BytesIO(text if csv else _with_nulls(text)),
+                                                      columns=_RECORD, **options)
                 return int(status.rsplit(" ", 1)[1])
             except asyncpg.UniqueViolationError:
                 pass
             # Some are (written before the process died, not yet removed from Redis): the
-            # copy goes to a staging table, and only the new ones from there.
+            # copy goes to a staging table of text columns, and only the new ones from there.
+            if csv:
+                options["force_not_null"] = list(_RECORD)
             async with conn.transaction():
                 await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS lookups_text ({_TEXT_COLUMNS}) "
                                    "ON COMMIT DELETE ROWS")
-                await conn.copy_to_table("lookups_text", source=io.BytesIO(text), format="text")
+                await conn.copy_to_table("lookups_text", source=io.BytesIO(text), **options)
                 status = await conn.execute(f"INSERT INTO lookups ({_COLUMNS}) SELECT {_TYPED} FROM lookups_text "
                                             "ON CONFLICT (id) DO NOTHING")
         return int(status.rsplit(" ", 1)[1])
