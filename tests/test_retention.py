@@ -17,6 +17,7 @@ from hlrsmpp.config import ConfigError
 from hlrsmpp.domain import PENDING_NONE, PENDING_RECEIPT
 from hlrsmpp.ids import first_id_at
 from hlrsmpp.server import retention as retention_mod
+from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from hlrsmpp.server.retention import Retention
 from test_store import _row
 
@@ -120,3 +121,12 @@ async def test_a_lookup_whose_receipt_is_queued_stays_until_it_is_done(tmp_path)
 def test_retention_days_must_be_a_number_of_days(tmp_path, value):
     with pytest.raises(ConfigError, match="history.retention_days"):
         make_config(tmp_path, history={"retention_days": value})
+
+
+def test_only_a_process_alone_on_its_file_prunes_the_history(make_server, redis_url):  # noqa: F811
+    """Retention is the local deployment's (SQLite); a shared store expires its own history
+    and the process runs none."""
+    alone = make_server(history={"retention_days": 30})
+    assert alone.server.retention is not None and alone.server.retention.days == 30
+    shared = make_server(history={"retention_days": 30}, storage={"redis": {"url": redis_url}})
+    assert shared.server.retention is None

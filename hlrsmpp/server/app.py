@@ -237,7 +237,6 @@ class Server:
             await self.stop(grace=0)
             raise ConfigError(str(err)) from None
         self._ticker = self.loop.create_task(self._tick_loop())
-        self._start_retention()
         try:
             self.notifier = Notifier(self, Webhooks(cfg))
         except ConfigError:
@@ -250,17 +249,16 @@ class Server:
                  storage=str(self.store.file), accounts=len(self.outboxes), receipts_replayed=self.replayed,
                  codec=metrics.CODEC, commit=metrics.COMMIT, draws=metrics.DRAWS)
 
-    def _start_retention(self) -> None:
-        """History retention on the embedded store (a shared store expires its own)."""
-        if not isinstance(self.store, SQLiteStore):
-            return
+    def start_retention(self, store: SQLiteStore) -> None:
+        """History retention on the embedded store, which the local deployment starts (a
+        shared store expires its own)."""
         days = self.cfg["history"]["retention_days"]
-        periods = self.store.periods
-        self.retention = Retention(self.store.file, days, lambda t: periods.span(t)[2],
+        periods = store.periods
+        self.retention = Retention(store.file, days, lambda t: periods.span(t)[2],
                                    initializer=_lower_priority)
         self.retention.start()
-        if days and self.store.auto_vacuum != "incremental":
-            log.warning("store_keeps_its_size", file=str(self.store.file),
+        if days and store.auto_vacuum != "incremental":
+            log.warning("store_keeps_its_size", file=str(store.file),
                         hint="pruned pages are reused, not given back: see docs/operations.md, History retention")
 
     def _admin_token(self) -> None:

@@ -1,6 +1,6 @@
-"""A process alone on its store (SQLite): the session rule in its memory, and the
-receipts of its durable lookups straight into the account's outbox (a ``Deployment``;
-the shared one is ``hlrsmpp.redis.cluster.Cluster``)."""
+"""A process alone on its store (SQLite): the session rule in its memory, the receipts of
+its durable lookups straight into the account's outbox, and the history's retention (a
+``Deployment``; the shared one is ``hlrsmpp.redis.cluster.Cluster``)."""
 from __future__ import annotations
 
 import time
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..domain import Lookup
+from ..accounts.store import Store as SQLiteStore
 from ..storage.local import LocalRegistry
-from ..storage.protocols import Store
 from .receipts import Outbox
 
 if TYPE_CHECKING:
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 
 class Standalone:
-    def __init__(self, server: "Server", store: Store):
+    def __init__(self, server: "Server", store: SQLiteStore):
         self.server = server
+        self.store = store
         self.node = server.cfg.get("node_id", 0)
         self.registry = LocalRegistry()
 
     async def start(self) -> None:
-        """Nothing to join."""
+        """Nothing to join; the history's retention starts (pruning the store's file)."""
+        self.server.start_retention(self.store)
 
     async def stop(self) -> None:
         """Nothing to give back."""
