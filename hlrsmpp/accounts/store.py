@@ -27,6 +27,7 @@ import structlog
 from ..domain import (LOOKUP_COLUMNS, PENDING_NONE, PENDING_RECEIPT, ROLLUP_DIMENSIONS, RollupKey,
                       rollup_dimensions, sum_rollup_rows)
 from .calendar import Calendar
+from . import spans as account_spans
 from ..ids import first_id_at, time_of_id
 from ..native import load as load_native
 
@@ -180,6 +181,12 @@ MIGRATIONS = [
     """
     ALTER TABLE rollup_mark ADD COLUMN pending INTEGER;
     """,
+    # 11: an account's lookups found by spans of ids, one row per group commit and account
+    # (accounts/spans.py), not an index entry per lookup; the spans of the history already
+    # there are written at the first start (Store.__init__)
+    account_spans.SCHEMA + """
+    DROP INDEX IF EXISTS lookups_account;
+    """,
 ]
 
 
@@ -201,6 +208,8 @@ class Store:
             sqlite3.connect(self.file).execute("PRAGMA auto_vacuum=INCREMENTAL").connection.close()
         self._writer = self._connect()
         self._migrate(self._writer)
+        account_spans.catch_up(self._writer)
+        self._spans = account_spans.AccountSpans()
         self._local = threading.local()
         # The group commit's own connection and thread, in C when built (_sqlite_batch.c:
         # the journal submits to it); else the statements go through self._writer on the
@@ -294,6 +303,9 @@ class Store:
         steps: list[tuple[str, list]] = []
         if lookups:
             _in_chunks(steps, _INSERT_LOOKUPS, lookups)
+            spans, strays = self._spans.add(lookups, _SYSTEM_ID)
+            _in_chunks(steps, _SAVE_SPANS, spans)
+            steps += [(account_spans.SAVE_STRAY, [stray]) for stray in strays]
             queued = [row[0] for row in lookups if row[_PENDING] == PENDING_RECEIPT]
             if queued:
                 _in_chunks(steps, _QUEUE_RECEIPTS, queued)
@@ -377,6 +389,11 @@ class Store:
         bench/rollups.py fills a year of them without a year of lookups."""
         mark = self._reader().execute("SELECT mark FROM rollup_mark").fetchone()[0]
         self.transaction(_claim(mark, mark, 0, sums))   # no lookup: the mark stays
+
+    def catch_up_spans(self) -> None:
+        """Writes where each account's lookups are for those written by other means than
+        the group commit (bench/prefill.py), now, in this thread."""
+        account_spans.catch_up(self._writer)
 
     def catch_up_rollups(self) -> None:
         """Sums every lookup not yet in the rollups, now, in this thread (a store filled
@@ -501,7 +518,7 @@ class Store:
     def period_counts(self, starts: tuple[float, float, float]) -> dict[str, tuple[int, int, int]]:
         """Lookups per account since each of ``starts`` (day, week, month): ids begin with
         their millisecond, so it is one range scan of the primary key, no index on time
-        (NOT INDEXED: not a scan of all of lookups_account for its order by account)."""
+        (NOT INDEXED: never another index for its order by account)."""
         day, week, month = (first_id_at(t) for t in starts)
         rows = self._reader().execute(
             "SELECT system_id, SUM(id >= ?), SUM(id >= ?), SUM(id >= ?) FROM lookups NOT INDEXED "
@@ -549,7 +566,9 @@ _INSERT_LOOKUPS = {n: f"INSERT INTO lookups ({', '.join(LOOKUP_COLUMNS)}) VALUES
                    for n in _CHUNKS}
 _QUEUE_RECEIPTS = {n: f"INSERT INTO receipt_queue (id) VALUES {', '.join(['(?)'] * n)}" for n in _CHUNKS}
 _DEQUEUE_RECEIPTS = {n: f"DELETE FROM receipt_queue WHERE id IN ({', '.join('?' * n)})" for n in _CHUNKS}
+_SAVE_SPANS = {n: account_spans.save_spans(n) for n in _CHUNKS}
 _PENDING = LOOKUP_COLUMNS.index("pending")
+_SYSTEM_ID = LOOKUP_COLUMNS.index("system_id")
 _EXPIRE = "UPDATE lookups SET pending=? WHERE id=?"
 _SAVE_ACCOUNT = ("INSERT INTO accounts (system_id, record, updated) VALUES (?, ?, ?) "
                  "ON CONFLICT(system_id) DO UPDATE SET record=excluded.record, updated=excluded.updated")
@@ -581,10 +600,10 @@ _ROLLUP_UPTO = "SELECT id FROM lookups WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?
 _NETWORK = "CASE WHEN ported AND p_nnc != '' THEN p_nnc ELSE nnc END"
 _SUM_NEW = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM lookups NOT INDEXED "
             "WHERE id > ? AND id <= ? GROUP BY 1, 2, 3, 4")
-_SUM_NEW_OF = (f"SELECT system_id, cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM lookups "
-               "INDEXED BY lookups_account WHERE system_id = ? AND id > ? AND id <= ? GROUP BY 2, 3, 4")
+_SUM_NEW_OF = f"SELECT cc, {_NETWORK}, err, COUNT(*), SUM(cost) FROM {{}} GROUP BY 1, 2, 3"
 #: Every statement a group commit runs (the C committer prepares them at start-up).
-_STATEMENTS = [*_INSERT_LOOKUPS.values(), *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
+_STATEMENTS = [*_INSERT_LOOKUPS.values(), *_SAVE_SPANS.values(), account_spans.SAVE_STRAY,
+               *_QUEUE_RECEIPTS.values(), *_DEQUEUE_RECEIPTS.values(),
                _CLAIM_OPEN, *_ADD_CLAIMED.values(), _CLAIM_CLOSE,
                _EXPIRE, _SAVE_ACCOUNT, _ADD_LEDGER,
                _SAVE_BAN, _END_BANS, _PROBE, *_SAVE_SMS.values()]
@@ -720,17 +739,24 @@ def _history_range(since: float | None, until: float | None, after_id: int,
     return (lo if newest_first else max(after_id, lo)), (min(below) if below else None)
 
 
-def _history_where(system_id: str | None, lo: int, hi: int | None) -> tuple[str, list]:
-    """One lower and at most one upper bound on id: SQLite bounds its index range by them
-    (given two lower bounds it bounds the range by one and checks the other row by row)."""
-    where, args = ["id > ?"], [lo]
+def _select(db: sqlite3.Connection, columns: str, system_id: str | None, lo: int, hi: int | None,
+            newest_first: bool, limit: int, match: tuple[str, list] | None = None,
+            offset: int = 0) -> list[sqlite3.Row]:
+    """``columns`` of the lookups with lo < id < hi (hi None: no end) of ``system_id`` (or
+    every account's) that ``match`` (an SQL condition, its arguments), in id order: an
+    account's through its spans (accounts/spans.py), every account's by id alone."""
     if system_id is not None:
-        where.append("system_id = ?")
-        args.append(system_id)
+        return account_spans.page(db, columns, system_id, lo, hi, newest_first, limit, match, offset)
+    where, args = ["id > ?"], [lo]
     if hi is not None:
         where.append("id < ?")
         args.append(hi)
-    return " AND ".join(where), args
+    if match is not None:
+        where.append(f"({match[0]})")
+        args += match[1]
+    return db.execute(f"SELECT {columns} FROM lookups WHERE {' AND '.join(where)} "
+                      f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ? OFFSET ?",
+                      [*args, limit, offset]).fetchall()
 
 
 def history_page(db: sqlite3.Connection, system_id: str | None = None, since: float | None = None,
@@ -739,11 +765,9 @@ def history_page(db: sqlite3.Connection, system_id: str | None = None, since: fl
     """A page of lookups in id (time) order: keyset paging, the next page starts after
     the last id of this one (``after_id``: below it when ``newest_first``), so a page
     costs the same at the start of the history or deep in it, and an account's page
-    reads that account's rows only (index lookups_account), however few they are."""
-    where, args = _history_where(system_id, *_history_range(since, until, after_id, newest_first))
-    return db.execute(
-        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {where} "
-        f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", [*args, limit]).fetchall()
+    reads the spans of that account's rows only, however few they are among others'."""
+    lo, hi = _history_range(since, until, after_id, newest_first)
+    return _select(db, _HISTORY_COLUMNS, system_id, lo, hi, newest_first, limit)
 
 
 def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | None,
@@ -751,27 +775,21 @@ def history_scan(db: sqlite3.Connection, system_id: str | None, since: float | N
                  match: tuple[str, list], scan: int) -> tuple[list[sqlite3.Row], int | None]:
     """A page of the lookups that ``match`` (an SQL condition on the row, its arguments)
     among at most ``scan`` of the page's range: (rows, the cursor of the next page, None
-    at the end). The scanned range ends at the ``scan``-th row of the account's keyset
-    (index only), then the condition is checked in SQLite on that range alone: a page
-    costs at most ``scan`` rows whatever the filter, and may hold fewer than ``limit``
-    rows and still have a next page."""
+    at the end). The scanned range ends at the ``scan``-th row of the range (the ids
+    only), then the condition is checked in SQLite on that range alone: a page costs at
+    most ``scan`` rows whatever the filter, and may hold fewer than ``limit`` rows and
+    still have a next page."""
     lo, hi = _history_range(since, until, after_id, newest_first)
-    order = "DESC" if newest_first else ""
-    where, args = _history_where(system_id, lo, hi)
-    bound = db.execute(f"SELECT id FROM lookups WHERE {where} ORDER BY id {order} LIMIT 1 OFFSET ?",
-                       [*args, scan - 1]).fetchone()
-    if bound is not None:   # the scanned range: down to the bound (newest first), or up to it
+    bound = _select(db, "id", system_id, lo, hi, newest_first, 1, offset=scan - 1)
+    if bound:   # the scanned range: down to the bound (newest first), or up to it
         if newest_first:
-            lo = bound[0] - 1
+            lo = bound[0][0] - 1
         else:
-            hi = bound[0] + 1
-        where, args = _history_where(system_id, lo, hi)
-    rows = db.execute(
-        f"SELECT {_HISTORY_COLUMNS} FROM lookups WHERE {where} AND ({match[0]}) "
-        f"ORDER BY id {order} LIMIT ?", [*args, *match[1], limit]).fetchall()
+            hi = bound[0][0] + 1
+    rows = _select(db, _HISTORY_COLUMNS, system_id, lo, hi, newest_first, limit, match)
     if len(rows) == limit:
         return rows, rows[-1]["id"]
-    return rows, bound[0] if bound is not None else None
+    return rows, bound[0][0] if bound else None
 
 
 def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[float], tuple[float, float, str]],
@@ -788,11 +806,13 @@ def new_rollups(db: sqlite3.Connection, mark: int, upto: int, span: Callable[[fl
     while True:
         start, end, day = span(t)
         lo, hi = max(mark, first_id_at(start) - 1), min(upto, first_id_at(end) - 1)
-        if lo < hi:
-            rows = (db.execute(_SUM_NEW, (lo, hi)) if system_id is None
-                    else db.execute(_SUM_NEW_OF, (system_id, lo, hi)))
-            for sid, cc, network, err, n, cost in rows:
+        if lo < hi and system_id is None:
+            for sid, cc, network, err, n, cost in db.execute(_SUM_NEW, (lo, hi)):
                 out[(sid, day, cc, network, err)] = [n, cost or 0]
+        elif lo < hi:
+            sql, args = account_spans.rows_of(db, system_id, lo, hi + 1)
+            for cc, network, err, n, cost in db.execute(_SUM_NEW_OF.format(sql), args):
+                out[(system_id, day, cc, network, err)] = [n, cost or 0]
         if hi >= upto:
             return out
         t = end

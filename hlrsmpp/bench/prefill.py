@@ -124,6 +124,7 @@ def prefill(path: str | Path, count: int, days: float = 30.0, accounts: int = 50
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 print(f"prefill: {done:,} rows, {rate:,.0f}/s", file=sys.stderr, flush=True)
         db.execute("COMMIT")
+        store.catch_up_spans()    # where each account's lookups are, as the group commit writes it
         store.catch_up_rollups()  # the statistics of these days, as the server keeps them
     except BaseException:
         if db.in_transaction:
@@ -170,6 +171,7 @@ def repeat(path: str | Path, source: str | Path, times: int) -> dict:
             db.execute(f"INSERT INTO lookups ({columns}) SELECT {picked} FROM src.lookups ORDER BY id")
             db.execute("COMMIT")
         db.execute("DETACH DATABASE src")
+        store.catch_up_spans()
         store.catch_up_rollups()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         total = db.execute("SELECT COUNT(*) FROM lookups").fetchone()[0]

@@ -53,6 +53,10 @@ PRUNED: dict[str, tuple[str, str]] = {
     "sms": (
         "DELETE FROM sms WHERE id IN (SELECT s.id FROM sms s WHERE s.id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)", "id"),
+    # Where each account's lookups are (accounts/spans.py): the spans wholly older.
+    "account_spans": (
+        "DELETE FROM account_spans WHERE (account, lo) IN (SELECT account, lo FROM account_spans "
+        "WHERE hi < ?1 LIMIT ?2)", "id"),
     # The per-day rollups (statistics), whole days.
     "rollup_sums": (
         "DELETE FROM rollup_sums WHERE (system_id, dim, value, day) IN (SELECT system_id, dim, value, "

@@ -1,0 +1,176 @@
+"""Where an account's lookups are in the history, without an index entry per lookup.
+
+The history is one table in id (time) order, every account's lookups interleaved. An
+index on (account, id) would let a page of one account read its rows only, but it costs
+every lookup a B-tree insert on the group commit's thread (about 2 us of its ~20). Instead
+each group commit records, per account it holds, a span: the first and last id of that
+account's lookups in it (``account_spans``). A span grows from commit to commit while the
+account's own lookups are at least one in DENSITY of the rows it covers, give or take
+SLACK rows; a few lookups spread over a commit get a span each. So a page reads about
+DENSITY rows at most per row it returns, whatever the account's share of the traffic,
+and a busy account writes a span row per commit, not an index entry per lookup.
+
+An account's spans never overlap (a new span starts above the open one's end), so in
+``lo`` order they are in ``hi`` order too, and a row is in at most one of them.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ..ids import MAX_ID
+
+#: A span grows while it covers at most DENSITY rows per lookup of its account, plus SLACK.
+DENSITY = 16
+SLACK = 32
+#: Rows a span may start with when the history is read back (catch_up), as a group commit's.
+COMMIT_ROWS = 256
+
+SCHEMA = """
+    CREATE TABLE account_spans (
+        account TEXT NOT NULL,
+        lo      INTEGER NOT NULL,
+        hi      INTEGER NOT NULL,
+        PRIMARY KEY (account, lo)
+    ) WITHOUT ROWID;
+"""
+
+
+def save_spans(rows: int) -> str:
+    """The upsert of ``rows`` spans (account, lo, hi): a span grows under its first id."""
+    return (f"INSERT INTO account_spans (account, lo, hi) VALUES {', '.join(['(?, ?, ?)'] * rows)} "
+            "ON CONFLICT (account, lo) DO UPDATE SET hi = excluded.hi")
+
+
+#: A lookup below its account's open span (never seen: ids are taken in the order rows
+#: are written; kept for safety): a span of its own, unless a span already holds it.
+SAVE_STRAY = ("INSERT INTO account_spans (account, lo, hi) SELECT ?1, ?2, ?2 WHERE NOT EXISTS "
+              "(SELECT 1 FROM (SELECT hi FROM account_spans WHERE account = ?1 AND lo <= ?2 "
+              "ORDER BY lo DESC LIMIT 1) WHERE hi >= ?2)")
+
+
+class AccountSpans:
+    """The spans still growing, one per account, and the rows written so far (in memory:
+    after a restart every account starts a new span, above every id written before)."""
+
+    __slots__ = ("_open", "_rows")
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[int]] = {}   # account -> [lo, hi, lookups, rows before lo]
+        self._rows = 0
+
+    def add(self, rows: list[tuple[Any, ...]], at: int) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:
+        """What to write for ``rows`` (id first, the account at index ``at``): the spans,
+        (account, lo, hi) upserts on (account, lo), and the stray lookups (account, id)."""
+        before = self._rows
+        self._rows = total = before + len(rows)
+        groups: dict[str, tuple[list[int], list[int]]] = {}
+        accounts = {r[at] for r in rows}
+        if len(accounts) == 1:   # the common case, in C loops: one account's commit
+            groups[accounts.pop()] = (list(range(len(rows))), [r[0] for r in rows])
+        else:
+            for k, r in enumerate(rows):
+                got = groups.get(r[at])
+                if got is None:
+                    groups[r[at]] = ([k], [r[0]])
+                else:
+                    got[0].append(k)
+                    got[1].append(r[0])
+        out: list[tuple[str, int, int]] = []
+        strays: list[tuple[str, int]] = []
+        opened = self._open
+        for sid, (where, own) in groups.items():
+            lo, hi, n = min(own), max(own), len(own)
+            if hi > MAX_ID:
+                continue   # SQLite refuses the commit: the open span must not hold it
+            span = opened.get(sid)
+            if span is not None and lo < span[0]:
+                strays += [(sid, i) for i in own if i < span[0]]
+                kept = [(k, i) for k, i in zip(where, own) if i >= span[0]]
+                if not kept:
+                    continue
+                where, own = [k for k, _ in kept], [i for _, i in kept]
+                lo, n = min(own), len(own)
+            if span is not None and (lo <= span[1] or total - span[3] <= DENSITY * (span[2] + n) + SLACK):
+                span[1], span[2] = max(span[1], hi), span[2] + n
+                out.append((sid, span[0], span[1]))
+            elif n == 1 or total - before <= DENSITY * n + SLACK or own != sorted(own):
+                opened[sid] = [lo, hi, n, before]
+                out.append((sid, lo, hi))
+            else:
+                # Few lookups spread over the commit: as many spans as keep the rule.
+                cur, dirty = span, False
+                for k, i in zip(where, own):
+                    row = before + k
+                    if cur is not None and (i <= cur[1] or row - cur[3] < DENSITY * (cur[2] + 1) + SLACK):
+                        cur[1], cur[2], dirty = max(cur[1], i), cur[2] + 1, True
+                        continue
+                    if cur is not None and dirty:
+                        out.append((sid, cur[0], cur[1]))
+                    cur, dirty = [i, i, 1, row], True
+                assert cur is not None
+                opened[sid] = cur
+                out.append((sid, cur[0], cur[1]))
+        return out, strays
+
+
+def rows_of(db: sqlite3.Connection, system_id: str, lo: int, hi: int | None) -> tuple[str, list[Any]]:
+    """The FROM and WHERE of a statement over the account's lookups with lo < id < hi
+    (hi None: no end), and its arguments: the account's spans in order (the first the one
+    holding lo + 1) and, inside each, the account's rows by id."""
+    start = db.execute("SELECT lo FROM account_spans WHERE account = ? AND lo <= ? ORDER BY lo DESC LIMIT 1",
+                       (system_id, lo + 1)).fetchone()
+    # One lower and one upper bound on id, each clipped to the range: given two, SQLite
+    # bounds the rows it reads by one of them and checks the other row by row.
+    if hi is None:
+        sql = "account_spans JOIN lookups ON id BETWEEN max(lo, ?) AND hi WHERE account = ? AND lo >= ?"
+        args: list[Any] = [lo + 1, system_id, start[0] if start else lo + 1]
+    else:
+        sql = ("account_spans JOIN lookups ON id BETWEEN max(lo, ?) AND min(hi, ?) "
+               "WHERE account = ? AND lo >= ? AND lo < ?")
+        args = [lo + 1, hi - 1, system_id, start[0] if start else lo + 1, hi]
+    sql += " AND system_id = ?"
+    args.append(system_id)
+    return sql, args
+
+
+def page(db: sqlite3.Connection, columns: str, system_id: str, lo: int, hi: int | None,
+         newest_first: bool, limit: int, match: tuple[str, list[Any]] | None = None,
+         offset: int = 0) -> list[sqlite3.Row]:
+    """Up to ``limit`` of ``columns`` of the account's lookups with lo < id < hi (hi None:
+    no end) that ``match`` (an SQL condition, its arguments), in id order, the first
+    ``offset`` left out: one statement (see ``rows_of``)."""
+    sql, args = rows_of(db, system_id, lo, hi)
+    if match is not None:
+        sql += f" AND ({match[0]})"
+        args += match[1]
+    order = "lo DESC, id DESC" if newest_first else "lo, id"
+    return db.execute(f"SELECT {columns} FROM {sql} ORDER BY {order} LIMIT ? OFFSET ?",
+                      [*args, limit, offset]).fetchall()
+
+
+def catch_up(db: sqlite3.Connection, chunk: int = 100_000) -> int:
+    """Writes the spans of the lookups above the last span's end (a store filled by other
+    means than the group commit, or one from before spans), in id order, ``chunk`` rows a
+    transaction: how many lookups it covered."""
+    after = db.execute("SELECT COALESCE(MAX(hi), 0) FROM account_spans").fetchone()[0]
+    builder, done = AccountSpans(), 0
+    while True:
+        rows = db.execute("SELECT id, system_id FROM lookups WHERE id > ? ORDER BY id LIMIT ?",
+                          (after, chunk)).fetchall()
+        if not rows:
+            return done
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # In slices of about a group commit's size: a span of a chunk at once would
+            # cover the whole chunk for an account with two lookups in it.
+            for k in range(0, len(rows), COMMIT_ROWS):
+                spans, strays = builder.add(rows[k:k + COMMIT_ROWS], 1)
+                db.executemany(save_spans(1), spans)
+                db.executemany(SAVE_STRAY, strays)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        done += len(rows)
+        after = rows[-1][0]
