@@ -4,20 +4,26 @@ resolve → record. A lookup costs and counts the same whichever way it came.
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from ..accounts import Refusal
+from ..accounts import Account, AccountBook, Refusal
 from ..smpp.status import Status
 from .. import metrics
 from ..domain import PENDING_NONE, PENDING_RECEIPT, Lookup
 from .receipts import Outbox
+
+if TYPE_CHECKING:
+    from ..hlr.resolver import Destination, Resolver
+    from ..ids import IdGenerator
+    from .journal import Journal
 
 #: Failures on our side of the HLR query: the lookup is refunded: the customer does not pay for our failure.
 REFUNDED_ERRS = frozenset({14, 15, 16, 17})
 
 
 class LookupEngine:
-    def __init__(self, resolver, book, journal, ids, outboxes: dict[str, Outbox], max_queue: int):
+    def __init__(self, resolver: Resolver, book: AccountBook, journal: Journal, ids: IdGenerator,
+                 outboxes: dict[str, Outbox], max_queue: int):
         self.resolver = resolver
         self.book = book
         self.journal = journal
@@ -25,7 +31,7 @@ class LookupEngine:
         self.outboxes = outboxes
         self.max_queue = max_queue
 
-    def submit(self, account, destination_addr: str, ton: int = 1, npi: int = 1,
+    def submit(self, account: Account, destination_addr: str, ton: int = 1, npi: int = 1,
                channel: str = "smpp", batch_id: int | None = None,
                lookup_id: int | None = None) -> Lookup | Status | Refusal:
         """Accept (charge, record) or refuse one lookup. Accepted lookups are in the
@@ -50,7 +56,7 @@ class LookupEngine:
         return self._accept(account, dest, now, channel, batch_id, lookup_id,
                             PENDING_RECEIPT if receipt else PENDING_NONE)
 
-    def _accept(self, account, dest, now: float, channel: str, batch_id: int | None,
+    def _accept(self, account: Account, dest: Destination, now: float, channel: str, batch_id: int | None,
                 lookup_id: int | None, pending: int) -> Lookup:
         """An admitted (charged) lookup: resolve, refund our own failures, record."""
         resolver = self.resolver
@@ -71,7 +77,7 @@ class LookupEngine:
         metrics.STATS.account_lookups[row[2]] += 1
         return Lookup(*row)
 
-    def submit_many(self, account, addrs: list[str], channel: str = "http",
+    def submit_many(self, account: Account, addrs: list[str], channel: str = "http",
                     batch_id: int | None = None, first_id: int | None = None,
                     ) -> list[Lookup | Status | Refusal]:
         """A batch (HTTP: up to 100 numbers) admitted as ONE request, per
@@ -105,7 +111,7 @@ class LookupEngine:
                                   first_id + k if first_id is not None else None, PENDING_NONE)
         return cast("list[Lookup | Status | Refusal]", out)  # every None filled in above
 
-    def abandon(self, account, lookup: Lookup) -> None:
+    def abandon(self, account: Account, lookup: Lookup) -> None:
         """The commit holding ``lookup`` failed: give the credit back, forget it."""
         if lookup.cost:
             self.book.refund(account, lookup.cost)

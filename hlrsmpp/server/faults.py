@@ -54,7 +54,7 @@ class Fault:
     _draws: random.Random = field(default_factory=random.Random, repr=False)
 
     @classmethod
-    def from_config(cls, d: dict, index: int = 0) -> "Fault":
+    def from_config(cls, d: dict[str, Any], index: int = 0) -> "Fault":
         where = f"faults[{index}]"
         if not isinstance(d, dict):
             raise FaultError(f"{where}: must be a mapping")
@@ -106,7 +106,7 @@ class Fault:
         h = int.from_bytes(hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest(), "big")
         return lo + (hi - lo) * (h / 2 ** 64)
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.action}
         if self.account is not None:
             d["account"] = self.account
@@ -128,10 +128,10 @@ class FaultPlan:
     """The rules in force. ``active`` is False when there are none, so the hot
     path pays one attribute test per batch for the whole feature."""
 
-    def __init__(self, rules: list[dict] | None = None):
+    def __init__(self, rules: list[dict[str, Any]] | None = None):
         self.replace(rules or [])
 
-    def replace(self, rules: list[dict], outboxes: Mapping[str, Any] | None = None) -> None:
+    def replace(self, rules: list[dict[str, Any]], outboxes: Mapping[str, Any] | None = None) -> None:
         """Put `rules` in force (all checked first: a bad one changes nothing), and turn
         the accounts' `outboxes` out of order where a rule says so."""
         if not isinstance(rules, list):
@@ -163,5 +163,5 @@ class FaultPlan:
                 return f
         return None
 
-    def to_config(self) -> list[dict]:
+    def to_config(self) -> list[dict[str, Any]]:
         return [f.to_config() for f in self.faults]

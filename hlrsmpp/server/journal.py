@@ -18,35 +18,52 @@ import json
 import queue
 import threading
 from collections import deque
+from collections.abc import Sequence
 from itertools import repeat
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
 from ..storage.protocols import Store
 
+if TYPE_CHECKING:
+    from ..accounts import AccountBook
+
 log = structlog.get_logger("hlrsmpp.journal")
+
+#: A row as the store writes it (a lookup, a ledger entry, a text message).
+Row = tuple[Any, ...]
+#: Called with whether the commit it waited for succeeded.
+After = Callable[[bool], None]
+#: An operator's change: what it writes (account records, ledger entries), and its callback.
+#: (records None: the change is refused.)
+Write = Callable[[], tuple[list[tuple[str, str]] | None, Sequence[Row]]]
+Change = tuple[Write, After]
+#: One group commit: lookups, acks, account records, ledger, bans, probe, text messages,
+#: and the callbacks that wait for it.
+Batch = tuple[list[Row], list[tuple[int, int]], list[tuple[str, str]], list[Row], list[tuple[str, float]],
+              bool, list[Row], list[After]]
 
 
 class Journal:
-    def __init__(self, store: Store, book, loop: asyncio.AbstractEventLoop):
+    def __init__(self, store: Store, book: AccountBook, loop: asyncio.AbstractEventLoop):
         self.store = store
         self.book = book
         self.loop = loop
-        self._lookups: list[tuple] = []
-        self._acks: list[tuple] = []
-        self._ledger: list[tuple] = []
+        self._lookups: list[Row] = []
+        self._acks: list[tuple[int, int]] = []
+        self._ledger: list[Row] = []
         self._bans: list[tuple[str, float]] = []
-        self._sms: list[tuple] = []
+        self._sms: list[Row] = []
         self._probe = False
         self._due = False   # the store has writes of its own waiting (Store.on_due)
-        self._after: list[Callable[[bool], None]] = []
+        self._after: list[After] = []
         self._scheduled = False
         self._busy = False
         # An operator's change is in the one batch in flight: nothing else is handed over
         # until its outcome is known (and, if committed, applied).
         self._held = False
-        self._quiet: list[asyncio.Future] = []  # changes waiting for no batch in flight
+        self._quiet: list[asyncio.Future[None]] = []  # changes waiting for no batch in flight
         self._changing = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -57,18 +74,18 @@ class Journal:
         store.on_due(lambda: loop.call_soon_threadsafe(self._store_due))
         if self._committer is not None:
             # Batches handed to the C committer, oldest first: (job id, callbacks, refused).
-            self._inflight: deque[tuple[int, list, bool]] = deque()
+            self._inflight: deque[tuple[int, list[After], bool]] = deque()
             loop.add_reader(self._committer.fileno(), self._completed)
             return
         # One writer thread fed by a SimpleQueue (C, no lock dance) and answering with
         # call_soon_threadsafe: a ThreadPoolExecutor's submit cost ~8 % of the loop's
         # time once commits started as soon as the writer was idle.
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="hlrsmpp-commit", daemon=True)
         self._writer.start()
 
     # -------------------------------------------------------------- intake
-    def add_lookup(self, row: tuple) -> None:
+    def add_lookup(self, row: Row) -> None:
         self._lookups.append(row)
         if not self._scheduled:
             self._schedule()
@@ -84,7 +101,7 @@ class Journal:
         if not self._scheduled:
             self._schedule()
 
-    def add_sms(self, row: tuple) -> None:
+    def add_sms(self, row: Row) -> None:
         """A text message as it is now (new, cancelled or replaced): a row of the sms table."""
         self._sms.append(row)
         if not self._scheduled:
@@ -103,7 +120,7 @@ class Journal:
 
     async def probe(self) -> bool:
         """Whether the store commits now: a tiny write (with whatever else waits)."""
-        done = self.loop.create_future()
+        done: asyncio.Future[bool] = self.loop.create_future()
         self._probe = True
 
         def answer(ok: bool) -> None:
@@ -113,7 +130,7 @@ class Journal:
         self.after_commit(answer)
         return await done
 
-    async def change(self, write: Callable[[], tuple[list[tuple[str, str]], list[tuple]]],
+    async def change(self, write: Write,
                      apply: Callable[[], None]) -> bool:
         """An operator's change (settings, credit, an account), durable BEFORE it takes
         effect. ``write()`` gives the account records (system_id, JSON) and ledger
@@ -201,7 +218,7 @@ class Journal:
             self._busy = True
             self._jobs.put(batch)
 
-    def _take(self, change: tuple | None = None) -> tuple | None:
+    def _take(self, change: Change | None = None) -> Batch | None:
         """What was added since the last commit started, and the callbacks that wait for
         it (with an operator's ``change``: (write, callback), see ``change``); None, the
         callbacks answered, when there is nothing to write."""
@@ -236,7 +253,7 @@ class Journal:
             return None
         return lookups, acks, accounts, ledger, bans, probe, sms, after
 
-    def _submit(self, change: tuple | None = None) -> None:
+    def _submit(self, change: Change | None = None) -> None:
         """Hand this turn's batch to the C committer (its values copied now)."""
         if change is None and not self._scheduled and not self._after:
             return  # flushed already this turn
@@ -295,7 +312,7 @@ class Journal:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
 
-    def _done(self, err: Exception | None, after: list) -> None:
+    def _done(self, err: Exception | None, after: list[After]) -> None:
         self._not_busy()
         if err is not None:
             self.failures += 1
@@ -308,7 +325,7 @@ class Journal:
             self._settle()
 
     @staticmethod
-    def _run(after: list, ok: bool) -> None:
+    def _run(after: list[After], ok: bool) -> None:
         for cb in after:
             try:
                 cb(ok)

@@ -12,11 +12,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..domain import EXPIRED, Lookup
 from .. import metrics
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..smpp.codec import Pdu
 
 
 class Outbox:
@@ -26,7 +30,8 @@ class Outbox:
                  "on_ack", "retry_min", "retry_max", "_call_later", "withheld", "reverse", "profile",
                  "acked", "retries", "timeouts", "sms")
 
-    def __init__(self, system_id: str, on_ack: Callable[[list[Lookup], int], None], call_later,
+    def __init__(self, system_id: str, on_ack: Callable[[list[Lookup], int], None],
+                 call_later: Callable[..., asyncio.TimerHandle],
                  window: int = 64, data_coding: int = 3, retry_min: float = 1.0, retry_max: float = 60.0):
         self.system_id = system_id
         self.ready: deque[Lookup] = deque()
@@ -36,7 +41,7 @@ class Outbox:
         self.window = window
         # The account's bound transmitters (the registry's live set): each feeds the one
         # receiver as much as a transceiver feeds itself, so each adds a window.
-        self.transmitters: set = set()
+        self.transmitters: set[Any] = set()
         self.data_coding = data_coding
         self.on_ack = on_ack
         self.retry_min = retry_min
@@ -100,7 +105,7 @@ class Outbox:
             self.acked += 1
             self.on_ack([lookup], 0)
 
-    def acknowledge_all(self, responses: list) -> None:
+    def acknowledge_all(self, responses: list[Pdu]) -> None:
         """The deliver_sm_resp of one read, in order: what they acknowledge is settled
         in one ``on_ack`` (one journal entry, one clock read for the metrics)."""
         done = []
@@ -163,7 +168,7 @@ class Outbox:
             self.on_ack(expired, EXPIRED)
         return len(expired)
 
-    def detach(self, receiver) -> None:
+    def detach(self, receiver: Any) -> None:
         """The receiver went away: what was in flight goes back first, in id order."""
         if self.receiver is not receiver:
             return

@@ -24,6 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -31,6 +32,9 @@ from ... import admin_token
 from ...accounts import Account
 from ...accounts.allowlist import ip_allowed
 from ...accounts.passwords import OPERATOR
+
+if TYPE_CHECKING:
+    from ..app import Server
 
 COOKIE = "hlrsmpp_console"
 LOGIN_COOKIE = "hlrsmpp_login"       # the login form's CSRF nonce, before any session
@@ -54,7 +58,7 @@ class Viewer:
         return self.name if self.account is None else self.account.system_id
 
 
-def console_secret(server) -> bytes:
+def console_secret(server: Server) -> bytes:
     token = (server.cfg.get("admin") or {}).get("token")
     if token:
         return hmac.new(str(token).encode(), b"hlrsmpp console sessions", hashlib.sha256).digest()
@@ -78,7 +82,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def fingerprint(server, operator: bool, account: Account | None, name: str = OPERATOR) -> str | None:
+def fingerprint(server: Server, operator: bool, account: Account | None, name: str = OPERATOR) -> str | None:
     """What the session was opened with, hashed: the admin token, an operator user's
     password hash, or the account's (a new password ends the old sessions); None for an
     operator user no longer configured."""
@@ -95,7 +99,7 @@ def fingerprint(server, operator: bool, account: Account | None, name: str = OPE
 
 
 class Sessions:
-    def __init__(self, server):
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.secret = console_secret(server)
 
@@ -173,6 +177,6 @@ def csrf_ok(viewer: Viewer, token: str | None) -> bool:
     return isinstance(token, str) and hmac.compare_digest(token.encode(), viewer.csrf.encode())
 
 
-def operator_token_ok(server, password: str) -> bool:
+def operator_token_ok(server: Server, password: str) -> bool:
     token = (server.cfg.get("admin") or {}).get("token")
     return bool(token) and hmac.compare_digest(password.encode(), str(token).encode())

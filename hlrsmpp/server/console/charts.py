@@ -2,6 +2,8 @@
 lookups per day by result."""
 from __future__ import annotations
 
+from typing import Any
+
 from markupsafe import Markup, escape
 
 #: The results a day's bar is split into, bottom to top: (key, label, CSS class).
@@ -20,7 +22,7 @@ def _nice(n: int) -> int:
         step *= 10
 
 
-def lookups_per_day(days: list[dict]) -> Markup:
+def lookups_per_day(days: list[dict[str, Any]]) -> Markup:
     """Stacked bars, one a day: ``days`` are {"day": "YYYY-MM-DD", "delivered": n,
     "undelivered": n, "other": n}, oldest first. Every text in it is escaped."""
     top = _nice(max([sum(int(d.get(k, 0)) for k, _, _ in SERIES) for d in days] + [1]))

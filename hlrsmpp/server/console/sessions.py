@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 from ...smpp.session import State
 
+if TYPE_CHECKING:
+    from ..app import Server
+    from ..smpp import SmppProtocol
 
-def _key(proto) -> str:
+
+def _key(proto: SmppProtocol) -> str:
     """A session's name in a URL: its place in this process (nothing an ESME chose)."""
     return f"{id(proto):x}"
 
 
-def bound_sessions(server) -> list[dict]:
+def bound_sessions(server: Server) -> list[dict[str, Any]]:
     """Every bound session of this process: account, address, mode, since, receipts
     queued for its account, oldest first."""
     now, mono = time.time(), time.monotonic()
@@ -29,15 +34,16 @@ def bound_sessions(server) -> list[dict]:
     return out
 
 
-def account_sessions(server, system_id: str) -> list[dict]:
+def account_sessions(server: Server, system_id: str) -> list[dict[str, Any]]:
     return [s for s in bound_sessions(server) if s["account"] == system_id]
 
 
-def disconnect(server, key: str) -> str | None:
+def disconnect(server: Server, key: str) -> str | None:
     """Close the bound session named ``key`` at once (its receipts stay queued for the
     account's next receiver); the account it was, or None when there is none."""
     for proto in list(server.protocols):
         if _key(proto) == key and proto.account is not None and not proto.closed:
             proto.drop("disconnected by the operator")
-            return proto.account.system_id
+            system_id: str = proto.account.system_id
+            return system_id
     return None

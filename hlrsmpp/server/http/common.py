@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -33,6 +33,7 @@ MAX_BATCH = 100
 TIMER_SLACK = 0.005
 
 SERVER: web.AppKey[Server] = web.AppKey("server")
+T = TypeVar("T")
 TEXT = "text/plain"
 
 
@@ -176,7 +177,7 @@ async def wait_done(lookups: list[Lookup], timeout: float) -> None:
         await asyncio.sleep(min(delay + TIMER_SLACK, max(0.0, timeout)))
 
 
-async def read(fn, *args):
+async def read(fn: Callable[..., T], *args: Any) -> T:
     """A store read on a worker thread (each has its own SQLite reader connection)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -52,7 +53,7 @@ PRESETS: dict[str, object] = {
 class Format:
     """A result format: a template over TEMPLATE_FIELDS, or a field mapped to words."""
 
-    def __init__(self, spec, where: str):
+    def __init__(self, spec: object, where: str) -> None:
         name = spec
         if isinstance(spec, str) and spec in PRESETS:
             spec = PRESETS[spec]
@@ -89,13 +90,13 @@ class Format:
         return self.map.get(values[self.field], self.default)
 
 
-def _one_line(v, where: str) -> str:
+def _one_line(v: object, where: str) -> str:
     if not isinstance(v, (str, int)) or isinstance(v, bool):
         raise ValueError(f"{where}: expected text, got {v!r}")
-    v = str(v)
-    if "\n" in v or "\r" in v:
+    text = str(v)
+    if "\n" in text or "\r" in text:
         raise ValueError(f"{where}: the answer is one line of text")
-    return v
+    return text
 
 
 def _check_template(t: str, where: str) -> None:
@@ -131,7 +132,7 @@ class Service:
     meter: Account | None = None  # counts the service's own limits in Services.book
 
 
-def _id(v, where: str) -> str:
+def _id(v: object, where: str) -> str:
     # The prepaid API's ids are numbers. YAML gives ints; quoted digits are fine too.
     s = str(v).strip() if isinstance(v, (int, str)) and not isinstance(v, bool) else ""
     if not (s.isdigit() and s.isascii()):
@@ -139,7 +140,7 @@ def _id(v, where: str) -> str:
     return s
 
 
-def parse_service(d, i: int) -> Service:
+def parse_service(d: object, i: int) -> Service:
     where = f"prepaid.services[{i}]"
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping")
@@ -169,7 +170,7 @@ class Services:
     """The configured prepaid services, and a private AccountBook that meters their
     own limits (the service's quota is separate from its account's)."""
 
-    def __init__(self, cfg: dict, accounts: AccountBook):
+    def __init__(self, cfg: dict[str, Any], accounts: AccountBook) -> None:
         pc = cfg.get("prepaid") or {}
         self.timeout = float(pc.get("timeout", 5.0))
         self.book = AccountBook(tz=cfg.get("accounts_timezone", "UTC"), ban_after=0)

@@ -14,12 +14,17 @@ Fault rules live in this process until they are replaced or it restarts (the YAM
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..faults import FaultError, FaultPlan
 from .api import _admin, _bad, admin_account, admin_body
 from .common import SERVER, json_error, json_response, trace_file
+
+if TYPE_CHECKING:
+    from ...accounts import Account
+    from ..app import Server
 
 TRACE_LIMIT_DEFAULT = 1000
 TRACE_LIMIT_MAX = 10000
@@ -29,7 +34,7 @@ _RULE_ERRORS = (FaultError, ValueError, TypeError, OverflowError)
 
 # ------------------------------------------------------------------ faults
 
-def _validate_faults(rules) -> str | None:
+def _validate_faults(rules: object) -> str | None:
     """Why ``rules`` cannot replace the rules in force, or None. Built on a scratch plan,
     so nothing in force changes on a bad rule."""
     if not isinstance(rules, list):
@@ -69,7 +74,7 @@ async def put_faults(request: web.Request) -> web.Response:
     return replace_faults(server, body["faults"])
 
 
-def replace_faults(server, rules) -> web.Response:
+def replace_faults(server: Server, rules: object) -> web.Response:
     """Replace the fault rules in force, all validated first (the JSON API and the console)."""
     if not isinstance(rules, list):
         return _bad("faults: expected a list of rules")
@@ -84,7 +89,7 @@ def replace_faults(server, rules) -> web.Response:
 
 # ------------------------------------------------------------------ PDU trace
 
-def _trace_setting(value) -> bool | str:
+def _trace_setting(value: object) -> bool | str:
     return value if isinstance(value, (bool, str)) else bool(value)
 
 
@@ -123,7 +128,7 @@ async def put_trace(request: web.Request) -> web.Response:
     return await set_trace(server, acc, body.get("trace"))
 
 
-async def set_trace(server, acc, trace) -> web.Response:
+async def set_trace(server: Server, acc: Account, trace: object) -> web.Response:
     """Turn an account's PDU trace on (in memory, or to a file NAME) or off (the JSON API
     and the console)."""
     if not isinstance(trace, (bool, str)):
@@ -140,6 +145,7 @@ async def set_trace(server, acc, trace) -> web.Response:
         if isinstance(e, RuntimeError):
             return json_error(503, "system_error", str(e))
         return json_error(422, "invalid_trace", str(e))
-    acc = server.book.get(sid)
-    return json_response({"account": sid, "trace": _trace_setting(acc.settings.trace),
+    changed = server.book.get(sid)   # the account as the change left it
+    assert changed is not None
+    return json_response({"account": sid, "trace": _trace_setting(changed.settings.trace),
                           "lines": server.trace_lines(sid, TRACE_LIMIT_DEFAULT)})

@@ -33,10 +33,10 @@ def _line(text: str) -> web.Response:
     return web.Response(text=text, content_type=TEXT)
 
 
-async def _params(request: web.Request) -> MultiDict | None:
+async def _params(request: web.Request) -> MultiDict[str] | None:
     """Query string and (POST) form fields, names case-insensitive (the AMS HLR API's documentation writes both
     `password` and `Password`). None when the body cannot be read as a form."""
-    out: MultiDict = MultiDict()
+    out: MultiDict[str] = MultiDict()
     for k, v in request.query.items():
         out.add(k.lower(), v)
     if request.method == "POST" and request.can_read_body:
