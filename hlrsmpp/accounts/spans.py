@@ -149,10 +149,20 @@ def page(db: sqlite3.Connection, columns: str, system_id: str, lo: int, hi: int 
                       [*args, limit, offset]).fetchall()
 
 
+def _holds(db: sqlite3.Connection, system_id: str, lookup_id: int) -> bool:
+    """Whether a span of ``system_id`` holds ``lookup_id``."""
+    row = db.execute("SELECT hi FROM account_spans WHERE account = ? AND lo <= ? ORDER BY lo DESC LIMIT 1",
+                     (system_id, lookup_id)).fetchone()
+    return row is not None and row[0] >= lookup_id
+
+
 def catch_up(db: sqlite3.Connection, chunk: int = 100_000) -> int:
     """Writes the spans of the lookups above the last span's end (a store filled by other
     means than the group commit, or one from before spans), in id order, ``chunk`` rows a
     transaction: how many lookups it covered."""
+    newest = db.execute("SELECT id, system_id FROM lookups ORDER BY id DESC LIMIT 1").fetchone()
+    if newest is None or _holds(db, newest[1], newest[0]):
+        return 0   # spans are written with their lookups, in id order: all of them have one
     after = db.execute("SELECT COALESCE(MAX(hi), 0) FROM account_spans").fetchone()[0]
     builder, done = AccountSpans(), 0
     while True:
