@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
+from aiohttp import StreamReader
 from aiohttp.multipart import BodyPartReader
 
 from ...errors import ToolError
@@ -390,7 +391,7 @@ class _DiskError(Exception):
     pass
 
 
-async def _save(stream, path: Path, limit: int, room: int | None = None) -> int:
+async def _save(stream: StreamReader | BodyPartReader, path: Path, limit: int, room: int | None = None) -> int:
     """Copy ``stream`` (a StreamReader or a multipart BodyPartReader) to ``path``;
     raise _TooBig past ``limit`` bytes, _OverQuota past ``room``."""
     n = 0
@@ -400,7 +401,7 @@ async def _save(stream, path: Path, limit: int, room: int | None = None) -> int:
         raise _DiskError(e.strerror or str(e)) from None
     with f:
         while True:
-            chunk = await (stream.read_chunk(CHUNK) if hasattr(stream, "read_chunk")
+            chunk = await (stream.read_chunk(CHUNK) if isinstance(stream, BodyPartReader)
                            else stream.readany())
             if not chunk:
                 break
