@@ -107,6 +107,13 @@ class Journal:
         if not self._scheduled:
             self._schedule()
 
+    def add_message(self, row: Row, sms_row: Row) -> None:
+        """A new text message: its lookups row and its sms row."""
+        self._lookups.append(row)
+        self._sms.append(sms_row)
+        if not self._scheduled:
+            self._schedule()
+
     def add_ban(self, ip_key: str, until: float) -> None:
         """An IP ban, kept until it ends (a restart does not lift it)."""
         self._bans.append((ip_key, until))

@@ -26,7 +26,8 @@ from ..sms import (DELETED, DELIVERED, ENROUTE, EXPIRED, MAX_PARTS, STAT_WORDS, 
                    split_udh)
 from ..sms.alphabet import AS_PRINTABLE_ASCII
 from ..sms.concat import UDHI, check_part_length
-from ..sms.message import wants_receipt
+from ..sms.segments import USER_DATA_OCTETS
+from ..sms.message import OUTCOMES, wants_receipt
 from ..sms.times import format_smpp_time
 from .. import metrics
 from .multi import submit_to_each
@@ -96,7 +97,7 @@ class SmsMessage(Lookup):
         if self.entry is None:
             head = self.text[:20].encode("latin-1")
             table = AS_PRINTABLE_ASCII.get(self.data_coding)
-            if table is not None and not head.translate(None, table):
+            if table is not None and head.translate(table) == head:
                 return head
         return self.text_head().encode("latin-1", "replace")
 
@@ -191,7 +192,8 @@ class SmsCenter:
         p.payload = payload
         p.body = body
         p.concat = concat
-        p.segments = 1 if concat is not None else segments_of(payload, dc)
+        # One SMS in every coding: no count (``segments_of``'s first test, without a call).
+        p.segments = 1 if concat is not None or len(payload) <= USER_DATA_OCTETS else segments_of(payload, dc)
         if p.segments > MAX_PARTS:
             return Status.RINVMSGLEN
         # The octets a receipt's 20 characters come from (at most 4 octets a character: a
@@ -239,7 +241,9 @@ class SmsCenter:
                                             msg.data_coding, now)
             except ConcatError as err:
                 return err.status
-        cost = msg.segments * account.settings.sms_price
+        settings = account.settings
+        sid = settings.system_id
+        cost = msg.segments * settings.sms_price
         refusal = server.book.admit(account, dest.cc, now, cost)
         if refusal is not None:
             metrics.STATS.refusals[CHANNEL, refusal.name.lower()] += 1
@@ -249,31 +253,28 @@ class SmsCenter:
         fields = resolver.fast_fields(dest)
         msisdn, cc, nnc, err, ported, p_nnc, roaming, r_cc, r_nnc, latency, map_error = \
             fields if fields is not None else resolver.result_fields(dest)
-        outcome = outcome_of(err)
-        start = max(now, msg.schedule or now)
-        done, state = start + latency, outcome.state
-        if outcome.retried or done > msg.validity:
+        state, _, retried = OUTCOMES.get(err) or outcome_of(err)
+        schedule = msg.schedule
+        done = (now if schedule is None or schedule < now else schedule) + latency
+        if retried or done > msg.validity:
             done, state = msg.validity, EXPIRED  # retried until its validity period ends
-        row = (lookup_id or server.ids.next(now), None, account.system_id, CHANNEL, msisdn, now, done, cost,
-               err, cc, nnc, int(ported), p_nnc, int(roaming), r_cc, r_nnc, map_error,
-               PENDING_RECEIPT if receipt else PENDING_NONE)
+        mid = lookup_id or server.ids.next(now)
+        row = (mid, None, sid, CHANNEL, msisdn, now, done, cost, err, cc, nnc, int(ported), p_nnc, int(roaming),
+               r_cc, r_nnc, map_error, PENDING_RECEIPT if receipt else PENDING_NONE)
         m = SmsMessage(*row)
-        m.segments, m.data_coding, m.registered_delivery = msg.segments, msg.data_coding, msg.registered_delivery
-        m.source_addr, m.text, m.state, m.version, m.entry = source_addr, msg.text, state, 0, entry
-        m.key = (account.system_id, source_addr, msisdn, service_type)
-        journal = server.journal
+        segments, dc, rd, text = msg.segments, msg.data_coding, msg.registered_delivery, msg.text
+        m.segments, m.data_coding, m.registered_delivery = segments, dc, rd
+        m.source_addr, m.text, m.state, m.version, m.entry = source_addr, text, state, 0, entry
+        m.key = (sid, source_addr, msisdn, service_type)
+        metrics.STATS.lookups[CHANNEL, err] += 1
         if self.shared is not None:  # the message it replaces, in the store, once committed
-            journal.add_lookup(row)
-            journal.add_sms(m.shared_row(service_type, replace_if_present))
-            metrics.STATS.lookups[CHANNEL, err] += 1
+            server.journal.add_message(row, m.shared_row(service_type, replace_if_present))
             return m
         if replace_if_present:
             old = self.live.get(self.by_address.get(m.key, -1))
             if old is not None and now < old.done:
                 self._end(old, DELETED, now)
-        journal.add_lookup(row)
-        journal.add_sms(m.sms_row())
-        metrics.STATS.lookups[CHANNEL, err] += 1
+        server.journal.add_message(row, (mid, segments, dc, rd, source_addr, text, state, done))  # sms_row()
         return m
 
     async def send(self, account, destination_addr: str, text: str, source_addr: str = "") -> SmsMessage | Status:
@@ -393,7 +394,7 @@ class SmsCenter:
                     boxes.add(box)
             if box is None:
                 continue
-            if wants_receipt(m.registered_delivery, m.state):
+            if m.registered_delivery == 1 or wants_receipt(m.registered_delivery, m.state):  # mostly 1: always
                 box.ready.append(m)
             else:  # registered_delivery 2 and delivered: nothing to say
                 box.size -= 1

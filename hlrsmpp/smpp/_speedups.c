@@ -510,9 +510,26 @@ static PyObject *submit_sm_message(PyObject *mod, PyObject *const *args, Py_ssiz
     if (v + 6 > len || v + 6 + b[v + 5] > len)
         Py_RETURN_NONE;
     Py_ssize_t n = b[v + 5];
-    return Py_BuildValue("(NNiNNiiiN)", latin1(b + pos, i - pos), latin1(b + i + 3, j - i - 3), b[d + 1],
-                         latin1(b + d + 4, k - d - 4), latin1(b + k + 1, v - k - 1), b[v + 1], b[v + 2], b[v + 3],
-                         PyBytes_FromStringAndSize((const char *)b + v + 6, n));
+    /* The tuple filled in place: Py_BuildValue parses its format on every call. */
+    PyObject *t = PyTuple_New(9);
+    if (t == NULL)
+        return NULL;
+    PyObject *items[9] = {latin1(b + pos, i - pos), latin1(b + i + 3, j - i - 3), PyLong_FromLong(b[d + 1]),
+                          latin1(b + d + 4, k - d - 4), latin1(b + k + 1, v - k - 1), PyLong_FromLong(b[v + 1]),
+                          PyLong_FromLong(b[v + 2]), PyLong_FromLong(b[v + 3]),
+                          PyBytes_FromStringAndSize((const char *)b + v + 6, n)};
+    int failed = 0;
+    for (int f = 0; f < 9; f++) {
+        if (items[f] == NULL)
+            failed = 1;
+        else
+            PyTuple_SET_ITEM(t, f, items[f]);
+    }
+    if (failed) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
 }
 
 /* frame_pdus(table, data, pos, max_pdu_size, add) -> int: framer.frame_pdus's loop in C.

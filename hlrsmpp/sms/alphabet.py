@@ -29,11 +29,11 @@ GSM, IA5, LATIN1, UCS2, BINARY = "GSM", "IA5", "LATIN1", "UCS2", "BINARY"
 #: default alphabet, 0xF4..0xF7 in 8-bit data. Other values (national codings) are octets.
 ENCODINGS = {0: GSM, 1: IA5, 2: BINARY, 3: LATIN1, 4: BINARY, 8: UCS2,
              **{dc: GSM for dc in range(0xF0, 0xF4)}, **{dc: BINARY for dc in range(0xF4, 0xF8)}}
-#: data_coding -> the octets that are a printable ASCII character reading as itself in it:
-#: a receipt's text of these only is its octets as they are, with no decoding
-#: (``bytes.translate`` deleting them tells in one C call).
+#: data_coding -> a table (``bytes.translate``) keeping each octet that is a printable ASCII
+#: character reading as itself in that coding and changing any other: a receipt's text the
+#: table leaves as it is is its octets as they are, with no decoding (one C call to tell).
 AS_PRINTABLE_ASCII = {
-    dc: bytes(b for b in range(0x20, 0x7F) if enc != GSM or bytes((b,)) in _AS_ASCII)
+    dc: bytes(b if 0x20 <= b < 0x7F and (enc != GSM or bytes((b,)) in _AS_ASCII) else b ^ 1 for b in range(256))
     for dc, enc in ENCODINGS.items() if enc in (GSM, IA5, LATIN1)}
 #: The data_coding a text is sent in for each encoding a user may ask for.
 DATA_CODING = {GSM: 0, IA5: 1, LATIN1: 3, UCS2: 8, BINARY: 4}

@@ -28,7 +28,7 @@ def outcome_of(err: int) -> Outcome:
     """The final state from the destination's HLR answer: reachable is delivered; a
     subscriber who is unknown, barred, not provisioned (an answer a retry will not change)
     is undeliverable; absent, busy or an HLR failure is retried until the message expires."""
-    outcome = _OUTCOMES.get(err)
+    outcome = OUTCOMES.get(err)
     if outcome is None:
         if err == 0:
             outcome = Outcome(DELIVERED, 0, False)
@@ -36,11 +36,12 @@ def outcome_of(err: int) -> Outcome:
             outcome = Outcome(UNDELIVERABLE, err, False)
         else:
             outcome = Outcome(EXPIRED, err, True)
-        _OUTCOMES[err] = outcome
+        OUTCOMES[err] = outcome
     return outcome
 
 
-_OUTCOMES: dict[int, Outcome] = {}  # per err: a few dozen at most
+#: ``outcome_of`` per err seen (a few dozen at most): the hot path reads it first.
+OUTCOMES: dict[int, Outcome] = {}
 
 
 def wants_receipt(registered_delivery: int, state: int) -> bool:
