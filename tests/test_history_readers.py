@@ -135,3 +135,28 @@ async def test_a_page_as_data_from_the_readers_follows_its_cursor(tmp_path):
         finally:
             readers.close()
     store.close()
+
+
+async def test_a_reader_killed_is_replaced_and_its_read_asked_again(make_server, tmp_path):
+    """A reader process that dies (here kill -9) costs nobody an answer: the page it was
+    asked is asked again of a new reader, and the dead one leaves no process behind."""
+    import signal
+
+    prefill(tmp_path / "data", 3000, days=1, accounts=3)
+    st = make_server(admin={"token": TOKEN}, history={"readers": 1})
+    db = (tmp_path / "data" / "hlrsmpp.sqlite3").resolve()
+    async with clients(ApiClient) as factory:
+        client = await factory(st)
+        status, first, _ = await client.call("GET", "/history", ADMIN, params={"limit": "5"})
+        assert status == 200
+        [reader] = _readers_holding(db)
+        os.kill(reader, signal.SIGKILL)
+        for _ in range(3):
+            status, page, _ = await client.call("GET", "/history", ADMIN, params={"limit": "5"})
+            assert status == 200 and page == first
+        [again] = _readers_holding(db)
+        assert again != reader
+        status, text = await _export(st)
+        assert status == 200 and len(text.splitlines()) == 3001
+    st.stop()
+    assert not _readers_holding(db)

@@ -17,17 +17,17 @@ import asyncio
 import csv
 import io
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import asdict, astuple, dataclass
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, AsyncIterator, Callable, Mapping, NamedTuple
 
 from ...accounts.store import Store as SQLiteStore, history_page, history_scan, open_reader
 from ...domain import Lookup
 from .common import LOOKUP_FIELDS, lookup_view, with_sms
+from .reader_process import ReaderProcesses
 
 #: Rows per CSV chunk: one reader task, one write to the client.
 CSV_CHUNK = 5000
@@ -197,7 +197,7 @@ _scan_of: Callable | None = None
 _names: Mapping[str, str] = {}
 
 
-def _open(file: str, names: Mapping[str, str]) -> None:
+def open_reader_process(file: str, names: Mapping[str, str]) -> None:
     """A reader process starts: its own connection, and the CPU only when the server does
     not want it (Linux SCHED_IDLE: a lookup waking up takes the core at once; the lowest
     nice value elsewhere), so that a reader never holds up a lookup."""
@@ -230,6 +230,10 @@ def _csv(query: Query, limit: int, header: bool) -> tuple[bytes, int | None, int
     return render_csv(_scan_of, _names, query, limit, header)
 
 
+#: What a reader process does, by the name the server asks for.
+READER_CALLS: dict[str, Callable[..., Any]] = {"page": _page, "views": _views, "csv": _csv}
+
+
 # ---------------------------------------------------------------- on the loop
 
 
@@ -240,41 +244,30 @@ class HistoryReaders:
         self.store = store
         self.network_names = network_names
         self.processes = processes if isinstance(store, SQLiteStore) else 0
-        self._pool: Executor | None = None
+        self._procs = (ReaderProcesses(self.processes, str(store.file), network_names)
+                       if self.processes else None)
+        self._threads: ThreadPoolExecutor | None = None
 
-    def _executor(self) -> Executor:
-        if self._pool is None:
-            if self.processes:
-                # spawn: a fresh interpreter, nothing of the server's threads or sockets.
-                self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_open, initargs=(str(self.store.file), self.network_names))
-                # Every reader started now, not one more under load later.
-                for _ in range(self.processes):
-                    self._pool.submit(int)
-            else:
-                self._pool = ThreadPoolExecutor(2, thread_name_prefix="hlrsmpp-history")
-        return self._pool
-
-    async def _run(self, fn: Callable, *args):
-        loop = asyncio.get_running_loop()
-        if self.processes:
-            return await loop.run_in_executor(self._executor(), fn, *args)
+    async def _run(self, name: str, *args: Any) -> Any:
+        if self._procs is not None:
+            return await self._procs.call(name, *args)
         # Threads: the same rendering, over the store's own (per-thread) readers.
-        renderers: dict[Callable[..., Any], Callable[..., Any]] = {
-            _page: render_page, _views: page_views, _csv: render_csv}
-        render = renderers[fn]
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(2, thread_name_prefix="hlrsmpp-history")
+        renderers: dict[str, Callable[..., Any]] = {"page": render_page, "views": page_views, "csv": render_csv}
+        render = renderers[name]
         scan_of = partial(scan_rows, self.store.history, self.store.history_scan)
-        return await loop.run_in_executor(self._executor(), render, scan_of, self.network_names, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, render, scan_of, self.network_names, *args)
 
     async def page(self, query: Query, limit: int) -> bytes:
         """A JSON page of at most ``limit`` lookups, rendered."""
-        return await self._run(_page, Query(*query), limit)
+        return await self._run("page", Query(*query), limit)
 
     async def views(self, query: Query, limit: int) -> dict:
         """A page as data (for pages rendered elsewhere, e.g. HTML): {"items": [lookup
         views], "next": cursor or None}; the next page is ``after=next``."""
-        return await self._run(_views, Query(*query), limit)
+        return await self._run("views", Query(*query), limit)
 
     async def csv(self, query: Query, limit: int | None) -> AsyncIterator[bytes]:
         """Every matching lookup (or ``limit`` of them) as CSV, chunk after chunk; the
@@ -283,7 +276,7 @@ class HistoryReaders:
 
         def ask(after: int, header: bool) -> asyncio.Future:
             n = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
-            return asyncio.ensure_future(self._run(_csv, query._replace(after=after), n, header))
+            return asyncio.ensure_future(self._run("csv", query._replace(after=after), n, header))
 
         pending = ask(query.after, True)
         try:
@@ -302,6 +295,8 @@ class HistoryReaders:
                 pending.cancel()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._procs is not None:
+            self._procs.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
