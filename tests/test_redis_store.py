@@ -256,6 +256,25 @@ def test_rollups_are_queued_with_each_commit_and_folded_once_per_field(redis_url
     s.close()
 
 
+def test_the_committing_process_reads_its_own_receipts_as_it_wrote_them(redis_url):
+    a, b = RedisStore({"url": redis_url}), RedisStore({"url": redis_url})
+    a.seed([{"system_id": s, "password": "x"} for s in ("acme", "other")])
+    a.reading = lambda sid: sid == "acme"   # a's receiver reads acme's stream, not other's
+    ids = IdGenerator(a.node)
+    rows = _rows(ids, "acme", 5, time.time())
+    a.commit(rows + _rows(ids, "other", 3, time.time()), [], [])
+    assert list(a.written) == [("acme", a.cseq)]
+    (_, entries), = a._r.xreadgroup(GROUP, a.consumer, {f"{a.P}rcpt:acme": ">"})
+    (_, fields), = entries
+    # Another process (its receiver took the account over) decodes the entry ...
+    assert [tuple(r) for r in b.taken("acme", fields)] == rows
+    # ... the one that wrote it takes its own rows, once.
+    assert a.taken("acme", fields) == rows and a.written == {}
+    assert [tuple(r) for r in a.taken("acme", fields)] == rows
+    a.close()
+    b.close()
+
+
 def test_session_registry_scripts(redis_url):
     a, b = RedisStore({"url": redis_url, "lease": 1.0}), RedisStore({"url": redis_url, "lease": 1.0})
     f1 = a.rx_claim("acme")

@@ -188,6 +188,7 @@ class Cluster:
         store.recharge = self._recharge
         store.on_recharged = lambda made: self.loop.call_soon_threadsafe(self._recharged, made)
         store.limited = self._limited
+        store.reading = self.consuming.__contains__
         store.on_commit = lambda results: self.loop.call_soon_threadsafe(self._after_commit, results)
         store.on_fenced = lambda: self.loop.call_soon_threadsafe(self._fenced)
         await self.run(store.heartbeat, [], [])  # from the start-up lease to the normal one
@@ -370,7 +371,9 @@ class Cluster:
                         self.loop.call_soon_threadsafe(self.server.sms.changed, changed)
                     except RuntimeError:
                         return
-                batch.append((key[len(prefix):], [_decode(e) for e in entries if e[1].get(b"r")]))
+                sid = key[len(prefix):]
+                batch.append((sid, [(eid, store.taken(sid, f), f[b"n"].decode(), int(f[b"k"]))
+                                    for eid, f in entries if f.get(b"r")]))
             if batch and not self._stopping:
                 try:
                     self.loop.call_soon_threadsafe(self._on_read, batch)

@@ -26,8 +26,8 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
                       accounts_timezone; DIM d the day, c country, n network, s err): VALUE ->
                       lookups, $VALUE -> their cost (d: the value ""); EX ROLLUP_TTL
   P roll:SID          LIST of the rollups of the account's last group commits, not yet added
-                      to its HASHes (one entry a commit: "DAY:DIM\31value\31n\31cost" records
-                      separated by \30); folded once ROLLUP_FOLD are queued, and
+                      to its HASHes (one entry a commit: "day\31cc\31network\31err\31n\31cost"
+                      records separated by \30); folded once ROLLUP_FOLD are queued, and
                       before any read
   P ledger:SID        LIST of JSON [at, kind, amount, note]
   P ar:SID            HASH month (YYYY-MM) -> packages auto-recharge added in it
@@ -317,8 +317,14 @@ local function fold_rollups(P, sid)
   end
   local base = P .. 'roll:' .. sid .. ':'
   for _, entry in ipairs(queued) do
-    for key, value, n, c in string.gmatch(entry, '([^\31\30]*)\31([^\31\30]*)\31(%d+)\31(%-?%d+)') do
-      add(base .. key, value, tonumber(n), tonumber(c))
+    for day, cc, net, err, n, c in string.gmatch(entry,
+        '([^\31\30]*)\31([^\31\30]*)\31([^\31\30]*)\31([^\31\30]*)\31(%d+)\31(%-?%d+)') do
+      n, c = tonumber(n), tonumber(c)
+      local k = base .. day .. ':'
+      add(k .. 'd', '', n, c)
+      add(k .. 'c', cc, n, c)
+      add(k .. 'n', net, n, c)
+      add(k .. 's', err, n, c)
     end
   end
   for _, key in ipairs(order) do

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections import deque
 import secrets
 import threading
 import time
@@ -38,6 +39,8 @@ from .outbox import RedisOutbox
 from .options import RedisOptions
 
 GROUP = "rx"
+#: Seconds a commit's receipt rows wait for this process's own reader (RedisStore.written).
+WRITTEN_KEEP = 5.0
 _FS, _RS = "\x1f", "\x1e"
 _INDEX = {name: i for i, name in enumerate(LOOKUP_COLUMNS)}
 LEDGER_COLUMNS = ("at", "kind", "amount", "note")
@@ -118,10 +121,11 @@ def rollup_args(sums: dict) -> list:
 def queued_rollups(sums: dict) -> list:
     """The per-day rollups of one commit as the COMMIT script's arguments: per account, one
     entry for its queue (``roll:SID`` in scripts.py's key layout) with the commit's sums per
-    day and dimension; the script folds them into the per-dimension HASHes."""
+    day, country, network and status; the script folds them into the HASH of each
+    dimension (cheaper there than summing each dimension here first)."""
     entries: dict[str, list[str]] = {}
-    for (sid, dim, value, day), (n, cost) in rollup_dimensions(sums).items():
-        line = f"{day}:{dim}\x1f{value}\x1f{n}\x1f{cost}"
+    for (sid, day, cc, network, err), (n, cost) in sums.items():
+        line = f"{day}\x1f{cc}\x1f{network}\x1f{err}\x1f{n}\x1f{cost}"
         lst = entries.get(sid)
         if lst is None:
             entries[sid] = [line]
@@ -209,6 +213,13 @@ class RedisStore:
         self.duplicates: set[tuple[str, str]] = set()
         #: set by the cluster: is this account's credit limited here (charges count)?
         self.limited: Callable[[str], bool] = lambda sid: True
+        #: set by the cluster: does this process read the account's receipt stream now?
+        self.reading: Callable[[str], bool] = lambda sid: False
+        #: (system_id, commit number) -> the rows of the receipts that commit added to the
+        #: account's stream, for this process's own reader (rows it has, never decoded back);
+        #: kept WRITTEN_KEEP seconds at most (the receiver may have moved meanwhile)
+        self.written: dict[tuple[str, int], list[tuple]] = {}
+        self._written_at: deque[tuple[float, tuple[str, int]]] = deque()
         #: set by the cluster: called on the writer thread after each successful commit
         self.on_commit: Callable[[list], None] | None = None
         #: set by the cluster: an account's auto-recharge as the commit script takes it
@@ -534,7 +545,7 @@ class RedisStore:
             pipe.execute()
         keys_of = self.periods.keys
         buckets: dict[int, list[str]] = {}
-        aggs: dict[tuple, list] = {}   # (sid, dkey, wkey, mkey) -> [count, cost, pids, receipts]
+        aggs: dict[tuple, list] = {}   # (sid, dkey, wkey, mkey) -> [count, cost, pids, receipts, their rows]
         batches: dict[int, list[str]] = {}
         for row in lookups:
             rec = encode_row(row)
@@ -549,13 +560,14 @@ class RedisStore:
             k = (row[2],) + keys_of(row[5])
             a = aggs.get(k)
             if a is None:
-                a = aggs[k] = [0, 0, [], []]
+                a = aggs[k] = [0, 0, [], [], []]
             a[0] += 1
             a[1] += row[7]
             pid = f"{lid:019d}"
             a[2].append(pid)
             if row[17] == 1:
                 a[3].append(rec)
+                a[4].append(row)
             if row[1] is not None:
                 batches.setdefault(row[1], []).append(pid)
         args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, len(buckets)]
@@ -563,7 +575,7 @@ class RedisStore:
             args += [b, _RS.join(entries)]
         args.append(len(aggs))
         limited = self.limited
-        for (sid, dk, wk, mk), (count, cost, pids, receipts) in aggs.items():
+        for (sid, dk, wk, mk), (count, cost, pids, receipts, _) in aggs.items():
             args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0, " ".join(pids),
                      len(receipts), _RS.join(receipts)]
         args.append(len(batches))
@@ -611,6 +623,9 @@ class RedisStore:
                      self.periods.date(at).isoformat(), note or "", key or "",
                      json.dumps([request, answer]) if key else ""]
         args += self._recharge_args(aggs)
+        # Before the script: the reader may see the entry before this thread sees the reply
+        # (a commit that fails leaves rows nobody asks for; they go after WRITTEN_KEEP).
+        self._keep_written(aggs, cseq)
         try:
             out = self._commit(args=args)
         except redis.ResponseError as err:
@@ -632,7 +647,7 @@ class RedisStore:
                                (r.decode().split("\x1f") for r in out[len(aggs) + 1])])
         mine = self.mine
         results = []
-        for i, ((sid, dk, wk, mk), (count, cost, _, _)) in enumerate(aggs.items()):
+        for i, ((sid, dk, wk, mk), (count, cost, *_)) in enumerate(aggs.items()):
             for key in (dk, wk, mk):
                 mine[sid, key] = mine.get((sid, key), 0) + count
             if out is not None:
@@ -641,11 +656,35 @@ class RedisStore:
         if self.on_commit is not None and (results or ledger):
             self.on_commit(results)
 
+    def _keep_written(self, aggs: dict, cseq: int) -> None:
+        """The receipt rows of a commit, for this process's own reader (``taken``), when it
+        reads the account's stream; those older than WRITTEN_KEEP go."""
+        now = time.monotonic()
+        written, at = self.written, self._written_at
+        while at and at[0][0] < now - WRITTEN_KEEP:
+            written.pop(at.popleft()[1], None)
+        sids = [k[0] for k in aggs]
+        for (sid, *_), (_, _, _, _, rows) in aggs.items():
+            # An account with two entries in one commit (a day's end between its lookups):
+            # both are decoded, as any other process's are.
+            if rows and self.reading(sid) and sids.count(sid) == 1:
+                written[sid, cseq] = rows
+                at.append((now, (sid, cseq)))
+
+    def taken(self, sid: str, fields: dict) -> list:
+        """The rows of a receipt stream entry (its fields): those this process wrote, as it
+        wrote them, else decoded."""
+        if fields[b"n"].decode() == self.tag:
+            rows = self.written.pop((sid, int(fields[b"k"])), None)
+            if rows is not None:
+                return rows
+        return decode_batch(fields[b"r"])
+
     def _recharge_args(self, aggs: dict) -> list:
         """The COMMIT script's auto-recharge entries: each account this commit charges that
         has an auto-recharge (the script decides whether the charges crossed)."""
         spent: dict[str, int] = {}
-        for (sid, *_), (_, cost, _, _) in aggs.items():
+        for (sid, *_), (_, cost, *_) in aggs.items():
             spent[sid] = spent.get(sid, 0) + cost
         entries = [(sid, cost, r) for sid, cost in spent.items() if cost and (r := self.recharge(sid)) is not None]
         if not entries:
