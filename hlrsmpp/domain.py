@@ -97,18 +97,23 @@ _standard_receipt_parts = speedups.standard_receipt_parts if speedups is not Non
 STATE_ENROUTE, STATE_DELIVERED, STATE_UNDELIVERABLE = 1, 2, 5
 
 
-def delivered_parts(message_id: int, submitted: float, done: float, tail: bytes, tlvs: bytes) -> tuple[bytes, bytes]:
+def delivered_parts(message_id: int, submitted: float, done: float, tail: bytes, tlvs: bytes,
+                    delivered: bool = True) -> tuple[bytes, bytes]:
     """(short_message, TLVs) of a receipt ``id:ID sub:001 dlvrd:001 submit date:D done
     date:D `` + ``tail``, its TLVs ``tlvs`` then receipted_message_id: what every delivered
-    receipt shares, lookups' and text messages' (in C when built)."""
+    receipt shares, lookups' and text messages' (in C when built); ``delivered`` false:
+    ``dlvrd:000``, a text message's receipt in any other final state."""
     if _standard_receipt_parts is not None:
-        parts: tuple[bytes, bytes] | None = _standard_receipt_parts(message_id, submitted, done, tail, tlvs)
+        parts: tuple[bytes, bytes] | None = (
+            _standard_receipt_parts(message_id, submitted, done, tail, tlvs) if delivered
+            else _standard_receipt_parts(message_id, submitted, done, tail, tlvs, False))
         if parts is not None:
             return parts
     mid = b"%d" % message_id
     sub = receipt_date(submitted).encode()
     fin = sub if done == submitted else receipt_date(done).encode()
-    text = b"id:%s sub:001 dlvrd:001 submit date:%s done date:%s %s" % (mid, sub, fin, tail)
+    text = b"id:%s sub:001 dlvrd:%s submit date:%s done date:%s %s" % (mid, b"001" if delivered else b"000", sub,
+                                                                          fin, tail)
     receipted = _TLV_STR.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
     if len(text) > 254:  # pragma: no cover - an id of 64 digits; as _build_parts does
         return b"", tlvs + _TLV_STR.pack(Tag.MESSAGE_PAYLOAD, len(text)) + text + receipted

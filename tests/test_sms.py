@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from smpplib import consts as smpplib_consts, gsm as smpplib_gsm
 
-from hlrsmpp.sms import (DELIVERED, EXPIRED, UNDELIVERABLE, ConcatError, Reassembly, UnencodableText, count_payload,
+from hlrsmpp.sms import (DELETED, DELIVERED, EXPIRED, UNDELIVERABLE, ConcatError, Reassembly, UnencodableText, count_payload,
                          count_text, decode, encode, outcome_of, parse_sar, parse_udh, parse_smpp_time,
                          receipt_text, segments_of, split_payload, split_udh, SmppTimeError)
 from hlrsmpp.sms.alphabet import GSM_BASIC, GSM_EXTENSION
 from hlrsmpp.sms.concat import check_part_length
-from hlrsmpp.sms.message import wants_receipt
+from hlrsmpp.domain import receipt_date
+from hlrsmpp.sms.message import STAT_WORDS, wants_receipt
+from hlrsmpp.smpp.codec import Tag
 from hlrsmpp.sms.times import format_smpp_time
 from hlrsmpp.smpp.status import Status
 
@@ -321,3 +323,27 @@ def test_a_text_message_receipt_is_appendix_b_built_either_way(mid, state, text,
     finally:
         domain._standard_receipt_parts = saved
     assert tlvs.endswith(str(mid).encode() + b"\0")
+
+
+@pytest.mark.parametrize("state, err, map_error", [(EXPIRED, 27, None), (UNDELIVERABLE, 1, 7), (DELETED, 27, None)])
+def test_a_text_message_receipt_not_delivered_says_so_in_text_and_tlvs(state, err, map_error):
+    """dlvrd:000, the state's stat word and err; message_state, network_error_code (GSM,
+    the MAP error when there is one) unless deleted, receipted_message_id last."""
+    from hlrsmpp.server.sms import SmsMessage
+    from hlrsmpp.smpp.codec import decode_tlvs
+    now = 1_780_000_000.0
+    m = SmsMessage(1234567, None, "texter", "sms", "447400123456", now, now + 3, 1, err, "44", "23410", 0, "", 0, "",
+                   "", map_error, 1)
+    m.segments, m.data_coding, m.registered_delivery, m.source_addr = 1, 0, 1, "ACME"
+    m.text, m.state, m.version, m.entry, m.key = "Hello", state, 0, None, None
+    text, tlvs = m.receipt_parts()
+    shown = 0 if state == DELETED else err
+    assert text == (f"id:1234567 sub:001 dlvrd:000 submit date:{receipt_date(now)} done date:"
+                    f"{receipt_date(now + 3)} stat:{STAT_WORDS[state]} err:{shown:03d} text:Hello").encode()
+    got = decode_tlvs(tlvs, 0, len(tlvs))
+    assert got[Tag.MESSAGE_STATE] == bytes((state,))
+    if state == DELETED:
+        assert Tag.NETWORK_ERROR_CODE not in got
+    else:
+        assert got[Tag.NETWORK_ERROR_CODE] == bytes((3,)) + (map_error or err).to_bytes(2, "big")
+    assert tlvs.endswith(b"\x00\x1e\x00\x08" + b"1234567\0")

@@ -186,7 +186,7 @@ class SmppProtocol(asyncio.Protocol):
         # The accepted lookups of this batch and their submit_sm sequences, in step.
         sequences: list[int] = []
         held: list[Lookup] = []
-        texts: list = []  # an SMS account's accepted messages: (sequence, message)
+        texts: list[SmsMessage] = []  # an SMS account's accepted messages (their sequences: ``sequences``)
         answers: list[Pdu] = []  # deliver_sm_resp: settled together after the batch
         if events:
             submit = Command.SUBMIT_SM
@@ -209,7 +209,8 @@ class SmppProtocol(asyncio.Protocol):
                     if self.sms is not None:
                         r = self.sms.submit_sm(self, pdu, time.time())
                         if r.__class__ is SmsMessage:
-                            texts.append((pdu.sequence, r))
+                            sequences.append(pdu.sequence)
+                            texts.append(r)
                         else:
                             session.submit_sm_resp(pdu.sequence, smpp_status_of(r))
                         continue
@@ -234,7 +235,7 @@ class SmppProtocol(asyncio.Protocol):
             self.unanswered += len(held)
             self.server.journal.after_commit(lambda ok: self._committed(sequences, held, ok))
         if texts:
-            self.server.journal.after_commit(lambda ok: self.sms.committed(self, texts, ok))
+            self.server.journal.after_commit(lambda ok: self.sms.committed(self, sequences, texts, ok))
         if answers:
             self.outbox.acknowledge_all(answers)
             self.outbox.pump()

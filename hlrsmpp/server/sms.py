@@ -40,6 +40,7 @@ _TLV = Struct(">HH")
 #: message_state with each state; network_error_code's head (type 3: GSM).
 _STATE_TLVS = {state: _TLV.pack(Tag.MESSAGE_STATE, 1) + bytes((state,)) for state in range(1, 9)}
 _NETWORK_ERROR_TLV = _TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,))
+_STAT_OCTETS = {state: word.encode() for state, word in STAT_WORDS.items()}
 _DELIVERED_TAIL = b"stat:DELIVRD err:000 text:"
 
 
@@ -106,21 +107,20 @@ class SmsMessage(Lookup):
                             self.receipt_err(), self.text_head())
 
     def receipt_parts(self, profile: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
-        """(short_message, TLVs): the Appendix B text, message_state, network_error_code
-        when not delivered, receipted_message_id last (as a lookup's receipt)."""
-        if self.state == DELIVERED:  # most receipts: as a delivered lookup's, around its tail
+        """(short_message, TLVs): the Appendix B text (``receipt_text``), message_state,
+        network_error_code when not delivered, receipted_message_id last (as a lookup's
+        receipt), built around their tail as a delivered lookup's is."""
+        if self.state == DELIVERED:  # most receipts
             return delivered_parts(self.id, self.submitted, self.done, _DELIVERED_TAIL + self.head_octets(),
                                    _STATE_TLVS[DELIVERED])
-        mid = str(self.id).encode()
-        err = self.receipt_err()
+        state, err = self.state, self.receipt_err()
+        tlvs = _STATE_TLVS[state]
         if err:
             code = self.map_error if self.map_error is not None else err
-            tlvs = b"".join((_STATE_TLVS[self.state], _NETWORK_ERROR_TLV, code.to_bytes(2, "big"),
-                             _TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid, b"\0"))
-        else:
-            tlvs = b"".join((_STATE_TLVS[self.state], _TLV.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1), mid,
-                             b"\0"))
-        return self.receipt_text().encode("latin-1", "replace"), tlvs
+            tlvs += _NETWORK_ERROR_TLV + code.to_bytes(2, "big")
+        return delivered_parts(self.id, self.submitted, self.done,
+                               b"stat:%s err:%03d text:%s" % (_STAT_OCTETS[state], err, self.head_octets()), tlvs,
+                               delivered=False)
 
 
 class Parsed:
@@ -552,16 +552,15 @@ class SmsCenter:
                            lookup_id=lookup_id),
                        lambda m: self.abandon(account, m), self.accepted)
 
-    def committed(self, proto, texts: list[tuple[int, SmsMessage]], ok: bool) -> None:
-        """A batch of submit_sm (sequence, message) is durable (or failed): answer them."""
+    def committed(self, proto, sequences: list[int], messages: list[SmsMessage], ok: bool) -> None:
+        """A batch of submit_sm (their sequences, their messages) is durable (or failed): answer them."""
         session = proto.session
         if not ok:
-            for _, m in texts:
+            for m in messages:
                 self.abandon(proto.account, m)
-            session.submit_sm_failed([seq for seq, _ in texts], Status.RSYSERR)
+            session.submit_sm_failed(sequences, Status.RSYSERR)
         else:
-            messages = [m for _, m in texts]
-            session.submit_sm_resps([seq for seq, _ in texts], messages)
+            session.submit_sm_resps(sequences, messages)
             self.accepted(messages)
         proto.flush()
 

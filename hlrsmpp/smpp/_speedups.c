@@ -418,15 +418,19 @@ static int put_receipt_date(char *out, double t) {
     return 0;
 }
 
-/* standard_receipt_parts(id, submitted, done, text_tail, tlv_tail) -> (text, tlvs) or None
+/* standard_receipt_parts(id, submitted, done, text_tail, tlv_tail[, delivered]) -> (text, tlvs) or None
  * Lookup._standard_parts after its cache: "id:ID sub:001 dlvrd:001 submit date:D done
- * date:D " + text_tail, and tlv_tail + receipted_message_id (ID, NUL). None when a
- * date is not one this code formats or the text is over 254 octets: Python's to do. */
+ * date:D " + text_tail ("dlvrd:000" when delivered is false: a text message not
+ * delivered), and tlv_tail + receipted_message_id (ID, NUL). None when a date is not
+ * one this code formats or the text is over 254 octets: Python's to do. */
 static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "standard_receipt_parts(id, submitted, done, bytes, bytes)");
+    if ((nargs != 5 && nargs != 6) || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "standard_receipt_parts(id, submitted, done, bytes, bytes[, delivered])");
         return NULL;
     }
+    int delivered = nargs == 6 ? PyObject_IsTrue(args[5]) : 1;
+    if (delivered < 0)
+        return NULL;
     unsigned long long id = PyLong_AsUnsignedLongLong(args[0]);
     if (id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
@@ -438,7 +442,8 @@ static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py
     if (put_receipt_date(sub, submitted) < 0 || put_receipt_date(dn, done) < 0)
         Py_RETURN_NONE;
     Py_ssize_t tail = PyBytes_GET_SIZE(args[3]), tlv_tail = PyBytes_GET_SIZE(args[4]);
-    static const char A[] = "id:", B[] = " sub:001 dlvrd:001 submit date:", D[] = " done date:";
+    static const char A[] = "id:", B[] = " sub:001 dlvrd:001 submit date:", B0[] = " sub:001 dlvrd:000 submit date:",
+                      D[] = " done date:";
     Py_ssize_t tl = 3 + digits + (Py_ssize_t)sizeof B - 1 + 10 + (Py_ssize_t)sizeof D - 1 + 10 + 1 + tail;
     if (tl > 254)
         Py_RETURN_NONE;
@@ -452,7 +457,7 @@ static PyObject *standard_receipt_parts(PyObject *mod, PyObject *const *args, Py
     char *o = PyBytes_AS_STRING(text);
     memcpy(o, A, 3); o += 3;
     memcpy(o, mid, digits); o += digits;
-    memcpy(o, B, sizeof B - 1); o += sizeof B - 1;
+    memcpy(o, delivered ? B : B0, sizeof B - 1); o += sizeof B - 1;
     memcpy(o, sub, 10); o += 10;
     memcpy(o, D, sizeof D - 1); o += sizeof D - 1;
     memcpy(o, dn, 10); o += 10;
