@@ -3,6 +3,7 @@ the sessions and their cookies, CSRF, escaping, and every page and action as the
 account, the wrong account and nobody."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -384,7 +385,19 @@ async def test_contact_list_uploaded_cleaned_premium_and_restored(st):
         assert "Not cleaned yet" in page and "clients_1_.csv" in page   # the name is only a label
         status, page, _ = await c.post(f"/console/contacts/{book}/clean", {"mode": "premium"})
         assert status == 200
+        # Downloads all along the cleaning: the list is the original or the cleaned one,
+        # never missing while the cleaned file takes its place.
+        done, seen = asyncio.Event(), []
+
+        async def download_meanwhile() -> None:
+            while not done.is_set():
+                status, _, _ = await c.get(f"/console/contacts/{book}/download?file=list")
+                seen.append(status)
+        poller = asyncio.ensure_future(download_meanwhile())
         state = await _wait_cleaned(c, book)
+        done.set()
+        await poller
+        assert seen and set(seen) == {200}, seen
         assert "Premium cleaning: finished" in state and 'id="report"' in state
         assert re.search(r"Contacts read</th><td class=\"num\">4<", state)
         assert re.search(r"Duplicates</th><td class=\"num\">1<", state)

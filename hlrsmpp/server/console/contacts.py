@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -116,27 +117,39 @@ def _job(request: web.Request, book: Book):
     return entry if entry is not None and entry.owner == customer_account(request).system_id else None
 
 
-_settling: set[str] = set()
+#: One apply at a time per list; a page that finds one running waits for it, so that a
+#: job shown finished is one whose cleaned file is the list already.
+_settling: dict[str, asyncio.Lock] = {}
 
 
 async def _settle(book: Book, entry) -> None:
     """A finished job's cleaned file becomes the list, the original kept (once)."""
-    if entry is None or entry.status != "done" or book.meta.get("applied") or book.id in _settling:
+    if entry is None or entry.status != "done":
         return
-    _settling.add(book.id)
-    try:
+    lock = _settling.setdefault(book.id, asyncio.Lock())
+    async with lock:
+        fresh = _load(book.dir)
+        if fresh is None or fresh.meta.get("applied") or book.meta.get("applied"):
+            book.meta["applied"] = True
+            return
+
         def apply() -> None:
+            # The list is never missing: the cleaned file is copied aside, the original
+            # kept as a second name of the list, then the copy takes the list's name.
+            tmp = book.dir / "list.tmp"
+            shutil.copyfile(entry.output, tmp)
             if not book.original.exists():
-                book.list.replace(book.original)
-            shutil.copyfile(entry.output, book.dir / "list.tmp")
-            (book.dir / "list.tmp").replace(book.list)
-        await asyncio.get_running_loop().run_in_executor(None, apply)
-        book.meta["applied"] = True
-        book.save()
-    except OSError as e:
-        log.error("contacts_apply_failed", book=book.id, error=str(e))
-    finally:
-        _settling.discard(book.id)
+                try:
+                    os.link(book.list, book.original)
+                except OSError:
+                    shutil.copyfile(book.list, book.original)
+            tmp.replace(book.list)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, apply)
+            book.meta["applied"] = True
+            book.save()
+        except OSError as e:
+            log.error("contacts_apply_failed", book=book.id, error=str(e))
 
 
 async def _settle_when_done(book: Book, entry) -> None:
