@@ -451,6 +451,36 @@ def test_from_config_full_example_and_record_round_trip():
     assert Account.from_record(demo.to_record()) == dataclasses.replace(demo, settings=demo.settings.evolve(password=None))
 
 
+def test_from_micro_is_the_exact_decimal_text():
+    from decimal import Decimal
+    for m in (0, 1, 10, 100_000, 999_999, MICRO, 1_500_000, 1_000_001, 10**15, 10**15 + 7, 123_456_789, -1, -1_500_000):
+        assert from_micro(m) == format(Decimal(m).scaleb(-6).normalize(), "f"), m
+    assert from_micro(1_500_000) == "1.5" and from_micro(-1_500_000) == "-1.5" and from_micro(1_000_001) == "1.000001"
+
+
+def test_record_text_is_the_record_as_json_as_credit_and_settings_change():
+    """The store's text of an account is its record's JSON, byte for byte, however its
+    credit and settings changed since the last one."""
+    def same(a):
+        assert a.record_text() == json.dumps(a.to_record(), default=str)
+        assert json.loads(a.record_text()) == a.to_record()
+    prepaid = acct(credit=100.0, coverage=[44], limits={"per_day": 10})
+    unlimited = acct(system_id="free")
+    b = book(prepaid, unlimited)
+    for a in (prepaid, unlimited):
+        same(a)
+        assert b.admit(a, "44", T0) is None
+        same(a)
+    b.top_up(prepaid, 5 * MICRO, date(2026, 3, 1), "inv-1")
+    same(prepaid)
+    b.disable("acme")
+    assert json.loads(prepaid.record_text())["enabled"] is False
+    same(prepaid)
+    b.replace(acct(credit=7, price=0.2), with_packages=True)
+    assert json.loads(prepaid.record_text())["price"] == "0.2"
+    same(prepaid)
+
+
 @pytest.mark.parametrize("config, message", [
     ({"password": "x"}, "system_id"),
     ({"system_id": "a" * 16, "password": "x"}, "system_id"),

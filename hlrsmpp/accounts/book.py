@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -32,6 +33,8 @@ __all__ = ["MICRO", "Account", "AccountBook", "AccountSettings", "Limits", "Pack
 log = logging.getLogger(__name__)
 
 INF = math.inf
+#: json.dumps(..., default=str) without building an encoder per call
+_to_json = json.JSONEncoder(default=str).encode
 
 
 @dataclass(slots=True)
@@ -110,6 +113,9 @@ class Account:
     settings: AccountSettings
     packages: list[Package] | None = None
     usage: Usage = field(default_factory=Usage, repr=False, compare=False)
+    # (settings, their record as JSON): record_text's, dumped again only with new settings
+    _settings_text: tuple[AccountSettings, str] | None = field(default=None, init=False, repr=False,
+                                                               compare=False)
 
     @property
     def system_id(self) -> str:
@@ -144,6 +150,20 @@ class Account:
         if self.packages is not None:
             r["packages"] = [p.to_record() for p in self.packages]
         return r
+
+    def record_text(self) -> str:
+        """``json.dumps(self.to_record(), default=str)``, the same text, for the store: each
+        commit writes the record of every account it charged, and only the packages change
+        between two; the settings (immutable) are dumped once."""
+        held = self._settings_text
+        if held is None or held[0] is not self.settings:
+            record = self.to_record()  # hashes the password first, when it still has to be
+            record.pop("packages", None)
+            held = self._settings_text = (self.settings, _to_json(record))
+        if self.packages is None:
+            return held[1]
+        packages = _to_json([p.to_record() for p in self.packages])
+        return f'{held[1][:-1]}, "packages": {packages}}}'  # the settings' keys, then packages: to_record's order
 
 
 @dataclass(slots=True)

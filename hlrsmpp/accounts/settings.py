@@ -58,6 +58,9 @@ def to_micro(x: float | str | int | Decimal) -> int:
 
 def from_micro(m: int) -> str:
     """Exact decimal text of micro-credits: 1_500_000 -> '1.5'."""
+    if type(m) is int and m >= 0:  # each commit writes every dirty account's credit: no Decimal
+        units, micro = divmod(m, MICRO)
+        return f"{units}.{micro:06d}".rstrip("0") if micro else str(units)
     return format(Decimal(m).scaleb(-6).normalize(), "f")
 
 
@@ -125,8 +128,16 @@ def dump_keys(obj: Any, keys: dict[str, Key]) -> dict[str, Any]:
     return out
 
 
+#: id(key) -> (key, its parsed default): parsed once, not at every record (each commit
+#: writes the record of every account it charged). The key is held so its id stays its own.
+_DEFAULTS: dict[int, tuple[Key, Any]] = {}
+
+
 def _parsed_default(k: Key) -> Any:
-    return None if k.default is REQUIRED else k.parse(k.default, "default")
+    held = _DEFAULTS.get(id(k))
+    if held is None:
+        held = _DEFAULTS[id(k)] = (k, None if k.default is REQUIRED else k.parse(k.default, "default"))
+    return held[1]
 
 
 def no_unknown(d: Mapping[Any, Any], known: frozenset[str], where: str) -> None:

@@ -14,7 +14,6 @@ the Python build) a Python thread takes one batch at a time from the loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import threading
 from collections import deque
@@ -239,7 +238,7 @@ class Journal:
         due, self._due = self._due, False
         after, self._after = self._after, []
         # Snapshot credit now, on the loop: it matches exactly the lookups above.
-        accounts = [(a.system_id, json.dumps(a.to_record(), default=str)) for a in self.book.take_dirty()]
+        accounts = [(a.system_id, a.record_text()) for a in self.book.take_dirty()]
         if change is not None:
             write, callback = change
             try:
