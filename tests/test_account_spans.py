@@ -115,6 +115,17 @@ def test_a_busy_account_has_few_spans_a_rare_one_tight_spans():
         assert hi - lo + 1 <= DENSITY * own + SLACK + 37, (account, lo, hi, own)
 
 
+def test_a_span_does_not_swallow_a_gap_however_busy_its_account_was():
+    """An account alone for 10,000 rows, then 50,000 rows of another, then one lookup of
+    the first: a new span, not the first one stretched over the other's 50,000."""
+    spans = AccountSpans()
+    rows = [(i, "was_busy") for i in range(10_000)] + [(i, "other") for i in range(10_000, 60_000)]
+    for k in range(0, len(rows), 250):
+        spans.add(rows[k:k + 250], 1)
+    upserts, _ = spans.add([(60_000, "was_busy")], 1)
+    assert upserts == [("was_busy", 60_000, 60_000)]
+
+
 def test_a_lookup_below_its_accounts_open_span_is_found_once():
     """A lookup written after others of its account with higher ids (ids are taken in the
     order rows are written, so never yet): a span of its own, or none if one holds it."""

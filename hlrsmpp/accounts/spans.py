@@ -5,10 +5,12 @@ index on (account, id) would let a page of one account read its rows only, but i
 every lookup a B-tree insert on the group commit's thread (about 2 us of its ~20). Instead
 each group commit records, per account it holds, a span: the first and last id of that
 account's lookups in it (``account_spans``). A span grows from commit to commit while the
-account's own lookups are at least one in DENSITY of the rows it covers, give or take
-SLACK rows; a few lookups spread over a commit get a span each. So a page reads about
-DENSITY rows at most per row it returns, whatever the account's share of the traffic,
-and a busy account writes a span row per commit, not an index entry per lookup.
+rows since its end hold at least one of the account's lookups in DENSITY (give or take
+SLACK rows): the rule is local, so a gap of other accounts' rows is never swallowed, however
+busy the account was before. A few lookups spread over a commit get a span each. So a
+page reads about DENSITY rows at most per row it returns, whatever the account's share of
+the traffic, and a busy account writes a span row per commit, not an index entry per
+lookup.
 
 An account's spans never overlap (a new span starts above the open one's end), so in
 ``lo`` order they are in ``hi`` order too, and a row is in at most one of them.
@@ -56,14 +58,14 @@ class AccountSpans:
     __slots__ = ("_open", "_rows")
 
     def __init__(self) -> None:
-        self._open: dict[str, list[int]] = {}   # account -> [lo, hi, lookups, rows before lo]
+        self._open: dict[str, list[int]] = {}   # account -> [lo, hi, the row number of hi's lookup]
         self._rows = 0
 
     def add(self, rows: list[tuple[Any, ...]], at: int) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:
         """What to write for ``rows`` (id first, the account at index ``at``): the spans,
         (account, lo, hi) upserts on (account, lo), and the stray lookups (account, id)."""
         before = self._rows
-        self._rows = total = before + len(rows)
+        self._rows = before + len(rows)
         groups: dict[str, tuple[list[int], list[int]]] = {}
         accounts = {r[at] for r in rows}
         if len(accounts) == 1:   # the common case, in C loops: one account's commit
@@ -91,23 +93,27 @@ class AccountSpans:
                     continue
                 where, own = [k for k, _ in kept], [i for _, i in kept]
                 lo, n = min(own), len(own)
-            if span is not None and (lo <= span[1] or total - span[3] <= DENSITY * (span[2] + n) + SLACK):
-                span[1], span[2] = max(span[1], hi), span[2] + n
+            first, last = before + where[0], before + where[-1]
+            # The rule is local: the rows from the span's end to this commit's last lookup
+            # of the account, at most DENSITY per lookup of it (plus SLACK). A span long
+            # dense does not swallow a long gap after it.
+            if span is not None and (lo <= span[1] or last - span[2] <= DENSITY * n + SLACK):
+                span[1], span[2] = max(span[1], hi), max(span[2], last)
                 out.append((sid, span[0], span[1]))
-            elif n == 1 or total - before <= DENSITY * n + SLACK or own != sorted(own):
-                opened[sid] = [lo, hi, n, before]
+            elif n == 1 or last - first <= DENSITY * (n - 1) + SLACK or own != sorted(own):
+                opened[sid] = [lo, hi, last]
                 out.append((sid, lo, hi))
             else:
                 # Few lookups spread over the commit: as many spans as keep the rule.
                 cur, dirty = span, False
                 for k, i in zip(where, own):
                     row = before + k
-                    if cur is not None and (i <= cur[1] or row - cur[3] < DENSITY * (cur[2] + 1) + SLACK):
-                        cur[1], cur[2], dirty = max(cur[1], i), cur[2] + 1, True
+                    if cur is not None and (i <= cur[1] or row - cur[2] <= DENSITY + SLACK):
+                        cur[1], cur[2], dirty = max(cur[1], i), row, True
                         continue
                     if cur is not None and dirty:
                         out.append((sid, cur[0], cur[1]))
-                    cur, dirty = [i, i, 1, row], True
+                    cur, dirty = [i, i, row], True
                 assert cur is not None
                 opened[sid] = cur
                 out.append((sid, cur[0], cur[1]))
