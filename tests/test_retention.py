@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import make_config
-from hlrsmpp.accounts.store import Store
+from hlrsmpp.accounts.store import Store, history_page, open_reader
 from hlrsmpp.bench.prefill import prefill
 from hlrsmpp.config import ConfigError
 from hlrsmpp.domain import PENDING_NONE, PENDING_RECEIPT
@@ -43,7 +43,7 @@ def _wait_round(st) -> None:
 def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, tmp_path, monkeypatch):
     monkeypatch.setattr(retention_mod, "STEP", 500)  # several steps per round
     data = tmp_path / "data"
-    prefill(data, 6000, days=10, accounts=4)
+    prefill(data, 6000, days=10, accounts=40)   # rare ones too: many spans of their own
     db_file = data / "hlrsmpp.sqlite3"
     everything = _ids(db_file)
     with sqlite3.connect(db_file) as db:
@@ -70,6 +70,17 @@ def test_retention_removes_exactly_what_is_older_across_a_restart(make_server, t
     with sqlite3.connect(db_file) as db:
         assert {i for (i,) in db.execute("SELECT id FROM sms")} == kept & set(sorted(everything)[::50])
         assert {d for (d,) in db.execute("SELECT day FROM rollup_sums")} == {d for d in days if d >= first_day}
+        # Where each account's lookups are: the spans wholly older go, the rest stay, and
+        # each account's pages still hold exactly its lookups that are left.
+        cut = first_id_at(now - 6 * DAY)
+        spans = db.execute("SELECT account, lo, hi FROM account_spans").fetchall()
+        assert spans and all(hi >= cut for _, _, hi in spans)
+        assert st.server.retention.pruned["account_spans"] > 0
+        reader = open_reader(db_file)
+        for account in {a for a, _, _ in spans}:
+            want = [i for (i,) in db.execute("SELECT id FROM lookups WHERE system_id = ? ORDER BY id", (account,))]
+            assert [r["id"] for r in history_page(reader, account, limit=10_000)] == want
+        reader.close()
     st.stop()
 
     st = make_server(history={"retention_days": 3})

@@ -54,9 +54,13 @@ PRUNED: dict[str, tuple[str, str]] = {
         "DELETE FROM sms WHERE id IN (SELECT s.id FROM sms s WHERE s.id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM receipt_queue q WHERE q.id = s.id) ORDER BY s.id LIMIT ?2)", "id"),
     # Where each account's lookups are (accounts/spans.py): the spans wholly older.
+    # Account by account (each a range of the primary key, the accounts found by skipping
+    # from one to the next), not a scan of every span for their ends.
     "account_spans": (
-        "DELETE FROM account_spans WHERE (account, lo) IN (SELECT account, lo FROM account_spans "
-        "WHERE hi < ?1 LIMIT ?2)", "id"),
+        "WITH RECURSIVE accounts(a) AS (SELECT MIN(account) FROM account_spans UNION ALL "
+        "SELECT (SELECT MIN(account) FROM account_spans WHERE account > a) FROM accounts WHERE a IS NOT NULL) "
+        "DELETE FROM account_spans WHERE (account, lo) IN (SELECT s.account, s.lo FROM accounts "
+        "JOIN account_spans s ON s.account = accounts.a AND s.lo < ?1 WHERE s.hi < ?1 LIMIT ?2)", "id"),
     # The per-day rollups (statistics), whole days.
     "rollup_sums": (
         "DELETE FROM rollup_sums WHERE (system_id, dim, value, day) IN (SELECT system_id, dim, value, "
@@ -145,8 +149,10 @@ class Retention:
     def _step(self, sql: str, key: Any) -> tuple[int, float]:
         """(rows deleted, seconds it took)."""
         t0 = time.perf_counter()
-        n = self._conn().execute(sql, (key, STEP)).rowcount
-        return n, time.perf_counter() - t0
+        db = self._conn()
+        before = db.total_changes   # not rowcount: sqlite3 leaves it -1 for a WITH ... DELETE
+        db.execute(sql, (key, STEP))
+        return db.total_changes - before, time.perf_counter() - t0
 
     def _vacuum_step(self) -> tuple[bool, float]:
         """Give back up to VACUUM_STEP free pages beyond the reserve (auto_vacuum=INCREMENTAL
