@@ -230,19 +230,19 @@ class SmsCenter:
             metrics.STATS.refusals[CHANNEL, "invalid_destination"] += 1
             return Status.RINVDSTADR
         receipt = msg.registered_delivery != 0
-        box = server.outboxes[account.system_id]
+        settings = account.settings
+        sid = settings.system_id
+        box = server.outboxes[sid]
         if receipt and box.size >= server.engine.max_queue:
             metrics.STATS.refusals[CHANNEL, "queue_full"] += 1
             return Status.RMSGQFUL
         entry = None
         if msg.concat is not None:
             try:
-                entry = self.reassembly.add((account.system_id, source_addr, dest.msisdn), msg.concat, msg.body,
+                entry = self.reassembly.add((sid, source_addr, dest.msisdn), msg.concat, msg.body,
                                             msg.data_coding, now)
             except ConcatError as err:
                 return err.status
-        settings = account.settings
-        sid = settings.system_id
         cost = msg.segments * settings.sms_price
         refusal = server.book.admit(account, dest.cc, now, cost)
         if refusal is not None:
