@@ -479,6 +479,7 @@ def test_record_text_is_the_record_as_json_as_credit_and_settings_change():
     b.replace(acct(credit=7, price=0.2), with_packages=True)
     assert json.loads(prepaid.record_text())["price"] == "0.2"
     same(prepaid)
+    assert prepaid.system_id == prepaid.settings.system_id == "acme"  # kept with the settings it came from
 
 
 @pytest.mark.parametrize("config, message", [

@@ -116,10 +116,11 @@ class Account:
     # (settings, their record as JSON): record_text's, dumped again only with new settings
     _settings_text: tuple[AccountSettings, str] | None = field(default=None, init=False, repr=False,
                                                                compare=False)
+    # settings.system_id, read a few times per lookup: new settings never rename an account
+    system_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def system_id(self) -> str:
-        return self.settings.system_id
+    def __post_init__(self) -> None:
+        self.system_id = self.settings.system_id
 
     @property
     def credit(self) -> int | None:

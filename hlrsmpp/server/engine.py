@@ -73,8 +73,9 @@ class LookupEngine:
                now + latency, cost, err, cc, nnc, int(ported), p_nnc, int(roaming),
                r_cc, r_nnc, map_error, pending)
         self.journal.add_lookup(row)
-        metrics.STATS.lookups[channel, err] += 1
-        metrics.STATS.account_lookups[row[2]] += 1
+        stats = metrics.STATS
+        stats.lookups[channel, err] += 1
+        stats.account_lookups[row[2]] += 1
         return Lookup(*row)
 
     def submit_many(self, account: Account, addrs: list[str], channel: str = "http",
