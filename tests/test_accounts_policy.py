@@ -473,6 +473,11 @@ def test_record_text_is_the_record_as_json_as_credit_and_settings_change():
         same(a)
     b.top_up(prepaid, 5 * MICRO, date(2026, 3, 1), "inv-1")
     same(prepaid)
+    b.top_up(prepaid, 1, None, 'a "quoted" label, é')
+    prepaid.packages[0].credit = 0
+    same(prepaid)
+    b.refund(prepaid, 300_000)
+    same(prepaid)
     b.disable("acme")
     assert json.loads(prepaid.record_text())["enabled"] is False
     same(prepaid)

@@ -44,6 +44,9 @@ class Package:
     bought: date | None = None  # None: opening balance, older than any dated package
     label: str = ""
     size: int = -1  # micro-credits bought; refunds refill up to it (-1: credit)
+    # ((size, bought, label), the record's JSON after its credit): record_text's
+    _rest: tuple[tuple[int, date | None, str], str] | None = field(default=None, init=False, repr=False,
+                                                                   compare=False)
 
     def __post_init__(self) -> None:
         if self.size < 0:
@@ -55,6 +58,18 @@ class Package:
 
     def to_record(self) -> dict[str, Any]:
         return dump_keys(self, PACKAGE_TABLE)
+
+    def record_text(self) -> str:
+        """``json.dumps(self.to_record(), default=str)``: credit, its first key, changes with
+        every charge; what follows it is dumped again only when it changed."""
+        rest = (self.size, self.bought, self.label)
+        held = self._rest
+        if held is None or held[0] != rest:
+            record = self.to_record()
+            del record["credit"]
+            held = self._rest = (rest, _to_json(record)[1:])  # '}' or ', "size": ...}'
+        tail = held[1]
+        return f'{{"credit": "{from_micro(self.credit)}"{", " if len(tail) > 1 else ""}{tail}'
 
 
 def _age(p: Package) -> tuple[bool, date]:
@@ -163,8 +178,8 @@ class Account:
             held = self._settings_text = (self.settings, _to_json(record))
         if self.packages is None:
             return held[1]
-        packages = _to_json([p.to_record() for p in self.packages])
-        return f'{held[1][:-1]}, "packages": {packages}}}'  # the settings' keys, then packages: to_record's order
+        packages = ", ".join([p.record_text() for p in self.packages])
+        return f'{held[1][:-1]}, "packages": [{packages}]}}'  # the settings' keys, then packages: to_record's order
 
 
 @dataclass(slots=True)
