@@ -70,6 +70,7 @@ typedef struct {
     Outcome *outcomes;
     Py_ssize_t n_outcomes, cap_outcomes;
     int stopping, started, closed;
+    int idle;                    /* the thread waits on cv for a job (guarded by mu) */
     long long next_id;
     pthread_t thread;
     int rfd, wfd;                /* the pipe the thread writes a byte to after each transaction */
@@ -329,8 +330,11 @@ static void *committer_main(void *arg) {
     char err[ERRLEN];
     for (;;) {
         pthread_mutex_lock(&self->mu);
-        while (self->head == NULL && !self->stopping)
+        while (self->head == NULL && !self->stopping) {
+            self->idle = 1;
             pthread_cond_wait(&self->cv, &self->mu);
+            self->idle = 0;
+        }
         Job *jobs = self->head;
         self->head = self->tail = NULL;
         pthread_mutex_unlock(&self->mu);
@@ -504,8 +508,12 @@ static PyObject *committer_submit(Committer *self, PyObject *steps) {
     else
         self->tail->next = job;
     self->tail = job;
-    pthread_cond_signal(&self->cv);
+    int wake = self->idle;  /* busy, it takes this job when its transaction ends: no wake-up */
     pthread_mutex_unlock(&self->mu);
+    /* Signalled after the unlock: signalled under mu, the woken thread blocked on mu at
+     * once and the unlock woke it a second time, the loop's thread preempted at each. */
+    if (wake)
+        pthread_cond_signal(&self->cv);
     return PyLong_FromLongLong(id);
 }
 
