@@ -66,58 +66,90 @@ class AccountSpans:
         (account, lo, hi) upserts on (account, lo), and the stray lookups (account, id)."""
         before = self._rows
         self._rows = before + len(rows)
-        groups: dict[str, tuple[list[int], list[int]]] = {}
-        accounts = {r[at] for r in rows}
-        if len(accounts) == 1:   # the common case, in C loops: one account's commit
-            groups[accounts.pop()] = (list(range(len(rows))), [r[0] for r in rows])
-        else:
-            for k, r in enumerate(rows):
-                got = groups.get(r[at])
-                if got is None:
-                    groups[r[at]] = ([k], [r[0]])
-                else:
-                    got[0].append(k)
-                    got[1].append(r[0])
         out: list[tuple[str, int, int]] = []
         strays: list[tuple[str, int]] = []
-        opened = self._open
-        for sid, (where, own) in groups.items():
-            lo, hi, n = min(own), max(own), len(own)
-            if hi > MAX_ID:
-                continue   # SQLite refuses the commit: the open span must not hold it
-            span = opened.get(sid)
-            if span is not None and lo < span[0]:
-                strays += [(sid, i) for i in own if i < span[0]]
-                kept = [(k, i) for k, i in zip(where, own) if i >= span[0]]
-                if not kept:
-                    continue
-                where, own = [k for k, _ in kept], [i for _, i in kept]
-                lo, n = min(own), len(own)
-            first, last = before + where[0], before + where[-1]
-            # The rule is local: the rows from the span's end to this commit's last lookup
-            # of the account, at most DENSITY per lookup of it (plus SLACK). A span long
-            # dense does not swallow a long gap after it.
-            if span is not None and (lo <= span[1] or last - span[2] <= DENSITY * n + SLACK):
-                span[1], span[2] = max(span[1], hi), max(span[2], last)
-                out.append((sid, span[0], span[1]))
-            elif n == 1 or last - first <= DENSITY * (n - 1) + SLACK or own != sorted(own):
-                opened[sid] = [lo, hi, last]
-                out.append((sid, lo, hi))
-            else:
-                # Few lookups spread over the commit: as many spans as keep the rule.
-                cur, dirty = span, False
-                for k, i in zip(where, own):
-                    row = before + k
-                    if cur is not None and (i <= cur[1] or row - cur[2] <= DENSITY + SLACK):
-                        cur[1], cur[2], dirty = max(cur[1], i), row, True
-                        continue
-                    if cur is not None and dirty:
-                        out.append((sid, cur[0], cur[1]))
-                    cur, dirty = [i, i, row], True
-                assert cur is not None
-                opened[sid] = cur
-                out.append((sid, cur[0], cur[1]))
+        if not rows:
+            return out, strays
+        sids = [r[at] for r in rows]
+        ids = [r[0] for r in rows]
+        if ids[-1] > MAX_ID or ids != sorted(ids):   # never seen (ids are taken in write order)
+            groups: dict[str, tuple[list[int], list[int]]] = {}
+            for k, (sid, i) in enumerate(zip(sids, ids)):
+                got = groups.setdefault(sid, ([], []))
+                got[0].append(k)
+                got[1].append(i)
+            for sid, (where, own) in groups.items():
+                if max(own) <= MAX_ID:   # else SQLite refuses the commit: no span holds it
+                    self._account(sid, where, own, before, out, strays)
+            return out, strays
+        # Ids in order: an account's first and last rows and its count, in C passes over
+        # the commit's accounts (a commit holds a few), not a Python step per row.
+        last_row = len(rows) - 1
+        if sids.count(sids[0]) == len(sids):   # one account's commit, the common case
+            if not self._grow(sids[0], ids[0], ids[-1], len(ids), before, before + last_row, out):
+                self._account(sids[0], list(range(len(ids))), ids, before, out, strays)
+            return out, strays
+        backwards = sids[::-1]
+        for sid in dict.fromkeys(sids):
+            k0, k1 = sids.index(sid), last_row - backwards.index(sid)
+            if not self._grow(sid, ids[k0], ids[k1], sids.count(sid), before + k0, before + k1, out):
+                where = [k for k in range(k0, k1 + 1) if sids[k] == sid]
+                self._account(sid, where, [ids[k] for k in where], before, out, strays)
         return out, strays
+
+    def _grow(self, sid: str, lo: int, hi: int, n: int, first: int, last: int,
+              out: list[tuple[str, int, int]]) -> bool:
+        """The span of ``n`` lookups of an account, ids ``lo``..``hi`` at rows ``first``..
+        ``last`` of those written, if one span holds them: the open one grown, or a new
+        one; False if they need a look row by row (spread out, or below the open span)."""
+        span = self._open.get(sid)
+        if span is not None and lo < span[0]:
+            return False
+        # The rule is local: the rows from the span's end to this commit's last lookup
+        # of the account, at most DENSITY per lookup of it (plus SLACK). A span long
+        # dense does not swallow a long gap after it.
+        if span is not None and (lo <= span[1] or last - span[2] <= DENSITY * n + SLACK):
+            span[1], span[2] = max(span[1], hi), max(span[2], last)
+            out.append((sid, span[0], span[1]))
+            return True
+        if n == 1 or last - first <= DENSITY * (n - 1) + SLACK:
+            self._open[sid] = [lo, hi, last]
+            out.append((sid, lo, hi))
+            return True
+        return False
+
+    def _account(self, sid: str, where: list[int], own: list[int], before: int,
+                 out: list[tuple[str, int, int]], strays: list[tuple[str, int]]) -> None:
+        """The spans of one account's lookups in a commit: ``own`` ids at row ``where``
+        of it (the commit's first row is row ``before`` of those written)."""
+        opened = self._open
+        span = opened.get(sid)
+        if span is not None and min(own) < span[0]:
+            strays += [(sid, i) for i in own if i < span[0]]
+            kept = [(k, i) for k, i in zip(where, own) if i >= span[0]]
+            if not kept:
+                return
+            where, own = [k for k, _ in kept], [i for _, i in kept]
+        lo, hi, n = min(own), max(own), len(own)
+        if self._grow(sid, lo, hi, n, before + where[0], before + where[-1], out):
+            return
+        if own != sorted(own):
+            opened[sid] = [lo, hi, before + where[-1]]
+            out.append((sid, lo, hi))
+        else:
+            # Few lookups spread over the commit: as many spans as keep the rule.
+            cur, dirty = span, False
+            for k, i in zip(where, own):
+                row = before + k
+                if cur is not None and (i <= cur[1] or row - cur[2] <= DENSITY + SLACK):
+                    cur[1], cur[2], dirty = max(cur[1], i), row, True
+                    continue
+                if cur is not None and dirty:
+                    out.append((sid, cur[0], cur[1]))
+                cur, dirty = [i, i, row], True
+            assert cur is not None
+            opened[sid] = cur
+            out.append((sid, cur[0], cur[1]))
 
 
 def rows_of(db: sqlite3.Connection, system_id: str, lo: int, hi: int | None) -> tuple[str, list[Any]]:
