@@ -22,7 +22,8 @@ from typing import Any
 
 from ..ids import MAX_ID
 
-#: A span grows while it covers at most DENSITY rows per lookup of its account, plus SLACK.
+#: A span grows while the rows since its end are at most DENSITY per new lookup of its
+#: account, plus SLACK.
 DENSITY = 16
 SLACK = 32
 #: Rows a span may start with when the history is read back (catch_up), as a group commit's.
@@ -152,12 +153,19 @@ class AccountSpans:
             out.append((sid, cur[0], cur[1]))
 
 
+def _span_at(db: sqlite3.Connection, system_id: str, lookup_id: int) -> tuple[int, int] | None:
+    """(lo, hi) of the last span of ``system_id`` starting at or below ``lookup_id`` (the
+    one that holds it, if one does: spans do not overlap)."""
+    row = db.execute("SELECT lo, hi FROM account_spans WHERE account = ? AND lo <= ? ORDER BY lo DESC LIMIT 1",
+                     (system_id, lookup_id)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 def rows_of(db: sqlite3.Connection, system_id: str, lo: int, hi: int | None) -> tuple[str, list[Any]]:
     """The FROM and WHERE of a statement over the account's lookups with lo < id < hi
     (hi None: no end), and its arguments: the account's spans in order (the first the one
     holding lo + 1) and, inside each, the account's rows by id."""
-    start = db.execute("SELECT lo FROM account_spans WHERE account = ? AND lo <= ? ORDER BY lo DESC LIMIT 1",
-                       (system_id, lo + 1)).fetchone()
+    start = _span_at(db, system_id, lo + 1)
     # One lower and one upper bound on id, each clipped to the range: given two, SQLite
     # bounds the rows it reads by one of them and checks the other row by row.
     if hi is None:
@@ -187,19 +195,13 @@ def page(db: sqlite3.Connection, columns: str, system_id: str, lo: int, hi: int 
                       [*args, limit, offset]).fetchall()
 
 
-def _holds(db: sqlite3.Connection, system_id: str, lookup_id: int) -> bool:
-    """Whether a span of ``system_id`` holds ``lookup_id``."""
-    row = db.execute("SELECT hi FROM account_spans WHERE account = ? AND lo <= ? ORDER BY lo DESC LIMIT 1",
-                     (system_id, lookup_id)).fetchone()
-    return row is not None and row[0] >= lookup_id
-
-
 def catch_up(db: sqlite3.Connection, chunk: int = 100_000) -> int:
     """Writes the spans of the lookups above the last span's end (a store filled by other
     means than the group commit, or one from before spans), in id order, ``chunk`` rows a
     transaction: how many lookups it covered."""
     newest = db.execute("SELECT id, system_id FROM lookups ORDER BY id DESC LIMIT 1").fetchone()
-    if newest is None or _holds(db, newest[1], newest[0]):
+    held = None if newest is None else _span_at(db, newest[1], newest[0])
+    if newest is None or (held is not None and held[1] >= newest[0]):
         return 0   # spans are written with their lookups, in id order: all of them have one
     after = db.execute("SELECT COALESCE(MAX(hi), 0) FROM account_spans").fetchone()[0]
     builder, done = AccountSpans(), 0

@@ -125,12 +125,7 @@ def queued_rollups(sums: dict) -> list:
     dimension (cheaper there than summing each dimension here first)."""
     entries: dict[str, list[str]] = {}
     for (sid, day, cc, network, err), (n, cost) in sums.items():
-        line = f"{day}\x1f{cc}\x1f{network}\x1f{err}\x1f{n}\x1f{cost}"
-        lst = entries.get(sid)
-        if lst is None:
-            entries[sid] = [line]
-        else:
-            lst.append(line)
+        entries.setdefault(sid, []).append(f"{day}\x1f{cc}\x1f{network}\x1f{err}\x1f{n}\x1f{cost}")
     args: list = [len(entries)]
     for sid, lines in entries.items():
         args += [sid, _RS.join(lines)]

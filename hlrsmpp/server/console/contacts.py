@@ -124,12 +124,11 @@ _settling: dict[str, asyncio.Lock] = {}
 
 async def _settle(book: Book, entry) -> None:
     """A finished job's cleaned file becomes the list, the original kept (once)."""
-    if entry is None or entry.status != "done":
+    if entry is None or entry.status != "done" or book.meta.get("applied"):
         return
-    lock = _settling.setdefault(book.id, asyncio.Lock())
-    async with lock:
-        fresh = _load(book.dir)
-        if fresh is None or fresh.meta.get("applied") or book.meta.get("applied"):
+    async with _settling.setdefault(book.id, asyncio.Lock()):
+        fresh = _load(book.dir)   # another request may have applied it while this one waited
+        if fresh is None or fresh.meta.get("applied"):
             book.meta["applied"] = True
             return
 

@@ -215,23 +215,14 @@ def open_reader_process(file: str, names: Mapping[str, str]) -> None:
     _scan_of = partial(scan_rows, partial(history_page, db), partial(history_scan, db))
 
 
-def _page(query: Query, limit: int) -> bytes:
+#: What a reader renders, by the name the server asks for: process or thread, the same.
+RENDERERS: dict[str, Callable[..., Any]] = {"page": render_page, "views": page_views, "csv": render_csv}
+
+
+def render_in_reader_process(name: str, *args: Any) -> Any:
+    """In a reader process (after ``open_reader_process``): ``name``'s rendering of args."""
     assert _scan_of is not None
-    return render_page(_scan_of, _names, query, limit)
-
-
-def _views(query: Query, limit: int) -> dict:
-    assert _scan_of is not None
-    return page_views(_scan_of, _names, query, limit)
-
-
-def _csv(query: Query, limit: int, header: bool) -> tuple[bytes, int | None, int]:
-    assert _scan_of is not None
-    return render_csv(_scan_of, _names, query, limit, header)
-
-
-#: What a reader process does, by the name the server asks for.
-READER_CALLS: dict[str, Callable[..., Any]] = {"page": _page, "views": _views, "csv": _csv}
+    return RENDERERS[name](_scan_of, _names, *args)
 
 
 # ---------------------------------------------------------------- on the loop
@@ -254,11 +245,9 @@ class HistoryReaders:
         # Threads: the same rendering, over the store's own (per-thread) readers.
         if self._threads is None:
             self._threads = ThreadPoolExecutor(2, thread_name_prefix="hlrsmpp-history")
-        renderers: dict[str, Callable[..., Any]] = {"page": render_page, "views": page_views, "csv": render_csv}
-        render = renderers[name]
         scan_of = partial(scan_rows, self.store.history, self.store.history_scan)
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, render, scan_of, self.network_names, *args)
+            self._threads, RENDERERS[name], scan_of, self.network_names, *args)
 
     async def page(self, query: Query, limit: int) -> bytes:
         """A JSON page of at most ``limit`` lookups, rendered."""

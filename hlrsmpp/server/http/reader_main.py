@@ -42,7 +42,7 @@ def main(fd: int) -> None:
     while (request := _recv(sock)) is not None:
         name, args = request
         try:
-            answer: tuple[bool, Any] = (True, history.READER_CALLS[name](*args))
+            answer: tuple[bool, Any] = (True, history.render_in_reader_process(name, *args))
         except Exception as exc:  # the server raises it for the request
             answer = (False, exc)
         try:
