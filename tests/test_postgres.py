@@ -177,9 +177,9 @@ def test_lookups_reach_postgresql_exactly_once_across_kill_9_and_a_postgresql_re
         committed = int(r.hget(f"{P}tot:acme", "n"))
         assert committed >= len(accepted) >= 2500
         # Every lookup Redis committed is in PostgreSQL, once; none is left in Redis.
-        assert eventually(lambda: count() == committed and r.zcard(f"{P}hist:acme") == 0, 30), \
-            (count(), committed, r.zcard(f"{P}hist:acme"))
-        assert not list(r.scan_iter(f"{P}lk:*"))
+        assert eventually(lambda: count() == committed and r.xlen(f"{P}hs:acme") == 0, 30), \
+            (count(), committed, r.xlen(f"{P}hs:acme"))
+        assert not list(r.scan_iter(f"{P}lk:*")) and not list(r.scan_iter(f"{P}ra:*"))
         stored = {str(row["id"]) for row in postgres_server.query("SELECT id FROM lookups")}
         assert accepted <= stored and len(stored) == committed
         # Read back over HTTP, from PostgreSQL.
@@ -236,7 +236,7 @@ def _post(port, path, body: dict, token: str = ADMIN, headers: dict | None = Non
 #: Keys a shared deployment keeps per account, per process or for the deployment, never
 #: per lookup (the key layout of hlrsmpp/redis/scripts.py).
 _NOT_PER_LOOKUP = ("node:", "nodes", "nodeseq", "commit:", "accounts", "acct:", "acctlog", "lease:",
-                   "leases:", "want", "tot:", "cnt:", "hist:", "roll:", "ledger:", "idem:", "rcpt:",
+                   "leases:", "want", "tot:", "cnt:", "hist:", "hs:", "roll:", "ledger:", "idem:", "rcpt:",
                    "q:", "rx:", "fence:", "tx:", "wake:", "janitor", "drain", "bans", "ledn:")
 
 
@@ -254,7 +254,7 @@ def test_nothing_per_lookup_stays_in_redis_once_its_receipt_is_acknowledged_and_
         batch = _post(b.http_port, "/api/v1/lookups",
                       {"account": "acme", "numbers": [f"4476{k:08d}" for k in range(100)]})
         assert len(batch["lookups"]) == 100
-        assert eventually(lambda: count() == 700 and r.zcard(f"{P}hist:acme") == 0, 30), count()
+        assert eventually(lambda: count() == 700 and r.xlen(f"{P}hs:acme") == 0, 30), count()
         # Every receipt answered, every lookup in PostgreSQL: what Redis holds is per account,
         # per process or for the deployment, and holds no lookup id.
         client.esme.pump(lambda: int(r.get(f"{P}q:acme") or 0) == 0, timeout=10)
@@ -285,9 +285,10 @@ def test_nothing_per_lookup_stays_in_redis_once_its_receipt_is_acknowledged_and_
 
 def test_a_receipt_whose_lookup_left_for_postgresql_is_neither_redelivered_nor_expired(
         redis_url, postgres_dsn):
-    """A stream entry holds the receipts of one commit: one answered (and its lookup drained
-    with its answer), the other not. The next receiver gets only the other, and the receipt
-    TTL drops only the other."""
+    """A stream entry holds the receipts of one commit, and Redis the commit's lookups as one
+    blob: one receipt answered, the other not. The next receiver gets only the other, the
+    receipt TTL drops only the other, and the blob waits until both are answered; then
+    both lookups go to PostgreSQL with their answers, and nothing of them stays in Redis."""
     from hlrsmpp.postgres import ArchivedStore
     from hlrsmpp.redis.store import decode_batch
     store = ArchivedStore({"redis": {"url": redis_url}, "postgres": {"dsn": postgres_dsn}})
@@ -303,16 +304,53 @@ def test_a_receipt_whose_lookup_left_for_postgresql_is_neither_redelivered_nor_e
         store.entries[answered] = ("acme", eid, 1)
         store.batches[eid, 1] = {answered, owed}
         store.commit([], [(0, answered)], [])
-        assert store.drain() == 1
-        assert store.archive.lookup(answered)[17] == 0
-        assert not list(r.scan_iter(f"{P}ack:*"))
+        assert store.drain() == 0
+        assert [store.lookup(i)[17] for i in (answered, owed)] == [0, 1]
         rows = decode_batch(fields[b"r"])
-        assert [row[0] for row in store.unanswered(rows)] == [owed]
+        assert [row[0] for row in store.unanswered(rows, "acme", (eid, fields))] == [owed]
         assert store.expire_receipts("acme", now + 60) == 1
         assert int(r.get(f"{P}q:acme")) == 0
+        assert store.drain() == 2
+        assert [store.archive.lookup(i)[17] for i in (answered, owed)] == [0, 2]
+        # Gone from Redis with its answers: a receiver that claims the entry now gets nothing.
+        assert store.unanswered(rows, "acme", (eid, fields)) == []
+        assert r.xlen(f"{P}hs:acme") == 0 and not r.exists(f"{P}hx", f"{P}rc:acme")
+        assert not [k for k in r.scan_iter(f"{P}*") if k.startswith((f"{P}lk:".encode(), f"{P}ra:".encode()))]
+    finally:
+        store.close()
+
+
+def test_lookups_an_earlier_version_kept_one_by_one_are_answered_drained_and_read(redis_url, postgres_dsn):
+    """An upgrade with lookups still in Redis in the layout before blobs (a record per
+    lookup, its receipt in an entry without the blob mark): their receipts are answered,
+    they are read and drained as they were, next to the new blobs."""
+    from hlrsmpp.postgres import ArchivedStore
+    from hlrsmpp.redis.store import RedisStore
+    before = RedisStore({"url": redis_url})
+    r = redis.Redis.from_url(redis_url)
+    now = time.time()
+    gen = IdGenerator(3)
+    owed, plain, fresh = gen.next(now), gen.next(now), gen.next(now)
+    try:
+        before.seed([{"system_id": "acme", "password": "pw"}])
+        before.commit([_row(owed, now)[:17] + (1,), _row(plain, now)], [], [])
+        assert r.zcard(f"{P}hist:acme") == 2
+    finally:
+        before.close()
+    store = ArchivedStore({"redis": {"url": redis_url}, "postgres": {"dsn": postgres_dsn}})
+    try:
+        store.commit([_row(fresh, now)], [], [])
+        (_, ((eid, fields),)), = r.xreadgroup("rx", store.consumer, {f"{P}rcpt:acme": ">"})
+        assert store.taken("acme", fields, eid)[0][0] == owed
+        store.entries[owed] = ("acme", eid, 1)
+        store.batches[eid, 1] = {owed}
+        assert store.drain() == 2  # the new blob, and the old lookup that asked no receipt
+        store.commit([], [(0, owed)], [])
+        assert store.lookup(owed)[17] == 0
         assert store.drain() == 1
-        assert store.archive.lookup(owed)[17] == 2
-        assert not [k for k in r.scan_iter(f"{P}*") if k.startswith((f"{P}lk:".encode(), f"{P}exp:".encode()))]
+        assert [store.archive.lookup(i)[17] for i in (owed, plain, fresh)] == [0, 0, 0]
+        assert r.zcard(f"{P}hist:acme") == 0 and not list(r.scan_iter(f"{P}lk:*"))
+        assert [row[0] for row in store.history("acme")] == [owed, plain, fresh]
     finally:
         store.close()
 
@@ -470,7 +508,7 @@ def test_the_drain_copies_every_column_exactly_at_the_edges_of_seconds(redis_url
         assert store.drain() == len(rows)
         assert [store.archive.lookup(lid) for lid in edges] == rows
         assert not [k for k in r.scan_iter(f"{P}*") if k.startswith((f"{P}lk:".encode(), f"{P}batch:".encode()))]
-        assert r.zcard(f"{P}hist:acme") == 0
+        assert r.xlen(f"{P}hs:acme") == 0 and not r.exists(f"{P}hx")
         # Copied again (the drain died before Redis let go): only what is missing goes in.
         from hlrsmpp.redis.store import encode_row
         blob = "\x1e".join(encode_row(row) for row in rows).encode()

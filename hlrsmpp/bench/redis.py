@@ -196,7 +196,8 @@ def run_one(url: str, workers: int, count: int, sessions: int, window: int, work
         if postgres:
             # Redis's memory is measured once the drain has moved every lookup to PostgreSQL.
             t1 = time.perf_counter()
-            while any(r.zcard(f"hlrsmpp:hist:{a['system_id']}") for a in accounts) \
+            while any(r.zcard(f"hlrsmpp:hist:{a['system_id']}") or r.xlen(f"hlrsmpp:hs:{a['system_id']}")
+                      for a in accounts) \
                     and time.perf_counter() - t1 < 300:
                 time.sleep(0.05)
             result["drain_catch_up_s"] = round(time.perf_counter() - t1, 1)
@@ -226,7 +227,9 @@ def audit(r, sids: list[str], prefix: str = "hlrsmpp:", archived: dict[str, int]
         n, cost = (int(x or 0) for x in r.hmget(f"{prefix}tot:{sid}", "n", "c"))
         out["lookups"] += n
         ids = r.zrange(f"{prefix}hist:{sid}", 0, -1)
-        out["history"] += len(ids) + (archived or {}).get(sid, 0)
+        # With PostgreSQL: the lookups not drained yet are blobs, one per group commit.
+        blobs = sum(int(f[b"c"]) for _, f in r.xrange(f"{prefix}hs:{sid}"))
+        out["history"] += len(ids) + blobs + (archived or {}).get(sid, 0)
         out["nodes"].update((int(i) >> 12) & 1023 for i in ids)
         free = sum(int(p["c"]) for p in json.loads(r.hget(f"{prefix}acct:{sid}", "pk")))
         if free + cost != int(CREDIT * 1_000_000):

@@ -246,25 +246,25 @@ class Archive:
                     new += int(status.rsplit(" ", 1)[1])
         return new
 
-    def write_records(self, blob: bytes) -> int:
+    def write_records(self, blob: bytes, span: tuple[int, int] | None = None) -> int:
         """Lookups as the Redis store keeps them (records separated by the record separator,
-        fields by the unit separator, the pending flag first; in id order): into the
-        history, each at most once; how many were new. Copied as text and typed by
-        PostgreSQL: the process parses nothing."""
+        fields by the unit separator, the pending flag first; in id order, or with ``span``,
+        their lowest and highest id): into the history, each at most once; how many were
+        new. Copied as text and typed by PostgreSQL: the process parses nothing."""
         if b"\n" not in blob and b"\r" not in blob and _QUOTE not in blob:
             # As CSV with the unit separator between fields: nothing to escape, and an
             # empty batch_id or map_error is NULL by CSV's own rule (the text columns are
             # FORCE_NOT_NULL: their empty values stay empty strings).
-            return self._call(self._write_text(blob.replace(b"\x1e", b"\n") + b"\n", csv=True))
+            return self._call(self._write_text(blob.replace(b"\x1e", b"\n") + b"\n", csv=True, span=span))
         text = (blob.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
                 .replace(b"\r", b"\\r").replace(b"\x1f", b"\t").replace(b"\x1e", b"\n") + b"\n")
-        return self._call(self._write_text(text, csv=False))
+        return self._call(self._write_text(text, csv=False, span=span))
 
-    async def _write_text(self, text: bytes, csv: bool) -> int:
+    async def _write_text(self, text: bytes, csv: bool, span: tuple[int, int] | None = None) -> int:
         sep = b"\x1f" if csv else b"\t"
         # The partitions of the days from the first record's to the last's (ids in order).
-        first, last = (int(line.split(sep, 2)[1]) for line in (text[:text.index(b"\n")],
-                                                               text[text.rfind(b"\n", 0, -1) + 1:]))
+        first, last = span or (int(line.split(sep, 2)[1]) for line in (text[:text.index(b"\n")],
+                                                                       text[text.rfind(b"\n", 0, -1) + 1:]))
         lo, hi = sorted(_id_time(i) for i in (first, last))
         await self._partitions([lo + k * DAY for k in range(int((hi - lo) // DAY) + 1)] + [hi])
         options: dict[str, Any] = dict(_CSV, force_not_null=_NOT_NULL_TEXT) if csv else {"format": "text"}

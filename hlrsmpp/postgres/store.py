@@ -20,6 +20,13 @@ Redis). One process drains at a time (a lease in Redis); any process may.
 
 Reads merge both sides: PostgreSQL's pages and what Redis still holds, by id.
 
+Redis holds the lookups of this store as blobs (scripts.py: ``hs:SID``), one per account
+and group commit, with the answers to their receipts appended per stream entry
+(``ra:SID:EID``) and counted down (``rc:SID``): nothing in Redis is done per lookup, and
+the drain takes a blob whole once its receipts are all answered (its pending flags set
+here, by one replace of bytes). Lookups an earlier version left per lookup (``lk:SEC``,
+``hist:SID``) are drained and read as before, so an upgrade needs no pause.
+
 The ledger goes the same way, each account's entries from the front of its list in Redis
 (``ledger:SID``) once they are ``LEDGER_HOLD`` old, with the Idempotency-Key of a top-up:
 ``ledn:SID`` counts the entries moved, so an entry's position in the ledger (its ``seq``
@@ -36,7 +43,8 @@ import json
 import time
 
 from ..config import ConfigError
-from ..redis.store import LedgerRow, RedisStore, Row
+from ..ids import first_id_at
+from ..redis.store import LedgerRow, RedisStore, Row, decode_batch
 from .archive import Archive
 
 #: Index entries read per account and round of the drain.
@@ -153,6 +161,106 @@ end
 return 1
 """
 
+#: ARGV: P, sid, start (XRANGE), records wanted -> {the last entry read, 1 when the stream
+#: ended, then per settled entry (no receipt owed): id, r, c, n, e, l, h, b, answers}.
+#: Entries still owed a receipt are passed over (their records stay in Redis).
+BLOBS_READ = r"""
+local P, sid, want = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local hk, rk = P .. 'hs:' .. sid, P .. 'rc:' .. sid
+local out, got, start, last, ended = {'', 0}, 0, ARGV[3], '', 0
+while got < want do
+  local entries = redis.call('XRANGE', hk, start, '+', 'COUNT', 32)
+  if #entries < 32 then ended = 1 end
+  for _, e in ipairs(entries) do
+    local f, flat = {}, e[2]
+    for j = 1, #flat, 2 do f[flat[j]] = flat[j + 1] end
+    local answers = ''
+    local settled = f.n == '0'
+    if not settled then
+      local left = redis.call('HGET', rk, f.e)
+      settled = (not left) or tonumber(left) <= 0
+      if settled then answers = redis.call('GET', P .. 'ra:' .. sid .. ':' .. f.e) or '' end
+    end
+    if settled then
+      for _, v in ipairs({e[1], f.r, f.c, f.n, f.e, f.l, f.h, f.b, answers}) do out[#out + 1] = v end
+      got = got + tonumber(f.c)
+    end
+    last = e[1]
+  end
+  if ended == 1 then break end
+  start = '(' .. last
+end
+out[1], out[2] = last, ended
+return out
+"""
+
+#: ARGV: P, sid, (id, e, l, h, b)*: blobs now in PostgreSQL leave Redis, with their answers
+#: and the places that point to them.
+BLOBS_REMOVE = r"""
+local P, sid = ARGV[1], ARGV[2]
+local hk, rk = P .. 'hs:' .. sid, P .. 'rc:' .. sid
+for i = 3, #ARGV, 5 do
+  local hid, e = ARGV[i], ARGV[i + 1]
+  redis.call('XDEL', hk, hid)
+  if e ~= '' then
+    redis.call('HDEL', rk, e)
+    redis.call('DEL', P .. 'ra:' .. sid .. ':' .. e)
+  end
+  local member = sid .. ' ' .. hid .. ' ' .. ARGV[i + 2] .. ' ' .. ARGV[i + 3]
+  redis.call('ZREM', P .. 'hx', member)
+  for bid in string.gmatch(ARGV[i + 4], '%d+') do redis.call('SREM', P .. 'bx:' .. bid, member) end
+end
+return 1
+"""
+
+#: ARGV: P, members of hx -> per member {r, answers} ('' when drained meanwhile).
+BLOBS_GET = r"""
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local sid, hid = string.match(ARGV[i], '^(%S+) (%S+)')
+  local got = redis.call('XRANGE', P .. 'hs:' .. sid, hid, hid)
+  local r, answers = '', ''
+  if #got == 1 then
+    local flat = got[1][2]
+    local f = {}
+    for j = 1, #flat, 2 do f[flat[j]] = flat[j + 1] end
+    r = f.r
+    if f.e ~= '' then answers = redis.call('GET', P .. 'ra:' .. sid .. ':' .. f.e) or '' end
+  end
+  out[#out + 1] = r
+  out[#out + 1] = answers
+end
+return out
+"""
+
+#: ARGV: P, sid, receipt entry ids (comma-separated), (entry id, "-id -id ", how many)*:
+#: receipts past their TTL marked expired (those of an entry already drained: none), the
+#: entries out of the stream. -> how many were marked.
+BLOBS_EXPIRE = r"""
+local P, sid = ARGV[1], ARGV[2]
+local rk = P .. 'rc:' .. sid
+local dropped = 0
+for i = 4, #ARGV, 3 do
+  local e, k = ARGV[i], tonumber(ARGV[i + 2])
+  if redis.call('HEXISTS', rk, e) == 1 then
+    redis.call('APPEND', P .. 'ra:' .. sid .. ':' .. e, ARGV[i + 1])
+    redis.call('HINCRBY', rk, e, -k)
+    dropped = dropped + k
+  end
+end
+if dropped > 0 then
+  local qk = P .. 'q:' .. sid
+  if redis.call('DECRBY', qk, dropped) < 0 then redis.call('SET', qk, 0) end
+end
+local sk = P .. 'rcpt:' .. sid
+for eid in string.gmatch(ARGV[3], '[^,]+') do
+  redis.call('XACK', sk, 'rx', eid)
+  redis.call('XDEL', sk, eid)
+end
+return dropped
+"""
+
 #: Seconds a ledger entry (and its top-up's Idempotency-Key) stays in Redis before the
 #: drain moves it to PostgreSQL (see the module docstring).
 LEDGER_HOLD = 3600.0
@@ -175,6 +283,8 @@ return 1
 class ArchivedStore(RedisStore):
     """Redis for the hot state, PostgreSQL (``archive``) for the history."""
 
+    blobs = True
+
     def __init__(self, storage: dict, tz: str = "UTC"):
         pg = storage.get("postgres")
         if not isinstance(pg, dict) or not isinstance(pg.get("dsn"), str) \
@@ -195,6 +305,12 @@ class ArchivedStore(RedisStore):
         self._ledger_at = 0.0   # when the drain last looked at the ledgers
         self._drain_read = self._r.register_script(DRAIN_READ)
         self._drain_remove = self._ops.register_script(DRAIN_REMOVE)
+        self._blobs_read = self._r.register_script(BLOBS_READ)
+        self._blobs_remove = self._ops.register_script(BLOBS_REMOVE)
+        self._blobs_get = self._r.register_script(BLOBS_GET)
+        self._blobs_expire = self._ops.register_script(BLOBS_EXPIRE)
+        #: account -> where this pass of the drain goes on in its stream of blobs
+        self._blob_cursor: dict[str, str] = {}
 
     @property
     def file(self) -> str:
@@ -221,8 +337,14 @@ class ArchivedStore(RedisStore):
         if ledger:
             self._ledger_at = now
         moved = 0
-        for sid in sorted(s.decode() for s in self._r.smembers(self.P + "accounts")):
-            moved += self._drain_account(sid, batch)
+        sids = sorted(s.decode() for s in self._r.smembers(self.P + "accounts"))
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.exists(f"{self.P}hist:{sid}")
+        for sid, legacy in zip(sids, pipe.execute()):
+            moved += self._drain_blobs(sid, batch)
+            if legacy:  # lookups an earlier version kept one by one
+                moved += self._drain_account(sid, batch)
             if ledger:
                 moved += self._drain_ledger(sid, now - LEDGER_HOLD)
         return moved
@@ -272,6 +394,97 @@ class ArchivedStore(RedisStore):
         self._drain_remove(args=[self.P, sid, spec])
         return settled
 
+    def _drain_blobs(self, sid: str, batch: int) -> int:
+        """The account's settled blobs (at least ``batch`` lookups when it has them) into
+        PostgreSQL in one COPY, then out of Redis: how many lookups."""
+        got = self._blobs_read(args=[self.P, sid, self._blob_cursor.get(sid, "-"), batch])
+        last, ended, flat = got[0], got[1], got[2:]
+        # A pass ends at the end of the stream; the next starts over, for the blobs still
+        # owed a receipt.
+        if ended:
+            self._blob_cursor.pop(sid, None)
+        else:
+            self._blob_cursor[sid] = "(" + last.decode()
+        parts, done, lo, hi, moved = [], [], None, None, 0
+        for j in range(0, len(flat), 9):
+            hid, r, c, n, e, low, high, bids, answers = flat[j:j + 9]
+            if n != b"0":
+                answers = answers.split()
+                plain = {a for a in answers if a[:1] != b"-"}
+                expired = {a[1:] for a in answers if a[:1] == b"-"} - plain
+                if len(plain) + len(expired) < int(n):
+                    continue  # an answer counted twice: the rest is still owed
+                r = _answered(r, expired)
+            parts.append(r)
+            done += [hid, e, low, high, bids]
+            lo = low if lo is None or low < lo else lo
+            hi = high if hi is None or high > hi else hi
+            moved += int(c)
+        if not parts:
+            return 0
+        self.archive.write_records(b"\x1e".join(parts), span=(int(lo), int(hi)))
+        # Durable in PostgreSQL: out of Redis.
+        self._blobs_remove(args=[self.P, sid, *done])
+        return moved
+
+    def _blob_rows(self, members: list[bytes]) -> list[Row]:
+        """The lookups of the blobs at these places (members of ``hx``), their pending flags
+        as they are now."""
+        if not members:
+            return []
+        got = self._blobs_get(args=[self.P, *members])
+        rows: list[Row] = []
+        for r, answers in zip(got[::2], got[1::2]):
+            if not r:
+                continue  # drained meanwhile: PostgreSQL has it
+            ids = answers.split()
+            plain = {int(a) for a in ids if a[:1] != b"-"}
+            expired = {int(a[1:]) for a in ids if a[:1] == b"-"} - plain
+            for row in decode_batch(r):
+                if row[17] == 1 and (row[0] in plain or row[0] in expired):
+                    row = Row(row[:17] + (0 if row[0] in plain else 2,))
+                rows.append(row)
+        return rows
+
+    def _places(self, low: int = 0, high: int | None = None, sid: str | None = None) -> list[bytes]:
+        """The blobs (members of ``hx``) that may hold ids from ``low`` to ``high`` of the
+        account (any account: None)."""
+        members = self._r.zrangebyscore(self.P + "hx", low >> 22, "+inf")
+        out = []
+        for m in members:
+            s, _, lo, hi = m.split()
+            if (sid is None or s.decode() == sid) and int(hi) >= low and (high is None or int(lo) <= high):
+                out.append(m)
+        return out
+
+    def unanswered(self, rows: list[Row], sid: str = "", entry: tuple | None = None) -> list[Row]:
+        if entry is None or b"a" not in entry[1]:
+            if entry is not None:
+                self.legacy.add(entry[0])
+            return super().unanswered(rows, sid, entry)
+        eid = entry[0].decode()
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hexists(f"{self.P}rc:{sid}", eid)
+        pipe.get(f"{self.P}ra:{sid}:{eid}")
+        owed, answers = pipe.execute()
+        if not owed:
+            return []  # the entry's lookups left for PostgreSQL: every receipt was answered
+        answered = {int(a.lstrip(b"-")) for a in (answers or b"").split()}
+        return [r for r in rows if r[0] not in answered]
+
+    def _expire_entries(self, sid: str, entries: list) -> int:
+        legacy = [e for e in entries if b"a" not in e[1]]
+        n = super()._expire_entries(sid, legacy) if legacy else 0
+        blobs = [e for e in entries if b"a" in e[1]]
+        if not blobs:
+            return n
+        args = [self.P, sid, ",".join(e[0].decode() for e in blobs)]
+        for e in blobs:
+            owed = self.unanswered(decode_batch(e[1][b"r"]), sid, e)
+            if owed:
+                args += [e[0], "".join(f"-{r[0]} " for r in owed), len(owed)]
+        return n + self._blobs_expire(args=args)
+
     def retention(self, days: float, now: float | None = None) -> list[str]:
         """Partitions made ahead, and those older than ``days`` dropped (0: kept)."""
         now = time.time() if now is None else now
@@ -283,22 +496,38 @@ class ArchivedStore(RedisStore):
         hot = super().lookup(message_id)
         if hot is not None:
             return hot
+        for row in self._blob_rows(self._places(message_id, message_id)):
+            if row[0] == message_id:
+                return row
         row = self.archive.lookup(message_id)
         return Row(row) if row is not None else None
 
     def batch(self, batch_id: int) -> list[Row]:
-        return _merge([super().batch(batch_id), [Row(r) for r in self.archive.batch(batch_id)]],
+        blobs = sorted((r for r in self._blob_rows(list(self._r.smembers(f"{self.P}bx:{batch_id}")))
+                        if r[1] == batch_id), key=lambda r: r[0])
+        return _merge([super().batch(batch_id), blobs, [Row(r) for r in self.archive.batch(batch_id)]],
                       False, None)
 
     def history(self, system_id: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 1000, after_id: int = 0,
                 newest_first: bool = False) -> list[Row]:
         args = (system_id, since, until, limit, after_id, newest_first)
-        return _merge([super().history(*args), [Row(r) for r in self.archive.history(*args)]],
+        # The blobs', by the rule of Archive.history.
+        low = first_id_at(since) - 1 if since else 0
+        above = low if newest_first else max(after_id, low)
+        below = [first_id_at(until)] if until is not None else []
+        if newest_first and after_id:
+            below.append(after_id)
+        top = min(below) if below else None
+        blobs = sorted((r for r in self._blob_rows(self._places(above + 1, top, system_id))
+                        if r[0] > above and (top is None or r[0] < top) and
+                        (system_id is None or r[2] == system_id)), key=lambda r: r[0], reverse=newest_first)
+        return _merge([super().history(*args), blobs[:limit], [Row(r) for r in self.archive.history(*args)]],
                       newest_first, limit)
 
     def max_id(self) -> int:
-        return max(super().max_id(), self.archive.max_id())
+        newest = [int(m.split()[3]) for m in self._r.zrevrange(self.P + "hx", 0, 15)]
+        return max(super().max_id(), self.archive.max_id(), *newest)
 
     def ledger(self, system_id: str) -> list[LedgerRow]:
         ledn, entries = self._ledger_head(system_id)
@@ -323,6 +552,19 @@ class ArchivedStore(RedisStore):
     def close(self) -> None:
         super().close()
         self.archive.close()
+
+
+def _answered(blob: bytes, expired: set[bytes]) -> bytes:
+    """A blob's records with their receipts answered: pending 1 becomes 0 (acknowledged),
+    or 2 for the ids in ``expired``."""
+    if not expired:
+        return (b"\x1e" + blob).replace(b"\x1e1\x1f", b"\x1e0\x1f")[1:]
+    out = []
+    for rec in blob.split(b"\x1e"):
+        if rec[:2] == b"1\x1f":
+            rec = (b"2" if rec[2:rec.index(b"\x1f", 2)] in expired else b"0") + rec[1:]
+        out.append(rec)
+    return b"\x1e".join(out)
 
 
 def _merge(sides: list[list[Row]], newest_first: bool, limit: int | None) -> list[Row]:

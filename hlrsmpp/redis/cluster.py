@@ -284,7 +284,7 @@ class Cluster:
                 empty.append(entry[0])  # a text message changed: its receipt's reader reads it anyway
                 continue
             eid, rows, origin, cseq = _decode(entry)
-            rows = store.unanswered(rows)
+            rows = store.unanswered(rows, sid, entry)
             if rows:
                 out.append((eid, rows, origin, cseq))
             else:
@@ -372,7 +372,7 @@ class Cluster:
                     except RuntimeError:
                         return
                 sid = key[len(prefix):]
-                batch.append((sid, [(eid, store.taken(sid, f), f[b"n"].decode(), int(f[b"k"]))
+                batch.append((sid, [(eid, store.taken(sid, f, eid), f[b"n"].decode(), int(f[b"k"]))
                                     for eid, f in entries if f.get(b"r")]))
             if batch and not self._stopping:
                 try:

@@ -41,6 +41,21 @@ Key layout (``P`` is the configured prefix, ``n`` a node number):
   P wake:n            STREAM that wakes node n's receipt reader (group "rx")
   P sms:SEC, smskey:K text messages of SMS accounts and their addresses (redis/messages.py)
 
+With the history in PostgreSQL (the history store, postgres/store.py) the lookups are not
+kept per lookup (lk:, hist:, batch:, ack:, exp: stay empty) but as blobs, one per account
+and group commit, until the drain moves them:
+
+  P hs:SID            STREAM of the account's group commits: r (its records, \30 between
+                      them, as in lk:SEC), c (how many), n (how many ask a receipt), e (its
+                      entry in rcpt:SID, '' when none), l, h (lowest and highest id, 19
+                      digits), b (batch ids, space-separated)
+  P hx                ZSET "sid hs-entry l h" -> the highest id's millisecond: where an id is
+  P bx:BID            SET of those members holding lookups of batch BID
+  P rc:SID            HASH rcpt:SID entry id -> its receipts not answered yet (present until
+                      the entry's lookups left for PostgreSQL)
+  P ra:SID:EID        STRING the answers to entry EID's receipts: "id " acknowledged, "-id "
+                      expired, appended as they come
+
 Amounts are integer micro-credits, kept as decimal strings in JSON (``%.0f``: exact
 below 2**53 micro-credits, 9 billion credits).
 """
@@ -277,13 +292,17 @@ return 1
 
 #: One group commit of node n, all or nothing, fenced by node n's lease. Variadic calls per
 #: account and per second of ids, never one call per lookup.
-#: ARGV: P, n, token, cseq, ttl_s, tag,
+#: ARGV: P, n, token, cseq, ttl_s, tag, blobs ('1': the history store's layout, below),
 #:   nbuckets, (second, "id\31record\30...")*                       history records
 #:   naggs, (sid, count, cost, dkey, wkey, mkey, charged, "pid pid ...", nreceipts,
 #:           "record\30record...")*                                  per account
+#:     with blobs: (sid, count, cost, dkey, wkey, mkey, charged, "record\30record..." (all of
+#:           them), nreceipts, the receipts' records or '=' (all), lowest id, highest id (19
+#:           digits), the highest id's millisecond, "batch id ...")*
 #:   nbatches, (batch id, "pid pid ...")*
 #:   nroll, (sid, rollups of the commit: see P roll:SID)*
 #:   nacks, (second, sid, pending code, "id id ...")*                receipts answered/expired
+#:   nanswers, (sid, receipt entry id, "id id -id ...", how many)*   the same, with blobs
 #:   ndone, (sid, entry id)*                                         stream entries all answered
 #:   naccounts, (sid, settings JSON, limited)*
 #:   nledger, (sid, JSON, kind, amount, bought, note, idempotency key or '', its JSON)*
@@ -396,6 +415,7 @@ end
 
 COMMIT = AUTO_RECHARGE + FOLD_ROLLUPS + r"""
 local P, n, token, cseq, ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local blobs = ARGV[7] == '1'
 if redis.call('GET', P .. 'node:' .. n) ~= token then
   return redis.error_reply('FENCED node ' .. n .. ' lease lost')
 end
@@ -404,7 +424,7 @@ local function bulk(cmd, key, list)
     redis.call(cmd, key, unpack(list, j, math.min(j + 6999, #list)))
   end
 end
-local i = 7
+local i = 8
 local nb = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nb do
   local key = P .. 'lk:' .. ARGV[i]
@@ -434,21 +454,43 @@ for _ = 1, naggs do
     totals[j - 2] = redis.call('INCRBY', ck, count)
     redis.call('EXPIRE', ck, 35 * 86400)
   end
-  local t = {}
-  for pid in string.gmatch(ARGV[i + 7], '%d+') do
-    t[#t + 1] = 0
-    t[#t + 1] = pid
-  end
-  bulk('ZADD', P .. 'hist:' .. sid, t)
   local qk = P .. 'q:' .. sid
-  if ARGV[i + 8] ~= '0' then
-    redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', ARGV[i + 9], 'n', tag, 'k', cseq)
-    totals[4] = redis.call('INCRBY', qk, ARGV[i + 8])
+  if blobs then
+    -- The commit's records of the account as one entry of its history stream, untouched
+    -- here: nothing in this script is done per lookup.
+    local eid = ''
+    if ARGV[i + 8] ~= '0' then
+      local r = ARGV[i + 9]
+      if r == '=' then r = ARGV[i + 7] end
+      eid = redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', r, 'n', tag, 'k', cseq, 'a', '1')
+      redis.call('HSET', P .. 'rc:' .. sid, eid, ARGV[i + 8])
+      totals[4] = redis.call('INCRBY', qk, ARGV[i + 8])
+    else
+      totals[4] = tonumber(redis.call('GET', qk) or '0')
+    end
+    local lo, hi, b = ARGV[i + 10], ARGV[i + 11], ARGV[i + 13]
+    local hid = redis.call('XADD', P .. 'hs:' .. sid, '*', 'r', ARGV[i + 7], 'c', count, 'n', ARGV[i + 8],
+                           'e', eid, 'l', lo, 'h', hi, 'b', b)
+    local member = sid .. ' ' .. hid .. ' ' .. lo .. ' ' .. hi
+    redis.call('ZADD', P .. 'hx', ARGV[i + 12], member)
+    for bid in string.gmatch(b, '%d+') do redis.call('SADD', P .. 'bx:' .. bid, member) end
+    i = i + 14
   else
-    totals[4] = tonumber(redis.call('GET', qk) or '0')
+    local t = {}
+    for pid in string.gmatch(ARGV[i + 7], '%d+') do
+      t[#t + 1] = 0
+      t[#t + 1] = pid
+    end
+    bulk('ZADD', P .. 'hist:' .. sid, t)
+    if ARGV[i + 8] ~= '0' then
+      redis.call('XADD', P .. 'rcpt:' .. sid, '*', 'r', ARGV[i + 9], 'n', tag, 'k', cseq)
+      totals[4] = redis.call('INCRBY', qk, ARGV[i + 8])
+    else
+      totals[4] = tonumber(redis.call('GET', qk) or '0')
+    end
+    i = i + 10
   end
   out[#out + 1] = totals
-  i = i + 10
 end
 local nbatch = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nbatch do
@@ -478,6 +520,20 @@ for _ = 1, nacks do
   if new > 0 then
     local qk = P .. 'q:' .. sid
     if redis.call('DECRBY', qk, new) < 0 then redis.call('SET', qk, 0) end
+  end
+  i = i + 4
+end
+local nans = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nans do
+  -- Answers to the receipts of one stream entry, appended to its list of answers; none
+  -- once the entry's lookups left for PostgreSQL (all answered then: a repeat).
+  local sid, eid, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local rk = P .. 'rc:' .. sid
+  if redis.call('HEXISTS', rk, eid) == 1 then
+    redis.call('APPEND', P .. 'ra:' .. sid .. ':' .. eid, ARGV[i + 2])
+    redis.call('HINCRBY', rk, eid, -k)
+    local qk = P .. 'q:' .. sid
+    if redis.call('DECRBY', qk, k) < 0 then redis.call('SET', qk, 0) end
   end
   i = i + 4
 end

@@ -154,6 +154,8 @@ class RedisStore:
     committer = None
     #: No filtered scan of its own: the history's reader filters ``history`` pages.
     history_scan = None
+    #: Lookups kept as one blob per account and commit (the history store: see scripts.py)
+    blobs = False
 
     def on_due(self, wake: Callable[[], object]) -> None:
         """Nothing of its own to write: every write comes with a group commit."""
@@ -226,6 +228,9 @@ class RedisStore:
         self.on_recharged: Callable[[list], None] | None = None
         self.on_fenced: Callable[[], None] | None = None
         self.closed = False
+        #: with blobs: receipt stream entries of the layout before them (by id; a deployment
+        #: upgraded with receipts owed), answered as they were
+        self.legacy: set[bytes] = set()
         self._join()
 
     @property
@@ -493,15 +498,20 @@ class RedisStore:
             entries = self._r.xrange(key, "-", f"({int(before * 1000)}", count=100)
             if not entries:
                 return n
-            by_second: dict[int, list[str]] = {}
-            for _, fields in entries:
-                if fields.get(b"r"):
-                    for row in decode_batch(fields[b"r"]):
-                        by_second.setdefault(second(row[0]), []).append(str(row[0]))
-            args = [self.P, sid, self.ttl, ",".join(e[0].decode() for e in entries)]
-            for b, ids in by_second.items():
-                args += [b, " ".join(ids)]
-            n += self._expire(args=args)
+            n += self._expire_entries(sid, entries)
+
+    def _expire_entries(self, sid: str, entries: list) -> int:
+        """Receipt stream entries past the receipt TTL: out of the stream, their unanswered
+        receipts marked expired. How many were."""
+        by_second: dict[int, list[str]] = {}
+        for _, fields in entries:
+            if fields.get(b"r"):
+                for row in decode_batch(fields[b"r"]):
+                    by_second.setdefault(second(row[0]), []).append(str(row[0]))
+        args = [self.P, sid, self.ttl, ",".join(e[0].decode() for e in entries)]
+        for b, ids in by_second.items():
+            args += [b, " ".join(ids)]
+        return self._expire(args=args)
 
     def trim_history(self, before: float) -> int:
         """Drop the history index entries older than ``before`` (the records expire by TTL)."""
@@ -519,6 +529,68 @@ class RedisStore:
     def steps(self, *batch: object, **options: object) -> NoReturn:
         """Never asked (there is no committer): a commit is one script, run by ``commit``."""
         raise TypeError("RedisStore has no committer: its group commit is commit()")
+
+    def _lookup_args(self, lookups: list[tuple], cseq: int) -> tuple[list, dict]:
+        """The COMMIT script's arguments up to the batches (see scripts.py), and the
+        commit's aggregates: (sid, dkey, wkey, mkey) -> [count, cost, records (with blobs;
+        else padded ids), receipts' records, their rows, lowest id, highest id, batch ids]."""
+        keys_of = self.periods.keys
+        aggs: dict[tuple, list] = {}
+        batches: dict[int, list[str]] = {}
+        blobs = self.blobs
+        buckets: dict[int, list[str]] = {}
+        for row in lookups:
+            rec = encode_row(row)
+            lid = row[0]
+            k = (row[2],) + keys_of(row[5])
+            a = aggs.get(k)
+            if a is None:
+                a = aggs[k] = [0, 0, [], [], [], lid, lid, None]
+            a[0] += 1
+            a[1] += row[7]
+            if row[17] == 1:
+                a[3].append(rec)
+                a[4].append(row)
+            if blobs:
+                # One entry per account and commit: the records as they are, nothing per lookup.
+                a[2].append(rec)
+                if lid < a[5]:
+                    a[5] = lid
+                elif lid > a[6]:
+                    a[6] = lid
+                if row[1] is not None:
+                    if a[7] is None:
+                        a[7] = set()
+                    a[7].add(row[1])
+                continue
+            b = (lid >> 22) // 1000
+            entry = f"{lid}\x1f{rec}"
+            lst = buckets.get(b)
+            if lst is None:
+                buckets[b] = [entry]
+            else:
+                lst.append(entry)
+            pid = f"{lid:019d}"
+            a[2].append(pid)
+            if row[1] is not None:
+                batches.setdefault(row[1], []).append(pid)
+        args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, "1" if blobs else "0", len(buckets)]
+        for b, entries in buckets.items():
+            args += [b, _RS.join(entries)]
+        args.append(len(aggs))
+        limited = self.limited
+        for (sid, dk, wk, mk), (count, cost, recs, receipts, _, lo, hi, bids) in aggs.items():
+            if not blobs:
+                args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0, " ".join(recs),
+                         len(receipts), _RS.join(receipts)]
+                continue
+            args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0, _RS.join(recs), len(receipts),
+                     "=" if len(receipts) == count else _RS.join(receipts), f"{lo:019d}", f"{hi:019d}",
+                     hi >> 22, " ".join(map(str, bids)) if bids else ""]
+        args.append(len(batches))
+        for bid, pids in batches.items():
+            args += [bid, " ".join(pids)]
+        return args, aggs
 
     def commit(self, lookups: list[tuple], acks: list[tuple], accounts: list[tuple[str, str]],
                ledger: Sequence[tuple] = (), bans: Sequence[tuple[str, float]] = (), probe: bool = False,
@@ -538,65 +610,38 @@ class RedisStore:
             pipe.zadd(self.P + "bans", dict(bans), gt=True)
             pipe.zremrangebyscore(self.P + "bans", "-inf", time.time())
             pipe.execute()
-        keys_of = self.periods.keys
-        buckets: dict[int, list[str]] = {}
-        aggs: dict[tuple, list] = {}   # (sid, dkey, wkey, mkey) -> [count, cost, pids, receipts, their rows]
-        batches: dict[int, list[str]] = {}
-        for row in lookups:
-            rec = encode_row(row)
-            lid = row[0]
-            b = (lid >> 22) // 1000
-            entry = f"{lid}\x1f{rec}"
-            lst = buckets.get(b)
-            if lst is None:
-                buckets[b] = [entry]
-            else:
-                lst.append(entry)
-            k = (row[2],) + keys_of(row[5])
-            a = aggs.get(k)
-            if a is None:
-                a = aggs[k] = [0, 0, [], [], []]
-            a[0] += 1
-            a[1] += row[7]
-            pid = f"{lid:019d}"
-            a[2].append(pid)
-            if row[17] == 1:
-                a[3].append(rec)
-                a[4].append(row)
-            if row[1] is not None:
-                batches.setdefault(row[1], []).append(pid)
-        args: list = [self.P, self.node, self.token, cseq, self.ttl, self.tag, len(buckets)]
-        for b, entries in buckets.items():
-            args += [b, _RS.join(entries)]
-        args.append(len(aggs))
-        limited = self.limited
-        for (sid, dk, wk, mk), (count, cost, pids, receipts, _) in aggs.items():
-            args += [sid, count, cost, dk, wk, mk, 1 if limited(sid) else 0, " ".join(pids),
-                     len(receipts), _RS.join(receipts)]
-        args.append(len(batches))
-        for bid, pids in batches.items():
-            args += [bid, " ".join(pids)]
-        # Answered receipts: grouped per second, account and code; a stream entry whose
-        # receipts are all answered leaves the stream in this same commit.
+        args, aggs = self._lookup_args(lookups, cseq)
+        # Answered receipts: grouped per second, account and code (with blobs: per stream
+        # entry); a stream entry whose receipts are all answered leaves the stream in this
+        # same commit.
         answered: dict[tuple, list[str]] = {}
+        answers: dict[tuple, list[str]] = {}
         done = []
-        mapped, outstanding = self.entries, self.batches
+        mapped, outstanding, legacy = self.entries, self.batches, self.legacy
+        blobs = self.blobs
         for pending, lid in acks:
             e = mapped.pop(lid, None)
             if e is None:
                 continue  # not delivered by this process's consumer: nothing to acknowledge
             sid, eid, gen = e
-            answered.setdefault(((lid >> 22) // 1000, sid, pending), []).append(str(lid))
+            if blobs and eid not in legacy:
+                answers.setdefault((sid, eid), []).append(f"-{lid}" if pending == 2 else str(lid))
+            else:
+                answered.setdefault(((lid >> 22) // 1000, sid, pending), []).append(str(lid))
             left = outstanding.get((eid, gen))
             if left is not None:
                 left.discard(lid)
                 if not left:
                     del outstanding[eid, gen]
                     done.append((sid, eid))
+                    legacy.discard(eid)
         args += queued_rollups(rollup(lookups, self.periods.span))
         args.append(len(answered))
         for (b, sid, code), ids in answered.items():
             args += [b, sid, code, " ".join(ids)]
+        args.append(len(answers))
+        for (sid, eid), ids in answers.items():
+            args += [sid, eid, " ".join(ids) + " ", len(ids)]
         args.append(len(done))
         for sid, eid in done:
             args += [sid, eid]
@@ -659,16 +704,18 @@ class RedisStore:
         while at and at[0][0] < now - WRITTEN_KEEP:
             written.pop(at.popleft()[1], None)
         sids = [k[0] for k in aggs]
-        for (sid, *_), (_, _, _, _, rows) in aggs.items():
+        for (sid, *_), (_, _, _, _, rows, *_) in aggs.items():
             # An account with two entries in one commit (a day's end between its lookups):
             # both are decoded, as any other process's are.
             if rows and self.reading(sid) and sids.count(sid) == 1:
                 written[sid, cseq] = rows
                 at.append((now, (sid, cseq)))
 
-    def taken(self, sid: str, fields: dict) -> list:
+    def taken(self, sid: str, fields: dict, eid: bytes = b"") -> list:
         """The rows of a receipt stream entry (its fields): those this process wrote, as it
         wrote them, else decoded."""
+        if self.blobs and b"a" not in fields:
+            self.legacy.add(eid)
         if fields[b"n"].decode() == self.tag:
             rows = self.written.pop((sid, int(fields[b"k"])), None)
             if rows is not None:
@@ -753,10 +800,11 @@ class RedisStore:
                 found[lid] = row
         return [found[lid] for lid in ids if lid in found]
 
-    def unanswered(self, rows: list[Row]) -> list[Row]:
-        """The rows (of a stream entry) whose receipt is neither acknowledged nor expired.
-        A row whose record is gone is settled: it left for PostgreSQL once its receipt was
-        answered (with its answer), or outlived ``history_ttl``."""
+    def unanswered(self, rows: list[Row], sid: str = "", entry: tuple | None = None) -> list[Row]:
+        """The rows (of a stream entry of the account: ``entry``) whose receipt is neither
+        acknowledged nor expired. A row whose record is gone is settled: it left for
+        PostgreSQL once its receipt was answered (with its answer), or outlived
+        ``history_ttl``."""
         if not rows:
             return rows
         by_second: dict[int, list[int]] = {}
