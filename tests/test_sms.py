@@ -308,15 +308,18 @@ def test_a_receipts_text_of_printable_octets_is_the_decoded_texts(octets, dc):
 def test_a_text_message_receipt_is_appendix_b_built_either_way(mid, state, text, dc):
     """The delivered receipt's fast builder (C when built) and the general one agree."""
     from hlrsmpp import domain
-    from hlrsmpp.server.sms import SmsMessage
+    from hlrsmpp.server.sms import SmsMessage, delivered_tail
     now = 1_780_000_000.0
     m = SmsMessage(mid, None, "texter", "sms", "447400123456", now, now + 3, 1, 0 if state == DELIVERED else 11,
                    "44", "23410", 0, "", 0, "", "", None, 1)
     octets = text.encode("utf-16-be") if dc == 8 else text.encode("latin-1", "replace")
     m.segments, m.data_coding, m.registered_delivery, m.source_addr = 1, dc, 1, "ACME"
-    m.text, m.state, m.version, m.entry, m.key = octets[:80].decode("latin-1"), state, 0, None, None
+    m.text, m.state, m.version, m.entry, m.key, m.tail = octets[:80].decode("latin-1"), state, 0, None, None, None
     text_part, tlvs = m.receipt_parts()
     assert text_part == m.receipt_text().encode("latin-1", "replace")
+    # As accepted: its delivered receipt's tail built once, from the octets submitted.
+    m.tail = delivered_tail(octets, dc)
+    assert m.receipt_parts() == (text_part, tlvs)
     saved, domain._standard_receipt_parts = domain._standard_receipt_parts, None
     try:
         assert m.receipt_parts() == (text_part, tlvs)
@@ -335,7 +338,7 @@ def test_a_text_message_receipt_not_delivered_says_so_in_text_and_tlvs(state, er
     m = SmsMessage(1234567, None, "texter", "sms", "447400123456", now, now + 3, 1, err, "44", "23410", 0, "", 0, "",
                    "", map_error, 1)
     m.segments, m.data_coding, m.registered_delivery, m.source_addr = 1, 0, 1, "ACME"
-    m.text, m.state, m.version, m.entry, m.key = "Hello", state, 0, None, None
+    m.text, m.state, m.version, m.entry, m.key, m.tail = "Hello", state, 0, None, None, None
     text, tlvs = m.receipt_parts()
     shown = 0 if state == DELETED else err
     assert text == (f"id:1234567 sub:001 dlvrd:000 submit date:{receipt_date(now)} done date:"

@@ -42,6 +42,7 @@ _STATE_TLVS = {state: _TLV.pack(Tag.MESSAGE_STATE, 1) + bytes((state,)) for stat
 _NETWORK_ERROR_TLV = _TLV.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes((3,))
 _STAT_OCTETS = {state: word.encode() for state, word in STAT_WORDS.items()}
 _DELIVERED_TAIL = b"stat:DELIVRD err:000 text:"
+_DELIVERED_TLVS = _STATE_TLVS[DELIVERED]
 
 
 class SmsMessage(Lookup):
@@ -49,7 +50,7 @@ class SmsMessage(Lookup):
     reached, ``err``: the HLR answer) and what the sms row keeps."""
 
     __slots__ = ("segments", "data_coding", "registered_delivery", "source_addr", "text", "state",
-                 "version", "entry", "key", "gen")
+                 "version", "entry", "key", "gen", "tail")
     segments: int
     data_coding: int
     registered_delivery: int
@@ -60,6 +61,7 @@ class SmsMessage(Lookup):
     entry: Any               # its concatenation's reassembly, if a part
     key: tuple | None        # what replace_if_present_flag finds it by
     gen: int                 # shared store: the receiver generation it waits for
+    tail: bytes | None       # its DELIVRD receipt's text after the dates, when known on accepting it
 
     def sms_row(self) -> tuple:
         return (self.id, self.segments, self.data_coding, self.registered_delivery, self.source_addr,
@@ -96,9 +98,8 @@ class SmsMessage(Lookup):
         """``text_head`` as the receipt's octets; most texts (printable ASCII that reads
         as itself in their coding, not a part) are their first 20 octets as they are."""
         if self.entry is None:
-            head = self.text[:20].encode("latin-1")
-            table = AS_PRINTABLE_ASCII.get(self.data_coding)
-            if table is not None and head.translate(table) == head:
+            head = plain_head(self.text[:20].encode("latin-1"), self.data_coding)
+            if head is not None:
                 return head
         return self.text_head().encode("latin-1", "replace")
 
@@ -111,8 +112,9 @@ class SmsMessage(Lookup):
         network_error_code when not delivered, receipted_message_id last (as a lookup's
         receipt), built around their tail as a delivered lookup's is."""
         if self.state == DELIVERED:  # most receipts
-            return delivered_parts(self.id, self.submitted, self.done, _DELIVERED_TAIL + self.head_octets(),
-                                   _STATE_TLVS[DELIVERED])
+            tail = self.tail
+            return delivered_parts(self.id, self.submitted, self.done,
+                                   tail if tail is not None else _DELIVERED_TAIL + self.head_octets(), _DELIVERED_TLVS)
         state, err = self.state, self.receipt_err()
         tlvs = _STATE_TLVS[state]
         if err:
@@ -123,10 +125,25 @@ class SmsMessage(Lookup):
                                delivered=False)
 
 
+def plain_head(octets: bytes, data_coding: int) -> bytes | None:
+    """A message's first 20 octets when they are its receipt's text as they are: printable
+    ASCII that reads as itself in its coding (one C call to tell), else None."""
+    head = octets[:20]
+    table = AS_PRINTABLE_ASCII.get(data_coding)
+    return head if table is not None and head.translate(table) == head else None
+
+
+def delivered_tail(body: bytes, data_coding: int) -> bytes | None:
+    """A whole message's DELIVRD receipt text after the dates, when its start is printable
+    as it is (most texts): built once when accepted, for every destination, not per receipt."""
+    head = plain_head(body, data_coding)
+    return None if head is None else _DELIVERED_TAIL + head
+
+
 class Parsed:
     """A submitted message, checked: what every destination of it shares."""
     __slots__ = ("payload", "body", "data_coding", "segments", "concat", "registered_delivery", "schedule",
-                 "validity", "text")
+                 "validity", "text", "tail")
 
 
 class SmsCenter:
@@ -200,6 +217,7 @@ class SmsCenter:
         # UCS2 surrogate pair), kept as they are (latin-1 maps each octet to one character)
         # and decoded only when a receipt is built.
         p.text = body[:80].decode("latin-1")
+        p.tail = delivered_tail(body, dc) if concat is None else None
         if not schedule and not validity:
             p.validity = now + self.default_validity
             return p
@@ -264,7 +282,7 @@ class SmsCenter:
         m = SmsMessage(*row)
         segments, dc, rd, text = msg.segments, msg.data_coding, msg.registered_delivery, msg.text
         m.segments, m.data_coding, m.registered_delivery = segments, dc, rd
-        m.source_addr, m.text, m.state, m.version, m.entry = source_addr, text, state, 0, entry
+        m.source_addr, m.text, m.state, m.version, m.entry, m.tail = source_addr, text, state, 0, entry, msg.tail
         m.key = (sid, source_addr, msisdn, service_type)
         metrics.STATS.lookups[CHANNEL, err] += 1
         if self.shared is not None:  # the message it replaces, in the store, once committed
@@ -430,7 +448,7 @@ class SmsCenter:
         m = SmsMessage.from_row(row)
         (_, m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text, m.state,
          m.done) = tuple(extra)[:8]
-        m.version, m.entry = 0, None
+        m.version, m.entry, m.tail = 0, None, None
         m.key = (m.system_id, m.source_addr, m.msisdn, "")
         return m
 
@@ -476,7 +494,7 @@ class SmsCenter:
             proto.session.respond(pdu, change)
             return
         m.text, m.registered_delivery, m.state, m.done = change
-        m.entry = None
+        m.entry = m.tail = None
         m.version += 1
         self.server.journal.add_sms(m.sms_row())
         self._wake_at(m, now)

@@ -59,7 +59,7 @@ class SharedMessages:
         ms = []
         for lookup in lookups:
             m = SmsMessage(*(getattr(lookup, c) for c in LOOKUP_COLUMNS))
-            m.gen, m.version, m.entry, m.key = gen, -1, None, None
+            m.gen, m.version, m.entry, m.key, m.tail = gen, -1, None, None, None
             self.waiting[m.id] = m
             ms.append(m)
         self._spawn(self._read(ms))
@@ -102,6 +102,7 @@ class SharedMessages:
             if rec is not None and rec.version > m.version:
                 (_, m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text, m.state, m.done,
                  m.version, _) = rec
+                m.tail = None
             elif rec is None and m.version < 0:  # no record (past its TTL): as its lookup says
                 m.segments, m.data_coding, m.registered_delivery, m.source_addr, m.text = 1, 0, 1, "", ""
                 m.state, m.version = outcome_of(m.err).state, 0
